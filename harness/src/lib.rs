@@ -1,0 +1,9 @@
+//! Gauntlet: a chaos-and-contract testing harness for microservices.
+//!
+//! Data flows one way: a scenario file is parsed into a plan; the plan starts a
+//! cluster; the fault controller and the load generator act on the cluster on a shared
+//! clock; recorders collect what happened; checkers and SLO gates judge it; reporters
+//! render the verdict. Each concern is one module.
+
+pub mod cli;
+pub mod exit;

@@ -1,0 +1,5 @@
+//! The `gauntlet` binary: everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    gauntlet::cli::main()
+}
