@@ -1,1 +1,5 @@
-fn main(){}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    shop_kit::server::run_main("gateway", 7000, false, shop_gateway::build)
+}

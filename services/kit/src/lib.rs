@@ -21,5 +21,5 @@ pub mod trace;
 pub use config::{ConfigError, Env, ServiceConfig};
 pub use db::Db;
 pub use error::{ApiError, ProblemKind};
-pub use extract::{Json, Path, Query};
+pub use extract::{Json, Path, Query, RawBody};
 pub use server::ServiceApp;

@@ -101,7 +101,7 @@ mod tests {
         m.http_requests.with_label_values(&["/v1/orders", "POST", "201"]).inc();
         m.set_breaker("payments", "127.0.0.1:1", BreakerGauge::Open);
         let text = m.render();
-        assert!(text.contains(r#"shop_http_requests_total{method="POST",route="/v1/orders",service="orders",status="201"} 1"#), "{text}");
-        assert!(text.contains(r#"shop_breaker_state{replica="127.0.0.1:1",service="orders",upstream="payments"} 2"#), "{text}");
+        assert!(text.contains(r#"shop_http_requests_total{method="POST",route="/v1/orders",status="201",service="orders"} 1"#), "{text}");
+        assert!(text.contains(r#"shop_breaker_state{replica="127.0.0.1:1",upstream="payments",service="orders"} 2"#), "{text}");
     }
 }

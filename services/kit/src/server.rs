@@ -86,7 +86,7 @@ impl ServiceApp {
             tracing::info!(service, "shutting down: finishing in-flight requests");
             let _ = drain_tx.send(());
         };
-        let server = axum::serve(listener, self.into_router().into_make_service()).with_graceful_shutdown(signal).into_future();
+        let server = axum::serve(listener, self.into_router().into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal).into_future();
         let served = async move {
             tokio::pin!(server);
             tokio::select! {

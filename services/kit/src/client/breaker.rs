@@ -449,7 +449,10 @@ mod tests {
                                 }
                                 continue;
                             }
-                            Ok(()) => prop_assert!(!matches!(before, BreakerState::Open { .. })),
+                            Ok(()) => {
+                                let was_open = matches!(before, BreakerState::Open { .. });
+                                prop_assert!(!was_open, "an open breaker let a call through");
+                            }
                         }
                         let half_open = matches!(b.state(now), BreakerState::HalfOpen { .. });
                         b.on_result(now, ok);
