@@ -1,0 +1,421 @@
+//! The cluster file (`services/cluster.toml`): parsed once into typed values.
+//!
+//! ```toml
+//! name = "shop"
+//! ingress = "gateway"
+//! edges = ["gateway->orders", "orders->payments"]
+//! [defaults]
+//! health = "/health"
+//! ready = "/ready"
+//! ready_timeout = "15s"
+//! env = { SHOP_DEV_DEFAULTS = "1" }
+//! [services.orders]
+//! binary = "shop-orders"     # a cargo binary of this workspace (or `command = [...]`)
+//! port = 7003
+//! database = true            # gets SHOP_DB=<its data dir>/<name>.db
+//! replicas = 1
+//! ```
+//!
+//! Every mistake is a [`SpecError`] naming the file, line and column and saying what
+//! to do. The start order puts providers before their consumers; a cycle is an error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A mistake in a cluster file, with where it is and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a service's process is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunSpec {
+    /// A binary of this cargo workspace, built if missing.
+    Binary(String),
+    /// A program and its arguments.
+    Command(Vec<String>),
+}
+
+/// One service of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub run: RunSpec,
+    /// A prebuilt image for the docker runtime; by default one is built from the binary.
+    pub image: Option<String>,
+    /// The port of the first replica; replica `i` listens on `port + i` (process runtime).
+    pub port: u16,
+    pub replicas: u32,
+    pub health: String,
+    pub ready: String,
+    pub ready_timeout: Duration,
+    /// Whether the service gets a database file (`SHOP_DB`).
+    pub database: bool,
+    /// Its whole environment: the defaults, then its own.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A call from a consumer to a provider.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+}
+
+impl fmt::Display for Edge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}->{}", self.from, self.to)
+    }
+}
+
+/// A whole cluster, valid by construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub name: String,
+    /// The file it was read from (paths in it are relative to its folder).
+    pub file: PathBuf,
+    /// Services in start order: every provider before its consumers.
+    pub services: Vec<ServiceSpec>,
+    pub edges: Vec<Edge>,
+    /// The service clients and load enter through.
+    pub ingress: String,
+    /// The environment variable naming a provider's URLs, `{PROVIDER}` replaced by its
+    /// upper-case name.
+    pub upstream_env: String,
+}
+
+impl ClusterSpec {
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The providers `name` calls.
+    pub fn providers_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.edges.iter().filter(move |e| e.from == name).map(|e| e.to.as_str())
+    }
+
+    /// The environment variable through which `provider`'s URLs reach a consumer.
+    pub fn upstream_var(&self, provider: &str) -> String {
+        self.upstream_env.replace("{PROVIDER}", &provider.to_ascii_uppercase().replace('-', "_"))
+    }
+
+    /// Reads and parses the cluster file at `path`.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the cluster file: {e}"),
+            hint: Some("pass an existing file with --cluster, e.g. services/cluster.toml".into()),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses cluster-file `text`; `file` is only used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, SpecError> {
+        let at = |span: Range<usize>, message: String, hint: Option<&str>| {
+            let (line, column) = line_col(text, span.start);
+            SpecError { file: file.to_path_buf(), line, column, message, hint: hint.map(str::to_string) }
+        };
+        let raw: RawCluster = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            at(span, e.message().trim().to_string(), Some("see the README's \"Cluster file\" section for every key"))
+        })?;
+
+        let name = raw.name.get_ref().clone();
+        check_name(&name).map_err(|m| at(raw.name.span(), format!("cluster name {m}"), None))?;
+        if raw.services.is_empty() {
+            let span = text.find("[services").map_or(0..0, |i| i..i);
+            return Err(at(span, "a cluster needs at least one service".into(), Some("add a [services.<name>] table")));
+        }
+
+        let defaults = raw.defaults.unwrap_or_default();
+        let default_timeout = match &defaults.ready_timeout {
+            Some(t) => parse_duration(t).map_err(|m| at(t.span(), m, Some("write a duration such as 10s or 1m30s")))?,
+            None => Duration::from_secs(15),
+        };
+        let default_env = check_env(defaults.env.as_ref()).map_err(|(span, m)| at(span, m, None))?;
+
+        let mut services = Vec::new();
+        let mut ports: BTreeMap<u16, (String, Range<usize>)> = BTreeMap::new();
+        for (svc_name, svc) in &raw.services {
+            let span = svc.span();
+            let svc = svc.get_ref();
+            check_name(svc_name).map_err(|m| at(span.clone(), format!("service name {svc_name:?} {m}"), None))?;
+            let run = match (&svc.binary, &svc.command) {
+                (Some(b), None) if !b.get_ref().trim().is_empty() => RunSpec::Binary(b.get_ref().clone()),
+                (Some(b), None) => return Err(at(b.span(), "`binary` is empty".into(), Some("name a cargo binary of this workspace"))),
+                (None, Some(c)) if !c.get_ref().is_empty() => RunSpec::Command(c.get_ref().clone()),
+                (None, Some(c)) => return Err(at(c.span(), "`command` is empty".into(), Some("give the program and its arguments, e.g. [\"./bin/server\", \"--port\", \"8080\"]"))),
+                (Some(b), Some(_)) => return Err(at(b.span(), format!("service {svc_name:?} has both `binary` and `command`"), Some("keep one of them"))),
+                (None, None) => {
+                    return Err(at(span, format!("service {svc_name:?} has no `binary` or `command`"), Some("add binary = \"<cargo binary>\" or command = [\"program\", \"args\"]")))
+                }
+            };
+            let port = *svc.port.get_ref();
+            if port == 0 {
+                return Err(at(svc.port.span(), "port 0 is not allowed".into(), Some("give a fixed port from 1024 to 65535")));
+            }
+            let replicas = match &svc.replicas {
+                Some(r) if !(1..=16).contains(r.get_ref()) => {
+                    return Err(at(r.span(), format!("replicas must be from 1 to 16, got {}", r.get_ref()), None))
+                }
+                Some(r) => *r.get_ref(),
+                None => 1,
+            };
+            for i in 0..replicas {
+                let p = u32::from(port) + i;
+                let p = u16::try_from(p).map_err(|_| at(svc.port.span(), format!("replica {i} would need port {p}, above 65535"), None))?;
+                if let Some((other, _)) = ports.get(&p) {
+                    return Err(at(
+                        svc.port.span(),
+                        format!("port {p} of service {svc_name:?} is already used by service {other:?}"),
+                        Some("replica i of a service listens on port + i: leave a gap of `replicas` ports between services"),
+                    ));
+                }
+                ports.insert(p, (svc_name.clone(), svc.port.span()));
+            }
+            let path = |v: &Option<Spanned<String>>, default: &Option<Spanned<String>>, fallback: &str| -> Result<String, SpecError> {
+                match v.as_ref().or(default.as_ref()) {
+                    Some(p) if !p.get_ref().starts_with('/') => {
+                        Err(at(p.span(), format!("{:?} is not a path", p.get_ref()), Some("paths start with /, e.g. /health")))
+                    }
+                    Some(p) => Ok(p.get_ref().clone()),
+                    None => Ok(fallback.to_string()),
+                }
+            };
+            let ready_timeout = match &svc.ready_timeout {
+                Some(t) => parse_duration(t).map_err(|m| at(t.span(), m, Some("write a duration such as 10s or 1m30s")))?,
+                None => default_timeout,
+            };
+            let mut env = default_env.clone();
+            env.extend(check_env(svc.env.as_ref()).map_err(|(span, m)| at(span, m, None))?);
+            services.push(ServiceSpec {
+                name: svc_name.clone(),
+                run,
+                image: svc.image.as_ref().map(|i| i.get_ref().clone()),
+                port,
+                replicas,
+                health: path(&svc.health, &defaults.health, "/health")?,
+                ready: path(&svc.ready, &defaults.ready, "/ready")?,
+                ready_timeout,
+                database: svc.database.unwrap_or(false),
+                env,
+            });
+        }
+
+        let known: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let known_list = known.iter().copied().collect::<Vec<_>>().join(", ");
+        let mut edges: Vec<(Edge, Range<usize>)> = Vec::new();
+        for e in &raw.edges {
+            let text = e.get_ref();
+            let Some((from, to)) = text.split_once("->") else {
+                return Err(at(e.span(), format!("edge {text:?} is not \"consumer->provider\""), Some("write e.g. \"orders->payments\"")));
+            };
+            let (from, to) = (from.trim(), to.trim());
+            for end in [from, to] {
+                if !known.contains(end) {
+                    return Err(at(e.span(), format!("edge {text:?} names unknown service {end:?}"), Some(&format!("known services: {known_list}"))));
+                }
+            }
+            if from == to {
+                return Err(at(e.span(), format!("edge {text:?} goes from a service to itself"), None));
+            }
+            let edge = Edge { from: from.into(), to: to.into() };
+            if edges.iter().any(|(x, _)| *x == edge) {
+                return Err(at(e.span(), format!("edge {text:?} is listed twice"), None));
+            }
+            edges.push((edge, e.span()));
+        }
+
+        let ingress = match &raw.ingress {
+            Some(i) if !known.contains(i.get_ref().as_str()) => {
+                return Err(at(i.span(), format!("ingress {:?} is not a service of this cluster", i.get_ref()), Some(&format!("known services: {known_list}"))))
+            }
+            Some(i) => i.get_ref().clone(),
+            None if services.len() == 1 => services[0].name.clone(),
+            None => return Err(at(0..0, "`ingress` is missing".into(), Some("name the service clients call first, e.g. ingress = \"gateway\""))),
+        };
+
+        let order = start_order(&services, &edges).map_err(|(cycle, span)| {
+            at(span, format!("the edges form a cycle ({cycle}): no service of it can start first"), Some("remove one edge of the cycle"))
+        })?;
+        let mut by_name: BTreeMap<String, ServiceSpec> = services.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let services = order.iter().filter_map(|n| by_name.remove(n)).collect();
+
+        let upstream_env = raw.upstream_env.map(|u| u.into_inner()).unwrap_or_else(|| "SHOP_UPSTREAM_{PROVIDER}".into());
+        Ok(ClusterSpec { name, file: file.to_path_buf(), services, edges: edges.into_iter().map(|(e, _)| e).collect(), ingress, upstream_env })
+    }
+}
+
+/// Providers before consumers (Kahn's algorithm; ties by name, so the order is stable).
+fn start_order(services: &[ServiceSpec], edges: &[(Edge, Range<usize>)]) -> Result<Vec<String>, (String, Range<usize>)> {
+    let mut pending: BTreeMap<&str, BTreeSet<&str>> =
+        services.iter().map(|s| (s.name.as_str(), BTreeSet::new())).collect();
+    for (e, _) in edges {
+        pending.get_mut(e.from.as_str()).expect("edge ends were checked").insert(e.to.as_str());
+    }
+    let mut order = Vec::new();
+    while !pending.is_empty() {
+        let ready: Vec<&str> = pending.iter().filter(|(_, deps)| deps.is_empty()).map(|(n, _)| *n).collect();
+        if ready.is_empty() {
+            let stuck: BTreeSet<&str> = pending.keys().copied().collect();
+            let (edge, span) = edges
+                .iter()
+                .find(|(e, _)| stuck.contains(e.from.as_str()) && stuck.contains(e.to.as_str()))
+                .expect("a stuck set has an edge inside it");
+            let names = stuck.iter().copied().collect::<Vec<_>>().join(", ");
+            return Err((format!("through {names}, e.g. {edge}"), span.clone()));
+        }
+        for n in ready {
+            pending.remove(n);
+            for deps in pending.values_mut() {
+                deps.remove(n);
+            }
+            order.push(n.to_string());
+        }
+    }
+    Ok(order)
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.as_bytes()[0].is_ascii_lowercase();
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1-40 lower-case letters, digits or '-', starting with a letter".into())
+    }
+}
+
+fn check_env(env: Option<&Spanned<BTreeMap<String, String>>>) -> Result<BTreeMap<String, String>, (Range<usize>, String)> {
+    let Some(env) = env else { return Ok(BTreeMap::new()) };
+    for k in env.get_ref().keys() {
+        let ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err((env.span(), format!("environment variable name {k:?} must be upper-case letters, digits and '_'")));
+        }
+    }
+    Ok(env.get_ref().clone())
+}
+
+fn parse_duration(s: &Spanned<String>) -> Result<Duration, String> {
+    humantime::parse_duration(s.get_ref()).map_err(|e| format!("{:?} is not a duration: {e}", s.get_ref()))
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The cluster file as written (see the module docs). Its JSON Schema is
+/// [`json_schema`].
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Gauntlet cluster file")]
+struct RawCluster {
+    /// The cluster's name.
+    #[schemars(with = "String")]
+    name: Spanned<String>,
+    /// The service clients and load enter through.
+    #[schemars(with = "Option<String>")]
+    ingress: Option<Spanned<String>>,
+    /// Calls between services, "consumer->provider".
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    edges: Vec<Spanned<String>>,
+    /// The variable naming a provider's URLs in a consumer; default SHOP_UPSTREAM_{PROVIDER}.
+    #[schemars(with = "Option<String>")]
+    upstream_env: Option<Spanned<String>>,
+    /// Settings every service inherits.
+    defaults: Option<RawDefaults>,
+    /// The services, by name.
+    #[schemars(with = "BTreeMap<String, RawService>")]
+    services: BTreeMap<String, Spanned<RawService>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    /// Liveness path, default /health.
+    #[schemars(with = "Option<String>")]
+    health: Option<Spanned<String>>,
+    /// Readiness path, default /ready.
+    #[schemars(with = "Option<String>")]
+    ready: Option<Spanned<String>>,
+    /// How long a service may take to become ready, e.g. "15s".
+    #[schemars(with = "Option<String>")]
+    ready_timeout: Option<Spanned<String>>,
+    /// Environment of every service.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    env: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    /// A cargo binary of this workspace (built when missing).
+    #[schemars(with = "Option<String>")]
+    binary: Option<Spanned<String>>,
+    /// Or a program and its arguments.
+    #[schemars(with = "Option<Vec<String>>")]
+    command: Option<Spanned<Vec<String>>>,
+    /// A prebuilt image for the docker runtime.
+    #[schemars(with = "Option<String>")]
+    image: Option<Spanned<String>>,
+    /// Port of the first replica; replica i uses port + i.
+    #[schemars(with = "u16")]
+    port: Spanned<u16>,
+    /// Replicas, 1 to 16 (default 1).
+    #[schemars(with = "Option<u32>")]
+    replicas: Option<Spanned<u32>>,
+    /// Liveness path.
+    #[schemars(with = "Option<String>")]
+    health: Option<Spanned<String>>,
+    /// Readiness path.
+    #[schemars(with = "Option<String>")]
+    ready: Option<Spanned<String>>,
+    /// Readiness timeout, e.g. "15s".
+    #[schemars(with = "Option<String>")]
+    ready_timeout: Option<Spanned<String>>,
+    /// Whether the service gets a database file (SHOP_DB).
+    database: Option<bool>,
+    /// Environment added to the defaults.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    env: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+/// The JSON Schema of the cluster file, generated from the types above (editors use
+/// it to complete and check the file; `gauntlet schema cluster` prints it).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawCluster)).expect("a schema is JSON")
+}
