@@ -6,4 +6,5 @@
 //! render the verdict. Each concern is one module.
 
 pub mod cli;
+pub mod cluster;
 pub mod exit;
