@@ -8,3 +8,5 @@
 pub mod cli;
 pub mod cluster;
 pub mod exit;
+pub mod faults;
+pub mod load;

@@ -3,6 +3,10 @@
 //! Each command returns `Result<Outcome, CliError>`; [`main`] prints the error with its
 //! whole chain of causes and turns it into the documented exit code.
 
+pub mod load;
+pub mod proxy;
+pub mod up;
+
 use clap::{Parser, Subcommand};
 
 use crate::exit::{CliError, Outcome};
@@ -26,6 +30,22 @@ pub struct Cli {
 pub enum Command {
     /// Print the version of gauntlet and of the report and API formats it speaks.
     Version,
+    /// Start a cluster (the sample shop by default) and keep it up until Ctrl-C.
+    Up(up::UpArgs),
+    /// Show the running cluster's nodes and their states.
+    Status(up::ClusterArgs),
+    /// Stop the running cluster, and remove what crashed runs left behind.
+    Down(up::ClusterArgs),
+    /// Print the JSON Schema of a file format (for editors).
+    Schema {
+        /// Which format.
+        #[arg(value_parser = ["cluster"])]
+        format: String,
+    },
+    /// Run the embedded Toxiproxy-compatible fault proxy (its HTTP API on --listen).
+    Proxy(proxy::ProxyArgs),
+    /// Drive load at a URL or a workload file (open model, corrected latency).
+    Load(load::LoadArgs),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -51,6 +71,15 @@ pub fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
+        Command::Up(args) => up::up(args),
+        Command::Status(args) => up::status(args),
+        Command::Down(args) => up::down(args),
+        Command::Schema { .. } => {
+            println!("{:#}", crate::cluster::spec::json_schema());
+            Ok(Outcome::Passed)
+        }
+        Command::Proxy(args) => proxy::run(args),
+        Command::Load(args) => load::run(args),
         Command::Version => {
             println!("gauntlet {}", env!("CARGO_PKG_VERSION"));
             Ok(Outcome::Passed)

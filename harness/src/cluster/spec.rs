@@ -167,17 +167,39 @@ impl ClusterSpec {
             check_name(svc_name).map_err(|m| at(span.clone(), format!("service name {svc_name:?} {m}"), None))?;
             let run = match (&svc.binary, &svc.command) {
                 (Some(b), None) if !b.get_ref().trim().is_empty() => RunSpec::Binary(b.get_ref().clone()),
-                (Some(b), None) => return Err(at(b.span(), "`binary` is empty".into(), Some("name a cargo binary of this workspace"))),
+                (Some(b), None) => {
+                    return Err(at(b.span(), "`binary` is empty".into(), Some("name a cargo binary of this workspace")))
+                }
                 (None, Some(c)) if !c.get_ref().is_empty() => RunSpec::Command(c.get_ref().clone()),
-                (None, Some(c)) => return Err(at(c.span(), "`command` is empty".into(), Some("give the program and its arguments, e.g. [\"./bin/server\", \"--port\", \"8080\"]"))),
-                (Some(b), Some(_)) => return Err(at(b.span(), format!("service {svc_name:?} has both `binary` and `command`"), Some("keep one of them"))),
+                (None, Some(c)) => {
+                    return Err(at(
+                        c.span(),
+                        "`command` is empty".into(),
+                        Some("give the program and its arguments, e.g. [\"./bin/server\", \"--port\", \"8080\"]"),
+                    ))
+                }
+                (Some(b), Some(_)) => {
+                    return Err(at(
+                        b.span(),
+                        format!("service {svc_name:?} has both `binary` and `command`"),
+                        Some("keep one of them"),
+                    ))
+                }
                 (None, None) => {
-                    return Err(at(span, format!("service {svc_name:?} has no `binary` or `command`"), Some("add binary = \"<cargo binary>\" or command = [\"program\", \"args\"]")))
+                    return Err(at(
+                        span,
+                        format!("service {svc_name:?} has no `binary` or `command`"),
+                        Some("add binary = \"<cargo binary>\" or command = [\"program\", \"args\"]"),
+                    ))
                 }
             };
             let port = *svc.port.get_ref();
             if port == 0 {
-                return Err(at(svc.port.span(), "port 0 is not allowed".into(), Some("give a fixed port from 1024 to 65535")));
+                return Err(at(
+                    svc.port.span(),
+                    "port 0 is not allowed".into(),
+                    Some("give a fixed port from 1024 to 65535"),
+                ));
             }
             let replicas = match &svc.replicas {
                 Some(r) if !(1..=16).contains(r.get_ref()) => {
@@ -188,7 +210,8 @@ impl ClusterSpec {
             };
             for i in 0..replicas {
                 let p = u32::from(port) + i;
-                let p = u16::try_from(p).map_err(|_| at(svc.port.span(), format!("replica {i} would need port {p}, above 65535"), None))?;
+                let p = u16::try_from(p)
+                    .map_err(|_| at(svc.port.span(), format!("replica {i} would need port {p}, above 65535"), None))?;
                 if let Some((other, _)) = ports.get(&p) {
                     return Err(at(
                         svc.port.span(),
@@ -198,17 +221,24 @@ impl ClusterSpec {
                 }
                 ports.insert(p, (svc_name.clone(), svc.port.span()));
             }
-            let path = |v: &Option<Spanned<String>>, default: &Option<Spanned<String>>, fallback: &str| -> Result<String, SpecError> {
+            let path = |v: &Option<Spanned<String>>,
+                        default: &Option<Spanned<String>>,
+                        fallback: &str|
+             -> Result<String, SpecError> {
                 match v.as_ref().or(default.as_ref()) {
-                    Some(p) if !p.get_ref().starts_with('/') => {
-                        Err(at(p.span(), format!("{:?} is not a path", p.get_ref()), Some("paths start with /, e.g. /health")))
-                    }
+                    Some(p) if !p.get_ref().starts_with('/') => Err(at(
+                        p.span(),
+                        format!("{:?} is not a path", p.get_ref()),
+                        Some("paths start with /, e.g. /health"),
+                    )),
                     Some(p) => Ok(p.get_ref().clone()),
                     None => Ok(fallback.to_string()),
                 }
             };
             let ready_timeout = match &svc.ready_timeout {
-                Some(t) => parse_duration(t).map_err(|m| at(t.span(), m, Some("write a duration such as 10s or 1m30s")))?,
+                Some(t) => {
+                    parse_duration(t).map_err(|m| at(t.span(), m, Some("write a duration such as 10s or 1m30s")))?
+                }
                 None => default_timeout,
             };
             let mut env = default_env.clone();
@@ -233,12 +263,20 @@ impl ClusterSpec {
         for e in &raw.edges {
             let text = e.get_ref();
             let Some((from, to)) = text.split_once("->") else {
-                return Err(at(e.span(), format!("edge {text:?} is not \"consumer->provider\""), Some("write e.g. \"orders->payments\"")));
+                return Err(at(
+                    e.span(),
+                    format!("edge {text:?} is not \"consumer->provider\""),
+                    Some("write e.g. \"orders->payments\""),
+                ));
             };
             let (from, to) = (from.trim(), to.trim());
             for end in [from, to] {
                 if !known.contains(end) {
-                    return Err(at(e.span(), format!("edge {text:?} names unknown service {end:?}"), Some(&format!("known services: {known_list}"))));
+                    return Err(at(
+                        e.span(),
+                        format!("edge {text:?} names unknown service {end:?}"),
+                        Some(&format!("known services: {known_list}")),
+                    ));
                 }
             }
             if from == to {
@@ -253,26 +291,51 @@ impl ClusterSpec {
 
         let ingress = match &raw.ingress {
             Some(i) if !known.contains(i.get_ref().as_str()) => {
-                return Err(at(i.span(), format!("ingress {:?} is not a service of this cluster", i.get_ref()), Some(&format!("known services: {known_list}"))))
+                return Err(at(
+                    i.span(),
+                    format!("ingress {:?} is not a service of this cluster", i.get_ref()),
+                    Some(&format!("known services: {known_list}")),
+                ))
             }
             Some(i) => i.get_ref().clone(),
             None if services.len() == 1 => services[0].name.clone(),
-            None => return Err(at(0..0, "`ingress` is missing".into(), Some("name the service clients call first, e.g. ingress = \"gateway\""))),
+            None => {
+                return Err(at(
+                    0..0,
+                    "`ingress` is missing".into(),
+                    Some("name the service clients call first, e.g. ingress = \"gateway\""),
+                ))
+            }
         };
 
         let order = start_order(&services, &edges).map_err(|(cycle, span)| {
-            at(span, format!("the edges form a cycle ({cycle}): no service of it can start first"), Some("remove one edge of the cycle"))
+            at(
+                span,
+                format!("the edges form a cycle ({cycle}): no service of it can start first"),
+                Some("remove one edge of the cycle"),
+            )
         })?;
         let mut by_name: BTreeMap<String, ServiceSpec> = services.into_iter().map(|s| (s.name.clone(), s)).collect();
         let services = order.iter().filter_map(|n| by_name.remove(n)).collect();
 
-        let upstream_env = raw.upstream_env.map(|u| u.into_inner()).unwrap_or_else(|| "SHOP_UPSTREAM_{PROVIDER}".into());
-        Ok(ClusterSpec { name, file: file.to_path_buf(), services, edges: edges.into_iter().map(|(e, _)| e).collect(), ingress, upstream_env })
+        let upstream_env =
+            raw.upstream_env.map(|u| u.into_inner()).unwrap_or_else(|| "SHOP_UPSTREAM_{PROVIDER}".into());
+        Ok(ClusterSpec {
+            name,
+            file: file.to_path_buf(),
+            services,
+            edges: edges.into_iter().map(|(e, _)| e).collect(),
+            ingress,
+            upstream_env,
+        })
     }
 }
 
 /// Providers before consumers (Kahn's algorithm; ties by name, so the order is stable).
-fn start_order(services: &[ServiceSpec], edges: &[(Edge, Range<usize>)]) -> Result<Vec<String>, (String, Range<usize>)> {
+fn start_order(
+    services: &[ServiceSpec],
+    edges: &[(Edge, Range<usize>)],
+) -> Result<Vec<String>, (String, Range<usize>)> {
     let mut pending: BTreeMap<&str, BTreeSet<&str>> =
         services.iter().map(|s| (s.name.as_str(), BTreeSet::new())).collect();
     for (e, _) in edges {
@@ -313,12 +376,17 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn check_env(env: Option<&Spanned<BTreeMap<String, String>>>) -> Result<BTreeMap<String, String>, (Range<usize>, String)> {
+fn check_env(
+    env: Option<&Spanned<BTreeMap<String, String>>>,
+) -> Result<BTreeMap<String, String>, (Range<usize>, String)> {
     let Some(env) = env else { return Ok(BTreeMap::new()) };
     for k in env.get_ref().keys() {
         let ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if !ok {
-            return Err((env.span(), format!("environment variable name {k:?} must be upper-case letters, digits and '_'")));
+            return Err((
+                env.span(),
+                format!("environment variable name {k:?} must be upper-case letters, digits and '_'"),
+            ));
         }
     }
     Ok(env.get_ref().clone())

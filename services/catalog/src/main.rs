@@ -1,1 +1,5 @@
-fn main(){}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    shop_kit::server::run_main("catalog", 7002, true, shop_catalog::build)
+}

@@ -86,7 +86,11 @@ async fn product(State(g): State<Gateway>, Path(id): Path<String>) -> Result<Res
     read_catalog(&g, format!("/v1/products/{}", segment(&id)?)).await
 }
 
-async fn place_order(State(g): State<Gateway>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn place_order(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let claims = g.authenticate(&headers)?;
     let mut order: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body must be a JSON object: {e}")))?;
@@ -98,7 +102,9 @@ async fn place_order(State(g): State<Gateway>, headers: HeaderMap, RawBody(body)
     // own key is scoped to the client so two users' keys never collide.
     let key = match headers.remove(IDEMPOTENCY_KEY).as_ref().and_then(|v| v.to_str().ok()) {
         Some(k) if !k.is_empty() && k.len() <= 128 => format!("{}:{k}", claims.sub),
-        Some(_) => return Err(ApiError::invalid_field("Idempotency-Key", "an idempotency key is 1-128 visible characters")),
+        Some(_) => {
+            return Err(ApiError::invalid_field("Idempotency-Key", "an idempotency key is 1-128 visible characters"))
+        }
         None => uuid::Uuid::new_v4().to_string(),
     };
     let key = Some(key);

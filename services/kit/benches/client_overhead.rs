@@ -21,7 +21,7 @@ fn breaker(c: &mut Criterion) {
             i += 1;
             let now = t0 + Duration::from_micros(i);
             if b.try_acquire(now).is_ok() {
-                b.on_result(now, i % 50 != 0);
+                b.on_result(now, !i.is_multiple_of(50));
             }
         })
     });
@@ -38,7 +38,7 @@ fn calls(c: &mut Criterion) {
     });
     let url = format!("http://{addr}");
     let raw = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
-    let client = UpstreamClient::new("bench", &[url.clone()], ClientConfig::default(), None);
+    let client = UpstreamClient::new("bench", std::slice::from_ref(&url), ClientConfig::default(), None);
 
     let mut group = c.benchmark_group("call");
     group.bench_function("reqwest", |b| {

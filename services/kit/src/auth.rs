@@ -75,16 +75,15 @@ impl JwtKeys {
     pub fn issue(&self, sub: &str, email: &str, ttl: Duration) -> String {
         let iat = now_secs();
         let claims = Claims { sub: sub.into(), email: email.into(), iat, exp: iat + ttl.as_secs(), iss: ISSUER.into() };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encoding of plain claims cannot fail")
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding of plain claims cannot fail")
     }
 
     /// Verifies a token: signature, algorithm, issuer and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
-            }
+        decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid(e.to_string()),
         })
     }
 
@@ -107,9 +106,8 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
 
 /// Checks that a request carries the admin token, in constant time.
 pub fn require_admin(headers: &HeaderMap, admin_token: &str) -> Result<(), ApiError> {
-    let given = bearer(headers).map_err(|_| {
-        ApiError::unauthorized("admin endpoints need `Authorization: Bearer <SHOP_ADMIN_TOKEN>`")
-    })?;
+    let given = bearer(headers)
+        .map_err(|_| ApiError::unauthorized("admin endpoints need `Authorization: Bearer <SHOP_ADMIN_TOKEN>`"))?;
     if constant_time_eq(given.as_bytes(), admin_token.as_bytes()) {
         Ok(())
     } else {
@@ -150,7 +148,9 @@ mod tests {
         assert_eq!(keys.verify(&expired), Err(AuthError::Expired));
         // alg=none with the same claims.
         let header = base64url(br#"{"alg":"none","typ":"JWT"}"#);
-        let body = base64url(format!(r#"{{"sub":"u","email":"e","iat":1,"exp":{},"iss":"{ISSUER}"}}"#, now_secs() + 60).as_bytes());
+        let body = base64url(
+            format!(r#"{{"sub":"u","email":"e","iat":1,"exp":{},"iss":"{ISSUER}"}}"#, now_secs() + 60).as_bytes(),
+        );
         assert!(keys.verify(&format!("{header}.{body}.")).is_err());
         assert!(keys.verify("not.a.jwt").is_err());
     }

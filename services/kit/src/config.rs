@@ -66,8 +66,7 @@ impl Env {
 
     /// Parses `var`, which must be set.
     pub fn required<T: FromStr>(&self, var: &str, expected: &str, hint: &str) -> Result<T, ConfigError> {
-        self.optional(var, expected)?
-            .ok_or_else(|| ConfigError::Missing { var: var.into(), hint: hint.into() })
+        self.optional(var, expected)?.ok_or_else(|| ConfigError::Missing { var: var.into(), hint: hint.into() })
     }
 
     /// Parses a human duration such as `250ms` or `1m30s`.
@@ -181,7 +180,9 @@ impl ServiceConfig {
     pub fn upstream(&self, name: &str) -> Result<Vec<String>, ConfigError> {
         self.upstreams.get(name).cloned().ok_or_else(|| ConfigError::Missing {
             var: format!("SHOP_UPSTREAM_{}", name.to_ascii_uppercase()),
-            hint: format!("set it to the base URL(s) of the {name} service, comma-separated, e.g. http://127.0.0.1:7002"),
+            hint: format!(
+                "set it to the base URL(s) of the {name} service, comma-separated, e.g. http://127.0.0.1:7002"
+            ),
         })
     }
 }
@@ -227,8 +228,8 @@ mod tests {
 
     #[test]
     fn missing_db_names_the_variable() {
-        let err = ServiceConfig::from_env(&Env::from_pairs([("SHOP_DEV_DEFAULTS", "1")]), "orders", 1, true)
-            .unwrap_err();
+        let err =
+            ServiceConfig::from_env(&Env::from_pairs([("SHOP_DEV_DEFAULTS", "1")]), "orders", 1, true).unwrap_err();
         assert!(matches!(&err, ConfigError::Missing { var, .. } if var == "SHOP_DB"), "{err}");
         assert!(err.to_string().contains("SHOP_DB=./data/orders.db"));
     }
@@ -236,7 +237,10 @@ mod tests {
     #[test]
     fn malformed_port_says_what_is_expected() {
         let err = ServiceConfig::from_env(&base().with("SHOP_PORT", "70000"), "x", 1, true).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable SHOP_PORT=\"70000\" is not valid: expected a TCP port number 0-65535");
+        assert_eq!(
+            err.to_string(),
+            "environment variable SHOP_PORT=\"70000\" is not valid: expected a TCP port number 0-65535"
+        );
     }
 
     #[test]

@@ -126,9 +126,7 @@ impl Db {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(DbError::from)?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(DbError::from)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(DbError::from)?;
             let out = f(&tx)?;
             tx.commit().map_err(DbError::from)?;
             Ok(out)
@@ -167,18 +165,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/x.db");
         let db = Db::open(&path, MIGRATIONS, Sync::Normal).unwrap();
-        db.write(|tx| Ok::<_, DbError>(tx.execute("INSERT INTO t (v, n) VALUES ('a', 1)", [])?))
-            .await
-            .unwrap();
+        db.write(|tx| Ok::<_, DbError>(tx.execute("INSERT INTO t (v, n) VALUES ('a', 1)", [])?)).await.unwrap();
         drop(db);
         let db = Db::open(&path, MIGRATIONS, Sync::Normal).unwrap();
-        let (v, n): (String, i64) = db
-            .read(|c| Ok(c.query_row("SELECT v, n FROM t", [], |r| Ok((r.get(0)?, r.get(1)?)))?))
-            .await
-            .unwrap();
+        let (v, n): (String, i64) =
+            db.read(|c| Ok(c.query_row("SELECT v, n FROM t", [], |r| Ok((r.get(0)?, r.get(1)?)))?)).await.unwrap();
         assert_eq!((v.as_str(), n), ("a", 1));
-        let mode: String =
-            db.read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)).await.unwrap();
+        let mode: String = db.read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)).await.unwrap();
         assert_eq!(mode, "wal");
         assert!(db.is_ready().await);
     }
@@ -202,9 +195,7 @@ mod tests {
     #[test]
     fn bad_migration_names_its_version() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Db::open(&dir.path().join("x.db"), &["CREATE TABLE a (x);", "NOT SQL"], Sync::Normal)
-            .err()
-            .unwrap();
+        let err = Db::open(&dir.path().join("x.db"), &["CREATE TABLE a (x);", "NOT SQL"], Sync::Normal).err().unwrap();
         assert!(err.to_string().contains("migration 2"), "{err}");
     }
 }

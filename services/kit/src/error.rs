@@ -256,10 +256,8 @@ mod tests {
     #[test]
     fn every_client_mistake_is_4xx() {
         for k in ALL_KINDS {
-            let server_side = matches!(
-                k,
-                ProblemKind::UpstreamUnavailable | ProblemKind::UpstreamTimeout | ProblemKind::Internal
-            );
+            let server_side =
+                matches!(k, ProblemKind::UpstreamUnavailable | ProblemKind::UpstreamTimeout | ProblemKind::Internal);
             assert_eq!(k.status().is_server_error(), server_side, "{k:?}");
         }
     }

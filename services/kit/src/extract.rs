@@ -6,9 +6,9 @@
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use bytes::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::error::{ApiError, ProblemKind};
@@ -42,7 +42,9 @@ impl From<JsonRejection> for ApiError {
             _ => ProblemKind::BadRequest,
         };
         let detail = match kind {
-            ProblemKind::UnsupportedMediaType => "send the body as JSON with Content-Type: application/json".to_string(),
+            ProblemKind::UnsupportedMediaType => {
+                "send the body as JSON with Content-Type: application/json".to_string()
+            }
             ProblemKind::PayloadTooLarge => "the request body is larger than this service accepts".to_string(),
             _ => r.body_text(),
         };

@@ -2,14 +2,11 @@
 //! services can run in one test process without sharing counters.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds, dense where our SLOs live (1 ms .. 10 s).
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Circuit breaker states as exported in `shop_breaker_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,8 +49,7 @@ impl Metrics {
             &["route", "method", "status"],
         )
         .expect("static metric");
-        let in_flight =
-            IntGauge::new("http_requests_in_flight", "HTTP requests being served").expect("static metric");
+        let in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served").expect("static metric");
         let breaker_state = IntGaugeVec::new(
             Opts::new("breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open"),
             &["upstream", "replica"],
@@ -84,9 +80,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding into a Vec cannot fail");
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding into a Vec cannot fail");
         String::from_utf8(buf).expect("prometheus text format is UTF-8")
     }
 }
@@ -101,7 +95,15 @@ mod tests {
         m.http_requests.with_label_values(&["/v1/orders", "POST", "201"]).inc();
         m.set_breaker("payments", "127.0.0.1:1", BreakerGauge::Open);
         let text = m.render();
-        assert!(text.contains(r#"shop_http_requests_total{method="POST",route="/v1/orders",status="201",service="orders"} 1"#), "{text}");
-        assert!(text.contains(r#"shop_breaker_state{replica="127.0.0.1:1",upstream="payments",service="orders"} 2"#), "{text}");
+        assert!(
+            text.contains(
+                r#"shop_http_requests_total{method="POST",route="/v1/orders",status="201",service="orders"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"shop_breaker_state{replica="127.0.0.1:1",upstream="payments",service="orders"} 2"#),
+            "{text}"
+        );
     }
 }

@@ -76,7 +76,11 @@ impl ServiceApp {
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains and closes.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let grace = self.config.shutdown_grace;
         let db = self.db.clone();
         let service = self.config.service.clone();
@@ -86,7 +90,9 @@ impl ServiceApp {
             tracing::info!(service, "shutting down: finishing in-flight requests");
             let _ = drain_tx.send(());
         };
-        let server = axum::serve(listener, self.into_router().into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal).into_future();
+        let server = axum::serve(listener, self.into_router().into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal)
+            .into_future();
         let served = async move {
             tokio::pin!(server);
             tokio::select! {
@@ -118,7 +124,11 @@ impl ServiceApp {
         let addr = listener.local_addr().expect("a bound listener has an address");
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            let _ = self.serve(listener, async { let _ = rx.await; }).await;
+            let _ = self
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
         });
         RunningService { addr, shutdown: Some(tx), handle: Some(handle) }
     }
@@ -295,11 +305,8 @@ async fn request_context(req: Request, next: Next) -> Response {
 
 /// Counts and times each request by route template, method and status.
 async fn observe(State(ops): State<Ops>, req: Request, next: Next) -> Response {
-    let route: Arc<str> = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| Arc::from(p.as_str()))
-        .unwrap_or_else(|| Arc::from("unmatched"));
+    let route: Arc<str> =
+        req.extensions().get::<MatchedPath>().map(|p| Arc::from(p.as_str())).unwrap_or_else(|| Arc::from("unmatched"));
     let method = req.method().clone();
     let started = Instant::now();
     let _in_flight = InFlight::enter(&ops.metrics.in_flight);

@@ -76,13 +76,7 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            encode_hex(&self.trace_id),
-            encode_hex(&self.span_id),
-            u8::from(self.sampled)
-        )
+        write!(f, "00-{}-{}-{:02x}", encode_hex(&self.trace_id), encode_hex(&self.span_id), u8::from(self.sampled))
     }
 }
 
@@ -112,15 +106,12 @@ pub fn current() -> Option<RequestContext> {
 pub fn outgoing_headers() -> [(&'static str, String); 2] {
     match current() {
         Some(ctx) => [(TRACEPARENT, ctx.trace.child().to_string()), (REQUEST_ID, ctx.request_id)],
-        None => [
-            (TRACEPARENT, TraceContext::new_root().to_string()),
-            (REQUEST_ID, uuid::Uuid::new_v4().to_string()),
-        ],
+        None => [(TRACEPARENT, TraceContext::new_root().to_string()), (REQUEST_ID, uuid::Uuid::new_v4().to_string())],
     }
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()

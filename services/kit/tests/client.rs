@@ -7,7 +7,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::any;
 use axum::Router;
-use shop_kit::client::{BreakerConfig, BreakerState, ClientConfig, ClientError, RetryConfig, UpstreamClient, UpstreamRequest};
+use shop_kit::client::{
+    BreakerConfig, BreakerState, ClientConfig, ClientError, RetryConfig, UpstreamClient, UpstreamRequest,
+};
 use shop_kit::metrics::Metrics;
 use shop_kit::{Env, ServiceApp, ServiceConfig};
 use tokio::net::TcpListener;
@@ -51,7 +53,13 @@ impl Upstream {
 }
 
 fn fast_retries() -> RetryConfig {
-    RetryConfig { max_attempts: 3, base: Duration::from_millis(1), cap: Duration::from_millis(5), budget_ratio: 1.0, budget_floor_per_sec: 100 }
+    RetryConfig {
+        max_attempts: 3,
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(5),
+        budget_ratio: 1.0,
+        budget_floor_per_sec: 100,
+    }
 }
 
 fn config() -> ClientConfig {
@@ -124,7 +132,13 @@ async fn the_breaker_opens_fails_fast_and_recovers() {
     let cfg = ClientConfig {
         timeout: Duration::from_millis(300),
         retry: RetryConfig { max_attempts: 1, ..fast_retries() },
-        breaker: BreakerConfig { min_requests: 5, failure_rate: 0.5, open_for: Duration::from_millis(300), probes: 1, ..BreakerConfig::default() },
+        breaker: BreakerConfig {
+            min_requests: 5,
+            failure_rate: 0.5,
+            open_for: Duration::from_millis(300),
+            probes: 1,
+            ..BreakerConfig::default()
+        },
     };
     let client = UpstreamClient::new("up", &[svc.url()], cfg, Some(metrics.clone()));
     up.set(1);
@@ -134,7 +148,10 @@ async fn the_breaker_opens_fails_fast_and_recovers() {
     assert_eq!(up.hits(), 5);
     assert!(matches!(client.breaker_states()[0].1, BreakerState::Open { .. }));
     let text = metrics.render();
-    assert!(text.contains(&format!("shop_breaker_state{{replica=\"{}\",upstream=\"up\",service=\"caller\"}} 2", svc.url())), "open breaker exported: {text}");
+    assert!(
+        text.contains(&format!("shop_breaker_state{{replica=\"{}\",upstream=\"up\",service=\"caller\"}} 2", svc.url())),
+        "open breaker exported: {text}"
+    );
     for _ in 0..20 {
         let err = client.send(UpstreamRequest::get("/x")).await.unwrap_err();
         assert!(matches!(err, ClientError::Unavailable { .. }), "{err}");

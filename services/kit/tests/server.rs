@@ -57,10 +57,18 @@ async fn health_ready_and_metrics() {
     let http = reqwest::Client::new();
     assert_eq!(http.get(format!("{}/health", svc.url())).send().await.unwrap().status(), 200);
     assert_eq!(http.get(format!("{}/ready", svc.url())).send().await.unwrap().status(), 200);
-    let res = http.post(format!("{}/items", svc.url())).json(&serde_json::json!({"name": "a", "qty": 1})).send().await.unwrap();
+    let res = http
+        .post(format!("{}/items", svc.url()))
+        .json(&serde_json::json!({"name": "a", "qty": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let text = http.get(format!("{}/metrics", svc.url())).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"shop_http_requests_total{method="POST",route="/items",status="200",service="test"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"shop_http_requests_total{method="POST",route="/items",status="200",service="test"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("shop_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("shop_http_requests_in_flight"), "{text}");
 }
@@ -75,15 +83,27 @@ async fn client_mistakes_are_problem_json_4xx() {
     assert_eq!((s, p.type_uri.as_str()), (404, "https://gauntlet.dev/problems/not-found"));
     let (s, p) = problem(http.delete(url("/items")).send().await.unwrap()).await;
     assert_eq!((s, p.type_uri.as_str()), (405, "https://gauntlet.dev/problems/method-not-allowed"));
-    let (s, p) = problem(http.post(url("/items")).body("{}").header("content-type", "application/json").send().await.unwrap()).await;
+    let (s, p) =
+        problem(http.post(url("/items")).body("{}").header("content-type", "application/json").send().await.unwrap())
+            .await;
     assert_eq!(s, 400);
     assert!(p.detail.unwrap().contains("missing field"));
-    let (s, _) = problem(http.post(url("/items")).body(r#"{"name":1,"qty":1}"#).header("content-type", "application/json").send().await.unwrap()).await;
+    let (s, _) = problem(
+        http.post(url("/items"))
+            .body(r#"{"name":1,"qty":1}"#)
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 400);
     let (s, _) = problem(http.post(url("/items")).body("x").send().await.unwrap()).await;
     assert_eq!(s, 415);
     let huge = format!(r#"{{"name":"{}","qty":1}}"#, "x".repeat(4096));
-    let (s, p) = problem(http.post(url("/items")).body(huge).header("content-type", "application/json").send().await.unwrap()).await;
+    let (s, p) =
+        problem(http.post(url("/items")).body(huge).header("content-type", "application/json").send().await.unwrap())
+            .await;
     assert_eq!((s, p.type_uri.as_str()), (413, "https://gauntlet.dev/problems/payload-too-large"));
     let (s, p) = problem(http.get(url("/panic")).send().await.unwrap()).await;
     assert_eq!((s, p.type_uri.as_str()), (500, "https://gauntlet.dev/problems/internal"));

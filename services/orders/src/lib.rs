@@ -1,1 +1,118 @@
+//! The orders service: event-sourced orders and the place-order saga.
+//!
+//! - [`events`]: the event model and its fold into an order (pure).
+//! - [`store`]: the event log with optimistic appends, the `orders` projection, and
+//!   idempotency keys, in SQLite.
+//! - [`saga`]: the decision table (pure) and the executor that drives one order at a time.
+//! - [`recovery`]: resumes open orders at start-up and sweeps for stuck ones.
+//! - [`upstreams`]: typed calls to catalog and payments.
+//! - [`api`]: the HTTP routes.
+//!
+//! Configuration, besides the kit's: `SHOP_UPSTREAM_CATALOG`, `SHOP_UPSTREAM_PAYMENTS`
+//! (required), `SHOP_ORDERS_INLINE_DEADLINE` (3s), `SHOP_ORDERS_SAGA_DEADLINE` (30s),
+//! `SHOP_ORDERS_SETTLE` (5s), `SHOP_ORDERS_STEP_ATTEMPTS` (8),
+//! `SHOP_ORDERS_SWEEP_INTERVAL` (5s), `SHOP_DB_SYNC` (`normal` or `full`).
 
+pub mod api;
+pub mod events;
+pub mod recovery;
+pub mod saga;
+pub mod store;
+pub mod upstreams;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use shop_kit::client::{ClientConfig, UpstreamClient};
+use shop_kit::config::{ConfigError, Env, ServiceConfig};
+use shop_kit::db::Sync;
+use shop_kit::metrics::Metrics;
+use shop_kit::ServiceApp;
+
+use crate::recovery::RecoveryConfig;
+use crate::saga::{Saga, SagaConfig};
+use crate::store::Store;
+use crate::upstreams::Upstreams;
+
+/// The orders service's own settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrdersConfig {
+    /// How long `POST /v1/orders` waits for the saga (`SHOP_ORDERS_INLINE_DEADLINE`).
+    pub inline_deadline: Duration,
+    pub saga: SagaConfig,
+    pub recovery: RecoveryConfig,
+    /// `SHOP_DB_SYNC`: `normal` (durable against a process crash) or `full` (power loss too).
+    pub sync: Sync,
+}
+
+impl OrdersConfig {
+    /// Reads the settings from `env`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let sync = match env.raw("SHOP_DB_SYNC").map(|s| s.trim().to_ascii_lowercase()) {
+            None => Sync::Normal,
+            Some(s) if s == "normal" => Sync::Normal,
+            Some(s) if s == "full" => Sync::Full,
+            Some(s) => {
+                return Err(ConfigError::Malformed {
+                    var: "SHOP_DB_SYNC".into(),
+                    value: s,
+                    expected: "normal or full".into(),
+                })
+            }
+        };
+        Ok(Self {
+            inline_deadline: env.duration_or("SHOP_ORDERS_INLINE_DEADLINE", Duration::from_secs(3))?,
+            saga: SagaConfig::from_env(env)?,
+            recovery: RecoveryConfig {
+                interval: env.duration_or("SHOP_ORDERS_SWEEP_INTERVAL", RecoveryConfig::default().interval)?,
+                ..RecoveryConfig::default()
+            },
+            sync,
+        })
+    }
+}
+
+/// Builds the orders service: opens its database, makes the clients of catalog and
+/// payments, starts the recovery worker (which resumes every order left in flight) and
+/// returns the app to serve. Readiness checks only the database.
+pub async fn build(config: ServiceConfig, env: Env, metrics: Metrics) -> anyhow::Result<ServiceApp> {
+    let settings = OrdersConfig::from_env(&env)?;
+    let catalog =
+        UpstreamClient::new("catalog", &config.upstream("catalog")?, ClientConfig::default(), Some(metrics.clone()));
+    let payments =
+        UpstreamClient::new("payments", &config.upstream("payments")?, ClientConfig::default(), Some(metrics.clone()));
+    let path = config.db_path.clone().ok_or_else(|| ConfigError::Missing {
+        var: "SHOP_DB".into(),
+        hint: "set it to the SQLite file of the orders service, e.g. SHOP_DB=./data/orders.db".into(),
+    })?;
+    let store = Store::open(&path, settings.sync).with_context(|| format!("opening {}", path.display()))?;
+    let db = store.db().clone();
+    let saga = Saga::new(store, Upstreams { catalog, payments }, settings.saga);
+    recovery::spawn(&saga, settings.recovery);
+    let router = api::router(api::AppState {
+        saga,
+        inline_deadline: settings.inline_deadline,
+        admin_token: config.admin_token.clone(),
+    });
+    Ok(ServiceApp::new(config, metrics, router).with_db(db))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_have_defaults_and_name_bad_values() {
+        let c = OrdersConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(c.inline_deadline, Duration::from_secs(3));
+        assert_eq!(c.saga.deadline, Duration::from_secs(30));
+        assert_eq!(c.sync, Sync::Normal);
+        let env = Env::default().with("SHOP_ORDERS_SAGA_DEADLINE", "1m").with("SHOP_DB_SYNC", "FULL");
+        let c = OrdersConfig::from_env(&env).unwrap();
+        assert_eq!((c.saga.deadline, c.sync), (Duration::from_secs(60), Sync::Full));
+        let err = OrdersConfig::from_env(&Env::default().with("SHOP_ORDERS_INLINE_DEADLINE", "soon")).unwrap_err();
+        assert!(err.to_string().contains("SHOP_ORDERS_INLINE_DEADLINE"), "{err}");
+        let err = OrdersConfig::from_env(&Env::default().with("SHOP_DB_SYNC", "sometimes")).unwrap_err();
+        assert!(err.to_string().contains("normal or full"), "{err}");
+    }
+}

@@ -1,1 +1,5 @@
-fn main(){}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    shop_kit::server::run_main("users", 7001, true, shop_users::build)
+}

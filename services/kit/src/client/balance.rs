@@ -54,7 +54,10 @@ impl Service<UpstreamRequest> for RoundRobin {
             None => {
                 let upstream = self.upstream.to_string();
                 Box::pin(async move {
-                    Err(ClientError::Unavailable { upstream, reason: format!("circuit breaker open on all {n} replica(s)") })
+                    Err(ClientError::Unavailable {
+                        upstream,
+                        reason: format!("circuit breaker open on all {n} replica(s)"),
+                    })
                 })
             }
         }

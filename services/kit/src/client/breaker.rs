@@ -92,7 +92,12 @@ impl CircuitBreaker {
     /// A closed breaker whose clock starts at `epoch`.
     pub fn new(config: BreakerConfig, epoch: Instant) -> Self {
         let n = config.buckets.max(1) as usize;
-        Self { config, state: BreakerState::Closed, epoch, buckets: vec![Bucket { tick: u64::MAX, ..Default::default() }; n] }
+        Self {
+            config,
+            state: BreakerState::Closed,
+            epoch,
+            buckets: vec![Bucket { tick: u64::MAX, ..Default::default() }; n],
+        }
     }
 
     /// The current state, moving from open to half-open when the open time is over.
@@ -135,7 +140,8 @@ impl CircuitBreaker {
                 self.record(now, success);
                 let (ok, failed) = self.totals(now);
                 let total = ok + failed;
-                if total >= self.config.min_requests && f64::from(failed) >= self.config.failure_rate * f64::from(total) {
+                if total >= self.config.min_requests && f64::from(failed) >= self.config.failure_rate * f64::from(total)
+                {
                     self.trip(now);
                 }
             }
@@ -146,7 +152,8 @@ impl CircuitBreaker {
                     self.reset_window();
                     self.state = BreakerState::Closed;
                 } else {
-                    self.state = BreakerState::HalfOpen { in_flight: in_flight.saturating_sub(1), successes: successes + 1 };
+                    self.state =
+                        BreakerState::HalfOpen { in_flight: in_flight.saturating_sub(1), successes: successes + 1 };
                 }
             }
             // A call granted before the breaker opened: its outcome no longer matters.
@@ -212,7 +219,10 @@ pub struct SharedBreaker {
 impl SharedBreaker {
     /// A closed breaker; `on_change` sees every state it moves to (e.g. to set a gauge).
     pub fn new(config: BreakerConfig, on_change: impl Fn(BreakerState) + Send + Sync + 'static) -> Self {
-        Self { inner: Arc::new(Mutex::new(CircuitBreaker::new(config, Instant::now()))), on_change: Arc::new(on_change) }
+        Self {
+            inner: Arc::new(Mutex::new(CircuitBreaker::new(config, Instant::now()))),
+            on_change: Arc::new(on_change),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut CircuitBreaker, Instant) -> T) -> T {

@@ -219,11 +219,7 @@ impl UpstreamClient {
 
     /// The breaker state of each replica, by base URL.
     pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
-        self.balancer
-            .replicas()
-            .iter()
-            .map(|r| (r.get_ref().base().to_string(), r.breaker().state()))
-            .collect()
+        self.balancer.replicas().iter().map(|r| (r.get_ref().base().to_string(), r.breaker().state())).collect()
     }
 
     /// Sends `req` and returns the answer whatever its status; fails only when no answer
@@ -253,7 +249,11 @@ impl UpstreamClient {
     pub async fn call<T: DeserializeOwned>(&self, req: UpstreamRequest) -> Result<T, ClientError> {
         let res = self.send(req).await?;
         if !res.status.is_success() {
-            return Err(ClientError::Status { upstream: self.name.to_string(), status: res.status, problem: res.problem() });
+            return Err(ClientError::Status {
+                upstream: self.name.to_string(),
+                status: res.status,
+                problem: res.problem(),
+            });
         }
         serde_json::from_slice(&res.body)
             .map_err(|e| ClientError::Decode { upstream: self.name.to_string(), reason: e.to_string() })

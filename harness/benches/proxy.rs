@@ -1,0 +1,195 @@
+//! The embedded fault proxy with no toxics, against a direct connection, side by side:
+//!
+//! - `round_trip/{direct,proxied}`: one 64-byte request/response over an open TCP
+//!   connection to an echo server (goal: the proxy adds under 50 µs at the median);
+//! - `throughput/{direct,proxied}`: 16 MiB over one connection to a sink that acks
+//!   every 16 MiB (goal: at least 2 GB/s through the proxy on loopback).
+//!
+//! After criterion's runs a summary prints the medians of a plain measurement of the
+//! same things and the proxied/direct ratios.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use gauntlet::faults::model::ProxyConfig;
+use gauntlet::faults::{ProxyServer, ToxiproxyClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+
+const MESSAGE: usize = 64;
+const BULK: usize = 16 * 1024 * 1024;
+const WRITE: usize = 256 * 1024;
+
+struct Targets {
+    echo: SocketAddr,
+    echo_proxied: SocketAddr,
+    sink: SocketAddr,
+    sink_proxied: SocketAddr,
+}
+
+async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads everything; writes one byte back after every [`BULK`] bytes.
+async fn sink_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut count = 0usize;
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    count += n;
+                    while count >= BULK {
+                        count -= BULK;
+                        if s.write_all(&[1]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Starts the proxy server on `proxy_rt` (its own threads, as its own process would
+/// have) and the upstream servers on `rt`.
+fn setup(rt: &Runtime, proxy_rt: &Runtime) -> (ProxyServer, Targets) {
+    let server = proxy_rt.block_on(ProxyServer::start("127.0.0.1:0", 0)).expect("proxy server");
+    let client = ToxiproxyClient::new(server.url());
+    rt.block_on(async {
+        let echo = echo_server().await;
+        let sink = sink_server().await;
+        let proxy = |name: &str, to: SocketAddr| ProxyConfig::new(name, "127.0.0.1:0", to.to_string());
+        let e = client.create_proxy(&proxy("echo", echo)).await.expect("proxy");
+        let s = client.create_proxy(&proxy("sink", sink)).await.expect("proxy");
+        let targets = Targets {
+            echo,
+            echo_proxied: e.listen.parse().expect("addr"),
+            sink,
+            sink_proxied: s.listen.parse().expect("addr"),
+        };
+        (server, targets)
+    })
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+async fn round_trips(addr: SocketAddr, n: u64) -> Vec<Duration> {
+    let mut s = connect(addr).await;
+    let msg = [7u8; MESSAGE];
+    let mut back = [0u8; MESSAGE];
+    let mut times = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    for _ in 0..n {
+        let start = Instant::now();
+        s.write_all(&msg).await.expect("write");
+        s.read_exact(&mut back).await.expect("read");
+        times.push(start.elapsed());
+    }
+    times
+}
+
+async fn bulk(addr: SocketAddr, n: u64) -> Duration {
+    let mut s = connect(addr).await;
+    let data = vec![3u8; WRITE];
+    let mut ack = [0u8; 1];
+    let start = Instant::now();
+    for _ in 0..n {
+        for _ in 0..BULK / WRITE {
+            s.write_all(&data).await.expect("write");
+        }
+        s.read_exact(&mut ack).await.expect("ack");
+    }
+    start.elapsed()
+}
+
+fn benches(c: &mut Criterion, rt: &Runtime, t: &Targets) {
+    let mut group = c.benchmark_group("round_trip");
+    for (name, addr) in [("direct", t.echo), ("proxied", t.echo_proxied)] {
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_custom(|iters| rt.block_on(round_trips(addr, iters)).into_iter().sum())
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("throughput");
+    group.throughput(Throughput::Bytes(BULK as u64));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    for (name, addr) in [("direct", t.sink), ("proxied", t.sink_proxied)] {
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_custom(|iters| rt.block_on(bulk(addr, iters)))
+        });
+    }
+    group.finish();
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Prints the headline figures: added round-trip latency and throughput ratio.
+fn summary(rt: &Runtime, t: &Targets) {
+    let direct = median(rt.block_on(round_trips(t.echo, 5000)));
+    let proxied = median(rt.block_on(round_trips(t.echo_proxied, 5000)));
+    let added = proxied.saturating_sub(direct);
+    let rate = |d: Duration, n: u64| (BULK as u64 * n) as f64 / d.as_secs_f64() / 1e9;
+    let bulk_n = 64;
+    let direct_rate = rate(rt.block_on(bulk(t.sink, bulk_n)), bulk_n);
+    let proxied_rate = rate(rt.block_on(bulk(t.sink_proxied, bulk_n)), bulk_n);
+    println!("\nsummary (medians of 5000 round trips of {MESSAGE} B; 1 GiB per throughput run):");
+    println!(
+        "  round trip: direct {direct:?}, proxied {proxied:?}, added {added:?} (goal < 50µs), ratio {:.2}",
+        proxied.as_secs_f64() / direct.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "  throughput: direct {direct_rate:.2} GB/s, proxied {proxied_rate:.2} GB/s (goal >= 2 GB/s), ratio {:.2}",
+        proxied_rate / direct_rate.max(1e-9)
+    );
+}
+
+fn runtime(threads: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().expect("runtime")
+}
+
+fn main() {
+    let rt = runtime(2);
+    let proxy_rt = runtime(2);
+    let (_server, targets) = setup(&rt, &proxy_rt);
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c, &rt, &targets);
+    c.final_summary();
+    // `cargo bench` passes --bench; `cargo test --benches` does not want the long summary.
+    if std::env::args().any(|a| a == "--bench") {
+        summary(&rt, &targets);
+    }
+}

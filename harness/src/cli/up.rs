@@ -1,0 +1,285 @@
+//! `gauntlet up`, `gauntlet status`, `gauntlet down`: run a cluster by hand.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use crate::cluster::binaries::Binaries;
+use crate::cluster::docker::DockerRuntime;
+use crate::cluster::ledger::{self, Ledger, LedgerEntry, Reaped};
+use crate::cluster::plan::{ClusterPlan, Ports, ReplicaOverrides};
+use crate::cluster::process::ProcessRuntime;
+use crate::cluster::wiring::Wiring;
+use crate::cluster::{ClusterSpec, NodeStatus, Runtime};
+use crate::exit::{CliError, Outcome};
+use crate::faults::client::ToxiproxyClient;
+use crate::faults::ProxyServer;
+
+/// Where a cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// Child processes on 127.0.0.1 (needs nothing but this repository).
+    Process,
+    /// Containers on a private network of the run (needs a Docker engine; images are
+    /// built locally, nothing is pulled).
+    Docker,
+}
+
+/// Options every cluster command shares.
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// The cluster file.
+    #[arg(long, default_value = "services/cluster.toml", value_name = "FILE")]
+    pub cluster: PathBuf,
+    /// Where runs keep their logs, data and ledger.
+    #[arg(long, default_value = "runs", value_name = "DIR")]
+    pub runs: PathBuf,
+}
+
+/// Options of `gauntlet up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Where the nodes run.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Process)]
+    pub runtime: RuntimeKind,
+    /// Replica count of a service, overriding the cluster file (repeatable): `catalog=2`.
+    #[arg(long = "replicas", value_name = "SERVICE=N", value_parser = parse_replicas)]
+    pub replicas: Vec<(String, u32)>,
+    /// Cargo profile of the service binaries (built when missing).
+    #[arg(long, default_value = "release")]
+    pub profile: String,
+    /// Use this Toxiproxy API for the edge proxies instead of the embedded one.
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxies")]
+    pub toxiproxy: Option<String>,
+    /// Address of the embedded Toxiproxy API.
+    #[arg(long, default_value = "127.0.0.1:8474", value_name = "ADDR")]
+    pub proxy_listen: String,
+    /// Wire services directly (no edge faults, no partitions).
+    #[arg(long)]
+    pub no_proxies: bool,
+    /// Pick free ports instead of the cluster file's (several clusters side by side).
+    #[arg(long)]
+    pub ephemeral_ports: bool,
+    /// Seed of the fault proxy's random decisions.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn parse_replicas(s: &str) -> Result<(String, u32), String> {
+    let (svc, n) = s.split_once('=').ok_or_else(|| format!("{s:?} is not SERVICE=N, e.g. catalog=2"))?;
+    let n: u32 = n.parse().map_err(|_| format!("{n:?} is not a whole number of replicas"))?;
+    if !(1..=16).contains(&n) {
+        return Err(format!("replicas must be from 1 to 16, got {n}"));
+    }
+    Ok((svc.to_string(), n))
+}
+
+/// Loads the cluster file; a mistake in it is bad input (exit code 2).
+pub fn load_spec(path: &Path) -> Result<ClusterSpec, CliError> {
+    ClusterSpec::load(path).map_err(|e| CliError::BadInput(e.to_string()))
+}
+
+fn report_reaped(reaped: &[Reaped]) {
+    for r in reaped {
+        let mut parts = Vec::new();
+        if !r.processes.is_empty() {
+            parts.push(format!("ended {}", r.processes.join(", ")));
+        }
+        if !r.containers.is_empty() {
+            parts.push(format!("removed containers {}", r.containers.join(", ")));
+        }
+        if !r.networks.is_empty() {
+            parts.push(format!("removed networks {}", r.networks.join(", ")));
+        }
+        let what = if parts.is_empty() { "nothing was left running".to_string() } else { parts.join("; ") };
+        eprintln!("gauntlet: run {} ended without cleaning up; {what}", r.run_id);
+    }
+}
+
+/// A fresh, sortable run id.
+pub fn run_id(cluster: &str) -> String {
+    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let t: String = t.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!("{t}-{cluster}-{}", std::process::id())
+}
+
+/// Runs `gauntlet up`.
+pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
+    let spec = load_spec(&args.cluster.cluster)?;
+    for (svc, _) in &args.replicas {
+        if spec.service(svc).is_none() {
+            return Err(CliError::BadInput(format!(
+                "--replicas names unknown service {svc:?} (see {})",
+                args.cluster.cluster.display()
+            )));
+        }
+    }
+    let ledger = Ledger::new(&args.cluster.runs);
+    report_reaped(&ledger.reap_dead());
+    if let Some(live) = ledger.live().first() {
+        return Err(CliError::BadInput(format!(
+            "another `gauntlet up` (pid {}, run {}) is running: stop it with `gauntlet down` first",
+            live.owner_pid, live.run_id
+        )));
+    }
+    let id = run_id(&spec.name);
+    let runs = std::path::absolute(&args.cluster.runs).context("resolving --runs")?;
+    let run_dir = runs.join(&id);
+    let ports = if args.ephemeral_ports { Ports::Ephemeral } else { Ports::Fixed };
+    let overrides: ReplicaOverrides = args.replicas.iter().cloned().collect();
+    let cluster_dir = args.cluster.cluster.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let rt = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
+    rt.block_on(async move {
+        let plan = ClusterPlan::new(spec, &run_dir, ports, &overrides).context("planning the cluster")?;
+        let binaries = Binaries::for_dir(cluster_dir, &args.profile).map_err(anyhow::Error::from)?;
+        match args.runtime {
+            RuntimeKind::Process => {
+                let mut embedded = None;
+                let wiring = if args.no_proxies {
+                    Wiring::Direct
+                } else if let Some(url) = &args.toxiproxy {
+                    Wiring::Toxiproxy { client: ToxiproxyClient::new(url.clone()) }
+                } else {
+                    let server = ProxyServer::start(&args.proxy_listen, args.seed).await.with_context(|| {
+                        format!("could not start the embedded fault proxy on {} (use --proxy-listen to move it)", args.proxy_listen)
+                    })?;
+                    let client = ToxiproxyClient::new(server.url());
+                    embedded = Some(server);
+                    Wiring::Toxiproxy { client }
+                };
+                let runtime = ProcessRuntime::new(plan, binaries, wiring, ledger, &id);
+                let outcome = serve(runtime, |r| (r.ingress_urls().to_vec(), r.wiring_url())).await;
+                if let Some(server) = embedded {
+                    server.shutdown().await;
+                }
+                outcome
+            }
+            RuntimeKind::Docker => {
+                if args.toxiproxy.is_some() || args.no_proxies {
+                    return Err(CliError::BadInput("--toxiproxy and --no-proxies are for the process runtime; the docker runtime runs its own proxy container".into()));
+                }
+                let gauntlet = std::env::current_exe().context("locating the gauntlet binary")?;
+                let runtime = DockerRuntime::new(plan, binaries, gauntlet, ledger, &id, args.seed);
+                serve(runtime, |r| (r.ingress_urls().to_vec(), r.toxiproxy_url())).await
+            }
+        }
+    })
+}
+
+/// Starts `runtime`, prints its nodes, and keeps it up until SIGINT or SIGTERM.
+async fn serve<R: Runtime>(
+    mut runtime: R,
+    urls: impl Fn(&R) -> (Vec<String>, Option<String>),
+) -> Result<Outcome, CliError> {
+    let t0 = Instant::now();
+    let progress = move |msg: &str| eprintln!("[{:>6.2}s] {msg}", t0.elapsed().as_secs_f64());
+    let started = tokio::select! {
+        r = runtime.start(&progress) => r,
+        _ = shutdown_signal() => {
+            eprintln!("interrupted: tearing down");
+            let _ = runtime.teardown().await;
+            return Ok(Outcome::HarnessFailed);
+        }
+    };
+    if let Err(e) = started {
+        let _ = runtime.teardown().await;
+        return Err(CliError::Harness(anyhow::Error::from(e).context("the cluster could not start")));
+    }
+    let (ingress, toxiproxy) = urls(&runtime);
+    println!("{}", render_nodes(&runtime.status()));
+    println!("ingress:   {}", ingress.join(", "));
+    if let Some(url) = toxiproxy {
+        println!("toxiproxy: {url}");
+    }
+    println!("logs:      {}", runtime.plan().run_dir.join("logs").display());
+    println!("cluster is up; Ctrl-C (or `gauntlet down`) tears it down");
+    shutdown_signal().await;
+    eprintln!("tearing down");
+    runtime.teardown().await.map_err(anyhow::Error::from)?;
+    eprintln!("cluster is down");
+    Ok(Outcome::Passed)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// A table of nodes, for people.
+pub fn render_nodes(nodes: &[NodeStatus]) -> String {
+    let mut out = format!("{:<14} {:<12} {:<22} {}\n", "NODE", "STATE", "ADDRESS", "PID");
+    for n in nodes {
+        out.push_str(&format!("{:<14} {:<12} {:<22} {}\n", n.id, n.state.to_string(), n.addr, n.handle));
+    }
+    out.trim_end().to_string()
+}
+
+/// Runs `gauntlet status`.
+pub fn status(args: ClusterArgs) -> Result<Outcome, CliError> {
+    let ledger = Ledger::new(&args.runs);
+    let live = ledger.live();
+    let dead = ledger.entries().len() - live.len();
+    if live.is_empty() {
+        println!("no cluster is running");
+    }
+    for e in &live {
+        print_entry(e);
+    }
+    if dead > 0 {
+        println!(
+            "{dead} run(s) ended without cleaning up; `gauntlet down` or the next `gauntlet up` removes what they left"
+        );
+    }
+    Ok(Outcome::Passed)
+}
+
+fn print_entry(e: &LedgerEntry) {
+    println!("run {} ({} runtime, cluster {}, owner pid {})", e.run_id, e.runtime, e.cluster, e.owner_pid);
+    let mut nodes = e.nodes.clone();
+    for n in &mut nodes {
+        if let Some(p) = e.processes.iter().find(|p| p.node == n.id) {
+            if !ledger::same_process(p.pid, p.start_time) && n.state == crate::cluster::NodeState::Ready {
+                n.state = crate::cluster::NodeState::Exited;
+            }
+        }
+    }
+    println!("{}", render_nodes(&nodes));
+    println!("ingress: {}", e.ingress.join(", "));
+    if let Some(t) = &e.toxiproxy {
+        println!("toxiproxy: {t}");
+    }
+}
+
+/// Runs `gauntlet down`.
+pub fn down(args: ClusterArgs) -> Result<Outcome, CliError> {
+    let ledger = Ledger::new(&args.runs);
+    report_reaped(&ledger.reap_dead());
+    let live = ledger.live();
+    if live.is_empty() {
+        println!("no cluster is running");
+        return Ok(Outcome::Passed);
+    }
+    for e in live {
+        println!("stopping run {} (pid {})", e.run_id, e.owner_pid);
+        let pid = nix::unistd::Pid::from_raw(e.owner_pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while ledger::same_process(e.owner_pid, e.owner_start_time) && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if ledger::same_process(e.owner_pid, e.owner_start_time) {
+            return Err(CliError::Harness(anyhow::anyhow!("run {} did not stop within 30 s", e.run_id)));
+        }
+        report_reaped(&ledger.reap_dead());
+    }
+    println!("cluster is down");
+    Ok(Outcome::Passed)
+}

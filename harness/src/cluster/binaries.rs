@@ -1,0 +1,89 @@
+//! Finding the services' binaries, and building the ones that are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::runtime::RuntimeError;
+
+/// Where a workspace's binaries are, and with which cargo profile they are built.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub workspace: PathBuf,
+    pub target_dir: PathBuf,
+    /// `release` or `debug` (cargo's `dev`).
+    pub profile: String,
+}
+
+impl Binaries {
+    /// The cargo workspace that holds `dir` (its `target` folder, or `CARGO_TARGET_DIR`).
+    pub fn for_dir(dir: &Path, profile: &str) -> Result<Self, RuntimeError> {
+        let out = Command::new("cargo")
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .current_dir(dir)
+            .output()
+            .map_err(RuntimeError::io("running `cargo metadata` (is cargo installed?)"))?;
+        if !out.status.success() {
+            return Err(RuntimeError::Build {
+                what: "the workspace metadata".into(),
+                detail: format!(
+                    "`cargo metadata` in {} failed: {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| RuntimeError::Build { what: "the workspace metadata".into(), detail: e.to_string() })?;
+        let path = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(PathBuf::from);
+        Ok(Self {
+            workspace: path("workspace_root").unwrap_or_else(|| dir.to_path_buf()),
+            target_dir: path("target_directory").unwrap_or_else(|| dir.join("target")),
+            profile: profile.to_string(),
+        })
+    }
+
+    /// Where binary `name` is (or will be).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.target_dir.join(&self.profile).join(name)
+    }
+
+    /// Builds every binary of `names` that does not exist yet, saying so on `progress`.
+    pub fn ensure(&self, names: &[String], progress: &(dyn Fn(&str) + Sync)) -> Result<(), RuntimeError> {
+        let missing: Vec<&String> = names.iter().filter(|n| !self.path(n).exists()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let list = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        progress(&format!("building {list} ({} profile; the first build takes a few minutes)", self.profile));
+        let mut cmd = Command::new("cargo");
+        cmd.arg("build").current_dir(&self.workspace);
+        match self.profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        for m in &missing {
+            cmd.args(["--bin", m]);
+        }
+        let status = cmd.status().map_err(RuntimeError::io("running `cargo build`"))?;
+        if !status.success() {
+            return Err(RuntimeError::Build { what: list, detail: format!("`cargo build` exited with {status}") });
+        }
+        for m in missing {
+            if !self.path(m).exists() {
+                return Err(RuntimeError::Build {
+                    what: m.clone(),
+                    detail: format!(
+                        "cargo built, but {} does not exist: is `{m}` a binary of this workspace?",
+                        self.path(m).display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,494 @@
+//! The docker runtime: every node a container on a private network of the run, built
+//! locally from our binaries (see [`super::images`]), started through testcontainers.
+//!
+//! The fault proxy runs as a container on the same network (the `gauntlet` binary
+//! itself), so every edge goes through it as with processes. Only the Toxiproxy API,
+//! the ingress slots and each node's port are published, on 127.0.0.1 alone.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use testcontainers::bollard::models::{HostConfig, PortBinding};
+use testcontainers::core::logs::LogFrame;
+use testcontainers::core::{IntoContainerPort, Mount};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use super::binaries::Binaries;
+use super::images::{image_for, LocalImage};
+use super::ledger::{self, Ledger, LedgerEntry};
+use super::plan::{ClusterPlan, NodeId, Slot, CLIENT};
+use super::readiness::{levels, poll_ready};
+use super::runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
+use super::spec::RunSpec;
+use super::wiring::{self, SlotAddressing, Wiring};
+use crate::faults::client::ToxiproxyClient;
+
+/// The Toxiproxy API port inside the proxy container.
+const API_PORT: u16 = 8474;
+/// The first port of the ingress slots inside the proxy container.
+const INGRESS_PORT: u16 = 9000;
+
+/// Is a Docker engine reachable? `Err` says why not.
+pub fn engine_available() -> Result<(), String> {
+    match std::process::Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!("`docker info` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => Err(format!("the docker CLI cannot be run: {e}")),
+    }
+}
+
+struct Node {
+    container: Option<ContainerAsync<GenericImage>>,
+    id: String,
+    host_port: u16,
+    state: NodeState,
+}
+
+/// Runs a cluster as containers.
+pub struct DockerRuntime {
+    plan: ClusterPlan,
+    binaries: Binaries,
+    /// The `gauntlet` binary, which the proxy container runs.
+    gauntlet: std::path::PathBuf,
+    ledger: Ledger,
+    entry: LedgerEntry,
+    prefix: String,
+    network: String,
+    seed: u64,
+    images: BTreeMap<String, LocalImage>,
+    proxy: Option<ContainerAsync<GenericImage>>,
+    wiring: Wiring,
+    upstreams: BTreeMap<String, BTreeMap<String, String>>,
+    nodes: BTreeMap<NodeId, Node>,
+    partitioned: Vec<NodeId>,
+}
+
+impl DockerRuntime {
+    /// A runtime for `plan`; `gauntlet` is the binary the proxy container runs.
+    pub fn new(
+        plan: ClusterPlan,
+        binaries: Binaries,
+        gauntlet: std::path::PathBuf,
+        ledger: Ledger,
+        run_id: &str,
+        seed: u64,
+    ) -> Self {
+        let (owner_pid, owner_start_time) = ledger::me();
+        let short: String = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            run_id.hash(&mut h);
+            format!("{:08x}", h.finish() as u32)
+        };
+        let prefix = format!("g{short}");
+        let network = format!("{prefix}-net");
+        let entry = LedgerEntry {
+            run_id: run_id.to_string(),
+            runtime: "docker".into(),
+            cluster: plan.spec.name.clone(),
+            run_dir: plan.run_dir.clone(),
+            owner_pid,
+            owner_start_time,
+            networks: vec![network.clone()],
+            ..Default::default()
+        };
+        Self {
+            plan,
+            binaries,
+            gauntlet,
+            ledger,
+            entry,
+            prefix,
+            network,
+            seed,
+            images: BTreeMap::new(),
+            proxy: None,
+            wiring: Wiring::Direct,
+            upstreams: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            partitioned: Vec::new(),
+        }
+    }
+
+    /// Where clients reach the ingress (through its proxy slots).
+    pub fn ingress_urls(&self) -> &[String] {
+        &self.entry.ingress
+    }
+
+    /// The Toxiproxy API of the run's proxy container.
+    pub fn toxiproxy_url(&self) -> Option<String> {
+        self.wiring.api_url()
+    }
+
+    fn container_name(&self, id: &NodeId) -> String {
+        format!("{}-{id}", self.prefix)
+    }
+
+    fn proxy_name(&self) -> String {
+        format!("{}-proxy", self.prefix)
+    }
+
+    fn record(&mut self) {
+        self.entry.nodes = self.status();
+        if let Err(e) = self.ledger.write(&self.entry) {
+            eprintln!("warning: cannot write the run ledger: {e}");
+        }
+    }
+
+    fn remember_container(&mut self, id: &str) {
+        if !self.entry.containers.iter().any(|c| c == id) {
+            self.entry.containers.push(id.to_string());
+        }
+        self.record();
+    }
+
+    async fn start_proxy(&mut self) -> Result<(), RuntimeError> {
+        let image = image_for(&self.gauntlet).await?;
+        let ingress_slots = self.plan.slots.iter().filter(|s| s.edge.from == CLIENT).count() as u16;
+        let mut req = GenericImage::new(image.name, image.tag).with_exposed_port(API_PORT.tcp());
+        for i in 0..ingress_slots {
+            req = req.with_exposed_port((INGRESS_PORT + i).tcp());
+        }
+        let published: Vec<u16> =
+            std::iter::once(API_PORT).chain((0..ingress_slots).map(|i| INGRESS_PORT + i)).collect();
+        let container = req
+            .with_network(self.network.clone())
+            .with_container_name(self.proxy_name())
+            .with_label("dev.gauntlet.run", self.entry.run_id.clone())
+            .with_cmd(["proxy", "--listen", &format!("0.0.0.0:{API_PORT}"), "--seed", &self.seed.to_string()])
+            .with_host_config_modifier(loopback_only(published))
+            .start()
+            .await
+            .map_err(|e| RuntimeError::Start { node: "proxy".into(), detail: e.to_string() })?;
+        self.remember_container(container.id());
+        let api = container.get_host_port_ipv4(API_PORT).await.map_err(|e| RuntimeError::Wiring(e.to_string()))?;
+        let mut ingress_ports = Vec::new();
+        for i in 0..ingress_slots {
+            let p = container
+                .get_host_port_ipv4(INGRESS_PORT + i)
+                .await
+                .map_err(|e| RuntimeError::Wiring(e.to_string()))?;
+            ingress_ports.push(p);
+        }
+        let url = format!("http://127.0.0.1:{api}");
+        let log = self.plan.run_dir.join("logs").join("proxy.log");
+        poll_ready("proxy", &format!("{url}/version"), Duration::from_secs(15), &log, || None).await?;
+        self.proxy = Some(container);
+        self.wiring = Wiring::Toxiproxy { client: ToxiproxyClient::new(url) };
+
+        let ingress_index: BTreeMap<String, usize> = self
+            .plan
+            .slots
+            .iter()
+            .filter(|s| s.edge.from == CLIENT)
+            .enumerate()
+            .map(|(i, s)| (s.proxy_name(), i))
+            .collect();
+        let names: BTreeMap<String, String> =
+            self.plan.nodes.iter().map(|n| (n.id.to_string(), self.container_name(&n.id))).collect();
+        let ports: BTreeMap<String, u16> = self.plan.nodes.iter().map(|n| (n.id.to_string(), n.service.port)).collect();
+        let proxy_host = self.proxy_name();
+        let upstream = |s: &Slot| {
+            let id = NodeId { service: s.edge.to.clone(), replica: s.replica }.to_string();
+            format!("{}:{}", names[&id], ports[&id])
+        };
+        let listen = |s: &Slot| match ingress_index.get(&s.proxy_name()) {
+            Some(i) => format!("0.0.0.0:{}", INGRESS_PORT + *i as u16),
+            None => "0.0.0.0:0".to_string(),
+        };
+        let reach = |s: &Slot, bound: &str| match ingress_index.get(&s.proxy_name()) {
+            Some(i) => format!("http://127.0.0.1:{}", ingress_ports[*i]),
+            None => format!("http://{proxy_host}:{}", bound.rsplit(':').next().unwrap_or_default()),
+        };
+        let urls = self
+            .wiring
+            .open(&self.plan, &SlotAddressing { upstream: &upstream, listen: &listen, reach: &reach })
+            .await?;
+        self.upstreams = wiring::upstream_env(&self.plan, &urls);
+        self.entry.ingress = wiring::ingress_urls(&self.plan, &urls);
+        self.entry.toxiproxy = self.wiring.api_url();
+        self.record();
+        Ok(())
+    }
+
+    async fn start_node(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
+        let node = self.plan.node(id).cloned().ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        let image = self
+            .images
+            .get(&node.service.name)
+            .cloned()
+            .ok_or_else(|| RuntimeError::Start { node: id.to_string(), detail: "no image was built for it".into() })?;
+        let data = self.plan.run_dir.join("data").join(&node.service.name);
+        std::fs::create_dir_all(&data).map_err(RuntimeError::io(format!("creating {}", data.display())))?;
+        let log_path = node.log_file.clone();
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
+        }
+        let log = Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(RuntimeError::io(format!("opening {}", log_path.display())))?,
+        ));
+        let port = node.service.port;
+        let mut req = GenericImage::new(image.name, image.tag)
+            .with_exposed_port(port.tcp())
+            .with_network(self.network.clone())
+            .with_container_name(self.container_name(id))
+            .with_label("dev.gauntlet.run", self.entry.run_id.clone())
+            .with_mount(Mount::bind_mount(data.display().to_string(), "/data"))
+            .with_host_config_modifier(loopback_only(vec![port]))
+            .with_log_consumer(move |frame: &LogFrame| {
+                let bytes = match frame {
+                    LogFrame::StdOut(b) | LogFrame::StdErr(b) => b,
+                };
+                if let Ok(mut f) = log.lock() {
+                    let _ = f.write_all(bytes);
+                }
+            });
+        let mut env = node.env.clone();
+        env.insert("SHOP_BIND".into(), "0.0.0.0".into());
+        env.insert("SHOP_PORT".into(), port.to_string());
+        if node.service.database {
+            env.insert("SHOP_DB".into(), format!("/data/{}.db", node.service.name));
+        }
+        env.extend(self.upstreams.get(&id.service).cloned().unwrap_or_default());
+        for (k, v) in env {
+            req = req.with_env_var(k, v);
+        }
+        let container =
+            req.start().await.map_err(|e| RuntimeError::Start { node: id.to_string(), detail: e.to_string() })?;
+        let cid = container.id().to_string();
+        self.remember_container(&cid);
+        let host_port = container
+            .get_host_port_ipv4(port)
+            .await
+            .map_err(|e| RuntimeError::Start { node: id.to_string(), detail: e.to_string() })?;
+        self.nodes
+            .insert(id.clone(), Node { container: Some(container), id: cid, host_port, state: NodeState::Starting });
+        self.record();
+        Ok(())
+    }
+
+    async fn wait_node(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
+        let node = self.plan.node(id).cloned().ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        let port = self.nodes.get(id).map(|n| n.host_port).unwrap_or_default();
+        let url = format!("http://127.0.0.1:{port}{}", node.service.ready);
+        let result = poll_ready(&id.to_string(), &url, node.service.ready_timeout, &node.log_file, || None).await;
+        self.set_state(id, if result.is_ok() { NodeState::Ready } else { NodeState::Exited });
+        result
+    }
+
+    fn set_state(&mut self, id: &NodeId, state: NodeState) {
+        if let Some(n) = self.nodes.get_mut(id) {
+            n.state = state;
+        }
+        self.record();
+    }
+
+    fn container(&self, id: &NodeId) -> Result<&ContainerAsync<GenericImage>, RuntimeError> {
+        self.nodes.get(id).and_then(|n| n.container.as_ref()).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))
+    }
+}
+
+/// Publishes `ports` on 127.0.0.1 only (Docker's default is every interface).
+fn loopback_only(ports: Vec<u16>) -> impl Fn(&mut HostConfig) + Send + Sync + 'static {
+    move |hc: &mut HostConfig| {
+        hc.publish_all_ports = Some(false);
+        hc.port_bindings = Some(
+            ports
+                .iter()
+                .map(|p| {
+                    (
+                        format!("{p}/tcp"),
+                        Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+                    )
+                })
+                .collect(),
+        );
+    }
+}
+
+fn docker_cli(args: &[&str]) -> Result<(), RuntimeError> {
+    let out = std::process::Command::new("docker").args(args).output().map_err(RuntimeError::io("running docker"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(RuntimeError::Unsupported(format!(
+            "`docker {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn start(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<(), RuntimeError> {
+        engine_available()
+            .map_err(|why| RuntimeError::Unsupported(format!("the docker runtime needs a Docker engine: {why}")))?;
+        let t0 = Instant::now();
+        let mut bins: Vec<(String, String)> = Vec::new();
+        for s in &self.plan.spec.services {
+            match &s.run {
+                RunSpec::Binary(b) => bins.push((s.name.clone(), b.clone())),
+                RunSpec::Command(_) if s.image.is_some() => {}
+                RunSpec::Command(_) => {
+                    return Err(RuntimeError::Unsupported(format!(
+                    "service {} has a `command` but no `image`: the docker runtime needs one of `binary` or `image`",
+                    s.name
+                )))
+                }
+            }
+        }
+        let names: Vec<String> = bins.iter().map(|(_, b)| b.clone()).collect();
+        self.binaries.ensure(&names, progress)?;
+        progress("building images (FROM scratch + binary + its libraries)");
+        for (svc, bin) in &bins {
+            let image = image_for(&self.binaries.path(bin)).await?;
+            self.images.insert(svc.clone(), image);
+        }
+        for s in &self.plan.spec.services {
+            if let Some(img) = &s.image {
+                let (name, tag) = img.rsplit_once(':').unwrap_or((img.as_str(), "latest"));
+                self.images.insert(s.name.clone(), LocalImage { name: name.into(), tag: tag.into() });
+            }
+        }
+        progress(&format!(
+            "images ready in {:.2?}; starting the fault proxy on network {}",
+            t0.elapsed(),
+            self.network
+        ));
+        let started = Instant::now();
+        self.start_proxy().await?;
+        for level in levels(&self.plan) {
+            progress(&format!("starting {}", level.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")));
+            for id in &level {
+                self.start_node(id).await?;
+            }
+            for id in &level {
+                self.wait_node(id).await?;
+            }
+        }
+        progress(&format!("all {} containers ready in {:.2?}", self.plan.nodes.len(), started.elapsed()));
+        Ok(())
+    }
+
+    async fn node_op(&mut self, id: &NodeId, op: NodeOp) -> Result<(), RuntimeError> {
+        let state = self.nodes.get(id).map(|n| n.state).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        let bad = || RuntimeError::BadState { op, node: id.to_string(), state };
+        let running =
+            matches!(state, NodeState::Ready | NodeState::Paused | NodeState::Partitioned | NodeState::Starting);
+        let fail = |e: testcontainers::core::error::TestcontainersError| {
+            RuntimeError::Unsupported(format!("{op} of {id} failed: {e}"))
+        };
+        match op {
+            NodeOp::Kill | NodeOp::Stop if !running => return Err(bad()),
+            NodeOp::Kill => {
+                let cid = self.nodes[id].id.clone();
+                docker_cli(&["kill", "--signal", "KILL", &cid])?;
+                self.set_state(id, NodeState::Killed);
+            }
+            NodeOp::Stop => {
+                if state == NodeState::Paused {
+                    self.container(id)?.unpause().await.map_err(fail)?;
+                }
+                self.container(id)?.stop_with_timeout(Some(10)).await.map_err(fail)?;
+                self.set_state(id, NodeState::Stopped);
+            }
+            NodeOp::Pause if !matches!(state, NodeState::Ready | NodeState::Partitioned) => return Err(bad()),
+            NodeOp::Pause => {
+                self.container(id)?.pause().await.map_err(fail)?;
+                self.set_state(id, NodeState::Paused);
+            }
+            NodeOp::Resume if state != NodeState::Paused => return Err(bad()),
+            NodeOp::Resume => {
+                self.container(id)?.unpause().await.map_err(fail)?;
+                let s = if self.partitioned.contains(id) { NodeState::Partitioned } else { NodeState::Ready };
+                self.set_state(id, s);
+            }
+            NodeOp::Restart => {
+                if state == NodeState::Paused {
+                    self.container(id)?.unpause().await.map_err(fail)?;
+                }
+                if running {
+                    self.container(id)?.stop_with_timeout(Some(10)).await.map_err(fail)?;
+                }
+                self.container(id)?.start().await.map_err(fail)?;
+                let port = self.plan.node(id).map(|n| n.service.port).unwrap_or_default();
+                let host_port = self.container(id)?.get_host_port_ipv4(port).await.map_err(fail)?;
+                if let Some(n) = self.nodes.get_mut(id) {
+                    n.host_port = host_port;
+                }
+                self.wait_node(id).await?;
+                if self.partitioned.contains(id) {
+                    self.set_state(id, NodeState::Partitioned);
+                }
+            }
+            NodeOp::Partition if self.partitioned.contains(id) => return Err(bad()),
+            NodeOp::Partition => {
+                self.wiring.set_enabled(self.plan.slots_touching(id), false).await?;
+                self.partitioned.push(id.clone());
+                if state == NodeState::Ready {
+                    self.set_state(id, NodeState::Partitioned);
+                }
+            }
+            NodeOp::Heal if !self.partitioned.contains(id) => return Err(bad()),
+            NodeOp::Heal => {
+                self.wiring.set_enabled(self.plan.slots_touching(id), true).await?;
+                self.partitioned.retain(|p| p != id);
+                if state == NodeState::Partitioned {
+                    self.set_state(id, NodeState::Ready);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&mut self) -> Vec<NodeStatus> {
+        self.plan
+            .nodes
+            .iter()
+            .map(|n| {
+                let (state, handle, port) = match self.nodes.get(&n.id) {
+                    Some(c) => (c.state, c.id.chars().take(12).collect(), c.host_port),
+                    None => (NodeState::Starting, String::new(), 0),
+                };
+                NodeStatus {
+                    id: n.id.to_string(),
+                    service: n.id.service.clone(),
+                    addr: format!("127.0.0.1:{port}"),
+                    state,
+                    handle,
+                }
+            })
+            .collect()
+    }
+
+    fn plan(&self) -> &ClusterPlan {
+        &self.plan
+    }
+
+    async fn teardown(&mut self) -> Result<(), RuntimeError> {
+        let ids: Vec<NodeId> = self.plan.nodes.iter().rev().map(|n| n.id.clone()).collect();
+        for id in ids {
+            if let Some(n) = self.nodes.get_mut(&id) {
+                if let Some(c) = n.container.take() {
+                    let _ = c.rm().await;
+                }
+                n.state = NodeState::Stopped;
+            }
+        }
+        if let Some(p) = self.proxy.take() {
+            let _ = p.rm().await;
+        }
+        // Whatever is left (a container whose handle was lost), by id, and the network.
+        let leftovers = ledger::reap(&LedgerEntry { processes: Vec::new(), ..self.entry.clone() });
+        let _ = leftovers;
+        self.ledger.remove(&self.entry.run_id);
+        Ok(())
+    }
+}

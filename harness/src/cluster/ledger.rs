@@ -1,0 +1,203 @@
+//! The run ledger: a file per running cluster under `<runs>/active/`, naming every
+//! process and container the run started, so that anything a crashed harness left
+//! behind is found and removed by the next `gauntlet up` (or `gauntlet down`).
+//!
+//! A process is only ever ended if its pid still belongs to the process we started:
+//! the ledger records each process's start time (field 22 of `/proc/<pid>/stat`) and a
+//! recycled pid has another.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::runtime::NodeStatus;
+
+/// One started process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerProcess {
+    pub node: String,
+    pub pid: u32,
+    /// Its start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// What one run has started, as written to its ledger file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub run_id: String,
+    pub runtime: String,
+    pub cluster: String,
+    pub run_dir: PathBuf,
+    /// The `gauntlet` process that owns the run.
+    pub owner_pid: u32,
+    pub owner_start_time: u64,
+    /// Where clients reach the ingress.
+    pub ingress: Vec<String>,
+    /// The Toxiproxy API the run's edges are on, if any.
+    pub toxiproxy: Option<String>,
+    pub processes: Vec<LedgerProcess>,
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// The ledger folder: `<runs>/active`.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    dir: PathBuf,
+}
+
+/// What cleaning up after a dead run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    pub run_id: String,
+    pub processes: Vec<String>,
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+impl Ledger {
+    /// The ledger under `runs_root`.
+    pub fn new(runs_root: &Path) -> Self {
+        Self { dir: runs_root.join("active") }
+    }
+
+    fn file(&self, run_id: &str) -> PathBuf {
+        self.dir.join(format!("{run_id}.json"))
+    }
+
+    /// Writes (atomically) the entry of a run.
+    pub fn write(&self, entry: &LedgerEntry) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!(".{}.tmp", entry.run_id));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?)?;
+        std::fs::rename(tmp, self.file(&entry.run_id))
+    }
+
+    /// Forgets a run (after a clean teardown).
+    pub fn remove(&self, run_id: &str) {
+        let _ = std::fs::remove_file(self.file(run_id));
+    }
+
+    /// Every run entry, readable or not skipped.
+    pub fn entries(&self) -> Vec<LedgerEntry> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut out: Vec<LedgerEntry> = dir
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        out.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        out
+    }
+
+    /// Runs whose owner is still alive.
+    pub fn live(&self) -> Vec<LedgerEntry> {
+        self.entries().into_iter().filter(|e| same_process(e.owner_pid, e.owner_start_time)).collect()
+    }
+
+    /// Removes what runs whose owner died left behind: their processes (by pid, when
+    /// the pid is still the process we started), containers and networks.
+    pub fn reap_dead(&self) -> Vec<Reaped> {
+        let mut out = Vec::new();
+        for entry in self.entries() {
+            if same_process(entry.owner_pid, entry.owner_start_time) {
+                continue;
+            }
+            out.push(reap(&entry));
+            self.remove(&entry.run_id);
+        }
+        out
+    }
+}
+
+/// Ends every process and removes every container and network of `entry`.
+pub fn reap(entry: &LedgerEntry) -> Reaped {
+    let mut r = Reaped { run_id: entry.run_id.clone(), ..Default::default() };
+    for p in &entry.processes {
+        if same_process(p.pid, p.start_time) {
+            kill_group(p.pid);
+            r.processes.push(format!("{} (pid {})", p.node, p.pid));
+        }
+    }
+    for c in &entry.containers {
+        if docker(&["rm", "-f", "-v", c]) {
+            r.containers.push(c.clone());
+        }
+    }
+    for n in &entry.networks {
+        if docker(&["network", "rm", n]) {
+            r.networks.push(n.clone());
+        }
+    }
+    r
+}
+
+fn docker(args: &[&str]) -> bool {
+    std::process::Command::new("docker")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// SIGKILL to the process group led by `pid` (each node is its own group).
+pub fn kill_group(pid: u32) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// The start time (clock ticks since boot) of process `pid`, if it exists.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: split after its end.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Is `pid` alive and still the process that started at `start`? (A zombie is not.)
+pub fn same_process(pid: u32, start: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let zombie = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) == Some("Z");
+    !zombie && start_time(pid) == Some(start)
+}
+
+/// This process's pid and start time.
+pub fn me() -> (u32, u64) {
+    let pid = std::process::id();
+    (pid, start_time(pid).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_tells_this_process() {
+        let (pid, start) = me();
+        assert!(start > 0);
+        assert!(same_process(pid, start));
+        assert!(!same_process(pid, start + 1), "a recycled pid has another start time");
+    }
+
+    #[test]
+    fn entries_round_trip_and_dead_owners_are_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(dir.path());
+        let (pid, start) = me();
+        let live = LedgerEntry { run_id: "a".into(), owner_pid: pid, owner_start_time: start, ..Default::default() };
+        let dead =
+            LedgerEntry { run_id: "b".into(), owner_pid: pid, owner_start_time: start + 7, ..Default::default() };
+        ledger.write(&live).unwrap();
+        ledger.write(&dead).unwrap();
+        assert_eq!(ledger.entries().len(), 2);
+        assert_eq!(ledger.live(), vec![live.clone()]);
+        let reaped = ledger.reap_dead();
+        assert_eq!(reaped.len(), 1);
+        assert_eq!(reaped[0].run_id, "b");
+        assert_eq!(ledger.entries(), vec![live]);
+    }
+}

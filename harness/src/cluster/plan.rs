@@ -1,0 +1,203 @@
+//! From a cluster spec to a plan: every node (service replica) with its port, data
+//! directory, log file and environment, and every proxy slot of every edge.
+//!
+//! Each consumer → provider call goes through one slot per provider replica, and the
+//! clients reach the ingress through one slot per ingress replica, so a fault can be put
+//! on any edge without the services knowing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::spec::{ClusterSpec, Edge, ServiceSpec};
+
+/// The consumer name of the load generator and other outside clients on ingress edges.
+pub const CLIENT: &str = "client";
+
+/// One replica of one service, e.g. `catalog-1`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId {
+    pub service: String,
+    pub replica: u32,
+}
+
+impl NodeId {
+    /// Parses `catalog-1`; a bare `catalog` means replica 0.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.rsplit_once('-') {
+            Some((svc, n)) if !svc.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
+                Some(Self { service: svc.to_string(), replica: n.parse().ok()? })
+            }
+            _ if !s.is_empty() => Some(Self { service: s.to_string(), replica: 0 }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.service, self.replica)
+    }
+}
+
+/// How node ports are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// The ports of the cluster file (replica i on port + i).
+    Fixed,
+    /// Free ports picked by the OS (tests; several clusters side by side).
+    Ephemeral,
+}
+
+/// What a node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodePlan {
+    pub id: NodeId,
+    pub service: Arc<ServiceSpec>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_file: PathBuf,
+    /// Its environment, upstream variables excepted (they depend on the wiring).
+    pub env: BTreeMap<String, String>,
+}
+
+impl NodePlan {
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A proxy slot: the place on one edge, for one provider replica, where faults go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// The edge; its `from` is [`CLIENT`] for the ingress.
+    pub edge: Edge,
+    /// The provider replica this slot leads to.
+    pub replica: u32,
+    /// The provider replica's own address.
+    pub upstream: SocketAddr,
+}
+
+impl Slot {
+    /// The proxy's name: `orders->payments#0` is `orders__payments__0` (URL-safe, and
+    /// what a Toxiproxy client sees).
+    pub fn proxy_name(&self) -> String {
+        format!("{}__{}__{}", self.edge.from, self.edge.to, self.replica)
+    }
+}
+
+/// A whole cluster, ready to start.
+#[derive(Debug, Clone)]
+pub struct ClusterPlan {
+    pub spec: Arc<ClusterSpec>,
+    /// This run's folder: `logs/`, `data/`.
+    pub run_dir: PathBuf,
+    /// Nodes in start order.
+    pub nodes: Vec<NodePlan>,
+    /// Every edge slot, ingress slots first.
+    pub slots: Vec<Slot>,
+}
+
+/// Replica counts that override the cluster file's.
+pub type ReplicaOverrides = BTreeMap<String, u32>;
+
+impl ClusterPlan {
+    /// Plans `spec` into `run_dir`.
+    pub fn new(spec: ClusterSpec, run_dir: &Path, ports: Ports, replicas: &ReplicaOverrides) -> std::io::Result<Self> {
+        let mut services = spec.services.clone();
+        for s in &mut services {
+            if let Some(&n) = replicas.get(&s.name) {
+                s.replicas = n.max(1);
+            }
+        }
+        let spec = Arc::new(ClusterSpec { services: services.clone(), ..spec });
+        let mut nodes = Vec::new();
+        for svc in services {
+            let svc = Arc::new(svc);
+            for replica in 0..svc.replicas {
+                let id = NodeId { service: svc.name.clone(), replica };
+                let port = match ports {
+                    Ports::Fixed => svc.port + replica as u16,
+                    Ports::Ephemeral => free_port()?,
+                };
+                let mut env = svc.env.clone();
+                env.insert("SHOP_PORT".into(), port.to_string());
+                env.insert("SHOP_BIND".into(), "127.0.0.1".into());
+                let data_dir = run_dir.join("data").join(id.to_string());
+                if svc.database {
+                    // Replicas of a service share its database (SQLite in WAL mode serves
+                    // several processes on one host), as replicas of a real service share
+                    // their store; each replica keeps its own working directory.
+                    let db = run_dir.join("data").join(&svc.name).join(format!("{}.db", svc.name));
+                    env.insert("SHOP_DB".into(), db.display().to_string());
+                }
+                nodes.push(NodePlan {
+                    log_file: run_dir.join("logs").join(format!("{id}.log")),
+                    id,
+                    service: svc.clone(),
+                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                    data_dir,
+                    env,
+                });
+            }
+        }
+        let mut slots = Vec::new();
+        let ingress = Edge { from: CLIENT.into(), to: spec.ingress.clone() };
+        for edge in std::iter::once(&ingress).chain(spec.edges.iter()) {
+            for n in nodes.iter().filter(|n| n.id.service == edge.to) {
+                slots.push(Slot { edge: edge.clone(), replica: n.id.replica, upstream: n.addr });
+            }
+        }
+        Ok(Self { spec, run_dir: run_dir.to_path_buf(), nodes, slots })
+    }
+
+    /// The node with id `id`.
+    pub fn node(&self, id: &NodeId) -> Option<&NodePlan> {
+        self.nodes.iter().find(|n| &n.id == id)
+    }
+
+    /// The slots of the edges whose provider is `service`, or that `service` consumes.
+    pub fn slots_touching<'a>(&'a self, id: &'a NodeId) -> impl Iterator<Item = &'a Slot> + 'a {
+        self.slots
+            .iter()
+            .filter(move |s| (s.edge.to == id.service && s.replica == id.replica) || s.edge.from == id.service)
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_parse() {
+        assert_eq!(NodeId::parse("catalog-1"), Some(NodeId { service: "catalog".into(), replica: 1 }));
+        assert_eq!(NodeId::parse("catalog"), Some(NodeId { service: "catalog".into(), replica: 0 }));
+        assert_eq!(NodeId::parse("my-svc-2").unwrap().service, "my-svc");
+        assert_eq!(NodeId::parse(""), None);
+    }
+
+    #[test]
+    fn every_edge_gets_a_slot_per_provider_replica() {
+        let text = "name = \"c\"\ningress = \"a\"\nedges = [\"a->b\"]\n[services.a]\nbinary = \"x\"\nport = 7000\n[services.b]\nbinary = \"y\"\nport = 7001\nreplicas = 2\ndatabase = true\n";
+        let spec = ClusterSpec::parse(text, Path::new("c.toml")).unwrap();
+        let plan =
+            ClusterPlan::new(spec, Path::new("/r"), Ports::Fixed, &ReplicaOverrides::from([("b".into(), 3)])).unwrap();
+        let ids: Vec<String> = plan.nodes.iter().map(|n| n.id.to_string()).collect();
+        assert_eq!(ids, ["b-0", "b-1", "b-2", "a-0"]);
+        assert_eq!(plan.nodes[2].addr.port(), 7003);
+        assert_eq!(plan.nodes[0].env["SHOP_DB"], "/r/data/b/b.db");
+        assert_eq!(plan.nodes[1].env["SHOP_DB"], plan.nodes[0].env["SHOP_DB"], "replicas share their store");
+        let names: Vec<String> = plan.slots.iter().map(Slot::proxy_name).collect();
+        assert_eq!(names, ["client__a__0", "a__b__0", "a__b__1", "a__b__2"]);
+        let b1 = NodeId { service: "b".into(), replica: 1 };
+        assert_eq!(plan.slots_touching(&b1).count(), 1);
+    }
+}

@@ -1,0 +1,361 @@
+//! The process runtime (the default): every node a child process on 127.0.0.1, in its
+//! own process group, with its own data directory and log file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::binaries::Binaries;
+use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
+use super::plan::{ClusterPlan, NodeId, NodePlan};
+use super::readiness::{levels, wait_ready};
+use super::runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
+use super::spec::RunSpec;
+use super::wiring::{self, Wiring};
+
+/// How long a gracefully stopped node may take before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+struct Proc {
+    child: Option<Child>,
+    pid: u32,
+    state: NodeState,
+}
+
+/// Runs a cluster as local child processes.
+pub struct ProcessRuntime {
+    plan: ClusterPlan,
+    binaries: Binaries,
+    wiring: Wiring,
+    ledger: Ledger,
+    entry: LedgerEntry,
+    upstreams: BTreeMap<String, BTreeMap<String, String>>,
+    procs: BTreeMap<NodeId, Proc>,
+    partitioned: Vec<NodeId>,
+}
+
+impl ProcessRuntime {
+    /// A runtime for `plan`, its binaries from `binaries`, its edges wired by `wiring`,
+    /// recorded in `ledger` as run `run_id`.
+    pub fn new(plan: ClusterPlan, binaries: Binaries, wiring: Wiring, ledger: Ledger, run_id: &str) -> Self {
+        let (owner_pid, owner_start_time) = ledger::me();
+        let entry = LedgerEntry {
+            run_id: run_id.to_string(),
+            runtime: "process".into(),
+            cluster: plan.spec.name.clone(),
+            run_dir: plan.run_dir.clone(),
+            owner_pid,
+            owner_start_time,
+            toxiproxy: wiring.api_url(),
+            ..Default::default()
+        };
+        Self {
+            plan,
+            binaries,
+            wiring,
+            ledger,
+            entry,
+            upstreams: BTreeMap::new(),
+            procs: BTreeMap::new(),
+            partitioned: Vec::new(),
+        }
+    }
+
+    /// Where clients reach the ingress (through its proxy slots).
+    pub fn ingress_urls(&self) -> &[String] {
+        &self.entry.ingress
+    }
+
+    /// The Toxiproxy API the edges are on, if any.
+    pub fn wiring_url(&self) -> Option<String> {
+        self.wiring.api_url()
+    }
+
+    fn program(&self, node: &NodePlan) -> (PathBuf, Vec<String>) {
+        match &node.service.run {
+            RunSpec::Binary(b) => (self.binaries.path(b), Vec::new()),
+            RunSpec::Command(c) => {
+                let base = self.plan.spec.file.parent().unwrap_or(std::path::Path::new("."));
+                let prog = PathBuf::from(&c[0]);
+                let prog = if prog.components().count() > 1 && prog.is_relative() { base.join(prog) } else { prog };
+                (prog, c[1..].to_vec())
+            }
+        }
+    }
+
+    fn spawn(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
+        let node = self.plan.node(id).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?.clone();
+        std::fs::create_dir_all(&node.data_dir)
+            .map_err(RuntimeError::io(format!("creating {}", node.data_dir.display())))?;
+        if let Some(dir) = node.log_file.parent() {
+            std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_file)
+            .map_err(RuntimeError::io(format!("opening {}", node.log_file.display())))?;
+        let err_log = log.try_clone().map_err(RuntimeError::io("duplicating the log file handle"))?;
+        let (program, args) = self.program(&node);
+        let mut cmd = Command::new(&program);
+        cmd.args(&args)
+            .env_clear()
+            .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME" || k == "RUST_BACKTRACE"))
+            .envs(&node.env)
+            .envs(self.upstreams.get(&id.service).into_iter().flatten())
+            .current_dir(&node.data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err_log))
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| RuntimeError::Start {
+            node: id.to_string(),
+            detail: format!("cannot run {}: {e}", program.display()),
+        })?;
+        let pid =
+            child.id().ok_or_else(|| RuntimeError::Start { node: id.to_string(), detail: "exited at once".into() })?;
+        self.procs.insert(id.clone(), Proc { child: Some(child), pid, state: NodeState::Starting });
+        self.entry.processes.retain(|p| p.node != id.to_string());
+        self.entry.processes.push(LedgerProcess {
+            node: id.to_string(),
+            pid,
+            start_time: ledger::start_time(pid).unwrap_or(0),
+        });
+        self.record();
+        Ok(())
+    }
+
+    fn record(&mut self) {
+        self.entry.nodes = self.status();
+        if let Err(e) = self.ledger.write(&self.entry) {
+            eprintln!("warning: cannot write the run ledger: {e}");
+        }
+    }
+
+    fn signal(&self, id: &NodeId, sig: Signal) -> Result<(), RuntimeError> {
+        let p = self.procs.get(id).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        killpg(Pid::from_raw(p.pid as i32), sig).map_err(|e| RuntimeError::Io {
+            context: format!("sending {sig} to node {id}"),
+            source: std::io::Error::from_raw_os_error(e as i32),
+        })
+    }
+
+    async fn wait_node(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
+        let node = self.plan.node(id).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?.clone();
+        let proc = self.procs.get_mut(id).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        let child = proc.child.as_mut();
+        let result = wait_ready(&node, child).await;
+        let state = if result.is_ok() { NodeState::Ready } else { NodeState::Exited };
+        if let Some(p) = self.procs.get_mut(id) {
+            p.state = state;
+        }
+        self.record();
+        result
+    }
+
+    async fn end(&mut self, id: &NodeId, graceful: bool) -> Result<(), RuntimeError> {
+        let Some(p) = self.procs.get_mut(id) else { return Err(RuntimeError::UnknownNode(id.to_string())) };
+        let pid = Pid::from_raw(p.pid as i32);
+        if let Some(mut child) = p.child.take() {
+            if graceful {
+                let _ = killpg(pid, Signal::SIGCONT);
+                let _ = killpg(pid, Signal::SIGTERM);
+                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                }
+            } else {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+            let _ = child.wait().await;
+        }
+        p.state = if graceful { NodeState::Stopped } else { NodeState::Killed };
+        self.record();
+        Ok(())
+    }
+
+    fn is_running(&self, id: &NodeId) -> bool {
+        self.procs.get(id).is_some_and(|p| p.child.is_some())
+    }
+}
+
+impl Runtime for ProcessRuntime {
+    async fn start(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        let mut bins: Vec<String> = self
+            .plan
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.service.run {
+                RunSpec::Binary(b) => Some(b.clone()),
+                RunSpec::Command(_) => None,
+            })
+            .collect();
+        bins.dedup();
+        self.binaries.ensure(&bins, progress)?;
+        let urls = wiring::open_local(&self.wiring, &self.plan).await?;
+        self.upstreams = wiring::upstream_env(&self.plan, &urls);
+        self.entry.ingress = wiring::ingress_urls(&self.plan, &urls);
+        self.record();
+        for level in levels(&self.plan) {
+            let names = level.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ");
+            progress(&format!("starting {names}"));
+            for id in &level {
+                self.spawn(id)?;
+            }
+            // Nodes of one level do not depend on each other: wait for them together.
+            let mut waits = Vec::new();
+            for id in &level {
+                let node = self.plan.node(id).cloned().ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+                let child = self.procs.get_mut(id).and_then(|p| p.child.take());
+                waits.push(async move {
+                    let mut child = child;
+                    let r = wait_ready(&node, child.as_mut()).await;
+                    (node.id, child, r)
+                });
+            }
+            for (id, child, result) in futures::future::join_all(waits).await {
+                if let Some(p) = self.procs.get_mut(&id) {
+                    p.child = child;
+                    p.state = if result.is_ok() { NodeState::Ready } else { NodeState::Exited };
+                }
+                result?;
+            }
+            self.record();
+        }
+        progress(&format!("all {} nodes ready in {:.2?}", self.plan.nodes.len(), started.elapsed()));
+        Ok(())
+    }
+
+    async fn node_op(&mut self, id: &NodeId, op: NodeOp) -> Result<(), RuntimeError> {
+        let state = self.procs.get(id).map(|p| p.state).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        let bad = || RuntimeError::BadState { op, node: id.to_string(), state };
+        match op {
+            NodeOp::Kill | NodeOp::Stop if !self.is_running(id) => return Err(bad()),
+            NodeOp::Kill => self.end(id, false).await?,
+            NodeOp::Stop => self.end(id, true).await?,
+            NodeOp::Pause if state != NodeState::Ready && state != NodeState::Partitioned => return Err(bad()),
+            NodeOp::Pause => {
+                self.signal(id, Signal::SIGSTOP)?;
+                self.set_state(id, NodeState::Paused);
+            }
+            NodeOp::Resume if state != NodeState::Paused => return Err(bad()),
+            NodeOp::Resume => {
+                self.signal(id, Signal::SIGCONT)?;
+                let s = if self.partitioned.contains(id) { NodeState::Partitioned } else { NodeState::Ready };
+                self.set_state(id, s);
+            }
+            NodeOp::Restart => {
+                if self.is_running(id) {
+                    self.end(id, true).await?;
+                }
+                self.spawn(id)?;
+                self.wait_node(id).await?;
+                if self.partitioned.contains(id) {
+                    self.set_state(id, NodeState::Partitioned);
+                }
+            }
+            NodeOp::Partition if self.partitioned.contains(id) => return Err(bad()),
+            NodeOp::Partition => {
+                self.wiring.set_enabled(self.plan.slots_touching(id), false).await?;
+                self.partitioned.push(id.clone());
+                if state == NodeState::Ready {
+                    self.set_state(id, NodeState::Partitioned);
+                }
+            }
+            NodeOp::Heal if !self.partitioned.contains(id) => return Err(bad()),
+            NodeOp::Heal => {
+                self.wiring.set_enabled(self.plan.slots_touching(id), true).await?;
+                self.partitioned.retain(|p| p != id);
+                if state == NodeState::Partitioned {
+                    self.set_state(id, NodeState::Ready);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&mut self) -> Vec<NodeStatus> {
+        let mut out = Vec::new();
+        for n in &self.plan.nodes {
+            let (state, pid) = match self.procs.get_mut(&n.id) {
+                Some(p) => {
+                    let exited = p.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                    if exited {
+                        p.child = None;
+                        p.state = NodeState::Exited;
+                    }
+                    (p.state, p.pid.to_string())
+                }
+                None => (NodeState::Starting, String::new()),
+            };
+            out.push(NodeStatus {
+                id: n.id.to_string(),
+                service: n.id.service.clone(),
+                addr: n.addr.to_string(),
+                state,
+                handle: pid,
+            });
+        }
+        out
+    }
+
+    fn plan(&self) -> &ClusterPlan {
+        &self.plan
+    }
+
+    async fn teardown(&mut self) -> Result<(), RuntimeError> {
+        // Consumers first, so providers see no new calls while they drain.
+        let ids: Vec<NodeId> = self.plan.nodes.iter().rev().map(|n| n.id.clone()).collect();
+        for id in &ids {
+            if let Some(p) = self.procs.get(id) {
+                let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGCONT);
+                if p.child.is_some() {
+                    let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for id in &ids {
+            if let Some(p) = self.procs.get_mut(id) {
+                if let Some(mut child) = p.child.take() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if tokio::time::timeout(left, child.wait()).await.is_err() {
+                        let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+                        let _ = child.wait().await;
+                    }
+                    p.state = NodeState::Stopped;
+                }
+            }
+        }
+        self.wiring.close(&self.plan).await;
+        self.ledger.remove(&self.entry.run_id);
+        Ok(())
+    }
+}
+
+impl ProcessRuntime {
+    fn set_state(&mut self, id: &NodeId, state: NodeState) {
+        if let Some(p) = self.procs.get_mut(id) {
+            p.state = state;
+        }
+        self.record();
+    }
+}
+
+impl Drop for ProcessRuntime {
+    /// The last line of defence (a panic, an early return): no child outlives us.
+    fn drop(&mut self) {
+        for p in self.procs.values_mut() {
+            if p.child.take().is_some() {
+                let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGCONT);
+                let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}

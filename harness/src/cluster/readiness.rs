@@ -1,0 +1,89 @@
+//! Waiting for nodes to become ready, and the order to start them in.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio::process::Child;
+
+use super::plan::{ClusterPlan, NodeId, NodePlan};
+use super::runtime::RuntimeError;
+
+/// How often readiness is polled.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Nodes grouped by dependency depth: level 0 calls no one; level n calls only nodes
+/// of lower levels. Nodes of one level can start together.
+pub fn levels(plan: &ClusterPlan) -> Vec<Vec<NodeId>> {
+    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+    // Services are in start order, so every provider's depth is known before its consumers'.
+    for s in &plan.spec.services {
+        let d = plan.spec.providers_of(&s.name).filter_map(|p| depth.get(p)).map(|d| d + 1).max().unwrap_or(0);
+        depth.insert(&s.name, d);
+    }
+    let mut out: Vec<Vec<NodeId>> = Vec::new();
+    for n in &plan.nodes {
+        let d = depth.get(n.id.service.as_str()).copied().unwrap_or(0);
+        if out.len() <= d {
+            out.resize(d + 1, Vec::new());
+        }
+        out[d].push(n.id.clone());
+    }
+    out.retain(|l| !l.is_empty());
+    out
+}
+
+/// Polls `node`'s readiness path until it answers 200, its process exits, or its
+/// timeout passes.
+pub async fn wait_ready(node: &NodePlan, mut child: Option<&mut Child>) -> Result<(), RuntimeError> {
+    let url = format!("{}{}", node.url(), node.service.ready);
+    let exited = move || {
+        let c = child.as_deref_mut()?;
+        match c.try_wait() {
+            Ok(Some(status)) => Some(format!("it exited ({status})")),
+            _ => None,
+        }
+    };
+    poll_ready(&node.id.to_string(), &url, node.service.ready_timeout, &node.log_file, exited).await
+}
+
+/// Polls `url` until it answers 2xx, `exited` says the node is gone, or `timeout`
+/// passes; the error quotes the end of the node's log.
+pub async fn poll_ready(
+    node: &str,
+    url: &str,
+    timeout: Duration,
+    log: &std::path::Path,
+    mut exited: impl FnMut() -> Option<String>,
+) -> Result<(), RuntimeError> {
+    let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().expect("a plain client builds");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(how) = exited() {
+            return Err(RuntimeError::Start {
+                node: node.to_string(),
+                detail: format!("{how} before it was ready; its log ends:\n{}", tail(log, 15)),
+            });
+        }
+        let last = match http.get(url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => format!("{url} answered {}", r.status()),
+            Err(e) => format!("{url}: {e}"),
+        };
+        if Instant::now() >= deadline {
+            return Err(RuntimeError::NotReady {
+                node: node.to_string(),
+                timeout,
+                detail: format!("{last}; its log ends:\n{}", tail(log, 15)),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The last `n` lines of a log file, indented.
+pub fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}

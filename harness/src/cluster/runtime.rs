@@ -1,0 +1,122 @@
+//! What every runtime does: start a planned cluster, hurt and heal its nodes, report
+//! their state, and tear everything down.
+
+use std::fmt;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{ClusterPlan, NodeId};
+
+/// A runtime's failure, with what to do about it where we know.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("building {what} failed: {detail}")]
+    Build { what: String, detail: String },
+    #[error("node {node} could not start: {detail}")]
+    Start { node: String, detail: String },
+    #[error("node {node} was not ready within {timeout:?}: {detail}")]
+    NotReady { node: String, timeout: std::time::Duration, detail: String },
+    #[error("no node {0} in this cluster (see `gauntlet status`)")]
+    UnknownNode(String),
+    #[error("{op} is not possible on node {node} while it is {state}")]
+    BadState { op: NodeOp, node: String, state: NodeState },
+    #[error("wiring the edge proxies failed: {0}")]
+    Wiring(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl RuntimeError {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Io { context, source }
+    }
+}
+
+/// The state of one node, as `gauntlet status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Starting,
+    Ready,
+    Paused,
+    /// Cut off from the other nodes (its edge proxies refuse connections).
+    Partitioned,
+    Stopped,
+    Killed,
+    /// Ended by itself.
+    Exited,
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// An operation on a node. Each has an inverse, so every fault can be rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeOp {
+    /// SIGKILL / container kill: no chance to clean up.
+    Kill,
+    /// SIGTERM / container stop: graceful.
+    Stop,
+    /// SIGSTOP / container pause: frozen, connections hang.
+    Pause,
+    /// SIGCONT / container unpause.
+    Resume,
+    /// Stop if running, then start again on the same data.
+    Restart,
+    /// Cut the node off from every other node.
+    Partition,
+    /// Undo a partition.
+    Heal,
+}
+
+impl fmt::Display for NodeOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+impl std::str::FromStr for NodeOp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+            format!("unknown node operation {s:?}: use kill, stop, pause, resume, restart, partition or heal")
+        })
+    }
+}
+
+/// One node as a runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: String,
+    pub service: String,
+    /// Its own address (not through a proxy).
+    pub addr: String,
+    pub state: NodeState,
+    /// Process id or container id.
+    pub handle: String,
+}
+
+/// A way to run a cluster: local processes, containers, or an external deployment.
+pub trait Runtime: Send {
+    /// Starts every node in dependency order and waits until each is ready.
+    fn start(&mut self, progress: &(dyn Fn(&str) + Sync)) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Applies `op` to node `id`.
+    fn node_op(&mut self, id: &NodeId, op: NodeOp) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Every node and its state.
+    fn status(&mut self) -> Vec<NodeStatus>;
+    /// The plan this runtime runs.
+    fn plan(&self) -> &ClusterPlan;
+    /// Ends every node and removes what the run created. Safe to call twice.
+    fn teardown(&mut self) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+}

@@ -1,0 +1,135 @@
+//! Edge wiring: what stands in each proxy slot.
+//!
+//! [`Wiring::Direct`] puts nothing there (consumers call providers directly; no edge
+//! faults, no partitions). [`Wiring::Toxiproxy`] creates one proxy per slot through the
+//! Toxiproxy API (the embedded server, or a real Toxiproxy given with `--toxiproxy`), so
+//! every edge can carry toxics and a node can be partitioned by disabling its proxies.
+
+use std::collections::BTreeMap;
+
+use super::plan::{ClusterPlan, Slot};
+use super::runtime::RuntimeError;
+use crate::faults::client::ToxiproxyClient;
+use crate::faults::model::ProxyConfig;
+
+/// What stands in the proxy slots.
+#[derive(Clone)]
+pub enum Wiring {
+    /// No proxies.
+    Direct,
+    /// A proxy per slot, through this Toxiproxy API.
+    Toxiproxy { client: ToxiproxyClient },
+}
+
+/// The URL each slot's consumers call, by proxy name.
+pub type SlotUrls = BTreeMap<String, String>;
+
+/// Where slots are, for one runtime: what a proxy connects to, where it listens, and
+/// how a consumer reaches the address it bound.
+pub struct SlotAddressing<'a> {
+    /// The provider replica's address as the proxy sees it (`127.0.0.1:7002`, `shop-catalog-0:7002`).
+    pub upstream: &'a (dyn Fn(&Slot) -> String + Sync),
+    /// Where the slot's proxy listens (`127.0.0.1:0` for any free port).
+    pub listen: &'a (dyn Fn(&Slot) -> String + Sync),
+    /// The URL a consumer of the slot calls, from the address the proxy bound.
+    pub reach: &'a (dyn Fn(&Slot, &str) -> String + Sync),
+}
+
+impl Wiring {
+    /// Opens every slot of `plan`; returns where consumers reach each.
+    pub async fn open(&self, plan: &ClusterPlan, addressing: &SlotAddressing<'_>) -> Result<SlotUrls, RuntimeError> {
+        let mut out = SlotUrls::new();
+        match self {
+            Wiring::Direct => {
+                for s in &plan.slots {
+                    out.insert(s.proxy_name(), format!("http://{}", (addressing.upstream)(s)));
+                }
+            }
+            Wiring::Toxiproxy { client } => {
+                for s in &plan.slots {
+                    let name = s.proxy_name();
+                    // A proxy left by an earlier run of the same name is replaced.
+                    let _ = client.delete_proxy(&name).await;
+                    let config = ProxyConfig::new(name.clone(), (addressing.listen)(s), (addressing.upstream)(s));
+                    let proxy = client
+                        .create_proxy(&config)
+                        .await
+                        .map_err(|e| RuntimeError::Wiring(format!("creating proxy {name}: {e}")))?;
+                    out.insert(name, (addressing.reach)(s, &proxy.listen));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Toxiproxy API the edges are on, if any.
+    pub fn api_url(&self) -> Option<String> {
+        match self {
+            Wiring::Toxiproxy { client } => Some(client.base_url().to_string()),
+            Wiring::Direct => None,
+        }
+    }
+
+    /// Enables or disables the proxies of `slots` (a partition disables them).
+    pub async fn set_enabled<'a>(
+        &self,
+        slots: impl Iterator<Item = &'a Slot>,
+        enabled: bool,
+    ) -> Result<(), RuntimeError> {
+        match self {
+            Wiring::Direct => {
+                Err(RuntimeError::Unsupported("partitions need edge proxies; run without --no-proxies".into()))
+            }
+            Wiring::Toxiproxy { client, .. } => {
+                for s in slots {
+                    client.set_enabled(&s.proxy_name(), enabled).await.map_err(|e| {
+                        let verb = if enabled { "enabling" } else { "disabling" };
+                        RuntimeError::Wiring(format!("{verb} proxy {}: {e}", s.proxy_name()))
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes every proxy of `plan`.
+    pub async fn close(&self, plan: &ClusterPlan) {
+        if let Wiring::Toxiproxy { client, .. } = self {
+            for s in &plan.slots {
+                let _ = client.delete_proxy(&s.proxy_name()).await;
+            }
+        }
+    }
+}
+
+/// Loopback addressing, for nodes that are local processes: proxies bind free ports
+/// on 127.0.0.1 and consumers call what they bound.
+pub async fn open_local(wiring: &Wiring, plan: &ClusterPlan) -> Result<SlotUrls, RuntimeError> {
+    let addressing = SlotAddressing {
+        upstream: &|s: &Slot| s.upstream.to_string(),
+        listen: &|_: &Slot| "127.0.0.1:0".to_string(),
+        reach: &|_: &Slot, bound: &str| format!("http://{bound}"),
+    };
+    wiring.open(plan, &addressing).await
+}
+
+/// Each consumer's upstream variables: for every provider it calls, the URLs of the
+/// slots leading to the provider's replicas, comma-separated.
+pub fn upstream_env(plan: &ClusterPlan, urls: &SlotUrls) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for edge in &plan.spec.edges {
+        let urls: Vec<String> =
+            plan.slots.iter().filter(|s| s.edge == *edge).filter_map(|s| urls.get(&s.proxy_name()).cloned()).collect();
+        out.entry(edge.from.clone()).or_default().insert(plan.spec.upstream_var(&edge.to), urls.join(","));
+    }
+    out
+}
+
+/// The URLs clients use to reach the ingress, one per ingress replica.
+pub fn ingress_urls(plan: &ClusterPlan, urls: &SlotUrls) -> Vec<String> {
+    plan.slots
+        .iter()
+        .filter(|s| s.edge.from == super::plan::CLIENT)
+        .filter_map(|s| urls.get(&s.proxy_name()).cloned())
+        .collect()
+}

@@ -1,0 +1,119 @@
+//! A running proxy: its listener, the accept loop, and each accepted connection's pair
+//! of links.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::chain::ConnectionId;
+use super::link::{self, LinkParts};
+use super::{ProxyShared, Signal};
+use crate::faults::error::ApiError;
+use crate::faults::model::Stream;
+
+/// How long a proxy waits to connect to its upstream before giving up on a client.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers the HTTP toxics may queue for the other direction.
+const REPLY_QUEUE: usize = 64;
+
+/// A proxy's accept loop, while the proxy is enabled.
+pub(crate) struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Binds `listen` and starts accepting; returns the address really bound.
+    pub(crate) fn start(listen: &str, upstream: String, shared: Arc<ProxyShared>) -> Result<(Self, String), ApiError> {
+        let std_listener = std::net::TcpListener::bind(listen).map_err(|e| ApiError::listen(listen, &e))?;
+        std_listener.set_nonblocking(true).map_err(|e| ApiError::listen(listen, &e))?;
+        let bound = std_listener.local_addr().map_err(|e| ApiError::listen(listen, &e))?.to_string();
+        let listener = TcpListener::from_std(std_listener).map_err(|e| ApiError::listen(listen, &e))?;
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(accept_loop(listener, upstream, shared, stopped));
+        Ok((Self { stop, task }, bound))
+    }
+
+    /// Stops accepting and releases the listening socket.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: String,
+    shared: Arc<ProxyShared>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let upstream: Arc<str> = upstream.into();
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => {
+                    let ordinal = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(serve(client, upstream.clone(), shared.clone(), ordinal));
+                }
+                // Out of file descriptors and the like: wait rather than spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+        }
+    }
+}
+
+/// Removes a connection from its proxy's set when the connection ends.
+struct Registered {
+    shared: Arc<ProxyShared>,
+    ordinal: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.shared.connections.lock() {
+            set.remove(&self.ordinal);
+        }
+    }
+}
+
+async fn serve(client: TcpStream, upstream: Arc<str>, shared: Arc<ProxyShared>, ordinal: u64) {
+    let Ok(Ok(server)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&*upstream)).await else {
+        // As Toxiproxy does: the client is closed when the upstream cannot be reached.
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let signal = Arc::new(watch::Sender::new(Signal::Open));
+    if let Ok(mut set) = shared.connections.lock() {
+        set.insert(ordinal, signal.clone());
+    }
+    let _registered = Registered { shared: shared.clone(), ordinal };
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+
+    let id = ConnectionId { seed: shared.seed, proxy: shared.name.clone(), ordinal };
+    let (to_client, for_client) = mpsc::channel::<Bytes>(REPLY_QUEUE);
+    let (to_server, for_server) = mpsc::channel::<Bytes>(REPLY_QUEUE);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let parts = |stream: Stream, inbox, outbox| LinkParts {
+        stream,
+        id: id.clone(),
+        chain: shared.chains[stream.index()].subscribe(),
+        signal: signal.clone(),
+        inbox,
+        outbox,
+        metrics: shared.metrics.clone(),
+    };
+    let upstream_parts = parts(Stream::Upstream, for_server, to_client);
+    let downstream_parts = parts(Stream::Downstream, for_client, to_server);
+    let upstream_link = tokio::spawn(link::run(client_read, server_write, upstream_parts));
+    link::run(server_read, client_write, downstream_parts).await;
+    let _ = upstream_link.await;
+}

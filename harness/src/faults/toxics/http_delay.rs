@@ -1,0 +1,47 @@
+//! `http_delay` (Gauntlet extension): a touched HTTP request is forwarded `delay` ms
+//! after it arrived; requests behind it on the connection wait for it, as on a wire.
+
+use std::time::Duration;
+
+use super::http_framing::{touched, Piece, RequestFramer};
+use super::{ms, Event, Stage, Timed};
+use crate::faults::model::HttpMatch;
+use crate::faults::seed::DecisionRng;
+
+/// The http_delay toxic on one connection.
+pub(super) struct HttpDelay {
+    framer: RequestFramer,
+    matching: HttpMatch,
+    delay: Duration,
+    rng: DecisionRng,
+    current: Duration,
+}
+
+impl HttpDelay {
+    pub(super) fn new(delay: u64, matching: HttpMatch, rng: DecisionRng) -> Self {
+        Self { framer: RequestFramer::new(), matching, delay: ms(delay), rng, current: Duration::ZERO }
+    }
+}
+
+impl Stage for HttpDelay {
+    fn on_event(&mut self, input: Timed, out: &mut Vec<Timed>) {
+        let Event::Data(data) = input.event else {
+            out.push(input);
+            return;
+        };
+        let mut pieces = Vec::new();
+        self.framer.feed(data, &mut pieces);
+        for piece in pieces {
+            match piece {
+                Piece::Head { method, path, bytes } => {
+                    let delay = touched(&self.matching, &method, &path, &mut self.rng);
+                    self.current = if delay { self.delay } else { Duration::ZERO };
+                    out.push(Timed::new(input.at + self.current, Event::Data(bytes)));
+                }
+                Piece::Body(bytes) => out.push(Timed::new(input.at + self.current, Event::Data(bytes))),
+                Piece::Raw(bytes) => out.push(Timed::new(input.at, Event::Data(bytes))),
+                Piece::End => self.current = Duration::ZERO,
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! HTTP/1.1 request framing on a byte stream: where each request's head and body begin
+//! and end, for `Content-Length` and `chunked` bodies, over keep-alive connections.
+//!
+//! Bytes that do not parse as an HTTP/1.1 request, and everything after a `CONNECT` or
+//! an `Upgrade`, are handed on as [`Piece::Raw`]: the framer never breaks a stream it
+//! does not understand.
+
+use bytes::{Buf, Bytes, BytesMut};
+use rand::Rng;
+
+use crate::faults::model::HttpMatch;
+use crate::faults::seed::DecisionRng;
+
+/// The longest request head the framer waits for before giving up on HTTP.
+const MAX_HEAD: usize = 64 * 1024;
+/// The longest chunk-size or trailer line.
+const MAX_LINE: usize = 8 * 1024;
+
+/// A part of the request stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Piece {
+    /// A whole request head (request line and headers).
+    Head {
+        /// The method, e.g. `GET`.
+        method: String,
+        /// The request target, e.g. `/v1/orders?x=1`.
+        path: String,
+        /// The head's bytes, as received.
+        bytes: Bytes,
+    },
+    /// Bytes of the current request's body (framing included for chunked bodies).
+    Body(Bytes),
+    /// The current request is complete.
+    End,
+    /// Bytes that are not HTTP the framer understands; passed on as they are.
+    Raw(Bytes),
+}
+
+#[derive(Debug)]
+enum State {
+    Head,
+    Body { remaining: u64 },
+    ChunkSize,
+    ChunkData { remaining: u64 },
+    ChunkDataEnd { remaining: usize },
+    Trailer,
+    Passthrough,
+}
+
+/// Splits a client-to-server byte stream into requests.
+#[derive(Debug)]
+pub struct RequestFramer {
+    state: State,
+    pending: BytesMut,
+    upgrade_after: bool,
+}
+
+impl Default for RequestFramer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestFramer {
+    /// A framer at the start of a connection.
+    pub fn new() -> Self {
+        Self { state: State::Head, pending: BytesMut::new(), upgrade_after: false }
+    }
+
+    /// Feeds the next bytes of the stream and pushes the pieces they complete.
+    pub fn feed(&mut self, data: Bytes, out: &mut Vec<Piece>) {
+        let mut data = data;
+        while !data.is_empty() {
+            match self.state {
+                State::Passthrough => {
+                    out.push(Piece::Raw(data));
+                    return;
+                }
+                State::Head => self.feed_head(&mut data, out),
+                State::Body { remaining } => {
+                    let take = take_len(remaining, data.len());
+                    out.push(Piece::Body(data.split_to(take)));
+                    let left = remaining - take as u64;
+                    if left == 0 {
+                        self.finish(out);
+                    } else {
+                        self.state = State::Body { remaining: left };
+                    }
+                }
+                State::ChunkSize => {
+                    if let Some(line) = self.line(&mut data, out) {
+                        match chunk_size(&line) {
+                            Some(0) => self.state = State::Trailer,
+                            Some(n) => self.state = State::ChunkData { remaining: n },
+                            None => self.state = State::Passthrough,
+                        }
+                        out.push(Piece::Body(line));
+                    }
+                }
+                State::ChunkData { remaining } => {
+                    let take = take_len(remaining, data.len());
+                    out.push(Piece::Body(data.split_to(take)));
+                    let left = remaining - take as u64;
+                    self.state = if left == 0 {
+                        State::ChunkDataEnd { remaining: 2 }
+                    } else {
+                        State::ChunkData { remaining: left }
+                    };
+                }
+                State::ChunkDataEnd { remaining } => {
+                    let take = remaining.min(data.len());
+                    out.push(Piece::Body(data.split_to(take)));
+                    self.state = if take == remaining {
+                        State::ChunkSize
+                    } else {
+                        State::ChunkDataEnd { remaining: remaining - take }
+                    };
+                }
+                State::Trailer => {
+                    if let Some(line) = self.line(&mut data, out) {
+                        let last = line.as_ref() == b"\r\n" || line.as_ref() == b"\n";
+                        out.push(Piece::Body(line));
+                        if last {
+                            self.finish(out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn feed_head(&mut self, data: &mut Bytes, out: &mut Vec<Piece>) {
+        let before = self.pending.len();
+        self.pending.extend_from_slice(data);
+        let Some(end) = find_head_end(&self.pending, before.saturating_sub(3)) else {
+            data.advance(data.len());
+            if self.pending.len() > MAX_HEAD {
+                self.give_up(out);
+            }
+            return;
+        };
+        // Only the bytes of this head are consumed; the rest stays in `data`.
+        data.advance(end - before);
+        let head = self.pending.split_to(end).freeze();
+        self.pending.clear();
+        let mut headers = [httparse::EMPTY_HEADER; 96];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(_)) = req.parse(&head) else {
+            self.state = State::Passthrough;
+            out.push(Piece::Raw(head));
+            return;
+        };
+        let method = req.method.unwrap_or_default().to_string();
+        let path = req.path.unwrap_or_default().to_string();
+        let mut length = 0u64;
+        let mut chunked = false;
+        let mut bad = false;
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
+                    Some(n) => length = n,
+                    None => bad = true,
+                }
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = std::str::from_utf8(h.value).is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"));
+            } else if h.name.eq_ignore_ascii_case("upgrade") {
+                self.upgrade_after = true;
+            }
+        }
+        if method.eq_ignore_ascii_case("CONNECT") {
+            self.upgrade_after = true;
+        }
+        out.push(Piece::Head { method, path, bytes: head });
+        if bad {
+            self.state = State::Passthrough;
+        } else if chunked {
+            self.state = State::ChunkSize;
+        } else if length > 0 {
+            self.state = State::Body { remaining: length };
+        } else {
+            self.finish(out);
+        }
+    }
+
+    /// Takes one line (through `\n`) from `pending` + `data`, or keeps the partial line.
+    fn line(&mut self, data: &mut Bytes, out: &mut Vec<Piece>) -> Option<Bytes> {
+        match data.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                let part = data.split_to(i + 1);
+                self.pending.extend_from_slice(&part);
+                Some(self.pending.split().freeze())
+            }
+            None => {
+                self.pending.extend_from_slice(data);
+                data.advance(data.len());
+                if self.pending.len() > MAX_LINE {
+                    self.give_up(out);
+                }
+                None
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Piece>) {
+        out.push(Piece::End);
+        self.state = if self.upgrade_after { State::Passthrough } else { State::Head };
+    }
+
+    fn give_up(&mut self, out: &mut Vec<Piece>) {
+        self.state = State::Passthrough;
+        out.push(Piece::Raw(self.pending.split().freeze()));
+    }
+}
+
+/// Whether a request is touched by a fault: it matches, and the seeded draw falls
+/// within the percentage.
+pub(super) fn touched(matching: &HttpMatch, method: &str, path: &str, rng: &mut DecisionRng) -> bool {
+    matching.matches(method, path) && rng.random::<f64>() * 100.0 < matching.percentage
+}
+
+fn take_len(remaining: u64, available: usize) -> usize {
+    usize::try_from(remaining).unwrap_or(usize::MAX).min(available)
+}
+
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?.windows(4).position(|w| w == b"\r\n\r\n").map(|i| from + i + 4)
+}
+
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let size = text.trim_end_matches(['\r', '\n']).split(';').next()?.trim();
+    u64::from_str_radix(size, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(chunks: &[&[u8]]) -> Vec<Piece> {
+        let mut f = RequestFramer::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            f.feed(Bytes::copy_from_slice(c), &mut out);
+        }
+        out
+    }
+
+    fn summary(pieces: &[Piece]) -> String {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Head { method, path, .. } => format!("H({method} {path})"),
+                Piece::Body(b) => format!("B{}", b.len()),
+                Piece::End => "E".into(),
+                Piece::Raw(b) => format!("R{}", b.len()),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn keep_alive_requests_with_lengths() {
+        let req = b"POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\n";
+        assert_eq!(summary(&frame(&[req])), "H(POST /a) B3 E H(GET /b) E");
+        // Byte by byte gives the same requests.
+        let bytes: Vec<&[u8]> = req.chunks(1).collect();
+        let s = summary(&frame(&bytes));
+        assert!(s.starts_with("H(POST /a) B1 B1 B1 E H(GET /b) E"), "{s}");
+    }
+
+    #[test]
+    fn chunked_bodies_end_at_the_last_chunk() {
+        let req =
+            b"POST /c HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n4\r\nwiki\r\n0\r\n\r\nGET /d HTTP/1.1\r\n\r\n";
+        let pieces = frame(&[req]);
+        let s = summary(&pieces);
+        assert!(s.starts_with("H(POST /c)"), "{s}");
+        assert!(s.ends_with("E H(GET /d) E"), "{s}");
+        let body: usize = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Body(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(body, "4\r\nwiki\r\n0\r\n\r\n".len());
+    }
+
+    fn request(i: usize, body: &[u8], chunked: bool) -> Vec<u8> {
+        let mut out = format!("POST /r{i} HTTP/1.1\r\nhost: x\r\n").into_bytes();
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+            for part in body.chunks(5) {
+                out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                out.extend_from_slice(part);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+            out.extend_from_slice(body);
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_split_of_any_requests_frames_the_same(
+            bodies in proptest::collection::vec((proptest::collection::vec(proptest::num::u8::ANY, 0..40), proptest::bool::ANY), 1..6),
+            cuts in proptest::collection::vec(1usize..50, 0..20),
+        ) {
+            let mut wire = Vec::new();
+            for (i, (body, chunked)) in bodies.iter().enumerate() {
+                wire.extend(request(i, body, *chunked));
+            }
+            let mut pieces_in = Vec::new();
+            let mut rest: &[u8] = &wire;
+            for cut in cuts {
+                if rest.is_empty() { break; }
+                let (a, b) = rest.split_at(cut.min(rest.len()));
+                pieces_in.push(a);
+                rest = b;
+            }
+            pieces_in.push(rest);
+            let pieces = frame(&pieces_in);
+            let heads: Vec<String> = pieces.iter().filter_map(|p| match p {
+                Piece::Head { path, .. } => Some(path.clone()),
+                _ => None,
+            }).collect();
+            let expected: Vec<String> = (0..bodies.len()).map(|i| format!("/r{i}")).collect();
+            proptest::prop_assert_eq!(heads, expected);
+            let ends = pieces.iter().filter(|p| **p == Piece::End).count();
+            proptest::prop_assert_eq!(ends, bodies.len());
+            let mut rebuilt = Vec::new();
+            for p in &pieces {
+                match p {
+                    Piece::Head { bytes, .. } | Piece::Body(bytes) | Piece::Raw(bytes) => rebuilt.extend_from_slice(bytes),
+                    Piece::End => {}
+                }
+            }
+            proptest::prop_assert_eq!(rebuilt, wire);
+        }
+    }
+
+    #[test]
+    fn non_http_passes_through() {
+        assert_eq!(summary(&frame(&[b"\x00\x01binary\r\n\r\n", b"more"])), "R12 R4");
+    }
+}

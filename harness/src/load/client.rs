@@ -1,0 +1,380 @@
+//! The HTTP/1.1 client the generator sends through: a bounded keep-alive pool.
+//!
+//! At most `connections` connections exist at once, each carrying one request at a
+//! time (no pipelining). A request waits for a free connection; that wait is part of
+//! the corrected latency and not of the service time. The pool is a plain stack of
+//! idle hyper connections: no background tasks besides each connection's own, no
+//! per-request allocation beyond the request itself.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
+
+use super::stats::{ErrorKind, Outcome};
+
+/// The longest response body kept for captures; longer ones are read and dropped.
+pub const MAX_CAPTURE_BODY: usize = 4 * 1024 * 1024;
+
+/// The client could not be set up.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The host name did not resolve.
+    #[error("cannot resolve `{authority}`: {reason}")]
+    Resolve {
+        /// `host:port`.
+        authority: String,
+        /// Why.
+        reason: String,
+    },
+    /// Zero connections.
+    #[error("the client needs at least one connection")]
+    NoConnections,
+}
+
+/// How the pool behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClientConfig {
+    /// The most connections open at once.
+    pub connections: usize,
+    /// Each request's limit, from asking for a connection to the end of the answer.
+    pub timeout: Duration,
+}
+
+/// One request's result.
+#[derive(Debug)]
+pub struct Exchange {
+    /// When a connection was in hand and the request went out.
+    pub sent: Instant,
+    /// When the answer was complete or the request failed.
+    pub done: Instant,
+    /// Status or error.
+    pub outcome: Outcome,
+    /// The body, when asked for and no longer than [`MAX_CAPTURE_BODY`].
+    pub body: Option<Bytes>,
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// A keep-alive pool of HTTP/1.1 connections to one address.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Arc<Pool>,
+}
+
+#[derive(Debug)]
+struct Pool {
+    addr: SocketAddr,
+    host: HeaderValue,
+    idle: Mutex<Vec<Sender>>,
+    permits: Semaphore,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// Resolves `authority` (`host:port`) once and prepares an empty pool.
+    pub async fn new(authority: &str, config: ClientConfig) -> Result<Self, ClientError> {
+        if config.connections == 0 {
+            return Err(ClientError::NoConnections);
+        }
+        let resolve = |reason: String| ClientError::Resolve {
+            authority: authority.into(),
+            reason,
+        };
+        let addr = tokio::net::lookup_host(authority)
+            .await
+            .map_err(|e| resolve(e.to_string()))?
+            .next()
+            .ok_or_else(|| resolve("no address".into()))?;
+        let host = HeaderValue::from_str(authority).map_err(|e| resolve(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Pool {
+                addr,
+                host,
+                idle: Mutex::new(Vec::with_capacity(config.connections)),
+                permits: Semaphore::new(config.connections),
+                timeout: config.timeout,
+            }),
+        })
+    }
+
+    /// Each request's time limit.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The `Host` header value requests carry.
+    pub fn host(&self) -> &HeaderValue {
+        &self.inner.host
+    }
+
+    /// Sends `req` and reads the whole answer, within the timeout.
+    pub async fn send(&self, mut req: Request<Full<Bytes>>, keep_body: bool) -> Exchange {
+        req.headers_mut().insert(HOST, self.inner.host.clone());
+        let started = Instant::now();
+        let mut sent = started;
+        let pool = &self.inner;
+        let result = tokio::time::timeout(pool.timeout, async {
+            let Ok(_permit) = pool.permits.acquire().await else {
+                return Err(ErrorKind::Protocol);
+            };
+            let mut sender = pool.checkout().await?;
+            sent = Instant::now();
+            let resp = sender.send_request(req).await.map_err(classify)?;
+            let status = resp.status().as_u16();
+            let body = read_body(resp.into_body(), keep_body).await?;
+            pool.checkin(sender);
+            Ok((status, body))
+        })
+        .await;
+        let done = Instant::now();
+        let (outcome, body) = match result {
+            Ok(Ok((status, body))) => (Outcome::Status(status), body),
+            Ok(Err(kind)) => (Outcome::Error(kind), None),
+            Err(_) => (Outcome::Error(ErrorKind::Timeout), None),
+        };
+        Exchange {
+            sent,
+            done,
+            outcome,
+            body,
+        }
+    }
+}
+
+/// Something a flow sends its requests through.
+pub(crate) trait Transport {
+    /// Sends `req` and reads the whole answer, within the timeout.
+    async fn exchange(&mut self, req: Request<Full<Bytes>>, keep_body: bool) -> Exchange;
+}
+
+impl Transport for HttpClient {
+    async fn exchange(&mut self, req: Request<Full<Bytes>>, keep_body: bool) -> Exchange {
+        self.send(req, keep_body).await
+    }
+}
+
+type Driven = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+
+/// One connection owned by one virtual user (closed loop) and driven inside that
+/// user's task: no hand-off to a connection task, so a request costs no extra task
+/// wake-ups. Reconnects when the server closes it.
+pub struct DedicatedConnection {
+    link: Link,
+    /// One timer for every request: re-armed only when it fires before the current
+    /// request's deadline, so a request does not pay for registering a timer.
+    timer: Pin<Box<Sleep>>,
+}
+
+struct Link {
+    pool: Arc<Pool>,
+    open: Option<(Sender, Driven)>,
+}
+
+impl DedicatedConnection {
+    /// A connection to `client`'s address with its timeout; it connects on first use.
+    pub fn new(client: &HttpClient) -> Self {
+        let timer = Box::pin(tokio::time::sleep(client.inner.timeout));
+        Self {
+            link: Link {
+                pool: client.inner.clone(),
+                open: None,
+            },
+            timer,
+        }
+    }
+}
+
+impl Link {
+    async fn connect(&mut self) -> Result<(), ErrorKind> {
+        let stream = self.pool.tcp().await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(classify)?;
+        self.open = Some((sender, Box::pin(conn)));
+        Ok(())
+    }
+
+    async fn attempt(
+        &mut self,
+        req: Request<Full<Bytes>>,
+        keep_body: bool,
+        sent: &mut Instant,
+    ) -> Result<(u16, Option<Bytes>), ErrorKind> {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|(sender, _)| sender.is_closed())
+        {
+            self.open = None;
+        }
+        if self.open.is_none() {
+            self.connect().await?;
+            // The request goes out once the connection is up, not before.
+            *sent = Instant::now();
+        }
+        let Some((sender, conn)) = &mut self.open else {
+            return Err(ErrorKind::Connect);
+        };
+        let (result, closed) = {
+            let work = async {
+                let resp = sender.send_request(req).await.map_err(classify)?;
+                let status = resp.status().as_u16();
+                Ok((status, read_body(resp.into_body(), keep_body).await?))
+            };
+            let mut work = std::pin::pin!(work);
+            let mut closed = false;
+            // Request, connection, request again: what the connection just read reaches
+            // the request in the same wake-up, so an exchange costs one poll, not two.
+            let result = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = work.as_mut().poll(cx) {
+                    return Poll::Ready(r);
+                }
+                closed = conn.as_mut().poll(cx).is_ready();
+                match work.as_mut().poll(cx) {
+                    Poll::Pending if closed => Poll::Ready(Err(ErrorKind::Reset)),
+                    other => other,
+                }
+            })
+            .await;
+            (result, closed)
+        };
+        if result.is_err() || closed {
+            self.open = None;
+        }
+        result
+    }
+}
+
+impl Transport for DedicatedConnection {
+    async fn exchange(&mut self, mut req: Request<Full<Bytes>>, keep_body: bool) -> Exchange {
+        let Self { link, timer } = self;
+        req.headers_mut().insert(HOST, link.pool.host.clone());
+        let mut sent = Instant::now();
+        let deadline = sent + link.pool.timeout;
+        let result = {
+            let mut attempt = std::pin::pin!(link.attempt(req, keep_body, &mut sent));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                // Deadlines only grow, so the timer never fires after this one; when it
+                // fires early it is re-armed, at most once per timeout period.
+                while timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(None);
+                    }
+                    timer.as_mut().reset(deadline.into());
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let done = Instant::now();
+        let (outcome, body) = match result {
+            Some(Ok((status, body))) => (Outcome::Status(status), body),
+            Some(Err(kind)) => (Outcome::Error(kind), None),
+            None => {
+                link.open = None;
+                (Outcome::Error(ErrorKind::Timeout), None)
+            }
+        };
+        Exchange {
+            sent,
+            done,
+            outcome,
+            body,
+        }
+    }
+}
+
+impl Pool {
+    async fn tcp(&self) -> Result<TcpStream, ErrorKind> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+                _ => ErrorKind::Connect,
+            })?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn checkout(&self) -> Result<Sender, ErrorKind> {
+        loop {
+            let next = self.idle.lock().map_or(None, |mut idle| idle.pop());
+            let Some(mut sender) = next else { break };
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        self.connect().await
+    }
+
+    async fn connect(&self) -> Result<Sender, ErrorKind> {
+        let stream = self.tcp().await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(classify)?;
+        tokio::spawn(async move {
+            // The connection ends when the server closes it or the sender is dropped;
+            // its requests see the error, so there is nothing to report here.
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    fn checkin(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(sender);
+        }
+    }
+}
+
+async fn read_body(mut body: Incoming, keep: bool) -> Result<Option<Bytes>, ErrorKind> {
+    if keep {
+        let bytes = body.collect().await.map_err(classify)?.to_bytes();
+        return Ok((bytes.len() <= MAX_CAPTURE_BODY).then_some(bytes));
+    }
+    while let Some(frame) = body.frame().await {
+        frame.map_err(classify)?;
+    }
+    Ok(None)
+}
+
+fn classify(e: hyper::Error) -> ErrorKind {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return ErrorKind::Reset;
+    }
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as Io;
+            if matches!(
+                io.kind(),
+                Io::ConnectionReset | Io::BrokenPipe | Io::ConnectionAborted
+            ) {
+                return ErrorKind::Reset;
+            }
+        }
+        source = inner.source();
+    }
+    ErrorKind::Protocol
+}

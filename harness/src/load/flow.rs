@@ -1,0 +1,235 @@
+//! Running one flow: rendering each step's request, sending it, taking captures,
+//! recording the step and, at the end, the whole flow.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Uri};
+use http_body_util::Full;
+use serde_json::Value;
+
+use super::client::{Exchange, HttpClient, Transport};
+use super::recorder::{FlowId, Sample};
+use super::runner::{RunError, Shared};
+use super::stats::{micros, ErrorKind, Outcome};
+use super::workload::{BaseUrl, Step, Workload};
+
+/// Data of each virtual user, captured by the setup phase.
+#[derive(Debug, Default)]
+pub struct VirtualUsers {
+    data: Vec<BTreeMap<String, Value>>,
+}
+
+impl VirtualUsers {
+    /// Runs the setup phase (not measured): its steps once per virtual user, in order.
+    pub async fn prepare(workload: &Workload, client: &HttpClient, base: &BaseUrl) -> Result<Self, RunError> {
+        let Some(setup) = &workload.setup else { return Ok(Self::default()) };
+        let mut data = Vec::with_capacity(setup.users as usize);
+        for user in 0..setup.users {
+            let mut captured = BTreeMap::new();
+            let vu = Value::from(user);
+            for step in &setup.steps {
+                let vars = Vars { vu: &vu, iteration: &vu, user: &captured, workload, captures: &[] };
+                let req = build_request(step, None, base, &vars);
+                let ex = client.send(req, !step.captures.is_empty()).await;
+                let taken = match ex.outcome {
+                    Outcome::Status(_) if ex.outcome.succeeded() => take_captures(step, &ex),
+                    other => Err(other),
+                };
+                let fail = |o: Outcome| RunError::Setup { user, step: step.name.clone(), outcome: describe(o) };
+                captured.extend(taken.map_err(fail)?);
+            }
+            data.push(captured);
+        }
+        Ok(Self { data })
+    }
+
+    fn get(&self, iteration: u64) -> Option<&BTreeMap<String, Value>> {
+        if self.data.is_empty() {
+            return None;
+        }
+        self.data.get((iteration % self.data.len() as u64) as usize)
+    }
+
+    fn count(&self) -> u64 {
+        self.data.len().max(1) as u64
+    }
+}
+
+fn describe(o: Outcome) -> String {
+    match o {
+        Outcome::Status(s) => format!("status {s}"),
+        Outcome::Error(kind) => kind.name().to_owned(),
+    }
+}
+
+/// What every flow of a run shares.
+pub struct FlowContext {
+    pub(crate) workload: Arc<Workload>,
+    pub(crate) client: HttpClient,
+    pub(crate) base: BaseUrl,
+    pub(crate) users: VirtualUsers,
+    pub(crate) start: Instant,
+    /// Per flow, per step: the URI when the path has no placeholder.
+    literal_uris: Vec<Vec<Option<Uri>>>,
+    timeout: Duration,
+}
+
+impl FlowContext {
+    /// Prepares the context; literal paths are turned into URIs once.
+    pub fn new(
+        workload: Arc<Workload>,
+        client: HttpClient,
+        base: BaseUrl,
+        users: VirtualUsers,
+        start: Instant,
+    ) -> Self {
+        let literal_uris = workload
+            .flows
+            .iter()
+            .map(|f| {
+                f.steps
+                    .iter()
+                    .map(|s| s.path.as_literal().and_then(|p| format!("{}{p}", base.prefix).parse().ok()))
+                    .collect()
+            })
+            .collect();
+        let timeout = client.timeout();
+        Self { workload, client, base, users, start, literal_uris, timeout }
+    }
+
+    /// The longest a flow can take: every step timing out, plus think times.
+    pub fn longest_flow(&self) -> Duration {
+        let steps = self.workload.flows.iter().map(|f| {
+            let think: Duration = f.steps.iter().map(|s| s.think).sum();
+            self.timeout * f.steps.len() as u32 + think
+        });
+        steps.max().unwrap_or_default() + Duration::from_secs(1)
+    }
+}
+
+/// Variables visible to a step's templates.
+struct Vars<'a> {
+    vu: &'a Value,
+    iteration: &'a Value,
+    user: &'a BTreeMap<String, Value>,
+    workload: &'a Workload,
+    captures: &'a [(String, Value)],
+}
+
+impl Vars<'_> {
+    fn lookup(&self, name: &str) -> Option<&Value> {
+        if let Some((_, v)) = self.captures.iter().rev().find(|(n, _)| n == name) {
+            return Some(v);
+        }
+        match name {
+            "vu" => Some(self.vu),
+            "iteration" => Some(self.iteration),
+            _ => self.user.get(name).or_else(|| self.workload.vars.get(name)),
+        }
+    }
+}
+
+fn build_request(step: &Step, literal: Option<&Uri>, base: &BaseUrl, vars: &Vars<'_>) -> Request<Full<Bytes>> {
+    // Built field by field: `Request::builder` moves the whole request head through
+    // each call, which costs more than everything else here on the hot path.
+    let lookup = |n: &str| vars.lookup(n);
+    let body = match &step.body {
+        Some(json) => Bytes::from(json.render(&lookup).to_string()),
+        None => Bytes::new(),
+    };
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = step.method.clone();
+    *req.uri_mut() = match literal {
+        Some(uri) => uri.clone(),
+        None => {
+            let mut path = base.prefix.clone();
+            step.path.render_into(&mut path, &lookup);
+            path.parse().unwrap_or_else(|_| Uri::from_static("/"))
+        }
+    };
+    let headers = req.headers_mut();
+    for (name, value) in &step.headers {
+        let text = value.as_literal().map_or_else(|| value.render(&lookup), str::to_owned);
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            headers.append(name, v);
+        }
+    }
+    if step.body.is_some() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    req
+}
+
+fn take_captures(step: &Step, ex: &Exchange) -> Result<Vec<(String, Value)>, Outcome> {
+    if step.captures.is_empty() {
+        return Ok(Vec::new());
+    }
+    let missing = Outcome::Error(ErrorKind::Capture);
+    let body = ex.body.as_ref().ok_or(missing)?;
+    let json: Value = serde_json::from_slice(body).map_err(|_| missing)?;
+    step.captures.iter().map(|c| Ok((c.name.clone(), json.pointer(&c.pointer).cloned().ok_or(missing)?))).collect()
+}
+
+/// Runs flow `flow` as start number `k`, meant to start at offset `intended`.
+pub(crate) async fn run_flow(
+    shared: Arc<Shared>,
+    flow: FlowId,
+    k: u64,
+    intended: Duration,
+    transport: &mut impl Transport,
+) {
+    let ctx = &shared.ctx;
+    let steps = &ctx.workload.flows[flow.0].steps;
+    let empty = BTreeMap::new();
+    let user = ctx.users.get(k).unwrap_or(&empty);
+    let (vu, iteration) = (Value::from(k % ctx.users.count()), Value::from(k));
+    let mut captures: Vec<(String, Value)> = Vec::new();
+    let mut step_intended = intended;
+    let (mut service, mut last_done) = (Duration::ZERO, intended);
+    for (i, step) in steps.iter().enumerate() {
+        let vars = Vars { vu: &vu, iteration: &iteration, user, workload: &ctx.workload, captures: &captures };
+        let literal = ctx.literal_uris[flow.0][i].as_ref();
+        let req = build_request(step, literal, &ctx.base, &vars);
+        let ex = transport.exchange(req, !step.captures.is_empty()).await;
+        let mut outcome = ex.outcome;
+        if outcome.succeeded() {
+            match take_captures(step, &ex) {
+                Ok(taken) => captures.extend(taken),
+                Err(failed) => outcome = failed,
+            }
+        }
+        let sample = Sample {
+            intended: step_intended,
+            sent: ex.sent.saturating_duration_since(ctx.start),
+            done: ex.done.saturating_duration_since(ctx.start),
+            outcome,
+        };
+        service += sample.done.saturating_sub(sample.sent);
+        last_done = sample.done;
+        let last = i + 1 == steps.len() || !outcome.succeeded();
+        if let Ok(mut rec) = shared.recorder.lock() {
+            let id = rec.step_id(flow, i);
+            rec.record_step(id, &sample);
+            if last {
+                // The flow's own record goes under the same lock.
+                let whole = Sample { intended, sent: last_done.saturating_sub(service), done: last_done, outcome };
+                rec.record_flow(flow, &whole);
+            }
+        }
+        if last {
+            break;
+        }
+        step_intended = last_done;
+        if !step.think.is_zero() {
+            tokio::time::sleep(step.think).await;
+            step_intended += step.think;
+        }
+    }
+    shared.last_done.fetch_max(micros(last_done), Ordering::Relaxed);
+    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+}

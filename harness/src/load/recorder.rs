@@ -1,0 +1,386 @@
+//! What a run records: per step, per flow and overall, corrected latency and service
+//! time histograms, outcome counts, 1-second time series, SLO windows and aborts.
+//!
+//! Corrected latency runs from the *intended* send time (when the schedule said the
+//! request should go) to the end of the answer, so a stall that delays sending is
+//! counted in full (coordinated omission corrected, as in wrk2). Service time runs
+//! from the moment a connection was in hand to the end of the answer.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::series::{Bucket, TimeSeries};
+use super::slo::{Observable, SloScope, SloSpec, SloVerdict, Window};
+use super::stats::{micros, Outcome, Stats};
+
+/// An SLO names a flow or step the workload does not have.
+#[derive(Debug, Error, PartialEq)]
+#[error("SLO `{threshold}` is about {scope}, which the workload does not have")]
+pub struct UnknownScope {
+    /// The threshold, as written.
+    pub threshold: String,
+    /// The missing scope.
+    pub scope: String,
+}
+
+/// A step, by its index among all steps of all flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StepId(pub usize);
+
+/// A flow, by its index in the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId(pub usize);
+
+/// One request as it happened, in offsets from the start of the run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// When the schedule meant it to be sent.
+    pub intended: Duration,
+    /// When a connection was in hand and it was sent.
+    pub sent: Duration,
+    /// When the answer was complete (or the request failed).
+    pub done: Duration,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Overall,
+    Flow(usize),
+    Step(usize),
+}
+
+#[derive(Debug)]
+struct Windowed {
+    key: Key,
+    window: Window,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct AbortWatch {
+    key: Key,
+    spec: SloSpec,
+    streak: u64,
+}
+
+/// Names of the flows and of their steps, in workload order.
+pub type Layout = Vec<(String, Vec<String>)>;
+
+/// Everything recorded during a run.
+#[derive(Debug)]
+pub struct Recorder {
+    layout: Layout,
+    step_base: Vec<usize>,
+    overall: Stats,
+    overall_series: TimeSeries,
+    flows: Vec<(Stats, TimeSeries)>,
+    steps: Vec<(Stats, TimeSeries)>,
+    windows: Vec<Windowed>,
+    watches: Vec<AbortWatch>,
+    abort: Option<String>,
+    dropped: u64,
+    grace: Duration,
+    /// One flow of one step: its flow and step stats are the overall ones, recorded
+    /// once instead of three times.
+    single: bool,
+}
+
+impl Recorder {
+    /// A recorder for flows and steps named by `layout`, keeping what `slos` need;
+    /// time-series buckets close `grace` after their second ends.
+    pub fn new(layout: Layout, slos: &[SloSpec], grace: Duration) -> Result<Self, UnknownScope> {
+        let mut step_base = Vec::with_capacity(layout.len());
+        let mut n_steps = 0;
+        for (_, steps) in &layout {
+            step_base.push(n_steps);
+            n_steps += steps.len();
+        }
+        let single = layout.len() == 1 && n_steps == 1;
+        let fresh = |n: usize| (0..n).map(|_| (Stats::new(), TimeSeries::default())).collect();
+        let mut rec = Self {
+            single,
+            flows: fresh(layout.len()),
+            steps: fresh(n_steps),
+            layout,
+            step_base,
+            overall: Stats::new(),
+            overall_series: TimeSeries::default(),
+            windows: Vec::new(),
+            watches: Vec::new(),
+            abort: None,
+            dropped: 0,
+            grace,
+        };
+        for spec in slos {
+            let key = rec
+                .key(&spec.scope)
+                .ok_or_else(|| UnknownScope { threshold: spec.threshold.to_string(), scope: spec.scope.to_string() })?;
+            let exists = rec.windows.iter().any(|w| w.key == key && w.window == spec.window);
+            if spec.window != Window::WHOLE_RUN && !exists {
+                rec.windows.push(Windowed { key, window: spec.window, stats: Stats::new() });
+            }
+            if spec.abort_after.is_some() {
+                rec.watches.push(AbortWatch { key, spec: spec.clone(), streak: 0 });
+            }
+        }
+        Ok(rec)
+    }
+
+    fn key(&self, scope: &SloScope) -> Option<Key> {
+        let key = match scope {
+            SloScope::Overall => Some(Key::Overall),
+            SloScope::Flow(f) => self.flow_index(f).map(Key::Flow),
+            SloScope::Step { flow, step } => {
+                let fi = self.flow_index(flow)?;
+                let si = self.layout[fi].1.iter().position(|s| s == step)?;
+                Some(Key::Step(self.step_base[fi] + si))
+            }
+        }?;
+        Some(if self.single { Key::Overall } else { key })
+    }
+
+    fn flow_index(&self, name: &str) -> Option<usize> {
+        self.layout.iter().position(|(f, _)| f == name)
+    }
+
+    /// The id of step `index` of flow `flow`.
+    pub fn step_id(&self, flow: FlowId, index: usize) -> StepId {
+        StepId(self.step_base[flow.0] + index)
+    }
+
+    /// Records one request of step `step`.
+    #[inline]
+    pub fn record_step(&mut self, step: StepId, s: &Sample) {
+        let latency = micros(s.done.saturating_sub(s.intended));
+        let service = micros(s.done.saturating_sub(s.sent));
+        let second = s.intended.as_secs();
+        self.overall.record(latency, service, s.outcome);
+        self.overall_series.record(second, latency, s.outcome);
+        if self.single {
+            // Scopes of a single-step workload all resolve to `Key::Overall`.
+            self.record_windows(Key::Overall, latency, service, s);
+            return;
+        }
+        if let Some((stats, series)) = self.steps.get_mut(step.0) {
+            stats.record(latency, service, s.outcome);
+            series.record(second, latency, s.outcome);
+        }
+        self.record_windows(Key::Step(step.0), latency, service, s);
+    }
+
+    fn record_windows(&mut self, key: Key, latency: u64, service: u64, s: &Sample) {
+        for w in &mut self.windows {
+            let mine = w.key == Key::Overall || w.key == key;
+            if mine && w.window.contains(s.intended) {
+                w.stats.record(latency, service, s.outcome);
+            }
+        }
+    }
+
+    /// Records one whole flow: `service` is the sum of its steps' service times and
+    /// `outcome` that of the step that ended it.
+    pub fn record_flow(&mut self, flow: FlowId, s: &Sample) {
+        let latency = micros(s.done.saturating_sub(s.intended));
+        let service = micros(s.done.saturating_sub(s.sent));
+        if self.single {
+            return;
+        }
+        if let Some((stats, series)) = self.flows.get_mut(flow.0) {
+            stats.record(latency, service, s.outcome);
+            series.record(s.intended.as_secs(), latency, s.outcome);
+        }
+        for w in &mut self.windows {
+            if w.key == Key::Flow(flow.0) && w.window.contains(s.intended) {
+                w.stats.record(latency, service, s.outcome);
+            }
+        }
+    }
+
+    /// Counts a flow start that was dropped because the in-flight limit was reached.
+    pub fn record_dropped(&mut self, intended: Duration) {
+        self.dropped += 1;
+        self.overall_series.record_dropped(intended.as_secs());
+    }
+
+    /// Closes the time-series seconds whose answers are all in by `now`, and checks
+    /// the abort conditions on them.
+    pub fn advance(&mut self, now: Duration) {
+        let upto = now.saturating_sub(self.grace).as_secs();
+        self.close(|series, inspect| series.close_before(upto, inspect));
+    }
+
+    /// Closes every second; call once the run is over.
+    pub fn finish(&mut self) {
+        self.close(|series, inspect| series.close_all(inspect));
+    }
+
+    fn close(&mut self, mut how: impl FnMut(&mut TimeSeries, &mut dyn FnMut(u64, &Bucket))) {
+        let (watches, abort) = (&mut self.watches, &mut self.abort);
+        let mut each = |key: Key, series: &mut TimeSeries| {
+            how(series, &mut |second, bucket| check_abort(watches, abort, key, second, bucket));
+        };
+        each(Key::Overall, &mut self.overall_series);
+        for (i, (_, series)) in self.flows.iter_mut().enumerate() {
+            each(Key::Flow(i), series);
+        }
+        for (i, (_, series)) in self.steps.iter_mut().enumerate() {
+            each(Key::Step(i), series);
+        }
+    }
+
+    /// Why the run should stop, once an SLO with `abort_after` has been breached long
+    /// enough.
+    pub fn abort_reason(&self) -> Option<&str> {
+        self.abort.as_deref()
+    }
+
+    /// Starts dropped because the in-flight limit was reached.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Names of the flows and steps.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Every request of the run.
+    pub fn overall(&self) -> &Stats {
+        &self.overall
+    }
+
+    /// The overall 1-second time series.
+    pub fn overall_series(&self) -> &TimeSeries {
+        &self.overall_series
+    }
+
+    /// Whole flows of flow `flow`.
+    pub fn flow(&self, flow: FlowId) -> Option<(&Stats, &TimeSeries)> {
+        if self.single {
+            return (flow.0 == 0).then_some((&self.overall, &self.overall_series));
+        }
+        self.flows.get(flow.0).map(|(stats, series)| (stats, series))
+    }
+
+    /// Requests of step `step`.
+    pub fn step(&self, step: StepId) -> Option<(&Stats, &TimeSeries)> {
+        if self.single {
+            return (step.0 == 0).then_some((&self.overall, &self.overall_series));
+        }
+        self.steps.get(step.0).map(|(stats, series)| (stats, series))
+    }
+
+    /// The stats an SLO is judged on: its scope over its window.
+    pub fn stats_for(&self, scope: &SloScope, window: Window) -> Option<&Stats> {
+        let key = self.key(scope)?;
+        if window == Window::WHOLE_RUN {
+            return Some(match key {
+                Key::Overall => &self.overall,
+                Key::Flow(i) => &self.flows[i].0,
+                Key::Step(i) => &self.steps[i].0,
+            });
+        }
+        self.windows.iter().find(|w| w.key == key && w.window == window).map(|w| &w.stats)
+    }
+
+    /// Judges each SLO against what was recorded.
+    pub fn verdicts(&self, slos: &[SloSpec]) -> Vec<SloVerdict> {
+        slos.iter()
+            .map(|spec| {
+                let stats = self.stats_for(&spec.scope, spec.window);
+                SloVerdict::judge(spec, stats.map(|s| s as &dyn Observable))
+            })
+            .collect()
+    }
+}
+
+fn check_abort(watches: &mut [AbortWatch], abort: &mut Option<String>, key: Key, second: u64, bucket: &Bucket) {
+    for w in watches.iter_mut().filter(|w| w.key == key) {
+        let Some(after) = w.spec.abort_after else { continue };
+        if !w.spec.window.contains(Duration::from_secs(second)) {
+            continue;
+        }
+        let Some(value) = w.spec.threshold.observe(bucket) else { continue };
+        if w.spec.threshold.holds(value) {
+            w.streak = 0;
+            continue;
+        }
+        w.streak += 1;
+        if abort.is_none() && Duration::from_secs(w.streak) >= after {
+            *abort = Some(format!(
+                "SLO `{}` ({}) breached for {}s in a row (second {second}: {})",
+                w.spec.threshold,
+                w.spec.scope,
+                w.streak,
+                w.spec.threshold.format_value(value),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::stats::ErrorKind;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn layout() -> Layout {
+        vec![("browse".into(), vec!["list".into(), "get".into()])]
+    }
+
+    #[test]
+    fn corrected_latency_counts_from_the_intended_time() {
+        let mut r = Recorder::new(layout(), &[], Duration::ZERO).unwrap();
+        let s = Sample { intended: ms(0), sent: ms(900), done: ms(1000), outcome: Outcome::Status(200) };
+        r.record_step(StepId(1), &s);
+        assert_eq!(r.overall().latency().max(), r.overall().latency().highest_equivalent(1_000_000));
+        assert_eq!(r.overall().service().max(), r.overall().service().highest_equivalent(100_000));
+        assert_eq!(r.step(StepId(1)).unwrap().0.total(), 1);
+        assert_eq!(r.step(StepId(0)).unwrap().0.total(), 0);
+    }
+
+    #[test]
+    fn sustained_breach_aborts_and_windows_keep_their_own_stats() {
+        let mut slo: SloSpec =
+            toml::from_str("threshold = 'error_rate < 10%'\nabort_after = '2s'\nduring = '1s..3s'").unwrap();
+        slo.scope = SloScope::Step { flow: "browse".into(), step: "get".into() };
+        let mut r = Recorder::new(layout(), std::slice::from_ref(&slo), Duration::ZERO).unwrap();
+        for sec in 0..4 {
+            let at = Duration::from_secs(sec);
+            let outcome = Outcome::Error(ErrorKind::Reset);
+            r.record_step(StepId(1), &Sample { intended: at, sent: at, done: at, outcome });
+            r.advance(at + Duration::from_secs(1));
+            assert_eq!(r.abort_reason().is_some(), sec >= 2, "second {sec}");
+        }
+        let v = r.verdicts(std::slice::from_ref(&slo));
+        assert_eq!(v[0].samples, 2);
+        assert!(!v[0].passed());
+    }
+
+    #[test]
+    fn a_single_step_workload_records_once_and_answers_for_every_scope() {
+        let single = vec![("default".to_owned(), vec!["request".to_owned()])];
+        let slo: SloSpec = toml::from_str("threshold = 'p95 < 1s'\nflow = 'default'\nstep = 'request'").unwrap();
+        let mut r = Recorder::new(single, std::slice::from_ref(&slo), Duration::ZERO).unwrap();
+        let s = Sample { intended: ms(0), sent: ms(1), done: ms(2), outcome: Outcome::Status(200) };
+        r.record_step(StepId(0), &s);
+        r.record_flow(FlowId(0), &s);
+        assert_eq!(r.overall().total(), 1);
+        assert_eq!(r.flow(FlowId(0)).unwrap().0.total(), 1);
+        assert_eq!(r.step(StepId(0)).unwrap().0.total(), 1);
+        assert!(r.verdicts(&[slo])[0].passed());
+    }
+
+    #[test]
+    fn unknown_scopes_are_refused() {
+        let mut slo = SloSpec::overall("p95 < 1s".parse().unwrap());
+        slo.scope = SloScope::Flow("checkout".into());
+        assert!(Recorder::new(layout(), &[slo], Duration::ZERO).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The generator against a real in-process server with controlled delays: corrected
+//! percentiles, coordinated omission, achieved rate, dropped starts.
+
+mod load_common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gauntlet::load::client::ClientConfig;
+use gauntlet::load::recorder::FlowId;
+use gauntlet::load::runner::{run, Control, RunConfig, RunResult};
+use gauntlet::load::schedule::ArrivalSchedule;
+use gauntlet::load::workload::Workload;
+use http::Method;
+
+/// The tests measure time: run them one at a time so they do not compete for the CPU.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn config(schedule: ArrivalSchedule, connections: usize, max_in_flight: usize) -> RunConfig {
+    RunConfig {
+        schedule,
+        max_in_flight,
+        client: ClientConfig { connections, timeout: Duration::from_secs(5) },
+        max_flows: 1_000_000,
+        tick: Duration::from_millis(250),
+    }
+}
+
+async fn run_get(url: String, cfg: RunConfig) -> RunResult {
+    let workload = Arc::new(Workload::single(&url, Method::GET, vec![], None).unwrap());
+    run(workload, cfg, |_| Control::Continue).await.unwrap()
+}
+
+fn p_ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn within(observed: f64, expected: f64, tolerance: f64) -> bool {
+    (observed - expected).abs() <= expected * tolerance
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrected_percentiles_match_the_injected_delays() {
+    let _serial = SERIAL.lock().await;
+    let (addr, _target) = load_common::start().await;
+    // Delays long enough that a few milliseconds of scheduling noise on a shared
+    // machine stay well inside the 5% tolerance; enough connections that no request
+    // waits for one (about 35 are busy at a time).
+    let schedule = ArrivalSchedule::constant(100.0, Duration::from_secs(3)).unwrap();
+    let result = run_get(format!("http://{addr}/mix"), config(schedule, 128, 1000)).await;
+    let overall = result.recorder.overall();
+    assert_eq!(overall.total(), 300);
+    assert_eq!(overall.succeeded(), 300);
+    let quantile = |q| (p_ms(overall.latency(), q), p_ms(overall.service(), q));
+    // The injected mix (see `mix_delay`): 60% 200ms, 30% 400ms, 10% 600ms.
+    for (q, injected) in [(0.50, 200.0), (0.75, 400.0), (0.95, 600.0)] {
+        let (corrected, service) = quantile(q);
+        assert!(
+            within(corrected, injected, 0.05),
+            "corrected p{} {corrected}ms (service time {service}ms), injected {injected}ms",
+            q * 100.0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shows_in_corrected_latency_and_not_in_service_time() {
+    let _serial = SERIAL.lock().await;
+    let (addr, target) = load_common::start().await;
+    let now = Instant::now();
+    *target.stall.lock().unwrap() = Some((now + Duration::from_secs(1), now + Duration::from_secs(2)));
+    let schedule = ArrivalSchedule::constant(100.0, Duration::from_secs(4)).unwrap();
+    // Two connections: while the server stalls, two requests wait on it and the rest
+    // wait to be sent, as wrk2's connections do when the server is paused.
+    let result = run_get(format!("http://{addr}/stall"), config(schedule, 2, 1000)).await;
+    let overall = result.recorder.overall();
+    assert_eq!(overall.total(), 400);
+    let corrected_p99 = p_ms(overall.latency(), 0.99);
+    let corrected_p90 = p_ms(overall.latency(), 0.90);
+    let service_p99 = p_ms(overall.service(), 0.99);
+    assert!(corrected_p99 > 900.0, "corrected p99 {corrected_p99}ms should show the 1s stall");
+    assert!(corrected_p90 > 400.0, "corrected p90 {corrected_p90}ms should show the 1s stall");
+    assert!(service_p99 < 100.0, "service p99 {service_p99}ms should not show the stall");
+    let series = result.recorder.overall_series().seconds();
+    assert!(series.len() >= 4, "{series:?}");
+    assert!(series[0].p99_ms < 100.0, "second 0: {:?}", series[0]);
+    assert!(series[1].p99_ms > 500.0, "second 1: {:?}", series[1]);
+    assert!(series[3].p99_ms < 100.0, "second 3: {:?}", series[3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn achieved_rate_holds_at_5000_per_second() {
+    let _serial = SERIAL.lock().await;
+    let (addr, _target) = load_common::start().await;
+    let schedule = ArrivalSchedule::constant(5000.0, Duration::from_secs(3)).unwrap();
+    let result = run_get(format!("http://{addr}/fixed"), config(schedule, 64, 20_000)).await;
+    assert_eq!(result.scheduled, 15_000);
+    assert_eq!(result.recorder.dropped(), 0);
+    assert_eq!(result.recorder.overall().succeeded(), 15_000);
+    let rate = result.achieved_rate();
+    assert!(within(rate, 5000.0, 0.01), "achieved {rate:.1}/s for a target of 5000/s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_starts_are_counted_when_in_flight_is_capped() {
+    let _serial = SERIAL.lock().await;
+    let (addr, _target) = load_common::start().await;
+    let schedule = ArrivalSchedule::constant(100.0, Duration::from_secs(1)).unwrap();
+    let result = run_get(format!("http://{addr}/delay/200"), config(schedule, 8, 2)).await;
+    let dropped = result.recorder.dropped();
+    assert_eq!(result.scheduled, 100);
+    assert_eq!(result.started + dropped, 100);
+    assert_eq!(result.recorder.overall().total(), result.started);
+    assert!(dropped >= 80, "only {dropped} of 100 starts dropped with 2 in flight at 200ms each");
+    let dropped_in_series: u64 = result.recorder.overall_series().seconds().iter().map(|s| s.dropped).sum();
+    assert_eq!(dropped_in_series, dropped);
+    let _ = FlowId(0);
+}

@@ -1,0 +1,227 @@
+//! The HTTP-aware toxics (Gauntlet extensions) through a real axum server: the share of
+//! requests touched is within statistical bounds of the percentage, only matching
+//! requests are touched, request framing holds over keep-alive connections with
+//! `Content-Length` and `chunked` bodies, and the same seed touches the same requests.
+
+mod proxy_common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::{get, post};
+use axum::Router;
+use gauntlet::faults::model::{HttpMatch, Stream, Toxic, ToxicKind};
+use gauntlet::faults::ToxiproxyClient;
+use proxy_common::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// An axum server counting the requests it served.
+async fn app() -> (SocketAddr, Arc<AtomicU64>) {
+    let served = Arc::new(AtomicU64::new(0));
+    let count = |served: Arc<AtomicU64>| move || served.fetch_add(1, Ordering::Relaxed);
+    let (a, b, c) = (count(served.clone()), count(served.clone()), count(served.clone()));
+    let router = Router::new()
+        .route(
+            "/v1/items",
+            get(move || async move {
+                a();
+                "items"
+            }),
+        )
+        .route(
+            "/v1/orders",
+            post(move |body: String| async move {
+                b();
+                format!("order {body}")
+            }),
+        )
+        .route(
+            "/v1/other",
+            post(move |body: String| async move {
+                c();
+                format!("other {body}")
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (addr, served)
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}
+
+fn matching(percentage: f64, method: Option<&str>, path_prefix: Option<&str>) -> HttpMatch {
+    HttpMatch { percentage, method: method.map(str::to_string), path_prefix: path_prefix.map(str::to_string) }
+}
+
+async fn abort(client: &ToxiproxyClient, proxy: &str, status_code: u16, m: HttpMatch) {
+    let kind = ToxicKind::HttpAbort { status_code, body: "injected".into(), matching: m };
+    add(client, proxy, kind, Stream::Upstream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_abort_answers_about_the_configured_share() {
+    let (_server, client) = server(21).await;
+    let (upstream, served) = app().await;
+    let addr = proxy_to(&client, "web", upstream).await;
+    abort(&client, "web", 503, matching(30.0, None, None)).await;
+    let http = http_client();
+    let n = 400;
+    let mut aborted = 0;
+    for _ in 0..n {
+        let resp = http.get(format!("http://{addr}/v1/items")).send().await.expect("response");
+        match resp.status().as_u16() {
+            503 => {
+                assert_eq!(resp.headers().get("x-gauntlet-fault").map(|v| v.as_bytes()), Some(&b"http_abort"[..]));
+                assert_eq!(resp.text().await.expect("body"), "injected");
+                aborted += 1;
+            }
+            200 => assert_eq!(resp.text().await.expect("body"), "items"),
+            other => panic!("status {other}"),
+        }
+    }
+    // Binomial(400, 0.3): sd 9.2; 4.5 sd either side.
+    assert!((79..=161).contains(&aborted), "{aborted} of {n} aborted at 30%");
+    assert_eq!(served.load(Ordering::Relaxed), (n - aborted) as u64, "aborted requests reached the server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_abort_touches_only_matching_requests() {
+    let (_server, client) = server(22).await;
+    let (upstream, served) = app().await;
+    let addr = proxy_to(&client, "web", upstream).await;
+    abort(&client, "web", 502, matching(100.0, Some("post"), Some("/v1/orders"))).await;
+    let http = http_client();
+    for i in 0..20 {
+        let get = http.get(format!("http://{addr}/v1/items")).send().await.expect("get");
+        assert_eq!(get.status().as_u16(), 200);
+        let order = http.post(format!("http://{addr}/v1/orders")).body(format!("o{i}")).send().await.expect("post");
+        assert_eq!(order.status().as_u16(), 502);
+        let other = http.post(format!("http://{addr}/v1/other")).body(format!("x{i}")).send().await.expect("post");
+        assert_eq!(other.status().as_u16(), 200);
+        assert_eq!(other.text().await.expect("body"), format!("other x{i}"));
+    }
+    assert_eq!(served.load(Ordering::Relaxed), 40);
+}
+
+/// Reads one HTTP/1.1 response with a `content-length`; returns its status and body.
+async fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, String) {
+    let mut status = 0;
+    let mut length = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(STEP, reader.read_line(&mut line)).await.expect("response in time").expect("read");
+        assert!(n > 0, "connection closed mid-response");
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if status == 0 {
+            status = trimmed.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+        } else if let Some((k, v)) = trimmed.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().expect("length");
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await.expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_holds_over_keep_alive_with_chunked_and_sized_bodies() {
+    let (_server, client) = server(23).await;
+    let (upstream, served) = app().await;
+    let addr = proxy_to(&client, "web", upstream).await;
+    abort(&client, "web", 503, matching(100.0, Some("POST"), Some("/v1/orders"))).await;
+    let stream = connect(addr).await;
+    let mut reader = BufReader::new(stream);
+    let requests: [(&[u8], u16, &str); 4] = [
+        (
+            b"POST /v1/orders HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n",
+            503,
+            "injected",
+        ),
+        (b"GET /v1/items HTTP/1.1\r\nhost: x\r\n\r\n", 200, "items"),
+        (b"POST /v1/orders HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello", 503, "injected"),
+        (
+            b"POST /v1/other HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            200,
+            "other ok",
+        ),
+    ];
+    for (request, status, body) in requests {
+        // Written in small pieces, so framing must hold across reads.
+        for piece in request.chunks(7) {
+            reader.get_mut().write_all(piece).await.expect("write");
+        }
+        assert_eq!(read_response(&mut reader).await, (status, body.to_string()));
+    }
+    assert_eq!(served.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_delay_delays_about_the_configured_share_of_matching_requests() {
+    let (_server, client) = server(24).await;
+    let (upstream, _) = app().await;
+    let addr = proxy_to(&client, "web", upstream).await;
+    let kind = ToxicKind::HttpDelay { delay: 60, matching: matching(50.0, None, Some("/v1/items")) };
+    add(&client, "web", kind, Stream::Upstream).await;
+    let http = http_client();
+    let n = 80;
+    let mut delayed = 0;
+    for i in 0..n {
+        let start = Instant::now();
+        let resp = http.get(format!("http://{addr}/v1/items")).send().await.expect("get");
+        assert_eq!(resp.text().await.expect("body"), "items");
+        let took = start.elapsed();
+        if took >= Duration::from_millis(58) {
+            delayed += 1;
+        } else {
+            assert!(took < Duration::from_millis(40), "neither delayed nor prompt: {took:?}");
+        }
+        let start = Instant::now();
+        let other = http.post(format!("http://{addr}/v1/other")).body(format!("{i}")).send().await.expect("post");
+        assert_eq!(other.status().as_u16(), 200);
+        assert!(start.elapsed() < Duration::from_millis(40), "a non-matching request was delayed");
+    }
+    // Binomial(80, 0.5): sd 4.5; 4.5 sd either side.
+    assert!((20..=60).contains(&delayed), "{delayed} of {n} delayed at 50%");
+}
+
+async fn abort_pattern(seed: u64) -> Vec<u16> {
+    let (_server, client) = server(seed).await;
+    let (upstream, _) = app().await;
+    let addr = proxy_to(&client, "web", upstream).await;
+    let toxic = Toxic::new(
+        ToxicKind::HttpAbort { status_code: 500, body: String::new(), matching: matching(50.0, None, None) },
+        Stream::Upstream,
+    );
+    client.add_toxic("web", &toxic).await.expect("added");
+    let mut reader = BufReader::new(connect(addr).await);
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        reader.get_mut().write_all(b"GET /v1/items HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+        statuses.push(read_response(&mut reader).await.0);
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_aborts_the_same_requests() {
+    let a = abort_pattern(5).await;
+    let b = abort_pattern(5).await;
+    let c = abort_pattern(6).await;
+    assert!(a.contains(&500) && a.contains(&200), "{a:?}");
+    assert_eq!(a, b, "same seed, different requests aborted");
+    assert_ne!(a, c, "different seeds, same 40 decisions");
+}

@@ -1,0 +1,412 @@
+//! The orders database: the event log (the truth), the `orders` projection (for reads)
+//! and the idempotency keys of place-order.
+//!
+//! Appends are optimistic: an event is written as version `n + 1` of its order only if
+//! nobody wrote it first; `PRIMARY KEY (order_id, version)` decides, so two executors
+//! can never both extend the same version. The projection row is rewritten in the same
+//! transaction, so it never disagrees with the log.
+
+use std::path::Path;
+
+use shop_kit::db::sqlite::{self, params, OptionalExtension};
+use shop_kit::db::{Db, DbError, Sync};
+
+use crate::events::{LineItem, Order, OrderEvent, OrderState, Status, Timestamp};
+
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE events (
+    order_id TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    type     TEXT NOT NULL,
+    data     TEXT NOT NULL,
+    at       TEXT NOT NULL,
+    PRIMARY KEY (order_id, version)
+) WITHOUT ROWID;
+
+CREATE TABLE orders (
+    id             TEXT PRIMARY KEY,
+    user_id        TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    stage          TEXT NOT NULL,
+    items          TEXT NOT NULL,
+    total_minor    INTEGER,
+    currency       TEXT,
+    reservation_id TEXT,
+    charge_id      TEXT,
+    reason         TEXT,
+    version        INTEGER NOT NULL,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE INDEX orders_by_user ON orders (user_id, created_at);
+CREATE INDEX orders_by_status ON orders (status, updated_at);
+
+CREATE TABLE idempotency_keys (
+    key      TEXT PRIMARY KEY,
+    request  TEXT NOT NULL,
+    order_id TEXT NOT NULL REFERENCES orders (id)
+);
+"];
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("order {order_id} already has a version {version}: another executor got there first")]
+    Conflict { order_id: String, version: u64 },
+    #[error("order {order_id} is corrupt: {reason}")]
+    Corrupt { order_id: String, reason: String },
+}
+
+impl From<sqlite::Error> for StoreError {
+    fn from(e: sqlite::Error) -> Self {
+        Self::Db(DbError::Sqlite(e))
+    }
+}
+
+/// What placing an order under an idempotency key found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// A new order was recorded.
+    Created,
+    /// The key was used before with the same request, for this order.
+    Repeated(String),
+    /// The key was used before with a different request.
+    KeyReused,
+}
+
+/// The orders database.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path, sync: Sync) -> Result<Self, DbError> {
+        Ok(Self { db: Db::open(path, MIGRATIONS, sync)? })
+    }
+
+    /// The underlying database (for readiness and shutdown).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Records a new order (its `Placed` event, version 1) and, when given, its
+    /// idempotency key with the canonical form of the request.
+    pub async fn place(&self, state: OrderState, key: Option<(String, String)>) -> Result<Placement, StoreError> {
+        let event = OrderEvent::Placed { user_id: state.user_id.clone(), items: state.items.clone() };
+        self.db
+            .write(move |tx| {
+                if let Some((key, request)) = &key {
+                    let found: Option<(String, String)> = tx
+                        .query_row("SELECT request, order_id FROM idempotency_keys WHERE key = ?1", [key], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()?;
+                    if let Some((stored, order_id)) = found {
+                        return Ok(if &stored == request {
+                            Placement::Repeated(order_id)
+                        } else {
+                            Placement::KeyReused
+                        });
+                    }
+                }
+                insert_event(tx, &state.id, 1, &event, state.created_at)?;
+                write_projection(tx, &state)?;
+                if let Some((key, request)) = &key {
+                    tx.execute(
+                        "INSERT INTO idempotency_keys (key, request, order_id) VALUES (?1, ?2, ?3)",
+                        params![key, request, state.id],
+                    )?;
+                }
+                Ok(Placement::Created)
+            })
+            .await
+    }
+
+    /// Appends `event` as version `next.version` of its order, where `next` is the state
+    /// after it; fails with [`StoreError::Conflict`] if that version exists already.
+    pub async fn append(&self, next: &OrderState, event: &OrderEvent) -> Result<(), StoreError> {
+        let (next, event) = (next.clone(), event.clone());
+        self.db
+            .write(move |tx| {
+                match insert_event(tx, &next.id, next.version, &event, next.updated_at) {
+                    Err(StoreError::Db(DbError::Sqlite(e)))
+                        if e.sqlite_error_code() == Some(sqlite::ErrorCode::ConstraintViolation) =>
+                    {
+                        return Err(StoreError::Conflict { order_id: next.id.clone(), version: next.version });
+                    }
+                    r => r?,
+                }
+                write_projection(tx, &next)
+            })
+            .await
+    }
+
+    /// Folds the event log of `order_id`; `None` if there is no such order.
+    pub async fn load(&self, order_id: &str) -> Result<Option<OrderState>, StoreError> {
+        let id = order_id.to_string();
+        let rows: Vec<(String, String)> = self
+            .db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached("SELECT data, at FROM events WHERE order_id = ?1 ORDER BY version")?;
+                let rows = stmt.query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let corrupt = |reason: String| StoreError::Corrupt { order_id: order_id.to_string(), reason };
+        let mut events = Vec::with_capacity(rows.len());
+        for (data, at) in rows {
+            let event: OrderEvent = serde_json::from_str(&data).map_err(|e| corrupt(format!("event {data}: {e}")))?;
+            let at = Timestamp::parse(&at).ok_or_else(|| corrupt(format!("bad time {at:?}")))?;
+            events.push((event, at));
+        }
+        OrderState::fold(order_id, events.iter().map(|(e, at)| (e, *at))).map(Some).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The projected order `order_id`.
+    pub async fn get(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
+        let id = order_id.to_string();
+        self.query_orders(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"), vec![id])
+            .await
+            .map(|mut v| v.pop())
+    }
+
+    /// A user's orders, newest first, at most `limit`.
+    pub async fn list_by_user(&self, user_id: &str, limit: u32) -> Result<Vec<Order>, StoreError> {
+        self.query_orders(
+            format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?1 ORDER BY created_at DESC, id DESC LIMIT {limit}"
+            ),
+            vec![user_id.to_string()],
+        )
+        .await
+    }
+
+    /// Every order, oldest first.
+    pub async fn list_all(&self) -> Result<Vec<Order>, StoreError> {
+        self.query_orders(format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY created_at, id"), vec![]).await
+    }
+
+    /// Ids of orders not yet terminal whose last change is not after `updated_before`,
+    /// least recently changed first, at most `limit`.
+    pub async fn open_orders(&self, updated_before: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        let before = updated_before.to_string();
+        Ok(self
+            .db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id FROM orders WHERE status = 'PENDING' AND updated_at <= ?1 ORDER BY updated_at LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![before, limit], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?)
+    }
+
+    async fn query_orders(&self, sql: String, args: Vec<String>) -> Result<Vec<Order>, StoreError> {
+        let rows: Vec<OrderRow> = self
+            .db
+            .read(move |c| {
+                let mut stmt = c.prepare(&sql)?;
+                let rows = stmt.query_map(sqlite::params_from_iter(args.iter()), OrderRow::read)?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        rows.into_iter().map(OrderRow::into_order).collect()
+    }
+}
+
+fn insert_event(
+    tx: &sqlite::Transaction<'_>,
+    order_id: &str,
+    version: u64,
+    event: &OrderEvent,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let data = serde_json::to_string(event).expect("events are plain data");
+    tx.execute(
+        "INSERT INTO events (order_id, version, type, data, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![order_id, version as i64, event.kind(), data, at.to_string()],
+    )?;
+    Ok(())
+}
+
+fn write_projection(tx: &sqlite::Transaction<'_>, s: &OrderState) -> Result<(), StoreError> {
+    let items = serde_json::to_string(&s.items).expect("items are plain data");
+    tx.execute(
+        "INSERT INTO orders (id, user_id, status, stage, items, total_minor, currency, reservation_id, charge_id,
+                             reason, version, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (id) DO UPDATE SET
+             status = excluded.status, stage = excluded.stage, total_minor = excluded.total_minor,
+             currency = excluded.currency, reservation_id = excluded.reservation_id,
+             charge_id = excluded.charge_id, reason = excluded.reason, version = excluded.version,
+             updated_at = excluded.updated_at",
+        params![
+            s.id,
+            s.user_id,
+            s.stage.status().as_str(),
+            s.stage.as_str(),
+            items,
+            s.total_minor,
+            s.currency,
+            s.reservation_id,
+            s.charge_id,
+            s.reason,
+            s.version as i64,
+            s.created_at.to_string(),
+            s.updated_at.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+const ORDER_COLUMNS: &str =
+    "id, user_id, status, items, total_minor, currency, reservation_id, charge_id, reason, version, created_at, updated_at";
+
+struct OrderRow {
+    id: String,
+    user_id: String,
+    status: String,
+    items: String,
+    total_minor: Option<i64>,
+    currency: Option<String>,
+    reservation_id: Option<String>,
+    charge_id: Option<String>,
+    reason: Option<String>,
+    version: i64,
+    created_at: String,
+    updated_at: String,
+}
+
+impl OrderRow {
+    fn read(r: &sqlite::Row<'_>) -> sqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            status: r.get(2)?,
+            items: r.get(3)?,
+            total_minor: r.get(4)?,
+            currency: r.get(5)?,
+            reservation_id: r.get(6)?,
+            charge_id: r.get(7)?,
+            reason: r.get(8)?,
+            version: r.get(9)?,
+            created_at: r.get(10)?,
+            updated_at: r.get(11)?,
+        })
+    }
+
+    fn into_order(self) -> Result<Order, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt { order_id: self.id.clone(), reason };
+        let status = match self.status.as_str() {
+            "PENDING" => Status::Pending,
+            "PAID" => Status::Paid,
+            "CANCELLED" => Status::Cancelled,
+            other => return Err(corrupt(format!("unknown status {other:?}"))),
+        };
+        let items: Vec<LineItem> = serde_json::from_str(&self.items).map_err(|e| corrupt(format!("items: {e}")))?;
+        let created_at = Timestamp::parse(&self.created_at).ok_or_else(|| corrupt("bad created_at".into()))?;
+        let updated_at = Timestamp::parse(&self.updated_at).ok_or_else(|| corrupt("bad updated_at".into()))?;
+        let version = u64::try_from(self.version).map_err(|_| corrupt("negative version".into()))?;
+        Ok(Order {
+            id: self.id,
+            user_id: self.user_id,
+            status,
+            items,
+            total_minor: self.total_minor,
+            currency: self.currency,
+            reservation_id: self.reservation_id,
+            charge_id: self.charge_id,
+            reason: self.reason,
+            version,
+            created_at,
+            updated_at,
+        })
+    }
+}
+
+/// The stage stored for an order, for tests of the projection.
+#[cfg(test)]
+async fn stage_of(store: &Store, id: &str) -> Option<String> {
+    let id = id.to_string();
+    store
+        .db
+        .read(move |c| Ok(c.query_row("SELECT stage FROM orders WHERE id = ?1", [id], |r| r.get(0)).optional()?))
+        .await
+        .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_order(id: &str, at: u64) -> OrderState {
+        OrderState::placed(id, "u1", vec![LineItem { product_id: 1, quantity: 2 }], Timestamp::from_millis(at))
+    }
+
+    fn open(dir: &tempfile::TempDir) -> Store {
+        Store::open(&dir.path().join("orders.db"), Sync::Normal).unwrap()
+    }
+
+    #[tokio::test]
+    async fn appends_are_optimistic_and_the_projection_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let s1 = new_order("o1", 1_000);
+        assert_eq!(store.place(s1.clone(), None).await.unwrap(), Placement::Created);
+        let ev = OrderEvent::StockReserved { reservation_id: "r".into(), total_minor: 10, currency: "EUR".into() };
+        let s2 = s1.apply(&ev, Timestamp::from_millis(2_000)).unwrap();
+        store.append(&s2, &ev).await.unwrap();
+        // A second executor working from the same version loses.
+        let err = store.append(&s2, &ev).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { version: 2, .. }), "{err}");
+        let loaded = store.load("o1").await.unwrap().unwrap();
+        assert_eq!(loaded, s2);
+        let order = store.get("o1").await.unwrap().unwrap();
+        assert_eq!(order, s2.to_order());
+        assert_eq!(stage_of(&store, "o1").await.as_deref(), Some("STOCK_RESERVED"));
+        assert_eq!(store.load("nope").await.unwrap(), None);
+        assert_eq!(store.get("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_find_the_first_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let key = |req: &str| Some(("k1".to_string(), req.to_string()));
+        assert_eq!(store.place(new_order("o1", 1), key("A")).await.unwrap(), Placement::Created);
+        assert_eq!(store.place(new_order("o2", 2), key("A")).await.unwrap(), Placement::Repeated("o1".into()));
+        assert_eq!(store.place(new_order("o3", 3), key("B")).await.unwrap(), Placement::KeyReused);
+        assert_eq!(store.list_all().await.unwrap().len(), 1, "a repeated key creates nothing");
+    }
+
+    #[tokio::test]
+    async fn open_orders_are_the_pending_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            store.place(new_order(id, 1_000 + i as u64), None).await.unwrap();
+        }
+        let s = store.load("b").await.unwrap().unwrap();
+        let ev = OrderEvent::CompensationStarted { reason: "x".into(), in_doubt: false };
+        let s = s.apply(&ev, Timestamp::from_millis(5_000)).unwrap();
+        store.append(&s, &ev).await.unwrap();
+        let ev = OrderEvent::Cancelled { reason: "x".into() };
+        let s = s.apply(&ev, Timestamp::from_millis(6_000)).unwrap();
+        store.append(&s, &ev).await.unwrap();
+        let open = store.open_orders(Timestamp::from_millis(10_000), 10).await.unwrap();
+        assert_eq!(open, vec!["a".to_string(), "c".to_string()]);
+        assert_eq!(store.open_orders(Timestamp::from_millis(1_000), 10).await.unwrap(), vec!["a".to_string()]);
+        assert_eq!(store.open_orders(Timestamp::from_millis(10_000), 1).await.unwrap().len(), 1);
+        let mine = store.list_by_user("u1", 2).await.unwrap();
+        assert_eq!(mine.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["c", "b"]);
+        assert_eq!(stage_of(&store, "b").await.as_deref(), Some("CANCELLED"));
+    }
+}
