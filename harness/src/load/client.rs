@@ -91,10 +91,7 @@ impl HttpClient {
         if config.connections == 0 {
             return Err(ClientError::NoConnections);
         }
-        let resolve = |reason: String| ClientError::Resolve {
-            authority: authority.into(),
-            reason,
-        };
+        let resolve = |reason: String| ClientError::Resolve { authority: authority.into(), reason };
         let addr = tokio::net::lookup_host(authority)
             .await
             .map_err(|e| resolve(e.to_string()))?
@@ -147,12 +144,7 @@ impl HttpClient {
             Ok(Err(kind)) => (Outcome::Error(kind), None),
             Err(_) => (Outcome::Error(ErrorKind::Timeout), None),
         };
-        Exchange {
-            sent,
-            done,
-            outcome,
-            body,
-        }
+        Exchange { sent, done, outcome, body }
     }
 }
 
@@ -189,22 +181,14 @@ impl DedicatedConnection {
     /// A connection to `client`'s address with its timeout; it connects on first use.
     pub fn new(client: &HttpClient) -> Self {
         let timer = Box::pin(tokio::time::sleep(client.inner.timeout));
-        Self {
-            link: Link {
-                pool: client.inner.clone(),
-                open: None,
-            },
-            timer,
-        }
+        Self { link: Link { pool: client.inner.clone(), open: None }, timer }
     }
 }
 
 impl Link {
     async fn connect(&mut self) -> Result<(), ErrorKind> {
         let stream = self.pool.tcp().await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(classify)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(classify)?;
         self.open = Some((sender, Box::pin(conn)));
         Ok(())
     }
@@ -215,11 +199,7 @@ impl Link {
         keep_body: bool,
         sent: &mut Instant,
     ) -> Result<(u16, Option<Bytes>), ErrorKind> {
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|(sender, _)| sender.is_closed())
-        {
+        if self.open.as_ref().is_some_and(|(sender, _)| sender.is_closed()) {
             self.open = None;
         }
         if self.open.is_none() {
@@ -293,23 +273,16 @@ impl Transport for DedicatedConnection {
                 (Outcome::Error(ErrorKind::Timeout), None)
             }
         };
-        Exchange {
-            sent,
-            done,
-            outcome,
-            body,
-        }
+        Exchange { sent, done, outcome, body }
     }
 }
 
 impl Pool {
     async fn tcp(&self) -> Result<TcpStream, ErrorKind> {
-        let stream = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
-                _ => ErrorKind::Connect,
-            })?;
+        let stream = TcpStream::connect(self.addr).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+            _ => ErrorKind::Connect,
+        })?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
@@ -327,9 +300,7 @@ impl Pool {
 
     async fn connect(&self) -> Result<Sender, ErrorKind> {
         let stream = self.tcp().await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(classify)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(classify)?;
         tokio::spawn(async move {
             // The connection ends when the server closes it or the sender is dropped;
             // its requests see the error, so there is nothing to report here.
@@ -367,10 +338,7 @@ fn classify(e: hyper::Error) -> ErrorKind {
     while let Some(inner) = source {
         if let Some(io) = inner.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as Io;
-            if matches!(
-                io.kind(),
-                Io::ConnectionReset | Io::BrokenPipe | Io::ConnectionAborted
-            ) {
+            if matches!(io.kind(), Io::ConnectionReset | Io::BrokenPipe | Io::ConnectionAborted) {
                 return ErrorKind::Reset;
             }
         }
