@@ -128,3 +128,13 @@ fn the_schema_describes_every_key() {
         assert!(text.contains(key), "schema lacks {key}");
     }
 }
+
+#[test]
+fn the_shipped_schema_is_current() {
+    let shipped = std::fs::read_to_string(shop_file().with_file_name("cluster.schema.json")).unwrap();
+    let current = format!("{:#}\n", gauntlet::cluster::spec::json_schema());
+    assert!(
+        shipped == current,
+        "services/cluster.schema.json is stale: regenerate it with `cargo run -p gauntlet -- schema cluster > services/cluster.schema.json`"
+    );
+}

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use crate::cluster::binaries::Binaries;
 use crate::cluster::docker::DockerRuntime;
+use crate::cluster::external::ExternalRuntime;
 use crate::cluster::ledger::{self, Ledger, LedgerEntry, Reaped};
 use crate::cluster::plan::{ClusterPlan, Ports, ReplicaOverrides};
 use crate::cluster::process::ProcessRuntime;
@@ -25,6 +26,8 @@ pub enum RuntimeKind {
     /// Containers on a private network of the run (needs a Docker engine; images are
     /// built locally, nothing is pulled).
     Docker,
+    /// An already-running deployment at the services' `urls`: starts nothing.
+    External,
 }
 
 /// Options every cluster command shares.
@@ -135,7 +138,7 @@ pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
     let rt = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     rt.block_on(async move {
         let plan = ClusterPlan::new(spec, &run_dir, ports, &overrides).context("planning the cluster")?;
-        let binaries = Binaries::for_dir(cluster_dir, &args.profile).map_err(anyhow::Error::from)?;
+        let binaries = || Binaries::for_dir(cluster_dir, &args.profile).map_err(anyhow::Error::from);
         match args.runtime {
             RuntimeKind::Process => {
                 let mut embedded = None;
@@ -151,7 +154,7 @@ pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
                     embedded = Some(server);
                     Wiring::Toxiproxy { client }
                 };
-                let runtime = ProcessRuntime::new(plan, binaries, wiring, ledger, &id);
+                let runtime = ProcessRuntime::new(plan, binaries()?, wiring, ledger, &id);
                 let outcome = serve(runtime, |r| (r.ingress_urls().to_vec(), r.wiring_url())).await;
                 if let Some(server) = embedded {
                     server.shutdown().await;
@@ -163,8 +166,12 @@ pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
                     return Err(CliError::BadInput("--toxiproxy and --no-proxies are for the process runtime; the docker runtime runs its own proxy container".into()));
                 }
                 let gauntlet = std::env::current_exe().context("locating the gauntlet binary")?;
-                let runtime = DockerRuntime::new(plan, binaries, gauntlet, ledger, &id, args.seed);
+                let runtime = DockerRuntime::new(plan, binaries()?, gauntlet, ledger, &id, args.seed);
                 serve(runtime, |r| (r.ingress_urls().to_vec(), r.toxiproxy_url())).await
+            }
+            RuntimeKind::External => {
+                let runtime = ExternalRuntime::new(plan, ledger, &id, args.toxiproxy.clone()).map_err(|e| CliError::BadInput(e.to_string()))?;
+                serve(runtime, |r| (r.ingress_urls().to_vec(), args.toxiproxy.clone())).await
             }
         }
     })

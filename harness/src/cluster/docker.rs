@@ -118,6 +118,11 @@ impl DockerRuntime {
         &self.entry.ingress
     }
 
+    /// The run's private network.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
     /// The Toxiproxy API of the run's proxy container.
     pub fn toxiproxy_url(&self) -> Option<String> {
         self.wiring.api_url()
@@ -335,8 +340,8 @@ impl Runtime for DockerRuntime {
         for s in &self.plan.spec.services {
             match &s.run {
                 RunSpec::Binary(b) => bins.push((s.name.clone(), b.clone())),
-                RunSpec::Command(_) if s.image.is_some() => {}
-                RunSpec::Command(_) => {
+                RunSpec::Command(_) | RunSpec::External if s.image.is_some() => {}
+                RunSpec::Command(_) | RunSpec::External => {
                     return Err(RuntimeError::Unsupported(format!(
                     "service {} has a `command` but no `image`: the docker runtime needs one of `binary` or `image`",
                     s.name
@@ -364,6 +369,7 @@ impl Runtime for DockerRuntime {
         ));
         let started = Instant::now();
         self.start_proxy().await?;
+        progress(&format!("fault proxy ready in {:.2?}", started.elapsed()));
         for level in levels(&self.plan) {
             progress(&format!("starting {}", level.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")));
             for id in &level {

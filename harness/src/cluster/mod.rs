@@ -8,6 +8,7 @@
 
 pub mod binaries;
 pub mod docker;
+pub mod external;
 pub mod images;
 pub mod ledger;
 pub mod plan;

@@ -79,6 +79,7 @@ impl ProcessRuntime {
     fn program(&self, node: &NodePlan) -> (PathBuf, Vec<String>) {
         match &node.service.run {
             RunSpec::Binary(b) => (self.binaries.path(b), Vec::new()),
+            RunSpec::External => (PathBuf::from("/nonexistent"), Vec::new()),
             RunSpec::Command(c) => {
                 let base = self.plan.spec.file.parent().unwrap_or(std::path::Path::new("."));
                 let prog = PathBuf::from(&c[0]);
@@ -193,9 +194,15 @@ impl Runtime for ProcessRuntime {
             .iter()
             .filter_map(|n| match &n.service.run {
                 RunSpec::Binary(b) => Some(b.clone()),
-                RunSpec::Command(_) => None,
+                RunSpec::Command(_) | RunSpec::External => None,
             })
             .collect();
+        if let Some(s) = self.plan.spec.services.iter().find(|s| s.run == RunSpec::External) {
+            return Err(RuntimeError::Unsupported(format!(
+                "service {} has only `urls` (an external deployment): run it with --runtime external",
+                s.name
+            )));
+        }
         bins.dedup();
         self.binaries.ensure(&bins, progress)?;
         let urls = wiring::open_local(&self.wiring, &self.plan).await?;

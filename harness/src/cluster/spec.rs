@@ -56,6 +56,8 @@ pub enum RunSpec {
     Binary(String),
     /// A program and its arguments.
     Command(Vec<String>),
+    /// Nothing to run: the service is already deployed at its `urls` (external runtime).
+    External,
 }
 
 /// One service of the cluster.
@@ -65,6 +67,8 @@ pub struct ServiceSpec {
     pub run: RunSpec,
     /// A prebuilt image for the docker runtime; by default one is built from the binary.
     pub image: Option<String>,
+    /// Where an already-running deployment serves it, one URL per replica (external runtime).
+    pub urls: Vec<String>,
     /// The port of the first replica; replica `i` listens on `port + i` (process runtime).
     pub port: u16,
     pub replicas: u32,
@@ -185,14 +189,32 @@ impl ClusterSpec {
                         Some("keep one of them"),
                     ))
                 }
+                (None, None) if svc.urls.is_some() => RunSpec::External,
                 (None, None) => {
                     return Err(at(
                         span,
                         format!("service {svc_name:?} has no `binary` or `command`"),
-                        Some("add binary = \"<cargo binary>\" or command = [\"program\", \"args\"]"),
+                        Some("add binary = \"<cargo binary>\" or command = [\"program\", \"args\"] (or `urls` of a running deployment)"),
                     ))
                 }
             };
+            let mut urls = Vec::new();
+            if let Some(u) = &svc.urls {
+                for url in u.get_ref() {
+                    let ok = url.strip_prefix("http://").is_some_and(|rest| rest.contains(':') && !rest.contains('/'));
+                    if !ok {
+                        return Err(at(
+                            u.span(),
+                            format!("{url:?} is not a base URL http://host:port"),
+                            Some("e.g. urls = [\"http://10.0.0.5:7002\"]"),
+                        ));
+                    }
+                    urls.push(url.clone());
+                }
+                if urls.is_empty() {
+                    return Err(at(u.span(), "`urls` is empty".into(), Some("give one URL per replica")));
+                }
+            }
             let port = *svc.port.get_ref();
             if port == 0 {
                 return Err(at(
@@ -247,6 +269,7 @@ impl ClusterSpec {
                 name: svc_name.clone(),
                 run,
                 image: svc.image.as_ref().map(|i| i.get_ref().clone()),
+                urls,
                 port,
                 replicas,
                 health: path(&svc.health, &defaults.health, "/health")?,
@@ -460,6 +483,9 @@ struct RawService {
     /// A prebuilt image for the docker runtime.
     #[schemars(with = "Option<String>")]
     image: Option<Spanned<String>>,
+    /// Base URLs of an already-running deployment, one per replica (external runtime).
+    #[schemars(with = "Option<Vec<String>>")]
+    urls: Option<Spanned<Vec<String>>>,
     /// Port of the first replica; replica i uses port + i.
     #[schemars(with = "u16")]
     port: Spanned<u16>,

@@ -1,0 +1,122 @@
+//! The docker runtime, driven as a user would: the shop as containers built FROM
+//! scratch from our binaries, catalog at two replicas, an order through the gateway,
+//! a killed catalog replica while reads go on, a restart, and a teardown that leaves no
+//! container and no network behind.
+//!
+//! Skips (saying why) when no Docker engine is reachable; fails instead when
+//! `GAUNTLET_REQUIRE_DOCKER=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gauntlet::cluster::binaries::Binaries;
+use gauntlet::cluster::docker::{engine_available, DockerRuntime};
+use gauntlet::cluster::ledger::Ledger;
+use gauntlet::cluster::plan::{ClusterPlan, NodeId, Ports, ReplicaOverrides};
+use gauntlet::cluster::{ClusterSpec, NodeOp, NodeState, Runtime};
+use serde_json::{json, Value};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `true` when the test should run; prints why it does not.
+fn docker_or_skip() -> bool {
+    match engine_available() {
+        Ok(()) => true,
+        Err(why) if std::env::var("GAUNTLET_REQUIRE_DOCKER").as_deref() == Ok("1") => {
+            panic!("GAUNTLET_REQUIRE_DOCKER=1 but no Docker engine is reachable: {why}")
+        }
+        Err(why) => {
+            eprintln!(
+                "skipped: no Docker engine is reachable ({why}); set GAUNTLET_REQUIRE_DOCKER=1 to make this a failure"
+            );
+            false
+        }
+    }
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_runs_as_containers_and_leaves_nothing_behind() {
+    if !docker_or_skip() {
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let spec = ClusterSpec::load(&workspace().join("services/cluster.toml")).unwrap();
+    let plan = ClusterPlan::new(
+        spec,
+        &runs.path().join("run"),
+        Ports::Fixed,
+        &ReplicaOverrides::from([("catalog".into(), 2)]),
+    )
+    .unwrap();
+    let binaries = Binaries::for_dir(&workspace(), "debug").unwrap();
+    let run_id = format!("docker-test-{}", std::process::id());
+    let mut rt = DockerRuntime::new(
+        plan,
+        binaries,
+        PathBuf::from(env!("CARGO_BIN_EXE_gauntlet")),
+        Ledger::new(runs.path()),
+        &run_id,
+        7,
+    );
+    let started = rt.start(&|m| eprintln!("{m}")).await;
+    if let Err(e) = started {
+        let _ = rt.teardown().await;
+        panic!("the docker runtime did not start: {e}");
+    }
+    let label = format!("label=dev.gauntlet.run={run_id}");
+    assert_eq!(docker_lines(&["ps", "-q", "--filter", &label]).len(), 7, "six nodes and the proxy");
+    assert!(rt.status().iter().all(|n| n.state == NodeState::Ready));
+
+    let base = rt.ingress_urls()[0].clone();
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{base}/api/v1/users"))
+        .json(&json!({"email": "c@example.com", "name": "Cy", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let login: Value = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"email": "c@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order: Value = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(login["token"].as_str().unwrap())
+        .json(&json!({"items": [{"product_id": 5, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "PAID", "{order}");
+
+    let victim = NodeId { service: "catalog".into(), replica: 1 };
+    rt.node_op(&victim, NodeOp::Kill).await.unwrap();
+    assert_eq!(rt.status().iter().find(|n| n.id == "catalog-1").unwrap().state, NodeState::Killed);
+    for i in 0..20 {
+        let res = http.get(format!("{base}/api/v1/products/{}", i % 10 + 1)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "read {i} with a catalog container killed");
+    }
+    rt.node_op(&victim, NodeOp::Restart).await.unwrap();
+    assert_eq!(rt.status().iter().find(|n| n.id == "catalog-1").unwrap().state, NodeState::Ready);
+
+    let network = rt.network().to_string();
+    rt.teardown().await.unwrap();
+    assert!(docker_lines(&["ps", "-aq", "--filter", &label]).is_empty(), "containers left behind");
+    let nets = docker_lines(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains(&network), "network {network} left behind");
+}
