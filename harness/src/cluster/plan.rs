@@ -168,8 +168,30 @@ impl ClusterPlan {
     }
 }
 
+/// Ports picked for nodes come from below Linux's ephemeral range (32768-60999), from
+/// which the kernel hands out `bind(:0)` ports: a port we pick and release before the
+/// node binds it cannot meanwhile be taken by a proxy or client socket binding `:0`.
+const PICK_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free port from [`PICK_RANGE`], starting at a random place so that concurrent runs
+/// (tests in parallel) do not pick the same ones.
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = PICK_RANGE.end - PICK_RANGE.start;
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let seed = (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
+        let _ = NEXT.compare_exchange(0, (seed % u64::from(span)) as u16 + 1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PICK_RANGE.start + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port left in 20000-31999"))
 }
 
 #[cfg(test)]
