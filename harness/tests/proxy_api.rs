@@ -356,3 +356,13 @@ async fn gauntlet_proxy_serves_the_api_and_stops_on_sigterm() {
     assert!(version.is_ok_and(|v| v.starts_with("2.")));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "did not stop cleanly on SIGTERM");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_style_addresses_without_a_host_mean_loopback() {
+    let (_server, client) = server(11).await;
+    let echo = echo_server().await;
+    let proxy = client.create_proxy(&ProxyConfig::new("go", ":0", format!(":{}", echo.port()))).await.expect("created");
+    assert!(proxy.listen.starts_with("127.0.0.1:"), "{}", proxy.listen);
+    let mut stream = connect(proxy.listen.parse().expect("addr")).await;
+    assert_eq!(round_trip(&mut stream, b"go").await.0, b"go");
+}

@@ -287,3 +287,24 @@ async fn the_same_seed_gives_the_same_decisions() {
     assert_eq!(a, b, "same seed, different decisions");
     assert_ne!(a, c, "different seeds, same 40 decisions");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_attribute_values_hold_data_without_a_panic() {
+    let (_server, client) = server(15).await;
+    let addr = proxy_to(&client, "echo", echo_server().await).await;
+    let huge = u64::MAX;
+    add(&client, "echo", ToxicKind::Latency { latency: huge, jitter: huge / 2 }, Stream::Upstream).await;
+    let slicer = ToxicKind::Slicer { average_size: huge, size_variation: huge - 1, delay: huge };
+    add(&client, "echo", slicer, Stream::Downstream).await;
+    let mut stream = connect(addr).await;
+    stream.write_all(b"patience").await.expect("write");
+    let mut buf = [0u8; 8];
+    let early = tokio::time::timeout(ms(200), tokio::io::AsyncReadExt::read(&mut stream, &mut buf)).await;
+    assert!(early.is_err(), "a year-long latency let data through: {early:?}");
+    client.remove_toxic("echo", "latency_upstream").await.expect("removed");
+    tokio::time::timeout(STEP, tokio::io::AsyncReadExt::read_exact(&mut stream, &mut buf))
+        .await
+        .expect("released in time")
+        .expect("read");
+    assert_eq!(&buf, b"patience");
+}

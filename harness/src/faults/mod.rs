@@ -31,6 +31,14 @@
 //!   JSON type are refused with a 400 naming the field (Toxiproxy accepts some of them).
 //! - End of stream is forwarded as a TCP half-close, so a client that half-closes still
 //!   gets its response.
+//! - Toxics are scheduling stages, not sleeping goroutines: what a toxic holds back waits
+//!   in a bounded queue (4 MiB per direction, then the source is no longer read), and
+//!   removing or updating a toxic releases at once what the link held back, without loss.
+//! - `bandwidth` takes a rate of at least 1 KB/s (Toxiproxy loops on 0); `slicer` takes
+//!   `average_size >= 1` and `size_variation < average_size`, as Toxiproxy documents.
+//! - A listen or upstream address without a host (Go's `:8080`) means `127.0.0.1`.
+//! - With no toxic acting on a connection, bytes move socket to socket with `splice(2)`
+//!   on Linux (no copy through user space); the chain is still watched between batches.
 //! - Error bodies are `application/json` (Toxiproxy sends the same JSON as `text/plain`).
 //! - `/populate` answers `"proxies": []` rather than `null` when nothing was created.
 //!

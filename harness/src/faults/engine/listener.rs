@@ -30,7 +30,8 @@ pub(crate) struct Running {
 impl Running {
     /// Binds `listen` and starts accepting; returns the address really bound.
     pub(crate) fn start(listen: &str, upstream: String, shared: Arc<ProxyShared>) -> Result<(Self, String), ApiError> {
-        let std_listener = std::net::TcpListener::bind(listen).map_err(|e| ApiError::listen(listen, &e))?;
+        let std_listener =
+            std::net::TcpListener::bind(with_host(listen).as_ref()).map_err(|e| ApiError::listen(listen, &e))?;
         std_listener.set_nonblocking(true).map_err(|e| ApiError::listen(listen, &e))?;
         let bound = std_listener.local_addr().map_err(|e| ApiError::listen(listen, &e))?.to_string();
         let listener = TcpListener::from_std(std_listener).map_err(|e| ApiError::listen(listen, &e))?;
@@ -52,7 +53,7 @@ async fn accept_loop(
     shared: Arc<ProxyShared>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let upstream: Arc<str> = upstream.into();
+    let upstream: Arc<str> = with_host(&upstream).into();
     loop {
         tokio::select! {
             biased;
@@ -66,6 +67,16 @@ async fn accept_loop(
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             },
         }
+    }
+}
+
+/// Go's `:port` (no host) as `127.0.0.1:port`: listeners bind loopback unless told
+/// otherwise, and a dial of `:port` reaches the local host.
+fn with_host(addr: &str) -> std::borrow::Cow<'_, str> {
+    if addr.starts_with(':') {
+        format!("127.0.0.1{addr}").into()
+    } else {
+        addr.into()
     }
 }
 

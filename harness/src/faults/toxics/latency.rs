@@ -25,7 +25,7 @@ impl Latency {
             return ms(self.latency);
         }
         let spread = self.rng.random_range(0..self.jitter.saturating_mul(2));
-        ms((self.latency + spread).saturating_sub(self.jitter))
+        ms(self.latency.saturating_add(spread).saturating_sub(self.jitter))
     }
 }
 

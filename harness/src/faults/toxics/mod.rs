@@ -101,7 +101,101 @@ pub fn stage(kind: &ToxicKind, rng: DecisionRng, now: Instant, uid: u64) -> Box<
     }
 }
 
-/// Milliseconds as a duration.
+/// The longest time a toxic waits: longer is as good as forever, and keeps instant
+/// arithmetic from overflowing on absurd attribute values.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Milliseconds as a duration, at most [`FOREVER`].
 fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
+    Duration::from_millis(v).min(FOREVER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::model::HttpMatch;
+    use crate::faults::seed::DecisionKey;
+
+    fn rng() -> DecisionRng {
+        DecisionKey { seed: 3, proxy: "p", connection: 0, toxic: "t", revision: 0 }.rng()
+    }
+
+    fn run(kind: ToxicKind, inputs: Vec<Timed>) -> Vec<Timed> {
+        let now = inputs.first().map_or_else(Instant::now, |t| t.at);
+        let mut stage = stage(&kind, rng(), now, 9);
+        let mut out = Vec::new();
+        for input in inputs {
+            stage.on_event(input, &mut out);
+        }
+        out
+    }
+
+    fn data(at: Instant, bytes: &'static [u8]) -> Timed {
+        Timed::new(at, Event::Data(Bytes::from_static(bytes)))
+    }
+
+    #[test]
+    fn bandwidth_schedules_slices_at_the_rate() {
+        let t0 = Instant::now();
+        let big = Timed::new(t0, Event::Data(Bytes::from(vec![0u8; 100_000])));
+        let out = run(ToxicKind::Bandwidth { rate: 1000 }, vec![big]);
+        assert_eq!(out.len(), 10, "10 ms slices of 10 KB");
+        assert_eq!(out.last().map(|t| t.at - t0), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn limit_data_truncates_then_closes_once() {
+        let t0 = Instant::now();
+        let out = run(ToxicKind::LimitData { bytes: 5 }, vec![data(t0, b"abc"), data(t0, b"defg"), data(t0, b"h")]);
+        let events: Vec<Event> = out.into_iter().map(|t| t.event).collect();
+        assert_eq!(
+            events,
+            [Event::Data(Bytes::from_static(b"abc")), Event::Data(Bytes::from_static(b"de")), Event::Close]
+        );
+    }
+
+    #[test]
+    fn reset_peer_drops_data_and_resets_after_the_timeout() {
+        let t0 = Instant::now();
+        let out = run(ToxicKind::ResetPeer { timeout: 30 }, vec![data(t0, b"x"), data(t0, b"y")]);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].event.clone(), out[0].at - t0, out[0].origin), (Event::Reset, ms(30), 9));
+    }
+
+    #[test]
+    fn slow_close_delays_only_the_end() {
+        let t0 = Instant::now();
+        let out = run(ToxicKind::SlowClose { delay: 40 }, vec![data(t0, b"x"), Timed::new(t0, Event::Eof)]);
+        assert_eq!(out[0].at, t0);
+        assert_eq!((out[1].event.clone(), out[1].at - t0), (Event::Eof, ms(40)));
+    }
+
+    #[test]
+    fn timeout_closes_at_its_deadline_or_on_removal() {
+        let t0 = Instant::now();
+        let mut s = stage(&ToxicKind::Timeout { timeout: 50 }, rng(), t0, 4);
+        let mut out = Vec::new();
+        s.on_event(data(t0, b"dropped"), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.deadline(), Some(t0 + ms(50)));
+        s.on_deadline(t0 + ms(50), &mut out);
+        assert_eq!(out.first().map(|t| (&t.event, t.origin)), Some((&Event::Close, 4)));
+        let mut held = stage(&ToxicKind::Timeout { timeout: 0 }, rng(), t0, 5);
+        assert_eq!(held.deadline(), None);
+        let mut out = Vec::new();
+        held.on_removed(t0, &mut out);
+        assert_eq!(out.first().map(|t| &t.event), Some(&Event::Close));
+    }
+
+    #[test]
+    fn http_delay_delays_touched_requests_only() {
+        let t0 = Instant::now();
+        let kind = ToxicKind::HttpDelay {
+            delay: 25,
+            matching: HttpMatch { percentage: 100.0, method: Some("GET".into()), path_prefix: None },
+        };
+        let out = run(kind, vec![data(t0, b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\n\r\n")]);
+        let times: Vec<Duration> = out.iter().map(|t| t.at - t0).collect();
+        assert_eq!(times, [ms(25), ms(0)]);
+    }
 }

@@ -21,7 +21,12 @@ pub(super) struct Slicer {
 impl Slicer {
     pub(super) fn new(average: u64, variation: u64, delay_us: u64, rng: DecisionRng) -> Self {
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        Self { average: size(average).max(1), variation: size(variation), delay: Duration::from_micros(delay_us), rng }
+        Self {
+            average: size(average).max(1),
+            variation: size(variation),
+            delay: Duration::from_micros(delay_us).min(super::FOREVER),
+            rng,
+        }
     }
 
     /// The cut offsets of a chunk of `len` bytes, `0` and `len` included.
@@ -33,11 +38,10 @@ impl Slicer {
                 cuts.push(end);
                 continue;
             }
-            let offset = if self.variation == 0 {
-                0
-            } else {
-                self.rng.random_range(0..self.variation * 2) as isize - self.variation as isize
-            };
+            // Here the variation is less than the chunk, so it fits an i64.
+            let variation = i64::try_from(self.variation).unwrap_or(i64::MAX);
+            let offset = if variation == 0 { 0 } else { self.rng.random_range(-variation..variation) };
+            let offset = isize::try_from(offset).unwrap_or(0);
             let mid = (start + (end - start) / 2).saturating_add_signed(offset).clamp(start + 1, end - 1);
             // Right half first so the left half is cut first (a stack).
             pending.push((mid, end));
