@@ -7,6 +7,8 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod contracts;
 pub mod exit;
 pub mod faults;
 pub mod load;
+pub mod report;

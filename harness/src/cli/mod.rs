@@ -3,8 +3,10 @@
 //! Each command returns `Result<Outcome, CliError>`; [`main`] prints the error with its
 //! whole chain of causes and turns it into the documented exit code.
 
+pub mod contracts;
 pub mod load;
 pub mod proxy;
+pub mod report;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +44,10 @@ pub enum Command {
         #[arg(value_parser = ["cluster"])]
         format: String,
     },
+    /// Verify the Pact contracts between services, answer can-i-deploy, diff two pacts.
+    Contracts(contracts::ContractsArgs),
+    /// Compare a report against a baseline, or render a report.json again.
+    Report(report::ReportArgs),
     /// Run the embedded Toxiproxy-compatible fault proxy (its HTTP API on --listen).
     Proxy(proxy::ProxyArgs),
     /// Drive load at a URL or a workload file (open model, corrected latency).
@@ -78,6 +84,8 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
             println!("{:#}", crate::cluster::spec::json_schema());
             Ok(Outcome::Passed)
         }
+        Command::Contracts(args) => contracts::run(args),
+        Command::Report(args) => report::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Load(args) => load::run(args),
         Command::Version => {

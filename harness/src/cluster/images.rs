@@ -42,11 +42,22 @@ pub async fn image_for(binary: &Path) -> Result<LocalImage, RuntimeError> {
         let real = std::fs::canonicalize(&lib).map_err(RuntimeError::io(format!("resolving {}", lib.display())))?;
         build = build.with_file(real, target);
     }
-    let _built = build.build_image().await.map_err(|e| RuntimeError::Build {
+    let options = testcontainers::core::BuildImageOptions::new().with_no_cache(true);
+    let _built = build.build_image_with(options).await.map_err(|e| RuntimeError::Build {
         what: format!("image {}:{}", image.name, image.tag),
         detail: e.to_string(),
     })?;
+    remove_older_tags(&image);
     Ok(image)
+}
+
+/// Removes the other tags of `image`'s name: each is a binary that no longer exists,
+/// and a debug binary's image is a few hundred megabytes.
+fn remove_older_tags(image: &LocalImage) {
+    let Ok(out) = Command::new("docker").args(["images", "--format", "{{.Tag}}", &image.name]).output() else { return };
+    for tag in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|t| !t.is_empty() && *t != image.tag) {
+        let _ = Command::new("docker").args(["rmi", &format!("{}:{tag}", image.name)]).output();
+    }
 }
 
 fn exists(image: &LocalImage) -> bool {

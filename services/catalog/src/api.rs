@@ -44,7 +44,7 @@ impl AppState {
 
 /// The service's routes: the public API and the admin routes.
 pub fn router(state: AppState) -> Router {
-    public_routes().merge(admin_routes()).with_state(state)
+    shop_kit::contract::with_breakage(public_routes().merge(admin_routes()).with_state(state))
 }
 
 fn public_routes() -> Router<AppState> {
@@ -61,7 +61,48 @@ fn public_routes() -> Router<AppState> {
 /// routed by the gateway. The hook point for what the harness will need to drive this
 /// service: contract-test provider states, chaos switches.
 fn admin_routes() -> Router<AppState> {
-    Router::new().route("/v1/admin/state", get(admin_state))
+    let routes = Router::new().route("/v1/admin/state", get(admin_state));
+    shop_kit::contract::with_state_route(routes, post(provider_state))
+}
+
+/// Contract-test mode only (see `shop_kit::contract`): sets up the provider state a
+/// pact interaction names, and answers the values the interaction may inject.
+async fn provider_state(
+    State(s): State<AppState>,
+    Json(change): Json<shop_kit::contract::StateChange>,
+) -> Result<Json<Value>, ApiError> {
+    static HELD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if change.needs_no_setup() {
+        return Ok(Json(serde_json::json!({})));
+    }
+    let reserve = |order: String, product_id: i64, quantity: i64| {
+        let s = s.clone();
+        async move {
+            let key = IdempotencyKey::parse(&format!("{order}:state")).map_err(field_error)?;
+            let order = OrderRef::parse(&Value::String(order)).map_err(field_error)?;
+            let request =
+                ReservationRequest::parse(order, &[(Some(product_id), Some(quantity))]).map_err(field_error)?;
+            match s.inner.store.reserve(key, request).await.map_err(store_error)? {
+                Reserved::New(r) | Reserved::Existing(r) => Ok::<_, ApiError>(r),
+            }
+        }
+    };
+    match change.state.as_str() {
+        "products 1 to 100 exist" | "no product 999999 exists" => Ok(Json(serde_json::json!({}))),
+        "product 42 has 0 stock" => {
+            let available = s.inner.store.product(42).await?.map(|p| p.stock).unwrap_or(0);
+            if available > 0 {
+                reserve(format!("pact-drain-{available}"), 42, available).await?;
+            }
+            Ok(Json(serde_json::json!({ "product_id": 42 })))
+        }
+        "a reservation is held" => {
+            let n = HELD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let r = reserve(format!("pact-held-{n}"), 1, 1).await?;
+            Ok(Json(serde_json::json!({ "reservation_id": r.id })))
+        }
+        other => Err(ApiError::bad_request(format!("catalog knows no provider state {other:?}"))),
+    }
 }
 
 /// Proof that a request carries the admin token; extracted before any body.

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod contract;
 pub mod db;
 pub mod error;
 pub mod extract;

@@ -53,7 +53,37 @@ fn public_routes() -> Router<AppState> {
 /// routed by the gateway. The hook point for what the harness will need to drive this
 /// service: contract-test provider states, chaos switches.
 fn admin_routes() -> Router<AppState> {
-    Router::new().route("/v1/admin/state", get(admin_state))
+    let routes = Router::new().route("/v1/admin/state", get(admin_state));
+    shop_kit::contract::with_state_route(routes, post(provider_state))
+}
+
+/// Contract-test mode only (see `shop_kit::contract`): sets up the provider state a
+/// pact interaction names, and answers the values the interaction may inject.
+async fn provider_state(
+    State(s): State<AppState>,
+    Json(change): Json<shop_kit::contract::StateChange>,
+) -> Result<Json<Value>, ApiError> {
+    if change.needs_no_setup() {
+        return Ok(Json(serde_json::json!({})));
+    }
+    match change.state.as_str() {
+        "payments decline amounts over 5000" => match s.inner.rule.over {
+            Some(5000) => Ok(Json(serde_json::json!({ "decline_over": 5000 }))),
+            other => Err(ApiError::bad_request(format!(
+                "payments declines over {other:?}; start it with SHOP_PAYMENTS_DECLINE_OVER=5000 for this state"
+            ))),
+        },
+        "a captured charge exists for order pact-ord-charged" => {
+            let order_id = "pact-ord-charged";
+            let key = IdempotencyKey::parse(&format!("{order_id}:state")).map_err(field_error)?;
+            let order = OrderRef::parse(&Value::String(order_id.into())).map_err(field_error)?;
+            let request = ChargeRequest::parse(order, 1000, "EUR").map_err(field_error)?;
+            let rule = DeclineRule { over: None };
+            let charged = s.inner.store.charge(key, request, rule).await.map_err(store_error)?;
+            Ok(Json(serde_json::json!({ "charge_id": charged.charge().id, "order_id": order_id })))
+        }
+        other => Err(ApiError::bad_request(format!("payments knows no provider state {other:?}"))),
+    }
 }
 
 /// Proof that a request carries the admin token; extracted before any body.

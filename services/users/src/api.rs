@@ -63,7 +63,39 @@ fn public_routes() -> Router<AppState> {
 /// routed by the gateway. The hook point for what the harness will need to drive this
 /// service: contract-test provider states, chaos switches.
 fn admin_routes() -> Router<AppState> {
-    Router::new().route("/v1/admin/state", get(admin_state))
+    let routes = Router::new().route("/v1/admin/state", get(admin_state));
+    shop_kit::contract::with_state_route(routes, post(provider_state))
+}
+
+/// The password of every account a provider state creates.
+pub const STATE_PASSWORD: &str = "correct horse battery";
+
+/// Contract-test mode only (see `shop_kit::contract`): sets up the provider state a
+/// pact interaction names, and answers the values the interaction may inject.
+async fn provider_state(
+    State(s): State<AppState>,
+    Json(change): Json<shop_kit::contract::StateChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if change.needs_no_setup() {
+        return Ok(Json(serde_json::json!({})));
+    }
+    match change.state.as_str() {
+        "a user ada@example.com exists" => {
+            let email = Email::parse("ada@example.com").map_err(field_error)?;
+            let user = match s.inner.store.credentials(email.key()).await? {
+                Some(c) => c.user,
+                None => {
+                    let name = Name::parse("Ada Lovelace").map_err(field_error)?;
+                    let password = Password::parse(STATE_PASSWORD.to_string()).map_err(field_error)?;
+                    let hash = s.inner.hasher.hash(password).await.map_err(ApiError::internal)?;
+                    s.inner.store.insert(&email, &name, hash).await.map_err(|e| ApiError::internal(e.to_string()))?
+                }
+            };
+            Ok(Json(serde_json::json!({ "user_id": user.id })))
+        }
+        "no user has the email new@example.com" | "no user 999999 exists" => Ok(Json(serde_json::json!({}))),
+        other => Err(ApiError::bad_request(format!("users knows no provider state {other:?}"))),
+    }
 }
 
 /// Proof that a request carries the admin token; extracted before any body, so an

@@ -1,0 +1,248 @@
+//! A report from what the load generator recorded: per scope stats, the overall time
+//! series and latency spectrum, and the SLO verdicts.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
+
+use super::model::{
+    millis, DistributionPoint, FlowReport, FlowStarts, Percentiles, Report, RunInfo, ScopeStats, SecondPoint,
+    SloResult, SloStatus, StepReport, Timestamp, Unit, Verdict, SCHEMA_VERSION,
+};
+use crate::load::recorder::FlowId;
+use crate::load::runner::RunResult;
+use crate::load::series::SecondSummary;
+use crate::load::slo::{self, Comparison, Metric, SloSpec, SloVerdict};
+use crate::load::stats::{us_to_ms, ErrorKind, Stats};
+
+/// Percentiles of the latency spectrum in the report, HdrHistogram style: denser
+/// towards the tail, where what matters happens.
+pub const SPECTRUM: [f64; 17] =
+    [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 90.0, 95.0, 99.0, 99.9, 99.99, 99.999, 100.0];
+
+/// What the load result does not know about the run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunMeta {
+    /// The scenario or workload name.
+    pub name: String,
+    /// The seed of the run.
+    pub seed: u64,
+    /// When the run started.
+    pub started_at: SystemTime,
+    /// When it ended.
+    pub ended_at: SystemTime,
+}
+
+/// A report of a load run judged on `slos`; add faults, invariants and contracts with
+/// the `with_*` methods.
+pub fn from_load(meta: RunMeta, result: &RunResult, slos: &[SloSpec]) -> Report {
+    let rec = &result.recorder;
+    let secs = result.elapsed.as_secs_f64();
+    let flows = rec
+        .layout()
+        .iter()
+        .enumerate()
+        .filter_map(|(fi, (flow, steps))| {
+            let (stats, _) = rec.flow(FlowId(fi))?;
+            let steps = steps
+                .iter()
+                .enumerate()
+                .filter_map(|(si, step)| {
+                    let (stats, _) = rec.step(rec.step_id(FlowId(fi), si))?;
+                    Some(StepReport { name: step.clone(), stats: scope_stats(stats, secs) })
+                })
+                .collect();
+            Some(FlowReport { name: flow.clone(), stats: scope_stats(stats, secs), steps })
+        })
+        .collect();
+    let run = RunInfo {
+        name: meta.name,
+        seed: meta.seed,
+        started_at: Timestamp(meta.started_at),
+        ended_at: Timestamp(meta.ended_at),
+        runtime_ms: millis(result.elapsed),
+        gauntlet_version: env!("CARGO_PKG_VERSION").to_owned(),
+        flow_starts: FlowStarts { scheduled: result.scheduled, started: result.started, dropped: rec.dropped() },
+        aborted: result.stopped.clone(),
+    };
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        run,
+        verdict: Verdict::Passed,
+        slos: rec.verdicts(slos).iter().map(slo_result).collect(),
+        overall: scope_stats(rec.overall(), secs),
+        flows,
+        time_series: rec.overall_series().seconds().iter().map(second_point).collect(),
+        latency_distribution: distribution(rec.overall()),
+        faults: Vec::new(),
+        invariants: Vec::new(),
+        contracts: Vec::new(),
+    };
+    report.judge();
+    report
+}
+
+/// The report's view of one scope's stats over a measured phase of `secs` seconds.
+pub fn scope_stats(s: &Stats, secs: f64) -> ScopeStats {
+    let total = s.total();
+    let share = |n: u64| if total == 0 { 0.0 } else { n as f64 / total as f64 };
+    let status_classes: BTreeMap<String, u64> = (1..=5).map(|c| (format!("{c}xx"), s.status_class(c))).collect();
+    let mut errors: BTreeMap<String, u64> =
+        ErrorKind::ALL.iter().map(|k| (k.name().to_owned(), s.errors(*k))).collect();
+    errors.insert("http_4xx".into(), s.status_class(4));
+    errors.insert("http_5xx".into(), s.status_class(5));
+    ScopeStats {
+        count: total,
+        rate: if secs > 0.0 { total as f64 / secs } else { 0.0 },
+        succeeded: s.succeeded(),
+        availability: share(s.available()),
+        error_rate: share(s.failed()),
+        status_classes,
+        errors,
+        latency_ms: percentiles(s.latency()),
+        service_time_ms: percentiles(s.service()),
+    }
+}
+
+fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    let q = |p: f64| us_to_ms(h.value_at_quantile(p / 100.0));
+    Percentiles {
+        p50: q(50.0),
+        p90: q(90.0),
+        p95: q(95.0),
+        p99: q(99.0),
+        p99_9: q(99.9),
+        max: us_to_ms(h.max()),
+        mean: h.mean() / 1000.0,
+    }
+}
+
+fn distribution(s: &Stats) -> Vec<DistributionPoint> {
+    if s.total() == 0 {
+        return Vec::new();
+    }
+    SPECTRUM
+        .iter()
+        .map(|&p| DistributionPoint {
+            percentile: p,
+            latency_ms: us_to_ms(s.latency().value_at_quantile(p / 100.0)),
+            service_time_ms: us_to_ms(s.service().value_at_quantile(p / 100.0)),
+        })
+        .collect()
+}
+
+fn second_point(s: &SecondSummary) -> SecondPoint {
+    SecondPoint {
+        second: s.second,
+        requests: s.requests,
+        errors: s.errors,
+        error_rate: s.error_rate(),
+        dropped: s.dropped,
+        p50_ms: s.p50_ms,
+        p95_ms: s.p95_ms,
+        p99_ms: s.p99_ms,
+    }
+}
+
+fn slo_result(v: &SloVerdict) -> SloResult {
+    let t = &v.spec.threshold;
+    let metric = match t.metric {
+        Metric::Percentile(q) => format!("p{q}"),
+        Metric::Max => "max".into(),
+        Metric::Mean => "mean".into(),
+        Metric::Availability => "availability".into(),
+        Metric::ErrorRate => "error_rate".into(),
+    };
+    let comparison = match t.comparison {
+        Comparison::Less => "<",
+        Comparison::LessOrEqual => "<=",
+        Comparison::Greater => ">",
+        Comparison::GreaterOrEqual => ">=",
+    };
+    SloResult {
+        name: t.to_string(),
+        scope: v.spec.scope.to_string(),
+        window: v.spec.window.to_string(),
+        metric,
+        comparison: comparison.into(),
+        threshold: t.bound,
+        observed: v.observed.filter(|x| x.is_finite()),
+        unit: if t.metric.is_latency() { Unit::Ms } else { Unit::Ratio },
+        samples: v.samples,
+        status: match v.status {
+            slo::SloStatus::Passed => SloStatus::Passed,
+            slo::SloStatus::Failed => SloStatus::Failed,
+            slo::SloStatus::NoData => SloStatus::NoData,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::recorder::{Recorder, Sample};
+    use crate::load::stats::Outcome;
+    use crate::report::model::SloStatus as Status;
+
+    fn meta() -> RunMeta {
+        RunMeta { name: "t".into(), seed: 7, started_at: SystemTime::UNIX_EPOCH, ended_at: SystemTime::UNIX_EPOCH }
+    }
+
+    fn run(samples: &[(u64, u64, u16)], slos: &[SloSpec], stopped: Option<&str>) -> RunResult {
+        let layout = vec![("f".to_owned(), vec!["a".to_owned(), "b".to_owned()])];
+        let mut rec = Recorder::new(layout, slos, Duration::ZERO).unwrap();
+        for &(at_ms, took_ms, status) in samples {
+            let intended = Duration::from_millis(at_ms);
+            let done = intended + Duration::from_millis(took_ms);
+            let s = Sample { intended, sent: intended, done, outcome: Outcome::Status(status) };
+            rec.record_step(rec.step_id(FlowId(0), 0), &s);
+            rec.record_flow(FlowId(0), &s);
+        }
+        rec.finish();
+        let n = samples.len() as u64;
+        RunResult {
+            recorder: rec,
+            elapsed: Duration::from_secs(2),
+            scheduled: n,
+            started: n,
+            stopped: stopped.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn stats_series_and_slos_come_from_the_recorder() {
+        let samples: Vec<(u64, u64, u16)> =
+            (0..100).map(|i| (i * 20, if i < 90 { 10 } else { 100 }, if i == 0 { 503 } else { 200 })).collect();
+        let slos = [SloSpec::overall("p95 < 50ms".parse().unwrap()), SloSpec::overall("p50 < 50ms".parse().unwrap())];
+        let report = from_load(meta(), &run(&samples, &slos, None), &slos);
+        let o = &report.overall;
+        assert_eq!((o.count, o.rate), (100, 50.0));
+        assert!((o.latency_ms.p50 - 10.0).abs() < 0.05 && (o.latency_ms.p95 - 100.0).abs() < 0.1, "{o:?}");
+        assert_eq!((o.errors["http_5xx"], o.availability), (1, 0.99));
+        assert_eq!(report.time_series.len(), 2);
+        assert_eq!(report.time_series.iter().map(|s| s.requests).sum::<u64>(), 100);
+        assert_eq!(report.flows[0].steps[1].stats.count, 0);
+        assert_eq!([report.slos[0].status, report.slos[1].status], [Status::Failed, Status::Passed]);
+        assert!(!report.verdict.passed());
+        assert_eq!(report.latency_distribution.len(), SPECTRUM.len());
+    }
+
+    #[test]
+    fn an_empty_aborted_run_fails_without_nans() {
+        let slos = [SloSpec::overall("availability >= 99%".parse().unwrap())];
+        let report = from_load(meta(), &run(&[], &slos, Some("breached")), &slos);
+        assert_eq!(report.slos[0].status, Status::NoData);
+        let crate::report::model::Verdict::Failed { reasons } = &report.verdict else { panic!("an aborted run fails") };
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(report.latency_distribution.is_empty() && report.overall.rate == 0.0);
+        let json = crate::report::json::to_string(&report);
+        let back = crate::report::json::from_str(&json, std::path::Path::new("report.json")).unwrap();
+        assert_eq!(back, report);
+    }
+}

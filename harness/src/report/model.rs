@@ -1,0 +1,422 @@
+//! The report model: one versioned, serde-serialisable description of a run that every
+//! renderer (JSON, Markdown, HTML, JUnit) and the baseline comparison read.
+//!
+//! Field names are snake_case and stable within a major schema version: a new field
+//! bumps the minor version and readers ignore fields they do not know; a renamed or
+//! removed field bumps the major version, which older readers refuse. Latencies are
+//! milliseconds (`_ms`), offsets from the start of the run are whole milliseconds,
+//! ratios are fractions in `[0, 1]`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion { major: 1, minor: 0 };
+
+/// A `major.minor` schema version; readers accept any minor of a major they know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SchemaVersion {
+    /// Changes when a field is renamed, removed or changes meaning.
+    pub major: u32,
+    /// Changes when a field is added.
+    pub minor: u32,
+}
+
+impl fmt::Display for SchemaVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl FromStr for SchemaVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a schema version like `1.0`");
+        let (major, minor) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Self { major: major.parse().map_err(|_| bad())?, minor: minor.parse().map_err(|_| bad())? })
+    }
+}
+
+impl Serialize for SchemaVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SchemaVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A wall-clock instant, written as an RFC 3339 UTC timestamp with nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub SystemTime);
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_nanos(self.0))
+    }
+}
+
+impl Timestamp {
+    /// The timestamp to the second, for people: `2026-11-27T09:00:00Z`.
+    pub fn to_seconds(&self) -> String {
+        humantime::format_rfc3339_seconds(self.0).to_string()
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339(&text)
+            .map(Timestamp)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 UTC timestamp: {e}")))
+    }
+}
+
+/// A whole run: what was run, the verdict, and everything it is based on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The schema version of this document.
+    pub schema_version: SchemaVersion,
+    /// What was run, when, with which seed.
+    pub run: RunInfo,
+    /// Passed, or failed with the reasons.
+    pub verdict: Verdict,
+    /// Each SLO with what was observed.
+    #[serde(default)]
+    pub slos: Vec<SloResult>,
+    /// Every request of the run.
+    pub overall: ScopeStats,
+    /// Per flow, with its steps.
+    #[serde(default)]
+    pub flows: Vec<FlowReport>,
+    /// The overall 1-second time series, by intended send time.
+    #[serde(default)]
+    pub time_series: Vec<SecondPoint>,
+    /// The overall latency spectrum: latency at increasing percentiles.
+    #[serde(default)]
+    pub latency_distribution: Vec<DistributionPoint>,
+    /// Faults injected, planned and actual.
+    #[serde(default)]
+    pub faults: Vec<FaultRecord>,
+    /// Data invariants checked after the run.
+    #[serde(default)]
+    pub invariants: Vec<InvariantResult>,
+    /// Consumer-provider contract interactions verified.
+    #[serde(default)]
+    pub contracts: Vec<ContractResult>,
+}
+
+/// What was run, when, with which seed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The scenario or workload name.
+    pub name: String,
+    /// The seed every random choice of the run came from.
+    pub seed: u64,
+    /// When the run started.
+    pub started_at: Timestamp,
+    /// When the run ended.
+    pub ended_at: Timestamp,
+    /// Length of the measured phase, milliseconds.
+    pub runtime_ms: u64,
+    /// The `gauntlet` version that ran it.
+    pub gauntlet_version: String,
+    /// Flow starts the schedule called for, made, and dropped at the in-flight limit.
+    pub flow_starts: FlowStarts,
+    /// Why the run stopped early, if it did.
+    #[serde(default)]
+    pub aborted: Option<String>,
+}
+
+/// Flow starts the schedule called for, made, and dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowStarts {
+    /// Called for by the schedule before the run ended.
+    pub scheduled: u64,
+    /// Actually started.
+    pub started: u64,
+    /// Dropped because the in-flight limit was reached (the offered rate fell short).
+    pub dropped: u64,
+}
+
+/// The outcome of the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every gate held.
+    Passed,
+    /// At least one gate failed.
+    Failed {
+        /// One line per failed gate.
+        reasons: Vec<String>,
+    },
+}
+
+impl Verdict {
+    /// Whether every gate held.
+    pub fn passed(&self) -> bool {
+        matches!(self, Self::Passed)
+    }
+}
+
+/// The unit of a threshold's bound and observed value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Milliseconds.
+    Ms,
+    /// A fraction in `[0, 1]`.
+    Ratio,
+}
+
+/// Whether an SLO held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SloStatus {
+    /// The threshold held.
+    Passed,
+    /// The threshold was breached.
+    Failed,
+    /// Nothing was recorded in its scope and window; counts as failed.
+    NoData,
+}
+
+/// One SLO with what was observed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SloResult {
+    /// The threshold as written, e.g. `p95 < 200ms`.
+    pub name: String,
+    /// What it looks at: `overall`, `flow checkout`, `step checkout/pay`.
+    pub scope: String,
+    /// When: `whole run`, `during 30s..1m30s`, `after 1m30s`.
+    pub window: String,
+    /// The metric: `p95`, `max`, `mean`, `availability`, `error_rate`.
+    pub metric: String,
+    /// The comparison: `<`, `<=`, `>`, `>=`.
+    pub comparison: String,
+    /// The bound, in `unit`.
+    pub threshold: f64,
+    /// The observed value, in `unit`, if anything was recorded.
+    pub observed: Option<f64>,
+    /// Milliseconds or a ratio.
+    pub unit: Unit,
+    /// Requests or flows the observation is based on.
+    pub samples: u64,
+    /// Passed, failed or no data.
+    pub status: SloStatus,
+}
+
+impl SloResult {
+    /// Whether the SLO held.
+    pub fn passed(&self) -> bool {
+        self.status == SloStatus::Passed
+    }
+}
+
+/// Latency percentiles of one scope, milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p99_9: f64,
+    /// Highest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// What one scope (overall, a flow, a step) recorded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScopeStats {
+    /// Requests (or whole flows) recorded.
+    pub count: u64,
+    /// `count` per second of the measured phase.
+    pub rate: f64,
+    /// Those answered in time with a 2xx/3xx.
+    pub succeeded: u64,
+    /// Share answered in time without a 5xx.
+    pub availability: f64,
+    /// Share without a 2xx/3xx answer in time.
+    pub error_rate: f64,
+    /// Answers by status class: `1xx` .. `5xx`.
+    #[serde(default)]
+    pub status_classes: BTreeMap<String, u64>,
+    /// Failures by kind: `timeout`, `connect_refused`, `reset`, ..., `http_4xx`, `http_5xx`.
+    #[serde(default)]
+    pub errors: BTreeMap<String, u64>,
+    /// Corrected latency: from the intended send time (coordinated omission corrected).
+    pub latency_ms: Percentiles,
+    /// Service time: from the actual send.
+    pub service_time_ms: Percentiles,
+}
+
+/// One flow and its steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowReport {
+    /// The flow's name.
+    pub name: String,
+    /// Whole flows, from the flow's intended start to its last answer.
+    pub stats: ScopeStats,
+    /// Its steps, in order.
+    #[serde(default)]
+    pub steps: Vec<StepReport>,
+}
+
+/// One step of a flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// The step's name.
+    pub name: String,
+    /// Its requests.
+    pub stats: ScopeStats,
+}
+
+/// One second of the run, by intended send time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecondPoint {
+    /// Seconds since the start of the run.
+    pub second: u64,
+    /// Requests intended in this second (the rate, per second).
+    pub requests: u64,
+    /// Those without a 2xx/3xx answer in time.
+    pub errors: u64,
+    /// `errors / requests`, 0 when there were none.
+    pub error_rate: f64,
+    /// Flow starts dropped at the in-flight limit.
+    pub dropped: u64,
+    /// Corrected latency, median, milliseconds.
+    pub p50_ms: f64,
+    /// 95th percentile, milliseconds.
+    pub p95_ms: f64,
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+}
+
+/// Latency at one percentile of the whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DistributionPoint {
+    /// The percentile, in `[0, 100]`.
+    pub percentile: f64,
+    /// Corrected latency, milliseconds.
+    pub latency_ms: f64,
+    /// Service time, milliseconds.
+    pub service_time_ms: f64,
+}
+
+/// A fault of the scenario's timeline: what was planned and what happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// The fault's name, e.g. `payments latency`.
+    pub name: String,
+    /// What it acted on: an edge `orders->payments` or a node `catalog-1`.
+    pub target: String,
+    /// Planned start, milliseconds from the start of the run.
+    pub planned_at_ms: u64,
+    /// Planned duration, milliseconds; `None` for the rest of the run.
+    pub planned_for_ms: Option<u64>,
+    /// When it was actually applied, if it was.
+    pub applied_at_ms: Option<u64>,
+    /// When it was actually removed, if it was.
+    pub removed_at_ms: Option<u64>,
+}
+
+impl FaultRecord {
+    /// A fault planned at `at` for `lasting` (`None`: the rest of the run), not yet applied.
+    pub fn planned(
+        name: impl Into<String>,
+        target: impl Into<String>,
+        at: Duration,
+        lasting: Option<Duration>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            target: target.into(),
+            planned_at_ms: millis(at),
+            planned_for_ms: lasting.map(millis),
+            applied_at_ms: None,
+            removed_at_ms: None,
+        }
+    }
+
+    /// Records when the fault was actually applied and removed.
+    pub fn happened(mut self, applied: Option<Duration>, removed: Option<Duration>) -> Self {
+        self.applied_at_ms = applied.map(millis);
+        self.removed_at_ms = removed.map(millis);
+        self
+    }
+
+    /// The window the fault was in force, in milliseconds: the actual times when known,
+    /// else the planned ones; the end is `None` when it lasted to the end of the run.
+    pub fn window_ms(&self) -> (u64, Option<u64>) {
+        let start = self.applied_at_ms.unwrap_or(self.planned_at_ms);
+        let end = match (self.applied_at_ms, self.removed_at_ms) {
+            (_, Some(removed)) => Some(removed),
+            (Some(_), None) => None,
+            (None, None) => self.planned_for_ms.map(|d| self.planned_at_ms.saturating_add(d)),
+        };
+        (start, end)
+    }
+}
+
+/// Whole milliseconds of `d`, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One data invariant checked after the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvariantResult {
+    /// The invariant, e.g. `money is conserved`.
+    pub name: String,
+    /// Whether it held.
+    pub valid: bool,
+    /// The first violation found, in the checker's own shape (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_json")]
+    pub first_counterexample: Option<serde_json::Value>,
+    /// The worst violation found, in the checker's own shape (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_json")]
+    pub worst_counterexample: Option<serde_json::Value>,
+}
+
+/// One interaction of a consumer-provider contract, verified.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractResult {
+    /// The consumer, e.g. `orders`.
+    pub consumer: String,
+    /// The provider, e.g. `payments`.
+    pub provider: String,
+    /// The interaction's description.
+    pub interaction: String,
+    /// Whether the provider honoured it.
+    pub passed: bool,
+    /// What went wrong, when it failed.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A free JSON field that is present, `null` included: absence (via `default`) is the
+/// only `None`, so a counterexample that is `null` reads back as itself.
+fn present_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
