@@ -5,6 +5,7 @@
 //! clock; recorders collect what happened; checkers and SLO gates judge it; reporters
 //! render the verdict. Each concern is one module.
 
+pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod contracts;
@@ -12,3 +13,4 @@ pub mod exit;
 pub mod faults;
 pub mod load;
 pub mod report;
+pub mod scenario;

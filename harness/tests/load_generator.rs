@@ -10,6 +10,7 @@ use gauntlet::load::client::ClientConfig;
 use gauntlet::load::recorder::FlowId;
 use gauntlet::load::runner::{run, Control, RunConfig, RunResult};
 use gauntlet::load::schedule::ArrivalSchedule;
+use gauntlet::load::stats::ErrorKind;
 use gauntlet::load::workload::Workload;
 use http::Method;
 
@@ -23,6 +24,7 @@ fn config(schedule: ArrivalSchedule, connections: usize, max_in_flight: usize) -
         client: ClientConfig { connections, timeout: Duration::from_secs(5) },
         max_flows: 1_000_000,
         tick: Duration::from_millis(250),
+        history: None,
     }
 }
 
@@ -114,5 +116,57 @@ async fn dropped_starts_are_counted_when_in_flight_is_capped() {
     assert!(dropped >= 80, "only {dropped} of 100 starts dropped with 2 in flight at 200ms each");
     let dropped_in_series: u64 = result.recorder.overall_series().seconds().iter().map(|s| s.dropped).sum();
     assert_eq!(dropped_in_series, dropped);
-    let _ = FlowId(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sustained_breach_aborts_the_run_early() {
+    let _serial = SERIAL.lock().await;
+    let (addr, _target) = load_common::start().await;
+    let mut workload = Workload::single(&format!("http://{addr}/broken"), Method::GET, vec![], None).unwrap();
+    workload.slos.push(toml::from_str("threshold = 'error_rate < 1%'\nabort_after = '1s'").unwrap());
+    let schedule = ArrivalSchedule::constant(50.0, Duration::from_secs(30)).unwrap();
+    let mut cfg = config(schedule, 8, 1000);
+    cfg.client.timeout = Duration::from_millis(500);
+    let result = run(Arc::new(workload.clone()), cfg, |_| Control::Continue).await.unwrap();
+    let reason = result.stopped.as_deref().unwrap_or("");
+    assert!(reason.contains("error_rate < 1%"), "stopped: {reason:?}");
+    assert!(result.elapsed < Duration::from_secs(6), "aborted only after {:?}", result.elapsed);
+    assert!(result.started < 300, "{} flows started before the abort", result.started);
+    let overall = result.recorder.overall();
+    assert_eq!(overall.status_class(5), overall.total());
+    assert!(!result.recorder.verdicts(&workload.slos)[0].passed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_are_counted_as_such() {
+    let _serial = SERIAL.lock().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let schedule = ArrivalSchedule::constant(20.0, Duration::from_millis(500)).unwrap();
+    let result = run_get(format!("http://127.0.0.1:{port}/"), config(schedule, 4, 100)).await;
+    let overall = result.recorder.overall();
+    assert_eq!(overall.total(), 10);
+    assert_eq!(overall.errors(ErrorKind::ConnectRefused), 10);
+    assert_eq!(overall.available(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_picks_the_same_flows() {
+    let _serial = SERIAL.lock().await;
+    let (addr, _target) = load_common::start().await;
+    let text = format!(
+        "base_url = 'http://{addr}'\nseed = 11\n\
+         [[flow]]\nname = 'browse'\nweight = 3\n[[flow.step]]\npath = '/fixed'\n\
+         [[flow]]\nname = 'buy'\nweight = 1\n[[flow.step]]\npath = '/fixed'\n"
+    );
+    let workload = Arc::new(Workload::parse(&text, "seeded.toml").unwrap());
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let schedule = ArrivalSchedule::constant(400.0, Duration::from_millis(500)).unwrap();
+        let result = run(workload.clone(), config(schedule, 8, 1000), |_| Control::Continue).await.unwrap();
+        let per_flow: Vec<u64> = (0..2).map(|f| result.recorder.flow(FlowId(f)).unwrap().0.total()).collect();
+        counts.push(per_flow);
+    }
+    assert_eq!(counts[0], counts[1]);
+    assert_eq!(counts[0].iter().sum::<u64>(), 200);
+    assert!(counts[0][0] > counts[0][1] * 2, "weights 3:1 gave {:?}", counts[0]);
 }

@@ -179,6 +179,7 @@ fn plan(args: &LoadArgs) -> Result<(Workload, ArrivalSchedule, RunConfig), CliEr
         client: ClientConfig { connections, timeout: args.timeout.0 },
         max_flows: args.max_flows,
         tick: args.progress.0,
+        history: None,
     };
     Ok((workload, schedule, config))
 }

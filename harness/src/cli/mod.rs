@@ -7,6 +7,7 @@ pub mod contracts;
 pub mod load;
 pub mod proxy;
 pub mod report;
+pub mod run;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -44,14 +45,16 @@ pub enum Command {
         #[arg(value_parser = ["cluster"])]
         format: String,
     },
-    /// Verify the Pact contracts between services, answer can-i-deploy, diff two pacts.
-    Contracts(contracts::ContractsArgs),
-    /// Compare a report against a baseline, or render a report.json again.
-    Report(report::ReportArgs),
     /// Run the embedded Toxiproxy-compatible fault proxy (its HTTP API on --listen).
     Proxy(proxy::ProxyArgs),
     /// Drive load at a URL or a workload file (open model, corrected latency).
     Load(load::LoadArgs),
+    /// Run a chaos scenario: cluster, load and fault timeline, SLOs and invariants.
+    Run(run::RunArgs),
+    /// Verify the Pact contracts between services, answer can-i-deploy, diff two pacts.
+    Contracts(contracts::ContractsArgs),
+    /// Compare a report against a baseline, or render a report.json again.
+    Report(report::ReportArgs),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -84,10 +87,11 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
             println!("{:#}", crate::cluster::spec::json_schema());
             Ok(Outcome::Passed)
         }
-        Command::Contracts(args) => contracts::run(args),
-        Command::Report(args) => report::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Load(args) => load::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Contracts(args) => contracts::run(args),
+        Command::Report(args) => report::run(args),
         Command::Version => {
             println!("gauntlet {}", env!("CARGO_PKG_VERSION"));
             Ok(Outcome::Passed)

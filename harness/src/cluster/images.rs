@@ -55,7 +55,8 @@ pub async fn image_for(binary: &Path) -> Result<LocalImage, RuntimeError> {
 /// and a debug binary's image is a few hundred megabytes.
 fn remove_older_tags(image: &LocalImage) {
     let Ok(out) = Command::new("docker").args(["images", "--format", "{{.Tag}}", &image.name]).output() else { return };
-    for tag in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|t| !t.is_empty() && *t != image.tag) {
+    for tag in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|t| !t.is_empty() && *t != image.tag)
+    {
         let _ = Command::new("docker").args(["rmi", &format!("{}:{tag}", image.name)]).output();
     }
 }

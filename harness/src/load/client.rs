@@ -207,9 +207,7 @@ impl Link {
             // The request goes out once the connection is up, not before.
             *sent = Instant::now();
         }
-        let Some((sender, conn)) = &mut self.open else {
-            return Err(ErrorKind::Connect);
-        };
+        let Some((sender, conn)) = &mut self.open else { return Err(ErrorKind::Connect) };
         let (result, closed) = {
             let work = async {
                 let resp = sender.send_request(req).await.map_err(classify)?;

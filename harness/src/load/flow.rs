@@ -195,7 +195,21 @@ pub(crate) async fn run_flow(
         let vars = Vars { vu: &vu, iteration: &iteration, user, workload: &ctx.workload, captures: &captures };
         let literal = ctx.literal_uris[flow.0][i].as_ref();
         let req = build_request(step, literal, &ctx.base, &vars);
-        let ex = transport.exchange(req, !step.captures.is_empty()).await;
+        let key = step.record.as_ref().and_then(|_| req.headers().get("idempotency-key"));
+        let key = key.and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let ex = transport.exchange(req, !step.captures.is_empty() || step.record.is_some()).await;
+        if let (Some(kind), Some(history)) = (&step.record, &shared.history) {
+            let (invoked, completed) =
+                (ex.sent.saturating_duration_since(ctx.start), ex.done.saturating_duration_since(ctx.start));
+            history.record(crate::checks::history::Operation::from_exchange(
+                kind,
+                invoked,
+                completed,
+                ex.outcome,
+                key,
+                ex.body.as_deref(),
+            ));
+        }
         let mut outcome = ex.outcome;
         if outcome.succeeded() {
             match take_captures(step, &ex) {

@@ -15,6 +15,7 @@ pub mod runner;
 pub mod schedule;
 pub mod series;
 pub mod slo;
+mod starter;
 pub mod stats;
 pub mod template;
 pub mod workload;

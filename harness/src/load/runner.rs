@@ -6,8 +6,8 @@
 //! says or the run says it was not. Every loop is bounded: by the schedule's end, by
 //! `max_requests`, and by a drain deadline after the schedule ends.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -19,6 +19,7 @@ use super::client::{ClientConfig, ClientError, DedicatedConnection, HttpClient};
 use super::flow::{run_flow, FlowContext, VirtualUsers};
 use super::recorder::{FlowId, Recorder, UnknownScope};
 use super::schedule::{ArrivalSchedule, OpenSchedule};
+use super::starter::Starter;
 use super::workload::Workload;
 
 /// How a run is bounded and paced.
@@ -34,6 +35,9 @@ pub struct RunConfig {
     pub max_flows: u64,
     /// How often the progress callback runs.
     pub tick: Duration,
+    /// Where steps with `record` write their operations; its start is set to the
+    /// measured phase's start, the clock a scenario's faults run on.
+    pub history: Option<Arc<crate::checks::history::History>>,
 }
 
 /// The run could not be carried out.
@@ -131,6 +135,7 @@ pub(crate) struct Shared {
     pub(crate) recorder: Mutex<Recorder>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) last_done: AtomicU64,
+    pub(crate) history: Option<Arc<crate::checks::history::History>>,
 }
 
 /// Runs `workload` as `config` says, calling `on_progress` every tick.
@@ -147,11 +152,15 @@ pub async fn run(
     let recorder = Recorder::new(layout, &workload.slos, grace)?;
     let users = VirtualUsers::prepare(&workload, &client, &base).await?;
     let start = Instant::now();
+    if let Some(history) = &config.history {
+        history.begin(start);
+    }
     let shared = Arc::new(Shared {
         ctx: FlowContext::new(workload.clone(), client, base, users, start),
         recorder: Mutex::new(recorder),
         in_flight: AtomicUsize::new(0),
         last_done: AtomicU64::new(0),
+        history: config.history.clone(),
     });
     let mut pacer = Pacer {
         shared: &shared,
@@ -166,13 +175,16 @@ pub async fn run(
     };
     let stopped = pacer.stopped.take();
     pacer.drain().await;
-    let mut recorder = match shared.recorder.lock() {
-        Ok(mut guard) => std::mem::replace(&mut *guard, Recorder::new(Vec::new(), &[], grace)?),
-        Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Recorder::new(Vec::new(), &[], grace)?),
-    };
+    // A flow still running past the drain deadline records into the empty stand-in.
+    let stand_in = Recorder::new(Vec::new(), &[], grace)?;
+    let mut guard = shared.recorder.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut recorder = std::mem::replace(&mut *guard, stand_in);
+    drop(guard);
     recorder.finish();
     let stopped = stopped.or_else(|| recorder.abort_reason().map(str::to_owned));
-    let elapsed = Duration::from_micros(shared.last_done.load(Ordering::Relaxed));
+    // A full run lasts at least its schedule, even when the last answer came sooner.
+    let last_done = Duration::from_micros(shared.last_done.load(Ordering::Relaxed));
+    let elapsed = if stopped.is_some() { last_done } else { last_done.max(config.schedule.duration()) };
     Ok(RunResult { recorder, elapsed, scheduled, started, stopped })
 }
 
@@ -185,39 +197,29 @@ struct Pacer<'a, F> {
 }
 
 impl<F: FnMut(&Progress) -> Control> Pacer<'_, F> {
-    /// Starts flows at the schedule's arrival times; returns (scheduled, started).
+    /// Starts flows at the schedule's arrival times from a [`Starter`] thread while
+    /// this task reports progress; returns (scheduled, started).
     async fn open(&mut self, open: &OpenSchedule) -> (u64, u64) {
-        let shared = self.shared;
-        let ctx = &shared.ctx;
-        let mut rng = StdRng::seed_from_u64(ctx.workload.seed);
-        let total_weight = ctx.workload.total_weight();
-        let (mut k, mut started) = (0u64, 0u64);
-        while k < self.config.max_flows {
-            let Some(at) = open.arrival(k) else { break };
-            let due = ctx.start + at;
-            let now = Instant::now();
-            if now >= self.next_tick && self.tick(now) {
-                break;
-            }
-            if due > now {
-                sleep_until(due.min(self.next_tick).into()).await;
-                continue;
-            }
-            let flow = if total_weight > 1 { rng.random_range(0..total_weight) } else { 0 };
-            let flow = FlowId(ctx.workload.flow_for_ticket(flow));
-            if shared.in_flight.load(Ordering::Relaxed) >= self.config.max_in_flight {
-                if let Ok(mut rec) = shared.recorder.lock() {
-                    rec.record_dropped(at);
+        let stop = Arc::new(AtomicBool::new(false));
+        let starter = Starter {
+            schedule: open.clone(),
+            max_flows: self.config.max_flows,
+            max_in_flight: self.config.max_in_flight,
+            stop: stop.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let shared = self.shared.clone();
+        let mut starting = tokio::task::spawn_blocking(move || starter.run(shared));
+        loop {
+            tokio::select! {
+                done = &mut starting => return done.unwrap_or((0, 0)),
+                _ = sleep_until(self.next_tick.into()) => {
+                    if self.tick(Instant::now()) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
                 }
-            } else {
-                shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                started += 1;
-                let (shared, mut client) = (shared.clone(), ctx.client.clone());
-                tokio::spawn(async move { run_flow(shared, flow, k, at, &mut client).await });
             }
-            k += 1;
         }
-        (k, started)
     }
 
     /// Runs `connections` virtual users back to back until `duration` is over.

@@ -142,6 +142,9 @@ pub struct Step {
     pub captures: Vec<Capture>,
     /// A pause after the step before the next one (not part of any latency).
     pub think: Duration,
+    /// Records each request of this step in the run's operation history under this
+    /// kind (`record = "place_order"`), for the invariant checkers.
+    pub record: Option<String>,
 }
 
 /// A weighted sequence of steps, started as one unit by the schedule.
@@ -207,6 +210,7 @@ impl Workload {
             body: body.as_ref().map(JsonTemplate::parse).transpose().map_err(|e| e.to_string())?,
             captures: Vec::new(),
             think: Duration::ZERO,
+            record: None,
         };
         Ok(Self {
             base_url: Some(base),
@@ -316,6 +320,7 @@ struct RawStep {
     #[serde(default)]
     capture: BTreeMap<String, Spanned<String>>,
     think: Option<HumanDuration>,
+    record: Option<Spanned<String>>,
 }
 
 fn get() -> Spanned<String> {
@@ -417,7 +422,14 @@ fn check_step(raw: RawStep, name: String, known: &BTreeSet<String>) -> Located<S
         }
         captures.push(Capture { name: var, pointer: pointer.into_inner() });
     }
-    Ok(Step { name, method, path, headers, body, captures, think: raw.think.map_or(Duration::ZERO, |d| d.0) })
+    let record = match raw.record {
+        Some(r) if r.get_ref().is_empty() || !r.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            return Err((r.span(), "`record` names an operation kind, like \"place_order\"".into()));
+        }
+        Some(r) => Some(r.into_inner()),
+        None => None,
+    };
+    Ok(Step { name, method, path, headers, body, captures, think: raw.think.map_or(Duration::ZERO, |d| d.0), record })
 }
 
 fn template(raw: &Spanned<String>, known: &BTreeSet<String>) -> Located<Template> {

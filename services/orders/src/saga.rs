@@ -464,6 +464,8 @@ impl Saga {
                     },
                 }
             }
+            Action::Release { .. } if broken_compensation() => Ok(OrderEvent::StockReleased),
+            Action::RefundAll if broken_compensation() => Ok(OrderEvent::PaymentsRefunded { charge_ids: Vec::new() }),
             Action::Release { reservation_id } => {
                 match within(CALL_BUDGET, "catalog", up.release(id, reservation_id)).await {
                     Ok(_) => Ok(OrderEvent::StockReleased),
@@ -504,6 +506,20 @@ impl Saga {
             }
         }
     }
+}
+
+/// A test-only fault switch, honoured in debug builds only: `SHOP_TEST_BREAK=skip-compensation`
+/// records a cancelled order's compensation without releasing its stock or refunding its
+/// charges, so the harness can show that its stock and money checkers catch the leak.
+/// Release builds ignore it.
+#[cfg(debug_assertions)]
+fn broken_compensation() -> bool {
+    std::env::var("SHOP_TEST_BREAK").is_ok_and(|v| v.split(',').any(|b| b.trim() == "skip-compensation"))
+}
+
+#[cfg(not(debug_assertions))]
+fn broken_compensation() -> bool {
+    false
 }
 
 /// Runs an upstream call, giving up (as a timeout) after `budget` whatever its retries.

@@ -189,7 +189,10 @@ fn charge_in(
     rule: DeclineRule,
 ) -> Result<Charged, StoreError> {
     let fingerprint = request.fingerprint();
-    if let Some(existing) = by_key(tx, key, &fingerprint)? {
+    if broken_idempotency() {
+        // The deliberately broken build: no lookup, no unique index; a key charges again.
+        tx.execute_batch("DROP INDEX IF EXISTS charges_key")?;
+    } else if let Some(existing) = by_key(tx, key, &fingerprint)? {
         return Ok(Charged::Existing(existing));
     }
     let decline_reason = rule.judge(request);
@@ -229,6 +232,19 @@ fn charge_in(
         created_at,
         decline_reason,
     }))
+}
+
+/// A test-only fault switch, honoured in debug builds only: `SHOP_TEST_BREAK=skip-idempotency`
+/// makes a repeated idempotency key charge again, so the harness can show that its money
+/// checker catches a double charge. Release builds ignore it.
+#[cfg(debug_assertions)]
+fn broken_idempotency() -> bool {
+    std::env::var("SHOP_TEST_BREAK").is_ok_and(|v| v.split(',').any(|b| b.trim() == "skip-idempotency"))
+}
+
+#[cfg(not(debug_assertions))]
+fn broken_idempotency() -> bool {
+    false
 }
 
 /// The charge `key` made, if any; `KeyReused` if it was made for another request.

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Gauntlet's load generator against wrk, on the same trivial local endpoint, in one go.
+#
+# Prints, for each round and overall, the requests each tool completed per CPU-second
+# it used (user + system, from the kernel's accounting of the child process), and the
+# ratio gauntlet / wrk. Goal: a ratio of at least 1.
+#
+#   ci/bench-vs-wrk.sh [CONNECTIONS] [SECONDS] [ROUNDS]
+#
+# Both run as a closed loop (wrk's only mode) on one thread with the same connections.
+# Needs `wrk` (Debian package `wrk`); installs it with apt-get when missing and root.
+set -euo pipefail
+
+connections=${1:-32}
+seconds=${2:-5}
+rounds=${3:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if ! command -v wrk >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+    else
+        echo "bench-vs-wrk: wrk is not installed (apt-get install wrk)" >&2
+        exit 2
+    fi
+fi
+
+# BENCH_NO_BUILD=1 uses the release binaries already built.
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+    cargo build --release -q -p gauntlet --bin gauntlet --example load_target
+fi
+gauntlet="$root/target/release/gauntlet"
+target="$root/target/release/examples/load_target"
+
+log=$(mktemp)
+"$target" 0 >"$log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 50); do
+    grep -q "listening on" "$log" && break
+    sleep 0.1
+done
+addr=$(sed -n 's/^listening on //p' "$log")
+[ -n "$addr" ] || { echo "bench-vs-wrk: the target did not start" >&2; exit 3; }
+url="http://$addr/"
+echo "target $url, $connections connections, ${seconds}s per run, $rounds rounds"
+
+# Runs a command, prints "REQUESTS CPU_SECONDS" (CPU from bash's `time`: the child's
+# user + system time as the kernel accounted it).
+measure() {
+    local kind=$1; shift
+    local out cpu
+    out=$(mktemp)
+    TIMEFORMAT='%U %S'
+    cpu=$( { time "$@" >"$out" 2>&1; } 2>&1 )
+    local requests
+    if [ "$kind" = wrk ]; then
+        requests=$(awk '/requests in/ {print $1}' "$out")
+    else
+        requests=$(awk '/^summary:/ {print $2}' "$out")
+    fi
+    rm -f "$out"
+    echo "$requests $(echo "$cpu" | awk '{print $1 + $2}')"
+}
+
+calc() { awk "BEGIN { print $1 }"; }
+
+total_g=0; cpu_g=0; total_w=0; cpu_w=0
+for round in $(seq 1 "$rounds"); do
+    read -r wr wc < <(measure wrk wrk -t1 -c"$connections" -d"${seconds}s" "$url")
+    read -r gr gc < <(measure gauntlet "$gauntlet" load "$url" -c "$connections" -d "${seconds}s" --threads 1)
+    printf 'round %d: wrk %d req / %.2f cpu-s = %.0f req/cpu-s; gauntlet %d req / %.2f cpu-s = %.0f req/cpu-s; ratio %.2f\n' \
+        "$round" "$wr" "$wc" "$(calc "$wr / $wc")" "$gr" "$gc" "$(calc "$gr / $gc")" \
+        "$(calc "($gr / $gc) / ($wr / $wc)")"
+    total_w=$((total_w + wr)); total_g=$((total_g + gr))
+    cpu_w=$(calc "$cpu_w + $wc"); cpu_g=$(calc "$cpu_g + $gc")
+done
+printf 'overall: wrk %.0f req/cpu-s, gauntlet %.0f req/cpu-s, ratio gauntlet/wrk %.2f\n' \
+    "$(calc "$total_w / $cpu_w")" "$(calc "$total_g / $cpu_g")" \
+    "$(calc "($total_g / $cpu_g) / ($total_w / $cpu_w)")"

@@ -1,0 +1,220 @@
+//! The services' end state, as their admin endpoints (`GET /v1/admin/state`) answer it:
+//! orders, the payments ledger, the catalog's stock and reservations.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// An order as the orders service holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OrderRecord {
+    /// Its id (text).
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    /// `PENDING`, `PAID` or `CANCELLED`.
+    pub status: String,
+    /// Its lines.
+    #[serde(default)]
+    pub items: Vec<OrderLine>,
+    /// Its total, once the stock was reserved.
+    #[serde(default)]
+    pub total_minor: Option<i64>,
+    /// Why it was cancelled.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl OrderRecord {
+    /// Whether the order has reached a terminal state.
+    pub fn is_terminal(&self) -> bool {
+        self.status == "PAID" || self.status == "CANCELLED"
+    }
+}
+
+/// One line of an order.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OrderLine {
+    /// The product.
+    pub product_id: i64,
+    /// Units.
+    pub quantity: i64,
+}
+
+/// A charge in the payments ledger, with the idempotency key that made it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ChargeRecord {
+    /// Its id.
+    pub id: i64,
+    /// The order it is for (text).
+    #[serde(deserialize_with = "id_text")]
+    pub order_id: String,
+    /// Amount, minor units.
+    pub amount_minor: i64,
+    /// `captured`, `refunded` or `declined`.
+    pub status: String,
+    /// Amount refunded, minor units.
+    #[serde(default)]
+    pub refunded_minor: i64,
+    /// The key of the request that made it.
+    pub idempotency_key: String,
+}
+
+impl ChargeRecord {
+    /// Money this charge moved and kept: captured minus refunded (0 for a decline).
+    pub fn net_minor(&self) -> i64 {
+        if self.status == "declined" {
+            0
+        } else {
+            self.amount_minor - self.refunded_minor
+        }
+    }
+}
+
+/// The ledger summary the payments service computes itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LedgerSummary {
+    /// Everything ever captured.
+    pub captured_minor: i64,
+    /// Everything refunded.
+    pub refunded_minor: i64,
+    /// `captured - refunded`.
+    pub net_minor: i64,
+}
+
+/// A product's stock levels.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct StockLevel {
+    /// The product.
+    pub id: i64,
+    /// Stock it was seeded with.
+    pub initial_stock: i64,
+    /// Free to reserve.
+    pub available: i64,
+    /// Held by reservations.
+    pub reserved: i64,
+    /// Committed (sold).
+    pub sold: i64,
+}
+
+/// A stock reservation.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ReservationRecord {
+    /// Its id.
+    pub id: i64,
+    /// The order it is for (text).
+    #[serde(deserialize_with = "id_text")]
+    pub order_id: String,
+    /// `held`, `committed` or `released`.
+    pub status: String,
+    /// Its lines.
+    #[serde(default)]
+    pub items: Vec<OrderLine>,
+}
+
+/// Everything the checkers look at, from the three stateful services.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ShopState {
+    /// Every order.
+    pub orders: Vec<OrderRecord>,
+    /// Every charge.
+    pub charges: Vec<ChargeRecord>,
+    /// The ledger's own summary.
+    pub ledger: LedgerSummary,
+    /// Every product's stock.
+    pub products: Vec<StockLevel>,
+    /// Every reservation.
+    pub reservations: Vec<ReservationRecord>,
+}
+
+fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!("an id must be a string or a number, got {other}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct OrdersState {
+    orders: Vec<OrderRecord>,
+}
+
+#[derive(Deserialize)]
+struct PaymentsState {
+    charges: Vec<ChargeRecord>,
+    summary: LedgerSummary,
+}
+
+#[derive(Deserialize)]
+struct CatalogState {
+    products: Vec<StockLevel>,
+    reservations: Vec<ReservationRecord>,
+}
+
+/// Where the admin endpoints are: a base URL per service and the admin token.
+#[derive(Clone, Debug)]
+pub struct AdminEndpoints {
+    /// The orders service's base URL (a node's own address, not through a proxy).
+    pub orders: String,
+    /// The payments service's base URL.
+    pub payments: String,
+    /// The catalog service's base URL.
+    pub catalog: String,
+    /// `SHOP_ADMIN_TOKEN`.
+    pub token: String,
+}
+
+impl AdminEndpoints {
+    /// Reads the three services' state (each request bounded by `timeout`).
+    pub async fn fetch(&self, timeout: Duration) -> anyhow::Result<ShopState> {
+        let http = reqwest::Client::builder().timeout(timeout).no_proxy().build()?;
+        let get = |base: &str| {
+            let req = http.get(format!("{}/v1/admin/state", base.trim_end_matches('/'))).bearer_auth(&self.token);
+            async move {
+                let res = req.send().await?;
+                let status = res.status();
+                let text = res.text().await?;
+                anyhow::ensure!(status.is_success(), "admin state answered {status}: {text}");
+                Ok::<_, anyhow::Error>(text)
+            }
+        };
+        use anyhow::Context as _;
+        let orders: OrdersState = serde_json::from_str(&get(&self.orders).await.context("orders admin state")?)
+            .context("reading the orders admin state")?;
+        let payments: PaymentsState = serde_json::from_str(&get(&self.payments).await.context("payments admin state")?)
+            .context("reading the payments admin state")?;
+        let catalog: CatalogState = serde_json::from_str(&get(&self.catalog).await.context("catalog admin state")?)
+            .context("reading the catalog admin state")?;
+        Ok(ShopState {
+            orders: orders.orders,
+            charges: payments.charges,
+            ledger: payments.summary,
+            products: catalog.products,
+            reservations: catalog.reservations,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_services_shapes() {
+        let o: OrdersState = serde_json::from_str(
+            r#"{"orders":[{"id":"5","user_id":"1","status":"PAID","items":[{"product_id":3,"quantity":2}],
+            "total_minor":822,"currency":"EUR","reservation_id":"9","charge_id":"4","reason":null,"version":5,
+            "created_at":"x","updated_at":"y"}]}"#,
+        )
+        .unwrap();
+        assert!(o.orders[0].is_terminal());
+        let p: PaymentsState = serde_json::from_str(
+            r#"{"charges":[{"id":1,"order_id":5,"amount_minor":822,"currency":"EUR","status":"captured",
+            "refunded_minor":0,"created_at":"x","idempotency_key":"5:charge"}],
+            "summary":{"captured_minor":822,"refunded_minor":0,"net_minor":822,"by_status":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.charges[0].order_id, "5");
+        assert_eq!(p.charges[0].net_minor(), 822);
+    }
+}

@@ -1,0 +1,660 @@
+//! The timeline executor: one clock for load and faults.
+//!
+//! The load runner sets the clock's zero (the start of its measured phase, in the
+//! [`History`]); every fault is applied and removed at its offset from that zero, and
+//! the actual times are recorded. Whatever happens (an SLO abort, an interrupt, an
+//! error) every fault still active is rolled back and the cluster is torn down. After
+//! the load, orders get [`Recovery::settle`] to reach a terminal state; then the
+//! invariants are checked against the history and the services' admin state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::model::{Fault, FaultAction, FaultTarget, Recovery, Scenario};
+use crate::checks::history::{History, Operation};
+use crate::checks::state::{AdminEndpoints, ShopState};
+use crate::checks::{self, CheckResult};
+use crate::cluster::{ClusterPlan, NodeStatus, Runtime};
+use crate::faults::client::ToxiproxyClient;
+use crate::load::client::ClientConfig;
+use crate::load::runner::{self, Control, Progress, RunConfig};
+use crate::load::slo::SloVerdict;
+
+/// The admin token services use with `SHOP_DEV_DEFAULTS=1` (`shop_kit::config::DEV_SECRET`).
+pub const DEV_ADMIN_TOKEN: &str = "gauntlet-dev-secret-change-me";
+/// The longest the load's set-up phase may take before the timeline gives up.
+const SETUP_LIMIT: Duration = Duration::from_secs(300);
+/// How often the live display is refreshed.
+const TICK: Duration = Duration::from_millis(500);
+
+/// What the executor reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A phase began or something happened worth a line.
+    Note(String),
+    /// The live numbers, with the labels of the active faults.
+    Progress(Progress, Vec<String>),
+}
+
+/// One fault as planned and as it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecord {
+    /// Its label.
+    pub label: String,
+    /// Planned start, seconds from the start of the load.
+    pub planned_at: f64,
+    /// Planned end.
+    pub planned_until: f64,
+    /// When it was applied, if it was.
+    pub applied_at: Option<f64>,
+    /// When it was removed (or rolled back), if it was.
+    pub removed_at: Option<f64>,
+    /// What went wrong applying or removing it.
+    pub error: Option<String>,
+}
+
+/// The load's headline numbers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadSummary {
+    /// Requests answered or failed.
+    pub requests: u64,
+    /// Of those, without a 2xx/3xx in time.
+    pub errors: u64,
+    /// Corrected p95 latency, ms.
+    pub p95_ms: f64,
+    /// Corrected p99 latency, ms.
+    pub p99_ms: f64,
+    /// Share answered in time without a 5xx.
+    pub availability: f64,
+    /// Requests per second achieved.
+    pub rate: f64,
+    /// Flow starts dropped at the in-flight limit.
+    pub dropped: u64,
+}
+
+/// Everything a run found out.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed used.
+    pub seed: u64,
+    /// Where logs and data are.
+    pub run_dir: PathBuf,
+    /// Why the steady state did not hold before the faults, if it did not.
+    pub steady_state_failure: Option<String>,
+    /// Why the run stopped early (an SLO abort, an interrupt), if it did.
+    pub stopped: Option<String>,
+    /// Whether it was interrupted (SIGINT / SIGTERM).
+    pub interrupted: bool,
+    /// The load's numbers.
+    pub load: LoadSummary,
+    /// The SLO verdicts.
+    #[serde(skip)]
+    pub slos: Vec<SloVerdict>,
+    /// The SLO verdicts, rendered.
+    pub slo_lines: Vec<String>,
+    /// The faults, planned and actual.
+    pub faults: Vec<FaultRecord>,
+    /// The invariant checks.
+    pub checks: Vec<CheckResult>,
+    /// Operations recorded, by outcome.
+    pub operations: BTreeMap<String, usize>,
+    /// Orders at the end, by status.
+    pub order_statuses: BTreeMap<String, usize>,
+    /// Rollbacks that failed (faults that may still be in place before teardown).
+    pub rollback_errors: Vec<String>,
+    /// The report files written (JSON, Markdown, HTML, JUnit), if any.
+    pub report_files: Vec<PathBuf>,
+}
+
+impl RunOutcome {
+    /// Whether every gate passed.
+    pub fn passed(&self) -> bool {
+        self.steady_state_failure.is_none()
+            && self.stopped.is_none()
+            && self.slos.iter().all(SloVerdict::passed)
+            && self.checks.iter().all(|c| c.valid)
+            && self.faults.iter().all(|f| f.error.is_none())
+    }
+}
+
+/// A running cluster as the executor needs it: the runtime, where its ingress is and
+/// its Toxiproxy API.
+pub struct Cluster<R> {
+    /// The runtime, started.
+    pub runtime: R,
+    /// The ingress URL the load uses.
+    pub ingress: String,
+    /// The Toxiproxy API of the edge proxies.
+    pub toxiproxy: ToxiproxyClient,
+    /// The admin endpoints of the stateful services (needed when invariants are checked).
+    pub admin: Option<AdminEndpoints>,
+}
+
+/// The admin endpoints of the first orders, payments and catalog nodes, at the
+/// addresses the runtime reports (containers publish their ports on start).
+pub fn admin_endpoints(plan: &ClusterPlan, nodes: &[NodeStatus]) -> anyhow::Result<AdminEndpoints> {
+    let url = |svc: &str| {
+        nodes
+            .iter()
+            .find(|n| n.service == svc)
+            .map(|n| format!("http://{}", n.addr))
+            .with_context(|| format!("the cluster has no `{svc}` service; the invariant checkers need it"))
+    };
+    let token = plan
+        .nodes
+        .iter()
+        .find(|n| n.id.service == "orders")
+        .and_then(|n| n.env.get("SHOP_ADMIN_TOKEN").cloned())
+        .unwrap_or_else(|| DEV_ADMIN_TOKEN.to_string());
+    Ok(AdminEndpoints { orders: url("orders")?, payments: url("payments")?, catalog: url("catalog")?, token })
+}
+
+/// Which faults are in place, so they can be undone whatever happens.
+#[derive(Default)]
+struct Active {
+    /// Index into the timeline, in application order.
+    faults: Vec<usize>,
+}
+
+/// Runs `scenario` on a started `cluster`: steady state, load and faults on one clock,
+/// recovery, checks. Never tears the cluster down (the caller does, always); always
+/// rolls back the faults it applied.
+pub async fn execute<R: Runtime>(
+    scenario: &Scenario,
+    cluster: &mut Cluster<R>,
+    mut interrupt: watch::Receiver<bool>,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> anyhow::Result<RunOutcome> {
+    let mut outcome = RunOutcome {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        run_dir: cluster.runtime.plan().run_dir.clone(),
+        steady_state_failure: None,
+        stopped: None,
+        interrupted: false,
+        load: LoadSummary::default(),
+        slos: Vec::new(),
+        slo_lines: Vec::new(),
+        faults: scenario
+            .faults
+            .iter()
+            .map(|f| FaultRecord {
+                label: f.label.clone(),
+                planned_at: f.at.as_secs_f64(),
+                planned_until: f.until.as_secs_f64(),
+                applied_at: None,
+                removed_at: None,
+                error: None,
+            })
+            .collect(),
+        checks: Vec::new(),
+        operations: BTreeMap::new(),
+        order_statuses: BTreeMap::new(),
+        rollback_errors: Vec::new(),
+        report_files: Vec::new(),
+    };
+    let started_at = std::time::SystemTime::now();
+
+    on_event(Event::Note("checking the steady state".into()));
+    let steady = tokio::select! {
+        r = steady_state(scenario, cluster) => r,
+        _ = interrupt.wait_for(|v| *v) => {
+            outcome.interrupted = true;
+            outcome.stopped = Some("interrupted before the load".into());
+            return Ok(outcome);
+        }
+    };
+    if let Err(why) = steady {
+        outcome.steady_state_failure = Some(why);
+        return Ok(outcome);
+    }
+
+    let history = Arc::new(History::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let latest: Arc<Mutex<Option<Progress>>> = Arc::default();
+    let mut workload = scenario.load.workload.clone();
+    workload.base_url = Some(
+        crate::load::workload::BaseUrl::parse(&cluster.ingress).map_err(|e| anyhow::anyhow!("the ingress URL: {e}"))?,
+    );
+    let config = RunConfig {
+        schedule: scenario.load.schedule.clone(),
+        max_in_flight: scenario.load.max_in_flight,
+        client: ClientConfig { connections: scenario.load.connections, timeout: scenario.load.timeout },
+        max_flows: 10_000_000,
+        tick: TICK,
+        history: Some(history.clone()),
+    };
+    on_event(Event::Note(format!(
+        "load: {} for {}, {} fault(s)",
+        scenario.load.workload.flows.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join("+"),
+        humantime::format_duration(scenario.load.duration()),
+        scenario.faults.len()
+    )));
+    let load = {
+        let (stop, latest) = (stop.clone(), latest.clone());
+        tokio::spawn(runner::run(Arc::new(workload), config, move |p: &Progress| {
+            if let Ok(mut l) = latest.lock() {
+                *l = Some(p.clone());
+            }
+            if stop.load(Ordering::Relaxed) {
+                Control::Stop("interrupted".into())
+            } else {
+                Control::Continue
+            }
+        }))
+    };
+
+    let mut active = Active::default();
+    let timeline =
+        run_timeline(scenario, cluster, &history, &load, &latest, &mut active, &mut outcome, &mut interrupt, on_event)
+            .await;
+    // Whatever ended the timeline, nothing stays broken.
+    rollback(scenario, cluster, &mut active, &mut outcome, &history, on_event).await;
+    if let Err(e) = &timeline {
+        on_event(Event::Note(format!("the timeline failed: {e:#}")));
+        stop.store(true, Ordering::Relaxed);
+    }
+    if outcome.interrupted {
+        stop.store(true, Ordering::Relaxed);
+    }
+    let result = tokio::select! {
+        r = load => r,
+        _ = interrupt.wait_for(|v| *v), if !outcome.interrupted => {
+            outcome.interrupted = true;
+            stop.store(true, Ordering::Relaxed);
+            return Ok(outcome);
+        }
+    };
+    timeline?;
+    let result = result.context("the load generator panicked")?.context("the load generator failed")?;
+    let rec = &result.recorder;
+    let overall = rec.overall();
+    let total = overall.total().max(1) as f64;
+    outcome.load = LoadSummary {
+        requests: overall.total(),
+        errors: overall.failed(),
+        p95_ms: overall.latency().value_at_quantile(0.95) as f64 / 1000.0,
+        p99_ms: overall.latency().value_at_quantile(0.99) as f64 / 1000.0,
+        availability: overall.available() as f64 / total,
+        rate: result.achieved_rate(),
+        dropped: rec.dropped(),
+    };
+    outcome.slos = rec.verdicts(scenario.slos());
+    outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
+    if outcome.stopped.is_none() {
+        outcome.stopped = result.stopped.clone();
+    }
+    let ops = history.operations();
+    for op in &ops {
+        *outcome.operations.entry(format!("{} {}", op.kind, op.outcome.as_str())).or_default() += 1;
+    }
+    if outcome.interrupted {
+        return Ok(outcome);
+    }
+    let Some(admin) = cluster.admin.as_ref().filter(|_| !scenario.invariants.is_empty()) else {
+        let report = to_report(scenario, &outcome, &result, started_at);
+        if let Ok(files) = crate::report::write_all(&outcome.run_dir.join("report"), &report) {
+            outcome.report_files = files;
+        }
+        return Ok(outcome);
+    };
+
+    on_event(Event::Note(format!(
+        "load done; letting orders settle (up to {})",
+        humantime::format_duration(scenario.recovery.settle)
+    )));
+    let settled = tokio::select! {
+        r = settle(admin, scenario.recovery) => r,
+        _ = interrupt.wait_for(|v| *v) => {
+            outcome.interrupted = true;
+            return Ok(outcome);
+        }
+    };
+    let (state, waited) = settled.context("reading the services' admin state")?;
+    for o in &state.orders {
+        *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
+    }
+    outcome.checks = run_checks(&scenario.invariants, &ops, &state, waited, scenario.recovery.settle);
+    let dir = &outcome.run_dir;
+    let _ = std::fs::create_dir_all(dir);
+    let _ = std::fs::write(dir.join("history.json"), serde_json::to_vec_pretty(&ops).unwrap_or_default());
+    let _ = std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&state).unwrap_or_default());
+    let report = to_report(scenario, &outcome, &result, started_at);
+    match crate::report::write_all(&dir.join("report"), &report) {
+        Ok(files) => outcome.report_files = files,
+        Err(e) => on_event(Event::Note(format!("could not write the report: {e}"))),
+    }
+    Ok(outcome)
+}
+
+/// The run in the report model, for the JSON, Markdown, HTML and JUnit renderers.
+fn to_report(
+    scenario: &Scenario,
+    outcome: &RunOutcome,
+    result: &runner::RunResult,
+    started_at: std::time::SystemTime,
+) -> crate::report::Report {
+    use crate::report::model::{FaultRecord as Planned, InvariantResult};
+    let meta = crate::report::RunMeta {
+        name: scenario.name.clone(),
+        seed: scenario.seed,
+        started_at,
+        ended_at: std::time::SystemTime::now(),
+    };
+    let mut report = crate::report::from_load(meta, result, scenario.slos());
+    let secs = |v: Option<f64>| v.map(Duration::from_secs_f64);
+    for (fault, happened) in scenario.faults.iter().zip(&outcome.faults) {
+        let planned = Planned::planned(&fault.label, fault.target.to_string(), fault.at, Some(fault.until - fault.at));
+        report = report.with_fault(planned.happened(secs(happened.applied_at), secs(happened.removed_at)));
+    }
+    for c in &outcome.checks {
+        let value = |x: &Option<checks::Counterexample>| x.as_ref().and_then(|x| serde_json::to_value(x).ok());
+        report = report.with_invariant(InvariantResult {
+            name: c.invariant.clone(),
+            valid: c.valid,
+            first_counterexample: value(&c.first),
+            worst_counterexample: value(&c.worst),
+        });
+    }
+    report
+}
+
+/// Runs the checkers `invariants` names.
+pub fn run_checks(
+    invariants: &[String],
+    history: &[Operation],
+    state: &ShopState,
+    waited: Duration,
+    bound: Duration,
+) -> Vec<CheckResult> {
+    invariants
+        .iter()
+        .map(|name| match name.as_str() {
+            "no_lost_orders" => checks::orders::no_lost_orders(history, state),
+            "orders_terminate" => checks::orders::orders_terminate(state, waited, bound),
+            "money_conserved" => checks::money::money_conserved(state),
+            _ => checks::stock::stock_conserved(state, true),
+        })
+        .collect()
+}
+
+async fn steady_state<R: Runtime>(scenario: &Scenario, cluster: &mut Cluster<R>) -> Result<(), String> {
+    let not_ready: Vec<String> = cluster
+        .runtime
+        .status()
+        .into_iter()
+        .filter(|n| n.state != crate::cluster::NodeState::Ready)
+        .map(|n| format!("{} is {}", n.id, n.state))
+        .collect();
+    if !not_ready.is_empty() {
+        return Err(format!("nodes not ready: {}", not_ready.join(", ")));
+    }
+    let http =
+        reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + scenario.steady_state.timeout;
+    for probe in &scenario.steady_state.probes {
+        let url = format!("{}{}", cluster.ingress.trim_end_matches('/'), probe.path);
+        loop {
+            let last = match http.get(&url).send().await {
+                Ok(res) if res.status().as_u16() == probe.expect => break,
+                Ok(res) => format!("answered {}", res.status()),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "probe `{}` (GET {}) expected {} but {last} for {}",
+                    probe.name,
+                    probe.path,
+                    probe.expect,
+                    humantime::format_duration(scenario.steady_state.timeout)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    Apply,
+    Remove,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_timeline<R: Runtime>(
+    scenario: &Scenario,
+    cluster: &mut Cluster<R>,
+    history: &History,
+    load: &tokio::task::JoinHandle<Result<runner::RunResult, runner::RunError>>,
+    latest: &Mutex<Option<Progress>>,
+    active: &mut Active,
+    outcome: &mut RunOutcome,
+    interrupt: &mut watch::Receiver<bool>,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> anyhow::Result<()> {
+    // The clock starts when the load's measured phase does (after its set-up).
+    let setup_deadline = Instant::now() + SETUP_LIMIT;
+    let t0 = loop {
+        if let Some(t) = history.start() {
+            break t;
+        }
+        if load.is_finished() {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < setup_deadline, "the load's set-up did not finish within {SETUP_LIMIT:?}");
+        if *interrupt.borrow() {
+            outcome.interrupted = true;
+            outcome.stopped = Some("interrupted during the load's set-up".into());
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let mut events: Vec<(Duration, usize, Change)> = Vec::new();
+    for (i, f) in scenario.faults.iter().enumerate() {
+        events.push((f.at, i, Change::Apply));
+        if f.until > f.at {
+            events.push((f.until, i, Change::Remove));
+        }
+    }
+    // Removals before applications at the same instant, so back-to-back faults on one
+    // node do not clash.
+    events.sort_by_key(|(t, i, c)| (*t, matches!(c, Change::Apply), *i));
+    let end = t0 + scenario.load.duration();
+    let mut next_tick = Instant::now();
+    let mut pending = events.into_iter().peekable();
+    loop {
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + TICK;
+            if let Some(p) = latest.lock().ok().and_then(|l| l.clone()) {
+                let labels = active.faults.iter().map(|&i| scenario.faults[i].label.clone()).collect();
+                on_event(Event::Progress(p, labels));
+            }
+        }
+        let due = pending.peek().map(|(at, _, _)| t0 + *at);
+        if let Some(d) = due.filter(|d| *d <= now) {
+            let _ = d;
+            let (_, i, change) = pending.next().expect("peeked");
+            let fault = &scenario.faults[i];
+            let result = match change {
+                Change::Apply => apply(fault, cluster).await,
+                Change::Remove => remove(fault, cluster).await,
+            };
+            let at = t0.elapsed().as_secs_f64();
+            let record = &mut outcome.faults[i];
+            match (change, result) {
+                (Change::Apply, Ok(())) => {
+                    record.applied_at = Some(at);
+                    if fault.until > fault.at {
+                        active.faults.push(i);
+                    }
+                    on_event(Event::Note(format!("{:>7.2}s applied {}", at, fault.label)));
+                }
+                (Change::Remove, Ok(())) => {
+                    record.removed_at = Some(at);
+                    active.faults.retain(|&a| a != i);
+                    on_event(Event::Note(format!("{:>7.2}s removed {}", at, fault.label)));
+                }
+                (Change::Apply, Err(e)) => {
+                    record.error = Some(format!("applying: {e:#}"));
+                    on_event(Event::Note(format!("{:>7.2}s could not apply {}: {e:#}", at, fault.label)));
+                    // It may be half in place: roll it back with the others.
+                    active.faults.push(i);
+                }
+                (Change::Remove, Err(e)) => {
+                    record.error = Some(format!("removing: {e:#}"));
+                    on_event(Event::Note(format!("{:>7.2}s could not remove {}: {e:#}", at, fault.label)));
+                }
+            }
+            continue;
+        }
+        if pending.peek().is_none() && (load.is_finished() || now >= end) {
+            return Ok(());
+        }
+        if load.is_finished() {
+            // The load stopped early (an SLO abort): the remaining faults are moot.
+            return Ok(());
+        }
+        let wake = due.map_or(next_tick, |d| d.min(next_tick));
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = interrupt.wait_for(|v| *v) => {
+                outcome.interrupted = true;
+                outcome.stopped = Some(format!("interrupted at {:.2}s", t0.elapsed().as_secs_f64()));
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn proxies<'a, R: Runtime>(cluster: &'a Cluster<R>, target: &'a FaultTarget) -> Vec<String> {
+    let FaultTarget::Edge { edge, replica } = target else { return Vec::new() };
+    cluster
+        .runtime
+        .plan()
+        .slots
+        .iter()
+        .filter(|s| &s.edge == edge && replica.is_none_or(|r| r == s.replica))
+        .map(|s| s.proxy_name())
+        .collect()
+}
+
+async fn apply<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::Result<()> {
+    match (&fault.action, &fault.target) {
+        (FaultAction::Toxics(toxics), target) => {
+            for proxy in proxies(cluster, target) {
+                for t in toxics {
+                    cluster
+                        .toxiproxy
+                        .add_toxic(&proxy, t)
+                        .await
+                        .with_context(|| format!("adding {} to {proxy}", t.name))?;
+                }
+            }
+        }
+        (FaultAction::Down, target) => {
+            for proxy in proxies(cluster, target) {
+                cluster.toxiproxy.set_enabled(&proxy, false).await.with_context(|| format!("disabling {proxy}"))?;
+            }
+        }
+        (FaultAction::Node(op), FaultTarget::Node(id)) => cluster.runtime.node_op(id, *op).await?,
+        (FaultAction::Node(_), FaultTarget::Edge { .. }) => anyhow::bail!("a node operation on an edge"),
+    }
+    Ok(())
+}
+
+async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::Result<()> {
+    match (&fault.action, &fault.target) {
+        (FaultAction::Toxics(toxics), target) => {
+            let mut first_error = None;
+            for proxy in proxies(cluster, target) {
+                for t in toxics {
+                    if let Err(e) = cluster.toxiproxy.remove_toxic(&proxy, &t.name).await {
+                        // Already gone is what we want.
+                        if e.status() != Some(404) && first_error.is_none() {
+                            first_error = Some(anyhow::anyhow!("removing {} from {proxy}: {e}", t.name));
+                        }
+                    }
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        }
+        (FaultAction::Down, target) => {
+            for proxy in proxies(cluster, target) {
+                cluster.toxiproxy.set_enabled(&proxy, true).await.with_context(|| format!("enabling {proxy}"))?;
+            }
+            Ok(())
+        }
+        (FaultAction::Node(op), FaultTarget::Node(id)) => match Fault::inverse(*op) {
+            Some(undo) => Ok(cluster.runtime.node_op(id, undo).await?),
+            None => Ok(()),
+        },
+        (FaultAction::Node(_), FaultTarget::Edge { .. }) => Ok(()),
+    }
+}
+
+/// Undoes every fault still in place, newest first.
+async fn rollback<R: Runtime>(
+    scenario: &Scenario,
+    cluster: &mut Cluster<R>,
+    active: &mut Active,
+    outcome: &mut RunOutcome,
+    history: &History,
+    on_event: &(dyn Fn(Event) + Sync),
+) {
+    while let Some(i) = active.faults.pop() {
+        let fault = &scenario.faults[i];
+        let result = remove(fault, cluster).await;
+        let at = history.start().map_or(0.0, |t| t.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => {
+                outcome.faults[i].removed_at = Some(at);
+                on_event(Event::Note(format!("{at:>7.2}s rolled back {}", fault.label)));
+            }
+            Err(e) => {
+                on_event(Event::Note(format!("{at:>7.2}s could not roll back {}: {e:#}", fault.label)));
+                outcome.rollback_errors.push(format!("{}: {e:#}", fault.label));
+            }
+        }
+    }
+}
+
+/// Polls the admin state until every order is terminal or `recovery.settle` has passed;
+/// returns the last state read and how long it waited.
+async fn settle(admin: &AdminEndpoints, recovery: Recovery) -> anyhow::Result<(ShopState, Duration)> {
+    let started = Instant::now();
+    let deadline = started + recovery.settle;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let state = admin.fetch(Duration::from_secs(10)).await;
+        let now = Instant::now();
+        match state {
+            Ok(s) if s.orders.iter().all(|o| o.is_terminal()) || now >= deadline => {
+                return Ok((s, started.elapsed()));
+            }
+            Ok(_) => {}
+            Err(e) if now >= deadline || attempts > 10_000 => return Err(e),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Counts of operations by outcome, for the summary line.
+pub fn describe_operations(ops: &BTreeMap<String, usize>) -> String {
+    if ops.is_empty() {
+        return "none recorded".into();
+    }
+    ops.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,12 @@
+//! Scenarios: the chaos experiment file and the timeline executor.
+//!
+//! [`model`] parses a scenario file once into a typed [`Scenario`] (every mistake at
+//! its file:line:column); [`executor`] runs it on a started cluster: the steady-state
+//! check, the load and the fault timeline on one clock, rollbacks whatever happens, the
+//! recovery phase and the invariant checks.
+
+pub mod executor;
+pub mod model;
+
+pub use executor::{execute, Cluster, Event, FaultRecord, RunOutcome};
+pub use model::{json_schema, Fault, FaultAction, FaultTarget, Scenario, ScenarioError};

@@ -1,0 +1,61 @@
+//! The checkers can fail: deliberately broken builds of the shop (test-only switches,
+//! honoured by debug builds only) make the matching checker report the violation with a
+//! counterexample, and `gauntlet run` exit with code 1.
+
+mod scenario_common;
+
+use scenario_common::{gauntlet_run, scenario_file};
+
+fn show(out: &std::process::Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn skipped_compensation_leaks_stock_and_the_stock_checker_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    // Orders over 50.00 EUR are declined: bulk checkouts (3 x product 42) are cancelled.
+    let body = |broken: bool| {
+        let brk = if broken { ", SHOP_TEST_BREAK = \"skip-compensation\"" } else { "" };
+        format!(
+            "[cluster]\nfile = \"CLUSTER\"\nenv = {{ payments = {{ SHOP_PAYMENTS_DECLINE_OVER = \"5000\" }}, orders = {{ SHOP_ORDERS_SAGA_DEADLINE = \"30s\"{brk} }} }}\n\
+             [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"constant\", rate = 6, duration = \"8s\" }}\n\
+             [[slo]]\nthreshold = \"availability >= 90%\"\n[recovery]\nduration = \"1s\"\nsettle = \"20s\"\n"
+        )
+    };
+    let broken = scenario_file(dir.path(), "broken", &body(true));
+    let out = gauntlet_run(dir.path(), &broken, &[]);
+    let (stdout, stderr) = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let line = stdout.lines().find(|l| l.contains("stock_conserved")).unwrap_or_default();
+    eprintln!("broken build:{line}");
+    assert!(line.contains("INVALID"), "{stdout}");
+    assert!(
+        line.contains("product 42") && line.contains("still reserved"),
+        "a counterexample names the product: {line}"
+    );
+
+    let healthy = scenario_file(dir.path(), "healthy", &body(false));
+    let out = gauntlet_run(dir.path(), &healthy, &[]);
+    let (stdout, stderr) = show(&out);
+    assert_eq!(out.status.code(), Some(0), "the same run on a healthy build passes:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("VALID   stock_conserved"), "{stdout}");
+}
+
+#[test]
+fn skipped_idempotency_charges_twice_and_the_money_checker_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every answer from payments to orders is reset for 4 s: orders retries its charges
+    // with the same key, and the broken payments charges each retry again.
+    let body = "[cluster]\nfile = \"CLUSTER\"\nenv = { payments = { SHOP_TEST_BREAK = \"skip-idempotency\" } }\n\
+                [load]\nworkload = \"WORKLOAD\"\nschedule = { mode = \"constant\", rate = 6, duration = \"12s\" }\n\
+                [[fault]]\nedge = \"orders->payments\"\nstream = \"downstream\"\ntoxic = \"reset_peer\"\nat = \"2s\"\nfor = \"4s\"\n\
+                [[slo]]\nthreshold = \"availability >= 50%\"\n[recovery]\nduration = \"4s\"\nsettle = \"40s\"\n";
+    let file = scenario_file(dir.path(), "double-charge", body);
+    let out = gauntlet_run(dir.path(), &file, &[]);
+    let (stdout, stderr) = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let line = stdout.lines().find(|l| l.contains("money_conserved")).unwrap_or_default();
+    eprintln!("broken build:{line}");
+    assert!(line.contains("INVALID"), "{stdout}");
+    assert!(line.contains("idempotency key") && line.contains(":charge"), "the counterexample names the key: {line}");
+}

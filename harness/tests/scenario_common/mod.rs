@@ -1,0 +1,52 @@
+//! Shared by the scenario tests: the workspace, debug binaries, and `gauntlet run`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gauntlet::cluster::binaries::Binaries;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Builds the shop's debug binaries if missing.
+pub fn binaries() {
+    let b = Binaries::for_dir(&workspace(), "debug").unwrap();
+    let names: Vec<String> =
+        ["shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway"].map(String::from).to_vec();
+    b.ensure(&names, &|m| eprintln!("{m}")).unwrap();
+}
+
+/// A scenario file in `dir` whose cluster and workload are the shop's.
+pub fn scenario_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let ws = workspace();
+    let text = format!(
+        "name = \"{name}\"\ndescription = \"Hypothesis: see the test.\"\nseed = 5\n{body}",
+        body = body
+            .replace("CLUSTER", &ws.join("services/cluster.toml").display().to_string())
+            .replace("WORKLOAD", &ws.join("scenarios/workloads/shop.toml").display().to_string())
+    );
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Runs `gauntlet run` on `file` with debug binaries, runs under `dir/runs`.
+pub fn gauntlet_run(dir: &Path, file: &Path, extra: &[&str]) -> Output {
+    binaries();
+    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["run", "--profile", "debug", "--runs"])
+        .arg(dir.join("runs"))
+        .args(extra)
+        .arg(file)
+        .current_dir(workspace())
+        .output()
+        .unwrap()
+}
+
+pub fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) != Some("Z")
+}

@@ -1,0 +1,109 @@
+//! Scenario files: every library scenario parses; mistakes exit with code 2 and name
+//! file:line:column; the shipped JSON Schema is current.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gauntlet::scenario::{json_schema, Scenario};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn library() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_library_scenario_parses_with_a_hypothesis_and_faults() {
+    let files = library();
+    assert!(files.len() >= 9, "the library has {} scenarios", files.len());
+    for file in files {
+        let s = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.description.contains("Hypothesis"), "{}: state the hypothesis", file.display());
+        assert!(!s.faults.is_empty(), "{}: a chaos scenario injects a fault", file.display());
+        assert!(!s.slos().is_empty(), "{}: a scenario judges SLOs", file.display());
+        assert!(s.faults_end() + s.recovery.duration <= s.load.duration(), "{}", file.display());
+        if s.name == "smoke" {
+            let worst = s.load.duration() + s.recovery.settle;
+            assert!(worst.as_secs() < 60, "the smoke scenario must stay under 60 s, may take {worst:?}");
+        }
+    }
+}
+
+const HEAD: &str = "name = \"t\"\ndescription = \"Hypothesis: x.\"\n";
+const LOAD: &str =
+    "[load]\nworkload = \"workloads/shop.toml\"\nschedule = { mode = \"constant\", rate = 1, duration = \"30s\" }\n";
+
+/// (text, expected `file:line:column: message` fragment)
+fn cases() -> Vec<(String, &'static str)> {
+    vec![
+        (format!("{HEAD}{LOAD}[[fault]]\nedge = \"orders->users\"\ntoxic = \"latency\"\nat = \"1s\"\nfor = \"1s\"\n"), "t.toml:7:8: no edge `orders->users`"),
+        (format!("{HEAD}{LOAD}[[fault]]\nedge = \"orders->payments\"\ntoxic = \"latency\"\nattributes = {{ latency = \"-5ms\" }}\nat = \"1s\"\nfor = \"1s\"\n"), "t.toml:7:8: attributes.latency"),
+        (format!("{HEAD}{LOAD}[[fault]]\nnode = \"catalog-1\"\nop = \"kill\"\nat = \"1s\"\nfor = \"1s\"\n"), "t.toml:7:8: catalog has replicas 0..0"),
+        (format!("{HEAD}{LOAD}[[fault]]\nnode = \"orders-0\"\nop = \"kill\"\nat = \"1s\"\n"), "t.toml:8:6: `kill` needs `for`"),
+        (format!("{HEAD}{LOAD}[[fault]]\nnode = \"orders-0\"\nop = \"pause\"\nat = \"25s\"\nfor = \"10s\"\n"), "t.toml:3:1: the load lasts 30s"),
+        (format!("{HEAD}{LOAD}[[slo]]\nthreshold = \"p95 <\"\n"), "t.toml:7:13: `p95 <` is not a threshold"),
+        (format!("{HEAD}{LOAD}[[slo]]\nthreshold = \"p95 < 1s\"\nflow = \"nope\"\n"), "t.toml:6:1: no flow `nope`"),
+        (format!("{HEAD}seeed = 1\n{LOAD}"), "t.toml:3:1: unknown field `seeed`"),
+        (format!("name = \"t\"\n{LOAD}"), "t.toml:1:1: missing field `description`"),
+        (format!("{HEAD}[cluster]\nreplicas = {{ catalogue = 2 }}\n{LOAD}"), "t.toml:4:26: replicas: no service `catalogue`"),
+        (format!("{HEAD}invariants = [\"fast\"]\n{LOAD}"), "t.toml:3:15: unknown invariant `fast`"),
+        (format!("{HEAD}[load]\nworkload = \"missing.toml\"\n"), "missing.toml:1:1: cannot read the workload file"),
+    ]
+}
+
+#[test]
+fn mistakes_name_their_place_and_exit_with_code_2() {
+    let dir = workspace().join("scenarios");
+    for (text, expected) in cases() {
+        // The library parser, then the CLI.
+        let err = Scenario::parse(&text, &dir.join("t.toml")).unwrap_err().to_string();
+        let shown = err.replace(&format!("{}/", dir.display()), "");
+        assert!(shown.contains(expected), "expected {expected:?} in {shown:?}\n{text}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        format!("{HEAD}{LOAD}[[fault]]\nnode = \"orders-0\"\nop = \"explode\"\nat = \"1s\"\nfor = \"1s\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["run", "--runs"])
+        .arg(tmp.path().join("runs"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The workload and the cluster file are relative to the scenario: here they are missing.
+    assert!(stderr.contains("bad.toml:") || stderr.contains("cluster file"), "{stderr}");
+}
+
+#[test]
+fn the_shipped_json_schema_is_current() {
+    let path = workspace().join("scenarios/scenario.schema.json");
+    let fresh = format!("{:#}\n", json_schema());
+    if std::env::var_os("GAUNTLET_UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        shipped == fresh,
+        "scenarios/scenario.schema.json is stale: regenerate it with \
+         `GAUNTLET_UPDATE_SCHEMA=1 cargo test -p gauntlet --test scenario_parse`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&shipped).unwrap();
+    for key in
+        ["name", "description", "seed", "cluster", "steady_state", "load", "fault", "slo", "invariants", "recovery"]
+    {
+        assert!(schema["properties"].get(key).is_some(), "the schema documents `{key}`");
+    }
+}
