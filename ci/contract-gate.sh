@@ -25,7 +25,7 @@ cargo test "${release_flag[@]}" -p shop-orders -p shop-gateway --test pact_consu
 
 log "building gauntlet and the providers ($profile)"
 cargo build "${release_flag[@]}" -p gauntlet -p shop-users -p shop-catalog -p shop-orders -p shop-payments --bins
-gauntlet="target/$profile/gauntlet"
+gauntlet="${CARGO_TARGET_DIR:-target}/$profile/gauntlet"
 
 log "provider verification"
 start=$(date +%s%N)
