@@ -3,6 +3,7 @@
 //! interaction. Each test writes its pact into a scratch directory and fails if the
 //! committed one in `contracts/pacts/` differs; `GAUNTLET_UPDATE_PACTS=1` rewrites it.
 
+#[path = "../../pact_support.rs"]
 mod pact;
 
 use std::time::Duration;

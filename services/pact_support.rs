@@ -1,7 +1,7 @@
 //! One pact file per edge, built one interaction (and one mock server) at a time, then
 //! compared with the committed copy in `contracts/pacts/`.
 //!
-//! Kept identical in `services/orders/tests/pact/mod.rs`: each consumer owns its tests.
+//! Shared by the consumers' pact tests (`services/*/tests/pact_consumer.rs` include it with `#[path]`).
 
 use std::path::{Path, PathBuf};
 
