@@ -27,7 +27,8 @@ fn every_library_scenario_parses_with_a_hypothesis_and_faults() {
     for file in files {
         let s = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.description.contains("Hypothesis"), "{}: state the hypothesis", file.display());
-        assert!(!s.faults.is_empty(), "{}: a chaos scenario injects a fault", file.display());
+        // A capacity scenario measures the healthy system; every other one is a chaos experiment.
+        assert!(s.capacity.is_some() || !s.faults.is_empty(), "{}: a chaos scenario injects a fault", file.display());
         assert!(!s.slos().is_empty(), "{}: a scenario judges SLOs", file.display());
         assert!(s.faults_end() + s.recovery.duration <= s.load.duration(), "{}", file.display());
         if s.name == "smoke" {
@@ -56,6 +57,9 @@ fn cases() -> Vec<(String, &'static str)> {
         (format!("{HEAD}[cluster]\nreplicas = {{ catalogue = 2 }}\n{LOAD}"), "t.toml:4:26: replicas: no service `catalogue`"),
         (format!("{HEAD}invariants = [\"fast\"]\n{LOAD}"), "t.toml:3:15: unknown invariant `fast`"),
         (format!("{HEAD}[load]\nworkload = \"missing.toml\"\n"), "missing.toml:1:1: cannot read the workload file"),
+        (format!("{HEAD}{LOAD}[capacity]\nresolution = \"five\"\n"), "t.toml:7:14: `five` is not a share"),
+        (format!("{HEAD}{LOAD}[capacity]\nstart_rate = 100\nmax_rate = 10\n"), "t.toml:6:1: capacity: need 0 < start_rate <= max_rate"),
+        (format!("{HEAD}{LOAD}[capacity]\nrate = 1\n"), "t.toml:7:1: unknown field `rate`"),
     ]
 }
 

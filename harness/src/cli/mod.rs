@@ -3,6 +3,7 @@
 //! Each command returns `Result<Outcome, CliError>`; [`main`] prints the error with its
 //! whole chain of causes and turns it into the documented exit code.
 
+pub mod capacity;
 pub mod contracts;
 pub mod load;
 pub mod proxy;
@@ -51,6 +52,8 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Run a chaos scenario: cluster, load and fault timeline, SLOs and invariants.
     Run(run::RunArgs),
+    /// Find the highest arrival rate at which a scenario's SLOs hold, by running it.
+    Capacity(capacity::CapacityArgs),
     /// Verify the Pact contracts between services, answer can-i-deploy, diff two pacts.
     Contracts(contracts::ContractsArgs),
     /// Compare a report against a baseline, or render a report.json again.
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Proxy(args) => proxy::run(args),
         Command::Load(args) => load::run(args),
         Command::Run(args) => run::run(args),
+        Command::Capacity(args) => capacity::run(args),
         Command::Contracts(args) => contracts::run(args),
         Command::Report(args) => report::run(args),
         Command::Version => {

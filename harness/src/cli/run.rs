@@ -62,67 +62,12 @@ pub fn run(args: RunArgs) -> Result<Outcome, CliError> {
     if let Some(seed) = args.seed {
         scenario.reseed(seed);
     }
-    let runtime = match args.runtime {
-        Some(RunRuntime::Process) => RuntimeChoice::Process,
-        Some(RunRuntime::Docker) => RuntimeChoice::Docker,
-        None => scenario.cluster.runtime,
-    };
-    let ledger = Ledger::new(&args.runs);
-    for r in ledger.reap_dead() {
-        eprintln!("gauntlet: run {} ended without cleaning up; its processes were ended", r.run_id);
-    }
-    let id = super::up::run_id(&scenario.cluster.spec.name);
-    let runs = std::path::absolute(&args.runs).context("resolving --runs")?;
-    let run_dir = runs.join(&id);
-    let mut plan =
-        ClusterPlan::new(scenario.cluster.spec.clone(), &run_dir, Ports::Ephemeral, &scenario.cluster.replicas)
-            .context("planning the cluster")?;
-    for node in &mut plan.nodes {
-        if let Some(env) = scenario.cluster.env.get(&node.id.service) {
-            node.env.extend(env.clone());
-        }
-    }
-    let cluster_dir =
-        scenario.cluster.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let binaries = Binaries::for_dir(&cluster_dir, &args.profile).map_err(anyhow::Error::from)?;
+    let launch = Launch::new(&scenario, args.runtime, &args.profile, &args.runs, args.toxiproxy.clone())?;
     eprintln!("scenario {} (seed {}): {}", scenario.name, scenario.seed, first_line(&scenario.description));
-    eprintln!("run {id}: {}", run_dir.display());
     let rt = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     let outcome = rt.block_on(async move {
-        let (tx, rx) = watch::channel(false);
-        tokio::spawn(async move {
-            super::up::shutdown_signal().await;
-            let _ = tx.send(true);
-        });
-        match runtime {
-            RuntimeChoice::Process => {
-                let server = match &args.toxiproxy {
-                    Some(_) => None,
-                    None => Some(
-                        ProxyServer::start("127.0.0.1:0", scenario.seed)
-                            .await
-                            .context("could not start the embedded fault proxy")?,
-                    ),
-                };
-                let api = args.toxiproxy.clone().or_else(|| server.as_ref().map(ProxyServer::url)).unwrap_or_default();
-                let wiring = Wiring::Toxiproxy { client: ToxiproxyClient::new(api) };
-                let runtime = ProcessRuntime::new(plan, binaries, wiring, ledger, &id);
-                let outcome =
-                    drive(&scenario, runtime, rx, |r| (r.ingress_urls().first().cloned(), r.wiring_url())).await;
-                if let Some(server) = server {
-                    server.shutdown().await;
-                }
-                outcome
-            }
-            RuntimeChoice::Docker => {
-                if args.toxiproxy.is_some() {
-                    return Err(CliError::BadInput("--toxiproxy is for the process runtime".into()));
-                }
-                let gauntlet = std::env::current_exe().context("locating the gauntlet binary")?;
-                let runtime = DockerRuntime::new(plan, binaries, gauntlet, ledger, &id, scenario.seed);
-                drive(&scenario, runtime, rx, |r| (r.ingress_urls().first().cloned(), r.toxiproxy_url())).await
-            }
-        }
+        let interrupt = interrupt_on_signal();
+        launch.run(&scenario, interrupt).await
     })?;
     print_verdict(&outcome);
     if outcome.interrupted {
@@ -130,6 +75,101 @@ pub fn run(args: RunArgs) -> Result<Outcome, CliError> {
         return Ok(Outcome::HarnessFailed);
     }
     Ok(if outcome.passed() { Outcome::Passed } else { Outcome::GateFailed })
+}
+
+/// A receiver that turns true on SIGINT or SIGTERM.
+pub(crate) fn interrupt_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        super::up::shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Where and how a scenario's cluster runs: one run with `gauntlet run`, many with
+/// `gauntlet capacity`.
+pub(crate) struct Launch {
+    runtime: RuntimeChoice,
+    binaries: Binaries,
+    runs: PathBuf,
+    toxiproxy: Option<String>,
+}
+
+impl Launch {
+    /// Resolves the runtime (the command line's, else the scenario's), the service
+    /// binaries (built when missing) and the runs folder; reaps what crashed runs left.
+    pub(crate) fn new(
+        scenario: &Scenario,
+        runtime: Option<RunRuntime>,
+        profile: &str,
+        runs: &Path,
+        toxiproxy: Option<String>,
+    ) -> Result<Self, CliError> {
+        let runtime = match runtime {
+            Some(RunRuntime::Process) => RuntimeChoice::Process,
+            Some(RunRuntime::Docker) => RuntimeChoice::Docker,
+            None => scenario.cluster.runtime,
+        };
+        if runtime == RuntimeChoice::Docker && toxiproxy.is_some() {
+            return Err(CliError::BadInput("--toxiproxy is for the process runtime".into()));
+        }
+        for r in Ledger::new(runs).reap_dead() {
+            eprintln!("gauntlet: run {} ended without cleaning up; its processes were ended", r.run_id);
+        }
+        let runs = std::path::absolute(runs).context("resolving --runs")?;
+        let file = &scenario.cluster.file;
+        let cluster_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let binaries = Binaries::for_dir(&cluster_dir, profile).map_err(anyhow::Error::from)?;
+        Ok(Self { runtime, binaries, runs, toxiproxy })
+    }
+
+    /// Brings a fresh cluster up, runs `scenario` on it and tears it down.
+    pub(crate) async fn run(
+        &self,
+        scenario: &Scenario,
+        interrupt: watch::Receiver<bool>,
+    ) -> Result<RunOutcome, CliError> {
+        let id = super::up::run_id(&scenario.cluster.spec.name);
+        let run_dir = self.runs.join(&id);
+        let mut plan =
+            ClusterPlan::new(scenario.cluster.spec.clone(), &run_dir, Ports::Ephemeral, &scenario.cluster.replicas)
+                .context("planning the cluster")?;
+        for node in &mut plan.nodes {
+            if let Some(env) = scenario.cluster.env.get(&node.id.service) {
+                node.env.extend(env.clone());
+            }
+        }
+        eprintln!("run {id}: {}", run_dir.display());
+        let ledger = Ledger::new(&self.runs);
+        let binaries = self.binaries.clone();
+        match self.runtime {
+            RuntimeChoice::Process => {
+                let server = match &self.toxiproxy {
+                    Some(_) => None,
+                    None => Some(
+                        ProxyServer::start("127.0.0.1:0", scenario.seed)
+                            .await
+                            .context("could not start the embedded fault proxy")?,
+                    ),
+                };
+                let api = self.toxiproxy.clone().or_else(|| server.as_ref().map(ProxyServer::url)).unwrap_or_default();
+                let wiring = Wiring::Toxiproxy { client: ToxiproxyClient::new(api) };
+                let runtime = ProcessRuntime::new(plan, binaries, wiring, ledger, &id);
+                let outcome =
+                    drive(scenario, runtime, interrupt, |r| (r.ingress_urls().first().cloned(), r.wiring_url())).await;
+                if let Some(server) = server {
+                    server.shutdown().await;
+                }
+                outcome
+            }
+            RuntimeChoice::Docker => {
+                let gauntlet = std::env::current_exe().context("locating the gauntlet binary")?;
+                let runtime = DockerRuntime::new(plan, binaries, gauntlet, ledger, &id, scenario.seed);
+                drive(scenario, runtime, interrupt, |r| (r.ingress_urls().first().cloned(), r.toxiproxy_url())).await
+            }
+        }
+    }
 }
 
 fn first_line(s: &str) -> &str {

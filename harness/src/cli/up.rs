@@ -107,7 +107,12 @@ fn report_reaped(reaped: &[Reaped]) {
 pub fn run_id(cluster: &str) -> String {
     let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let t: String = t.chars().filter(char::is_ascii_alphanumeric).collect();
-    format!("{t}-{cluster}-{}", std::process::id())
+    // Runs of one process (the steps of `gauntlet capacity`) may start within a second.
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    match SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{t}-{cluster}-{}", std::process::id()),
+        n => format!("{t}-{cluster}-{}-{}", std::process::id(), n + 1),
+    }
 }
 
 /// Runs `gauntlet up`.

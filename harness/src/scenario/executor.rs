@@ -77,6 +77,8 @@ pub struct LoadSummary {
     pub rate: f64,
     /// Flow starts dropped at the in-flight limit.
     pub dropped: u64,
+    /// Flow starts that went out.
+    pub flows_started: u64,
 }
 
 /// Everything a run found out.
@@ -287,6 +289,7 @@ pub async fn execute<R: Runtime>(
         availability: overall.available() as f64 / total,
         rate: result.achieved_rate(),
         dropped: rec.dropped(),
+        flows_started: result.started,
     };
     outcome.slos = rec.verdicts(scenario.slos());
     outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();

@@ -5,6 +5,7 @@
 //! check, the load and the fault timeline on one clock, rollbacks whatever happens, the
 //! recovery phase and the invariant checks.
 
+pub mod capacity;
 pub mod executor;
 pub mod model;
 

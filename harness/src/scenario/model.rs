@@ -40,6 +40,13 @@
 //! [recovery]
 //! duration = "10s"                    # load goes on this long after the last fault
 //! settle = "45s"                      # how long orders may take to end after the load
+//!
+//! [capacity]                          # only for `gauntlet capacity`
+//! start_rate = 25                     # flows/s of the first step
+//! max_rate = 3200
+//! growth = 2                          # ×2 per passing step until one fails
+//! resolution = "5%"                   # then bisect until the gap is this small
+//! max_steps = 14                      # runs in all, the confirmation included
 //! ```
 //!
 //! Every mistake is reported as `file:line:column: what is wrong`.
@@ -241,9 +248,41 @@ pub struct Scenario {
     pub invariants: Vec<String>,
     /// The recovery phase.
     pub recovery: Recovery,
+    /// How `gauntlet capacity` searches for the highest rate that meets the SLOs.
+    pub capacity: Option<CapacityPlan>,
+}
+
+/// The `[capacity]` table: how `gauntlet capacity` searches for the highest constant
+/// arrival rate at which every SLO (and invariant) of the scenario still holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CapacityPlan {
+    /// The first rate tried, flow starts per second.
+    pub start_rate: f64,
+    /// The highest rate tried.
+    pub max_rate: f64,
+    /// Each passing rate is multiplied by this until one fails.
+    pub growth: f64,
+    /// The search stops when the failing rate is within this share above the passing one.
+    pub resolution: f64,
+    /// The most runs of the search, confirmation included.
+    pub max_steps: usize,
+}
+
+impl Default for CapacityPlan {
+    fn default() -> Self {
+        Self { start_rate: 10.0, max_rate: 10_000.0, growth: 2.0, resolution: 0.05, max_steps: 16 }
+    }
 }
 
 impl Scenario {
+    /// The same scenario at a constant arrival rate over its load's duration (a step of
+    /// a capacity search).
+    pub fn at_rate(&self, rate: f64) -> Result<Self, String> {
+        let mut s = self.clone();
+        s.load.schedule = ArrivalSchedule::constant(rate, self.load.duration()).map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
     /// The SLOs (also the workload's).
     pub fn slos(&self) -> &[SloSpec] {
         &self.load.workload.slos
@@ -346,6 +385,64 @@ struct RawScenario {
     /// The recovery phase.
     #[serde(default)]
     recovery: RawRecovery,
+    /// For `gauntlet capacity`: the search for the highest rate that meets the SLOs.
+    #[schemars(with = "Option<RawCapacity>")]
+    capacity: Option<Spanned<RawCapacity>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCapacity {
+    /// The first rate tried, flow starts per second (default 10).
+    start_rate: Option<f64>,
+    /// The highest rate tried (default 10000).
+    max_rate: Option<f64>,
+    /// Each passing rate is multiplied by this until one fails (default 2).
+    growth: Option<f64>,
+    /// Stop when the lowest failing rate is within this share above the highest
+    /// passing one: "5%" (the default).
+    #[schemars(with = "Option<String>")]
+    resolution: Option<Spanned<String>>,
+    /// The most runs of the search, the confirmation run included (default 16).
+    max_steps: Option<usize>,
+}
+
+impl RawCapacity {
+    fn check(self, span: Range<usize>) -> Checked<CapacityPlan> {
+        let d = CapacityPlan::default();
+        let plan = CapacityPlan {
+            start_rate: self.start_rate.unwrap_or(d.start_rate),
+            max_rate: self.max_rate.unwrap_or(d.max_rate),
+            growth: self.growth.unwrap_or(d.growth),
+            resolution: match &self.resolution {
+                None => d.resolution,
+                Some(r) => parse_share(r.get_ref())
+                    .filter(|v| *v > 0.0 && *v < 1.0)
+                    .ok_or_else(|| Located::Here(r.span(), format!("`{}` is not a share like \"5%\"", r.get_ref())))?,
+            },
+            max_steps: self.max_steps.unwrap_or(d.max_steps),
+        };
+        let max = crate::load::schedule::MAX_RATE;
+        if !(plan.start_rate > 0.0 && plan.start_rate <= plan.max_rate && plan.max_rate <= max) {
+            return here(span, format!("capacity: need 0 < start_rate <= max_rate <= {max}"));
+        }
+        if !(plan.growth > 1.0 && plan.growth <= 10.0) {
+            return here(span, "capacity: `growth` must be above 1 and at most 10");
+        }
+        if !(2..=64).contains(&plan.max_steps) {
+            return here(span, "capacity: `max_steps` must be from 2 to 64");
+        }
+        Ok(plan)
+    }
+}
+
+/// "5%" or "0.05" as 0.05.
+pub fn parse_share(s: &str) -> Option<f64> {
+    let s = s.trim();
+    match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|v| v / 100.0),
+        None => s.parse().ok(),
+    }
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -575,6 +672,13 @@ impl RawScenario {
             faults,
             invariants,
             recovery,
+            capacity: self
+                .capacity
+                .map(|c| {
+                    let span = c.span();
+                    c.into_inner().check(span)
+                })
+                .transpose()?,
         })
     }
 }
