@@ -4,14 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cluster::binaries::Binaries;
+use crate::cluster::docker::engine_available;
 use crate::contracts::broker::BrokerSource;
 use crate::contracts::matrix::{self, Matrix, MatrixRow};
-use crate::contracts::verify::{self, ProviderReport, Source};
+use crate::contracts::verify::{self, ProviderReport, ProviderRuntime, Source};
 use crate::contracts::{can_i_deploy, diff, load_dir, pacts_for_provider, providers, ContractError, PactDoc};
 use crate::exit::{CliError, Outcome};
+
+use super::up::shutdown_signal;
 
 #[derive(Debug, Args)]
 pub struct ContractsArgs {
@@ -49,6 +52,9 @@ pub struct VerifyArgs {
     /// The cargo profile of the service binaries.
     #[arg(long, default_value = "debug", value_parser = ["debug", "release"])]
     pub profile: String,
+    /// Where each provider runs while it is verified.
+    #[arg(long, value_enum, default_value_t = VerifyRuntime::Process)]
+    pub runtime: VerifyRuntime,
     #[command(flatten)]
     pub files: ContractFiles,
     /// Where to write the JUnit XML report.
@@ -77,6 +83,25 @@ pub struct VerifyArgs {
     /// verified code is the source the matrix records).
     #[arg(long)]
     pub no_build: bool,
+}
+
+/// Where a provider runs while it is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyRuntime {
+    /// A child process on a free 127.0.0.1 port (needs nothing but this repository).
+    Process,
+    /// A container of the same binary, its port published on 127.0.0.1 only (needs a
+    /// Docker engine; the image is built locally FROM scratch, nothing is pulled).
+    Docker,
+}
+
+impl From<VerifyRuntime> for ProviderRuntime {
+    fn from(r: VerifyRuntime) -> Self {
+        match r {
+            VerifyRuntime::Process => Self::Process,
+            VerifyRuntime::Docker => Self::Docker,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +157,16 @@ impl ContractFiles {
 }
 
 fn verify_cmd(args: VerifyArgs) -> Result<Outcome, CliError> {
+    let runtime = ProviderRuntime::from(args.runtime);
+    if runtime == ProviderRuntime::Docker {
+        engine_available().map_err(|why| {
+            CliError::BadInput(format!(
+                "--runtime docker needs a Docker engine, and none is reachable ({why}); start Docker, or point \
+                 DOCKER_HOST at a running engine, until `docker info` works; or verify without containers: \
+                 --runtime process"
+            ))
+        })?;
+    }
     let bins = binaries(&args.profile)?;
     let workspace = bins.workspace.clone();
     let dir = args.files.pact_dir(&workspace);
@@ -160,8 +195,8 @@ fn verify_cmd(args: VerifyArgs) -> Result<Outcome, CliError> {
     }
     verify::ensure_binaries(&bins, &names, !args.no_build).map_err(|e| CliError::Harness(e.into()))?;
     let started = Instant::now();
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Harness(e.into()))?;
-    let reports = runtime.block_on(async {
+    let tokio_rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Harness(e.into()))?;
+    let reports = tokio_rt.block_on(async {
         let runs = names.iter().map(|name| {
             let version = matrix::service_version(&workspace, name);
             let source = match &broker {
@@ -169,14 +204,19 @@ fn verify_cmd(args: VerifyArgs) -> Result<Outcome, CliError> {
                 None => Source::Files(pacts.iter().filter(|p| &p.provider == name).collect()),
             };
             let bins = &bins;
-            async move { verify::verify_provider(bins, name, &version, source).await }
+            async move { verify::verify_provider(bins, runtime, name, &version, source).await }
         });
-        futures::future::join_all(runs).await
-    });
+        // On Ctrl-C or SIGTERM the runs are dropped, which ends every provider (and
+        // removes its container).
+        tokio::select! {
+            reports = futures::future::join_all(runs) => Ok(reports),
+            _ = shutdown_signal() => Err(CliError::Harness(anyhow::anyhow!("interrupted; every provider was ended"))),
+        }
+    })?;
     let reports: Vec<ProviderReport> =
         reports.into_iter().collect::<Result<_, _>>().map_err(|e| CliError::Harness(e.into()))?;
     print!("{}", verify::render_table(&reports));
-    println!("verified {} provider(s) in {:.1}s", reports.len(), started.elapsed().as_secs_f64());
+    println!("verified {} provider(s) ({} runtime) in {:.1}s", reports.len(), runtime, started.elapsed().as_secs_f64());
     write_junit(&args.junit, &reports)?;
     if broker.is_none() {
         record(&args.files.matrix_path(&workspace), &pacts, &reports)?;

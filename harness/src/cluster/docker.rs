@@ -4,9 +4,13 @@
 //! The fault proxy runs as a container on the same network (the `gauntlet` binary
 //! itself), so every edge goes through it as with processes. Only the Toxiproxy API,
 //! the ingress slots and each node's port are published, on 127.0.0.1 alone.
+//!
+//! [`ServiceContainer`] is how one service container starts (environment, data folder,
+//! log, port published on 127.0.0.1); contract verification starts its providers with it.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,12 @@ use crate::faults::client::ToxiproxyClient;
 const API_PORT: u16 = 8474;
 /// The first port of the ingress slots inside the proxy container.
 const INGRESS_PORT: u16 = 9000;
+/// Where a service container keeps its database (see [`DataDir`]).
+pub const DATA_DIR: &str = "/data";
+/// The label that ties a container to the run that started it.
+pub const RUN_LABEL: &str = "dev.gauntlet.run";
+/// How often [`exit_probe`] asks the engine whether a container still runs.
+const EXIT_PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// Is a Docker engine reachable? `Err` says why not.
 pub fn engine_available() -> Result<(), String> {
@@ -52,7 +62,7 @@ pub struct DockerRuntime {
     plan: ClusterPlan,
     binaries: Binaries,
     /// The `gauntlet` binary, which the proxy container runs.
-    gauntlet: std::path::PathBuf,
+    gauntlet: PathBuf,
     ledger: Ledger,
     entry: LedgerEntry,
     prefix: String,
@@ -71,7 +81,7 @@ impl DockerRuntime {
     pub fn new(
         plan: ClusterPlan,
         binaries: Binaries,
-        gauntlet: std::path::PathBuf,
+        gauntlet: PathBuf,
         ledger: Ledger,
         run_id: &str,
         seed: u64,
@@ -162,7 +172,7 @@ impl DockerRuntime {
         let container = req
             .with_network(self.network.clone())
             .with_container_name(self.proxy_name())
-            .with_label("dev.gauntlet.run", self.entry.run_id.clone())
+            .with_label(RUN_LABEL, self.entry.run_id.clone())
             .with_cmd(["proxy", "--listen", &format!("0.0.0.0:{API_PORT}"), "--seed", &self.seed.to_string()])
             .with_host_config_modifier(loopback_only(published))
             .start()
@@ -228,53 +238,35 @@ impl DockerRuntime {
             .ok_or_else(|| RuntimeError::Start { node: id.to_string(), detail: "no image was built for it".into() })?;
         let data = self.plan.run_dir.join("data").join(&node.service.name);
         std::fs::create_dir_all(&data).map_err(RuntimeError::io(format!("creating {}", data.display())))?;
-        let log_path = node.log_file.clone();
-        if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
-        }
-        let log = Arc::new(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(RuntimeError::io(format!("opening {}", log_path.display())))?,
-        ));
-        let port = node.service.port;
-        let mut req = GenericImage::new(image.name, image.tag)
-            .with_exposed_port(port.tcp())
-            .with_network(self.network.clone())
-            .with_container_name(self.container_name(id))
-            .with_label("dev.gauntlet.run", self.entry.run_id.clone())
-            .with_mount(Mount::bind_mount(data.display().to_string(), "/data"))
-            .with_host_config_modifier(loopback_only(vec![port]))
-            .with_log_consumer(move |frame: &LogFrame| {
-                let bytes = match frame {
-                    LogFrame::StdOut(b) | LogFrame::StdErr(b) => b,
-                };
-                if let Ok(mut f) = log.lock() {
-                    let _ = f.write_all(bytes);
-                }
-            });
         let mut env = node.env.clone();
-        env.insert("SHOP_BIND".into(), "0.0.0.0".into());
-        env.insert("SHOP_PORT".into(), port.to_string());
         if node.service.database {
-            env.insert("SHOP_DB".into(), format!("/data/{}.db", node.service.name));
+            env.insert("SHOP_DB".into(), format!("{DATA_DIR}/{}.db", node.service.name));
         }
         env.extend(self.upstreams.get(&id.service).cloned().unwrap_or_default());
-        for (k, v) in env {
-            req = req.with_env_var(k, v);
+        let started = ServiceContainer {
+            image,
+            port: node.service.port,
+            env,
+            log: node.log_file.clone(),
+            data: DataDir::Bind(data),
+            name: Some(self.container_name(id)),
+            network: Some(self.network.clone()),
+            labels: vec![(RUN_LABEL.into(), self.entry.run_id.clone())],
         }
-        let container =
-            req.start().await.map_err(|e| RuntimeError::Start { node: id.to_string(), detail: e.to_string() })?;
-        let cid = container.id().to_string();
+        .start()
+        .await
+        .map_err(|detail| RuntimeError::Start { node: id.to_string(), detail })?;
+        let cid = started.container.id().to_string();
         self.remember_container(&cid);
-        let host_port = container
-            .get_host_port_ipv4(port)
-            .await
-            .map_err(|e| RuntimeError::Start { node: id.to_string(), detail: e.to_string() })?;
-        self.nodes
-            .insert(id.clone(), Node { container: Some(container), id: cid, host_port, state: NodeState::Starting });
+        self.nodes.insert(
+            id.clone(),
+            Node {
+                container: Some(started.container),
+                id: cid,
+                host_port: started.host_port,
+                state: NodeState::Starting,
+            },
+        );
         self.record();
         Ok(())
     }
@@ -283,7 +275,9 @@ impl DockerRuntime {
         let node = self.plan.node(id).cloned().ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
         let port = self.nodes.get(id).map(|n| n.host_port).unwrap_or_default();
         let url = format!("http://127.0.0.1:{port}{}", node.service.ready);
-        let result = poll_ready(&id.to_string(), &url, node.service.ready_timeout, &node.log_file, || None).await;
+        let cid = self.nodes.get(id).map(|n| n.id.clone()).unwrap_or_default();
+        let result =
+            poll_ready(&id.to_string(), &url, node.service.ready_timeout, &node.log_file, exit_probe(cid)).await;
         self.set_state(id, if result.is_ok() { NodeState::Ready } else { NodeState::Exited });
         result
     }
@@ -297,6 +291,117 @@ impl DockerRuntime {
 
     fn container(&self, id: &NodeId) -> Result<&ContainerAsync<GenericImage>, RuntimeError> {
         self.nodes.get(id).and_then(|n| n.container.as_ref()).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))
+    }
+}
+
+/// Where a service container keeps its database.
+#[derive(Debug, Clone)]
+pub enum DataDir {
+    /// A host folder, mounted at [`DATA_DIR`]: the data outlives the container.
+    Bind(PathBuf),
+    /// A tmpfs at [`DATA_DIR`]: fresh at every start, gone with the container.
+    Scratch,
+}
+
+/// One service container to start: a locally built image, the port the service
+/// listens on inside (published on 127.0.0.1 only), its environment, and the file
+/// its output goes to.
+#[derive(Debug, Clone)]
+pub struct ServiceContainer {
+    pub image: LocalImage,
+    pub port: u16,
+    /// `SHOP_BIND` and `SHOP_PORT` are set from `port`; the rest is the service's.
+    pub env: BTreeMap<String, String>,
+    pub log: PathBuf,
+    pub data: DataDir,
+    /// The container's name (default: one Docker makes up).
+    pub name: Option<String>,
+    /// The network it joins (default: Docker's bridge).
+    pub network: Option<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// A service container that has started (it may not be ready yet). Dropping it
+/// removes the container; [`ContainerAsync::rm`] does so and waits.
+pub struct StartedService {
+    pub container: ContainerAsync<GenericImage>,
+    /// Where the service's port is published, on 127.0.0.1.
+    pub host_port: u16,
+}
+
+impl ServiceContainer {
+    /// Starts the container (appending its output to `log`) and finds its published port.
+    pub async fn start(self) -> Result<StartedService, String> {
+        if let Some(dir) = self.log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        let log = Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .map_err(|e| format!("opening {}: {e}", self.log.display()))?,
+        ));
+        let mount = match &self.data {
+            DataDir::Bind(host) => Mount::bind_mount(host.display().to_string(), DATA_DIR),
+            DataDir::Scratch => Mount::tmpfs_mount(DATA_DIR),
+        };
+        let mut req = GenericImage::new(self.image.name, self.image.tag)
+            .with_exposed_port(self.port.tcp())
+            .with_mount(mount)
+            .with_host_config_modifier(loopback_only(vec![self.port]))
+            .with_log_consumer(move |frame: &LogFrame| {
+                let bytes = match frame {
+                    LogFrame::StdOut(b) | LogFrame::StdErr(b) => b,
+                };
+                if let Ok(mut f) = log.lock() {
+                    let _ = f.write_all(bytes);
+                }
+            });
+        if let Some(name) = self.name {
+            req = req.with_container_name(name);
+        }
+        if let Some(network) = self.network {
+            req = req.with_network(network);
+        }
+        for (k, v) in self.labels {
+            req = req.with_label(k, v);
+        }
+        let mut env = self.env;
+        // Inside its container a service listens on every interface; only the
+        // published port is reachable, and only from this host.
+        env.insert("SHOP_BIND".into(), "0.0.0.0".into());
+        env.insert("SHOP_PORT".into(), self.port.to_string());
+        for (k, v) in env {
+            req = req.with_env_var(k, v);
+        }
+        let container = req.start().await.map_err(|e| e.to_string())?;
+        // Dropping `container` on an error removes it.
+        let host_port = container.get_host_port_ipv4(self.port).await.map_err(|e| e.to_string())?;
+        Ok(StartedService { container, host_port })
+    }
+}
+
+/// For [`poll_ready`]: says when container `id` is no longer running (asks the engine
+/// at most every [`EXIT_PROBE_EVERY`]), so a crash is reported at once, not at the
+/// readiness timeout.
+pub fn exit_probe(id: String) -> impl FnMut() -> Option<String> {
+    let mut last: Option<Instant> = None;
+    move || {
+        if id.is_empty() || last.is_some_and(|t| t.elapsed() < EXIT_PROBE_EVERY) {
+            return None;
+        }
+        last = Some(Instant::now());
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", &id])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.trim().split_once(' ') {
+            Some(("false", code)) => Some(format!("its container exited (code {code})")),
+            _ => None,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::hash::Hasher;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,11 +25,16 @@ pub struct LocalImage {
 /// Builds (once per binary content) the image of `binary`.
 pub async fn image_for(binary: &Path) -> Result<LocalImage, RuntimeError> {
     let file = binary.file_name().and_then(|f| f.to_str()).unwrap_or("app").to_string();
-    let bytes = std::fs::read(binary).map_err(RuntimeError::io(format!("reading {}", binary.display())))?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(&bytes);
-    let image = LocalImage { name: format!("gauntlet/{file}"), tag: format!("{:016x}", h.finish()) };
-    if exists(&image) {
+    // Off the async threads: hashing and `docker image inspect` block.
+    let (path, name) = (binary.to_path_buf(), format!("gauntlet/{file}"));
+    let (image, built) = tokio::task::spawn_blocking(move || {
+        let image = LocalImage { name, tag: content_tag(&path)? };
+        let built = exists(&image);
+        Ok::<_, RuntimeError>((image, built))
+    })
+    .await
+    .map_err(|e| RuntimeError::Build { what: format!("the image of {}", binary.display()), detail: e.to_string() })??;
+    if built {
         return Ok(image);
     }
     let libs = shared_libraries(binary)?;
@@ -49,6 +55,38 @@ pub async fn image_for(binary: &Path) -> Result<LocalImage, RuntimeError> {
     })?;
     remove_older_tags(&image);
     Ok(image)
+}
+
+/// The tag of `binary`'s image: a hash of its content. Hashing a debug binary takes
+/// most of a second, so the tag is remembered beside the binary (`.<file>.image-tag`)
+/// with the size and modification time it belongs to; a rebuilt binary is hashed anew.
+fn content_tag(binary: &Path) -> Result<String, RuntimeError> {
+    let context = || format!("reading {}", binary.display());
+    let meta = std::fs::metadata(binary).map_err(RuntimeError::io(context()))?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let stamp = format!("{} {}", meta.len(), modified.map(|d| d.as_nanos()).unwrap_or_default());
+    let file = binary.file_name().and_then(|f| f.to_str()).unwrap_or("app");
+    let memo = binary.with_file_name(format!(".{file}.image-tag"));
+    let remembered = std::fs::read_to_string(&memo).unwrap_or_default();
+    if let Some((at, tag)) = remembered.trim().rsplit_once(' ') {
+        if at == stamp && !tag.is_empty() {
+            return Ok(tag.to_string());
+        }
+    }
+    let mut reader = std::fs::File::open(binary).map_err(RuntimeError::io(context()))?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut chunk).map_err(RuntimeError::io(context()))?;
+        if n == 0 {
+            break;
+        }
+        h.write(&chunk[..n]);
+    }
+    let tag = format!("{:016x}", h.finish());
+    // Only a cache: a read-only target folder just means hashing every time.
+    let _ = std::fs::write(&memo, format!("{stamp} {tag}\n"));
+    Ok(tag)
 }
 
 /// Removes the other tags of `image`'s name: each is a binary that no longer exists,
@@ -92,6 +130,18 @@ pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tag_follows_the_content_and_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("shop-x");
+        std::fs::write(&bin, vec![7u8; 3 << 20]).unwrap();
+        let tag = content_tag(&bin).unwrap();
+        assert!(dir.path().join(".shop-x.image-tag").exists());
+        assert_eq!(content_tag(&bin).unwrap(), tag, "remembered");
+        std::fs::write(&bin, vec![8u8; (3 << 20) + 1]).unwrap();
+        assert_ne!(content_tag(&bin).unwrap(), tag, "a rebuilt binary gets a new tag");
+    }
 
     #[test]
     fn ldd_finds_libc_and_the_loader() {

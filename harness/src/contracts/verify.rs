@@ -1,12 +1,15 @@
 //! Provider verification: start a provider in contract-test mode, replay every
 //! interaction of every pact that names it with `pact_verifier`, and say which passed.
 //!
-//! Each provider is its own process (`target/<profile>/shop-<name>`) on a free loopback
-//! port with a fresh database and `SHOP_CONTRACT_TEST=1`, so it serves the
-//! provider-state endpoint `POST /_pact/state`. Its upstreams point at a closed port:
-//! a provider's own calls are not part of the contract under test.
+//! Each provider runs on its own, with a fresh database and `SHOP_CONTRACT_TEST=1`, so
+//! it serves the provider-state endpoint `POST /_pact/state`: as a process
+//! (`target/<profile>/shop-<name>`) on a free loopback port, or as a container built
+//! locally from that binary (see [`crate::cluster::images`]) with its port published
+//! on 127.0.0.1. Its upstreams point at a closed port: a provider's own calls are not
+//! part of the contract under test.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -17,9 +20,13 @@ use pact_verifier::{
     verify_provider_async, FilterInfo, MismatchResult, PactSource, ProviderInfo, ProviderTransport, PublishOptions,
     VerificationOptions,
 };
+use testcontainers::{ContainerAsync, GenericImage};
 use tokio::process::{Child, Command};
 
 use crate::cluster::binaries::Binaries;
+use crate::cluster::docker::{exit_probe, DataDir, ServiceContainer, DATA_DIR};
+use crate::cluster::images::image_for;
+use crate::cluster::readiness::{poll_ready, tail};
 
 use super::broker::BrokerSource;
 use super::PactDoc;
@@ -33,8 +40,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TEST_MODE_ENV: &str = "SHOP_CONTRACT_TEST";
 /// A service's provider-state endpoint in contract-test mode (`shop_kit::contract::STATE_PATH`).
 pub const STATE_PATH: &str = "/_pact/state";
+/// The label on a provider's container: `docker ps --filter label=dev.gauntlet.verify`
+/// finds any that a killed `gauntlet` left behind.
+pub const CONTAINER_LABEL: &str = "dev.gauntlet.verify";
+/// The label naming the `gauntlet` process that started a provider's container.
+pub const OWNER_LABEL: &str = "dev.gauntlet.owner-pid";
 /// Where every upstream of a provider under verification points: nothing listens there.
 const NOWHERE: &str = "http://127.0.0.1:9";
+/// The port a provider listens on inside its container.
+const CONTAINER_PORT: u16 = 8080;
+/// How many lines of a provider's log an error quotes.
+const LOG_LINES: usize = 20;
 
 /// The environment a provider needs beyond the defaults to honour the pacts' states.
 fn provider_env(name: &str) -> &'static [(&'static str, &'static str)] {
@@ -44,6 +60,42 @@ fn provider_env(name: &str) -> &'static [(&'static str, &'static str)] {
         // "the saga's upstreams are slow": a new order answers 202 PENDING at once.
         "orders" => &[("SHOP_ORDERS_INLINE_DEADLINE", "100ms")],
         _ => &[],
+    }
+}
+
+/// The environment of provider `name` in contract-test mode with its database at `db`,
+/// whatever runs it (the listening address comes on top).
+fn contract_env(name: &str, db: &str) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> =
+        [(TEST_MODE_ENV, "1"), ("SHOP_DEV_DEFAULTS", "1"), ("SHOP_LOG", "warn"), ("SHOP_DB", db)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    for upstream in ["USERS", "CATALOG", "ORDERS", "PAYMENTS"] {
+        env.insert(format!("SHOP_UPSTREAM_{upstream}"), NOWHERE.to_string());
+    }
+    for (k, v) in provider_env(name) {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env
+}
+
+/// Where the providers under verification run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProviderRuntime {
+    /// A child process on a free loopback port.
+    #[default]
+    Process,
+    /// A container built locally from the binary, its port published on 127.0.0.1.
+    Docker,
+}
+
+impl fmt::Display for ProviderRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Process => "process",
+            Self::Docker => "docker",
+        })
     }
 }
 
@@ -108,72 +160,162 @@ impl ProviderReport {
     }
 }
 
+/// A provider running in contract-test mode, reachable on 127.0.0.1. Dropping it ends
+/// the provider (kills the process, removes the container); [`Self::stop`] does so and
+/// waits.
+pub enum ProviderUnderTest {
+    Process(ProviderProcess),
+    Container(ProviderContainer),
+}
+
+impl ProviderUnderTest {
+    /// Starts `shop-<name>` on `runtime` and waits until it is ready.
+    pub async fn start(runtime: ProviderRuntime, binaries: &Binaries, name: &str) -> Result<Self, VerifyError> {
+        let mut provider = match runtime {
+            ProviderRuntime::Process => Self::Process(ProviderProcess::start(binaries, name)?),
+            ProviderRuntime::Docker => Self::Container(ProviderContainer::start(binaries, name).await?),
+        };
+        if let Err(e) = provider.wait_ready(name).await {
+            provider.stop().await;
+            return Err(e);
+        }
+        Ok(provider)
+    }
+
+    /// The port the provider answers on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Process(p) => p.port,
+            Self::Container(c) => c.host_port,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port())
+    }
+
+    /// The last lines the provider logged, indented.
+    pub fn log_tail(&self) -> String {
+        tail(self.log(), LOG_LINES)
+    }
+
+    fn log(&self) -> &Path {
+        match self {
+            Self::Process(p) => &p.log,
+            Self::Container(c) => &c.log,
+        }
+    }
+
+    async fn wait_ready(&mut self, name: &str) -> Result<(), VerifyError> {
+        let url = format!("{}/ready", self.base_url());
+        let node = format!("shop-{name}");
+        let ready = match self {
+            Self::Process(p) => {
+                let child = &mut p.child;
+                let exited = move || match child.try_wait() {
+                    Ok(Some(status)) => Some(format!("it exited ({status})")),
+                    _ => None,
+                };
+                poll_ready(&node, &url, READY_TIMEOUT, &p.log, exited).await
+            }
+            Self::Container(c) => {
+                poll_ready(&node, &url, READY_TIMEOUT, &c.log, exit_probe(c.container.id().to_string())).await
+            }
+        };
+        ready.map_err(|e| VerifyError::Start { provider: name.to_string(), detail: e.to_string() })
+    }
+
+    /// Ends the provider and waits until it is gone (its container removed).
+    pub async fn stop(self) {
+        match self {
+            Self::Process(mut p) => {
+                let _ = p.child.kill().await;
+            }
+            Self::Container(c) => {
+                if let Err(e) = (*c.container).rm().await {
+                    eprintln!("warning: could not remove the container of shop-{}: {e}", c.name);
+                }
+            }
+        }
+    }
+}
+
 /// A provider process in contract-test mode, killed when dropped.
 pub struct ProviderProcess {
-    pub base_url: String,
-    pub port: u16,
+    port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
     log: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl ProviderProcess {
-    /// Starts `shop-<name>` and waits until it is ready.
-    pub async fn start(binaries: &Binaries, name: &str) -> Result<Self, VerifyError> {
+    /// Starts `shop-<name>` on a free loopback port (it may not be ready yet).
+    fn start(binaries: &Binaries, name: &str) -> Result<Self, VerifyError> {
         let err = |detail: String| VerifyError::Start { provider: name.to_string(), detail };
         let binary = binaries.path(&format!("shop-{name}"));
         let dir = tempfile::tempdir().map_err(|e| err(format!("a temporary folder: {e}")))?;
         let port = free_port().map_err(|e| err(format!("finding a free port: {e}")))?;
         let log = dir.path().join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).map_err(|e| err(format!("creating {}: {e}", log.display())))?;
+        let db = dir.path().join(format!("{name}.db"));
         let mut cmd = Command::new(&binary);
-        cmd.env(TEST_MODE_ENV, "1")
-            .env("SHOP_DEV_DEFAULTS", "1")
-            .env("SHOP_LOG", "warn")
+        cmd.envs(contract_env(name, &db.display().to_string()))
             .env("SHOP_BIND", "127.0.0.1")
-            .env("SHOP_PORT", port.to_string())
-            .env("SHOP_DB", dir.path().join(format!("{name}.db")));
-        for upstream in ["USERS", "CATALOG", "ORDERS", "PAYMENTS"] {
-            cmd.env(format!("SHOP_UPSTREAM_{upstream}"), NOWHERE);
-        }
-        for (k, v) in provider_env(name) {
-            cmd.env(k, v);
-        }
+            .env("SHOP_PORT", port.to_string());
         let stderr = log_file.try_clone().map_err(|e| err(e.to_string()))?;
         cmd.stdin(Stdio::null()).stdout(log_file).stderr(stderr).kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| err(format!("running {}: {e}", binary.display())))?;
-        let mut process = Self { base_url: format!("http://127.0.0.1:{port}"), port, child, _dir: dir, log };
-        process.wait_ready(name).await?;
-        Ok(process)
-    }
-
-    async fn wait_ready(&mut self, name: &str) -> Result<(), VerifyError> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().expect("a plain client");
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(VerifyError::Start {
-                    provider: name.to_string(),
-                    detail: format!("it exited with {status}; its log:\n{}", tail(&self.log)),
-                });
-            }
-            let ready = http.get(format!("{}/ready", self.base_url)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(VerifyError::Start {
-            provider: name.to_string(),
-            detail: format!("not ready within {READY_TIMEOUT:?}; its log:\n{}", tail(&self.log)),
-        })
+        Ok(Self { port, child, log, _dir: dir })
     }
 }
 
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+/// A provider container in contract-test mode (its database on a tmpfs), removed when
+/// dropped.
+pub struct ProviderContainer {
+    name: String,
+    /// Boxed: a container handle is some 900 bytes.
+    container: Box<ContainerAsync<GenericImage>>,
+    host_port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProviderContainer {
+    /// Builds (or reuses) the image of `shop-<name>` and starts a container of it (it
+    /// may not be ready yet). The harness's own `SHOP_*` variables pass through, as a
+    /// process inherits them (`SHOP_CONTRACT_BREAK`, for one).
+    async fn start(binaries: &Binaries, name: &str) -> Result<Self, VerifyError> {
+        let err = |detail: String| VerifyError::Start { provider: name.to_string(), detail };
+        let image = image_for(&binaries.path(&format!("shop-{name}"))).await.map_err(|e| err(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(|e| err(format!("a temporary folder: {e}")))?;
+        let log = dir.path().join(format!("{name}.log"));
+        let mut env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("SHOP_")).collect();
+        env.extend(contract_env(name, &format!("{DATA_DIR}/{name}.db")));
+        let started = ServiceContainer {
+            image,
+            port: CONTAINER_PORT,
+            env,
+            log: log.clone(),
+            data: DataDir::Scratch,
+            name: None,
+            network: None,
+            labels: vec![
+                (CONTAINER_LABEL.into(), name.to_string()),
+                (OWNER_LABEL.into(), std::process::id().to_string()),
+            ],
+        }
+        .start()
+        .await
+        .map_err(|e| err(format!("its container: {e}")))?;
+        Ok(Self {
+            name: name.to_string(),
+            container: Box::new(started.container),
+            host_port: started.host_port,
+            log,
+            _dir: dir,
+        })
+    }
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -210,26 +352,34 @@ pub fn ensure_binaries(binaries: &Binaries, providers: &[String], rebuild: bool)
     Ok(())
 }
 
-/// Starts `provider` and verifies it against `source`; `publish` sends the results to
-/// the broker (broker sources only).
+/// Starts `provider` on `runtime` and verifies it against `source`; `publish` sends
+/// the results to the broker (broker sources only). The provider is ended afterwards,
+/// whatever happened.
 pub async fn verify_provider(
     binaries: &Binaries,
+    runtime: ProviderRuntime,
     provider: &str,
     provider_version: &str,
     source: Source<'_>,
 ) -> Result<ProviderReport, VerifyError> {
     let started = Instant::now();
-    let process = ProviderProcess::start(binaries, provider).await?;
+    let under_test = ProviderUnderTest::start(runtime, binaries, provider).await?;
     let (sources, publish) = match &source {
         Source::Files(pacts) => {
             (pacts.iter().map(|p| PactSource::File(p.path.display().to_string())).collect::<Vec<_>>(), None)
         }
         Source::Broker(broker) => (vec![broker.pact_source(provider)], broker.publish_options(provider_version)),
     };
-    let mut report = replay(provider, process.port, sources, publish.as_ref()).await?;
+    let replayed = replay(provider, under_test.port(), sources, publish.as_ref()).await.map_err(|e| match e {
+        VerifyError::Verifier { provider, detail } => {
+            VerifyError::Verifier { provider, detail: format!("{detail}\nits log ends:\n{}", under_test.log_tail()) }
+        }
+        other => other,
+    });
+    under_test.stop().await;
+    let mut report = replayed?;
     report.provider_version = provider_version.to_string();
     report.elapsed = started.elapsed();
-    drop(process);
     Ok(report)
 }
 
@@ -392,6 +542,20 @@ mod tests {
             pending: false,
             duration: Duration::from_millis(3),
         }
+    }
+
+    #[test]
+    fn a_provider_gets_the_same_contract_environment_whatever_runs_it() {
+        let env = contract_env("payments", "/data/payments.db");
+        assert_eq!(env[TEST_MODE_ENV], "1");
+        assert_eq!(env["SHOP_DB"], "/data/payments.db");
+        assert_eq!(env["SHOP_PAYMENTS_DECLINE_OVER"], "5000");
+        for upstream in ["USERS", "CATALOG", "ORDERS", "PAYMENTS"] {
+            assert_eq!(env[&format!("SHOP_UPSTREAM_{upstream}")], NOWHERE);
+        }
+        assert!(!env.contains_key("SHOP_BIND") && !env.contains_key("SHOP_PORT"), "each runtime sets its own");
+        assert_eq!(ProviderRuntime::default().to_string(), "process");
+        assert_eq!(ProviderRuntime::Docker.to_string(), "docker");
     }
 
     #[test]
