@@ -52,7 +52,7 @@ fn a_search_that_never_fails_reports_a_confirmed_lower_bound() {
     assert!(stdout.contains("capacity at least 8 flows/s"), "{stdout}");
     // Progress of every step on stderr, the table on stdout.
     for rate in ["2", "4", "8"] {
-        assert!(stderr.contains(&format!("== step ")) && stderr.contains(&format!("{rate} flows/s")), "{stderr}");
+        assert!(stderr.contains(&format!(": {rate} flows/s (Explore)")), "{stderr}");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("out/capacity.json")).unwrap()).unwrap();

@@ -170,3 +170,30 @@ async fn the_same_seed_picks_the_same_flows() {
     assert_eq!(counts[0].iter().sum::<u64>(), 200);
     assert!(counts[0][0] > counts[0][1] * 2, "weights 3:1 gave {:?}", counts[0]);
 }
+
+/// The closed loop (its own HTTP/1.1 codec): a POST with a JSON body and a capture, a
+/// header built from it, a chunked answer captured, and a server that closes the
+/// connection after answering; every request succeeds and every flow completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closed_loop_speaks_http_1_1_with_captures_chunks_and_closes() {
+    let _serial = SERIAL.lock().await;
+    let (addr, target) = load_common::start().await;
+    let text = format!(
+        "base_url = 'http://{addr}'\n\
+         [[flow]]\nname = 'buy'\n\
+         [[flow.step]]\nname = 'login'\nmethod = 'POST'\npath = '/login'\nbody = {{ email = 'a@b' }}\ncapture = {{ token = '/token' }}\n\
+         [[flow.step]]\nname = 'order'\nmethod = 'POST'\npath = '/orders'\nheaders = {{ authorization = 'Bearer {{{{token}}}}' }}\n\
+         [[flow.step]]\nname = 'chunked'\npath = '/chunked'\ncapture = {{ n = '/n' }}\n\
+         [[flow.step]]\nname = 'close'\npath = '/close?n={{{{n}}}}'\n"
+    );
+    let workload = Arc::new(Workload::parse(&text, "closed.toml").unwrap());
+    let schedule = ArrivalSchedule::closed(4, Duration::from_millis(800)).unwrap();
+    let result = run(workload, config(schedule, 4, 1000), |_| Control::Continue).await.unwrap();
+    let (flow, _) = result.recorder.flow(FlowId(0)).unwrap();
+    assert!(flow.total() >= 20, "only {} flows in 800 ms", flow.total());
+    assert_eq!(flow.failed(), 0, "{:?}", flow);
+    let overall = result.recorder.overall();
+    assert_eq!(overall.total(), 4 * flow.total(), "four steps per flow");
+    assert_eq!(overall.failed(), 0);
+    assert_eq!(target.authorized_orders.load(std::sync::atomic::Ordering::Relaxed), flow.total());
+}

@@ -18,13 +18,14 @@ use http::header::{HeaderValue, HOST};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
+use super::h1::H1;
 use super::stats::{ErrorKind, Outcome};
 
 /// The longest response body kept for captures; longer ones are read and dropped.
@@ -120,7 +121,8 @@ impl HttpClient {
     }
 
     /// Sends `req` and reads the whole answer, within the timeout.
-    pub async fn send(&self, mut req: Request<Full<Bytes>>, keep_body: bool) -> Exchange {
+    pub async fn send(&self, req: Request<Bytes>, keep_body: bool) -> Exchange {
+        let mut req = req.map(Full::new);
         req.headers_mut().insert(HOST, self.inner.host.clone());
         let started = Instant::now();
         let mut sent = started;
@@ -151,20 +153,18 @@ impl HttpClient {
 /// Something a flow sends its requests through.
 pub(crate) trait Transport {
     /// Sends `req` and reads the whole answer, within the timeout.
-    async fn exchange(&mut self, req: Request<Full<Bytes>>, keep_body: bool) -> Exchange;
+    async fn exchange(&mut self, req: Request<Bytes>, keep_body: bool) -> Exchange;
 }
 
 impl Transport for HttpClient {
-    async fn exchange(&mut self, req: Request<Full<Bytes>>, keep_body: bool) -> Exchange {
+    async fn exchange(&mut self, req: Request<Bytes>, keep_body: bool) -> Exchange {
         self.send(req, keep_body).await
     }
 }
 
-type Driven = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
-
 /// One connection owned by one virtual user (closed loop) and driven inside that
-/// user's task: no hand-off to a connection task, so a request costs no extra task
-/// wake-ups. Reconnects when the server closes it.
+/// user's task with the lean [`H1`] codec: no dispatcher task, no channels, buffers
+/// reused from request to request. Reconnects when the server closes it.
 pub struct DedicatedConnection {
     link: Link,
     /// One timer for every request: re-armed only when it fires before the current
@@ -174,7 +174,7 @@ pub struct DedicatedConnection {
 
 struct Link {
     pool: Arc<Pool>,
-    open: Option<(Sender, Driven)>,
+    open: Option<H1<TcpStream>>,
 }
 
 impl DedicatedConnection {
@@ -186,66 +186,44 @@ impl DedicatedConnection {
 }
 
 impl Link {
-    async fn connect(&mut self) -> Result<(), ErrorKind> {
-        let stream = self.pool.tcp().await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(classify)?;
-        self.open = Some((sender, Box::pin(conn)));
-        Ok(())
-    }
-
     async fn attempt(
         &mut self,
-        req: Request<Full<Bytes>>,
+        req: &Request<Bytes>,
         keep_body: bool,
         sent: &mut Instant,
     ) -> Result<(u16, Option<Bytes>), ErrorKind> {
-        if self.open.as_ref().is_some_and(|(sender, _)| sender.is_closed()) {
-            self.open = None;
-        }
-        if self.open.is_none() {
-            self.connect().await?;
-            // The request goes out once the connection is up, not before.
-            *sent = Instant::now();
-        }
-        let Some((sender, conn)) = &mut self.open else { return Err(ErrorKind::Connect) };
-        let (result, closed) = {
-            let work = async {
-                let resp = sender.send_request(req).await.map_err(classify)?;
-                let status = resp.status().as_u16();
-                Ok((status, read_body(resp.into_body(), keep_body).await?))
-            };
-            let mut work = std::pin::pin!(work);
-            let mut closed = false;
-            // Request, connection, request again: what the connection just read reaches
-            // the request in the same wake-up, so an exchange costs one poll, not two.
-            let result = std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = work.as_mut().poll(cx) {
-                    return Poll::Ready(r);
-                }
-                closed = conn.as_mut().poll(cx).is_ready();
-                match work.as_mut().poll(cx) {
-                    Poll::Pending if closed => Poll::Ready(Err(ErrorKind::Reset)),
-                    other => other,
-                }
-            })
-            .await;
-            (result, closed)
+        let conn = match &mut self.open {
+            Some(conn) => conn,
+            None => {
+                let conn = self.open.insert(H1::new(self.pool.tcp().await?));
+                // The request goes out once the connection is up, not before.
+                *sent = Instant::now();
+                conn
+            }
         };
-        if result.is_err() || closed {
-            self.open = None;
+        match conn.exchange(req, keep_body).await {
+            Ok(answer) => {
+                if !answer.reusable {
+                    self.open = None;
+                }
+                Ok((answer.status, answer.body))
+            }
+            Err(kind) => {
+                self.open = None;
+                Err(kind)
+            }
         }
-        result
     }
 }
 
 impl Transport for DedicatedConnection {
-    async fn exchange(&mut self, mut req: Request<Full<Bytes>>, keep_body: bool) -> Exchange {
+    async fn exchange(&mut self, mut req: Request<Bytes>, keep_body: bool) -> Exchange {
         let Self { link, timer } = self;
         req.headers_mut().insert(HOST, link.pool.host.clone());
         let mut sent = Instant::now();
         let deadline = sent + link.pool.timeout;
         let result = {
-            let mut attempt = std::pin::pin!(link.attempt(req, keep_body, &mut sent));
+            let mut attempt = std::pin::pin!(link.attempt(&req, keep_body, &mut sent));
             std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
                     return Poll::Ready(Some(r));

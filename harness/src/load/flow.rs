@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Uri};
-use http_body_util::Full;
 use serde_json::Value;
 
 use super::client::{Exchange, HttpClient, Transport};
@@ -134,7 +133,7 @@ impl Vars<'_> {
     }
 }
 
-fn build_request(step: &Step, literal: Option<&Uri>, base: &BaseUrl, vars: &Vars<'_>) -> Request<Full<Bytes>> {
+fn build_request(step: &Step, literal: Option<&Uri>, base: &BaseUrl, vars: &Vars<'_>) -> Request<Bytes> {
     // Built field by field: `Request::builder` moves the whole request head through
     // each call, which costs more than everything else here on the hot path.
     let lookup = |n: &str| vars.lookup(n);
@@ -142,7 +141,7 @@ fn build_request(step: &Step, literal: Option<&Uri>, base: &BaseUrl, vars: &Vars
         Some(json) => Bytes::from(json.render(&lookup).to_string()),
         None => Bytes::new(),
     };
-    let mut req = Request::new(Full::new(body));
+    let mut req = Request::new(body);
     *req.method_mut() = step.method.clone();
     *req.uri_mut() = match literal {
         Some(uri) => uri.clone(),

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod duration;
 pub mod flow;
+mod h1;
 pub mod recorder;
 pub mod runner;
 pub mod schedule;

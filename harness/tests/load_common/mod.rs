@@ -83,6 +83,17 @@ async fn orders(State(t): State<Arc<Target>>, headers: HeaderMap) -> StatusCode 
     }
 }
 
+/// `{"n": 42}` in two chunks (chunked transfer coding: no content-length).
+async fn chunked() -> axum::response::Response {
+    let parts = vec![Ok::<_, std::convert::Infallible>("{\"n\":"), Ok("42}")];
+    axum::response::Response::new(axum::body::Body::from_stream(futures::stream::iter(parts)))
+}
+
+/// Answers and asks the client to close the connection.
+async fn close() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    ([(axum::http::header::CONNECTION, "close")], "bye")
+}
+
 async fn broken() -> StatusCode {
     StatusCode::SERVICE_UNAVAILABLE
 }
@@ -99,6 +110,8 @@ pub async fn start() -> (SocketAddr, Arc<Target>) {
         .route("/login", post(login))
         .route("/orders", post(orders))
         .route("/broken", get(broken))
+        .route("/chunked", get(chunked))
+        .route("/close", get(close))
         .with_state(target.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
