@@ -78,7 +78,10 @@ fn a_search_whose_first_rate_fails_exits_1_and_says_why() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("no rate passed: 2 flows/s already failed"), "{stdout}");
-    assert!(stdout.contains("FAIL SLO"), "the step says which SLO failed: {stdout}");
+    assert!(
+        stdout.contains("FAIL SLO p95 < 1us (overall, whole run): observed"),
+        "the step says which SLO failed: {stdout}"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("out/capacity.json")).unwrap()).unwrap();
     assert_eq!(json["steps"].as_array().unwrap().len(), 1);

@@ -78,7 +78,11 @@ impl Step {
         if let Some(why) = &o.stopped {
             reasons.push(format!("stopped: {why}"));
         }
-        reasons.extend(o.slos.iter().filter(|v| !v.passed()).map(|v| format!("SLO {v}")));
+        reasons.extend(o.slos.iter().filter(|v| !v.passed()).map(|v| {
+            let text = v.to_string();
+            let words: Vec<&str> = text.split_whitespace().skip_while(|w| *w == "FAIL").collect();
+            format!("SLO {}", words.join(" "))
+        }));
         reasons.extend(o.checks.iter().filter(|c| !c.valid).map(|c| format!("invariant {} broken", c.invariant)));
         reasons.extend(o.faults.iter().filter_map(|f| f.error.as_ref().map(|e| format!("fault {}: {e}", f.label))));
         if o.load.dropped > 0 {
