@@ -183,9 +183,15 @@ fn summary(rt: &Runtime, t: &Targets) {
     let rounds = 8;
     let per_round = 8;
     let (mut direct_time, mut proxied_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut direct_cpu, mut proxied_cpu) = (0.0, 0.0);
     for _ in 0..rounds {
+        let c0 = cpu_seconds();
         direct_time += rt.block_on(bulk(t.sink, per_round));
+        let c1 = cpu_seconds();
         proxied_time += rt.block_on(bulk(t.sink_proxied, per_round));
+        let c2 = cpu_seconds();
+        direct_cpu += c1 - c0;
+        proxied_cpu += c2 - c1;
     }
     let rate = |d: Duration| (BULK as u64 * per_round * rounds) as f64 / d.as_secs_f64() / 1e9;
     let (direct_rate, proxied_rate) = (rate(direct_time), rate(proxied_time));
@@ -198,6 +204,23 @@ fn summary(rt: &Runtime, t: &Targets) {
         "  throughput: direct {direct_rate:.2} GB/s, proxied {proxied_rate:.2} GB/s (goal >= 2 GB/s), ratio {:.2}",
         proxied_rate / direct_rate.max(1e-9)
     );
+    // CPU time is steadier than wall time on a machine shared with other work.
+    let gb = (BULK as u64 * per_round * rounds) as f64 / 1e9;
+    println!(
+        "  process CPU per GB (all threads: client, proxy, sink): direct {:.2} s, proxied {:.2} s, ratio {:.2}",
+        direct_cpu / gb,
+        proxied_cpu / gb,
+        proxied_cpu / direct_cpu.max(1e-9)
+    );
+}
+
+/// CPU time (user and system) of this process so far, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn runtime(threads: usize) -> Runtime {
