@@ -161,6 +161,22 @@ async fn partition_cuts_a_node_off_and_heal_restores_it() {
 }
 
 /// Starts `gauntlet up` and waits for its "cluster is up" line.
+/// Waits for `child` to exit; kills it and fails if it has not within `limit`.
+fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("gauntlet did not exit within {limit:?} of its signal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn gauntlet_up(runs: &Path) -> std::process::Child {
     binaries();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
@@ -204,7 +220,8 @@ fn a_killed_harness_is_cleaned_up_after_by_the_next_up() {
     let mut err = String::new();
     // SIGINT = Ctrl-C: the second run tears itself down and exits 0.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(second.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = second.wait().unwrap();
+    // Bounded: a Ctrl-C the harness missed must fail the test, not hang it.
+    let status = wait_at_most(&mut second, Duration::from_secs(60));
     std::io::Read::read_to_string(second.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(status.success(), "{status}: {err}");
     assert!(err.contains(&format!("run {} ended without cleaning up; ended", entry.run_id)), "{err}");

@@ -14,7 +14,7 @@ use crate::contracts::verify::{self, ProviderReport, ProviderRuntime, Source};
 use crate::contracts::{can_i_deploy, diff, load_dir, pacts_for_provider, providers, ContractError, PactDoc};
 use crate::exit::{CliError, Outcome};
 
-use super::up::shutdown_signal;
+use super::up::Shutdown;
 
 #[derive(Debug, Args)]
 pub struct ContractsArgs {
@@ -197,6 +197,7 @@ fn verify_cmd(args: VerifyArgs) -> Result<Outcome, CliError> {
     let started = Instant::now();
     let tokio_rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Harness(e.into()))?;
     let reports = tokio_rt.block_on(async {
+        let mut shutdown = Shutdown::listen();
         let runs = names.iter().map(|name| {
             let version = matrix::service_version(&workspace, name);
             let source = match &broker {
@@ -210,7 +211,7 @@ fn verify_cmd(args: VerifyArgs) -> Result<Outcome, CliError> {
         // removes its container).
         tokio::select! {
             reports = futures::future::join_all(runs) => Ok(reports),
-            _ = shutdown_signal() => Err(CliError::Harness(anyhow::anyhow!("interrupted; every provider was ended"))),
+            _ = shutdown.recv() => Err(CliError::Harness(anyhow::anyhow!("interrupted; every provider was ended"))),
         }
     })?;
     let reports: Vec<ProviderReport> =

@@ -80,8 +80,10 @@ pub fn run(args: RunArgs) -> Result<Outcome, CliError> {
 /// A receiver that turns true on SIGINT or SIGTERM.
 pub(crate) fn interrupt_on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
+    // Listening starts now, not when the task first runs.
+    let mut shutdown = super::up::Shutdown::listen();
     tokio::spawn(async move {
-        super::up::shutdown_signal().await;
+        shutdown.recv().await;
         let _ = tx.send(true);
     });
     rx

@@ -189,9 +189,11 @@ async fn serve<R: Runtime>(
 ) -> Result<Outcome, CliError> {
     let t0 = Instant::now();
     let progress = move |msg: &str| eprintln!("[{:>6.2}s] {msg}", t0.elapsed().as_secs_f64());
+    // One listener for the whole life of the cluster, so no Ctrl-C falls between two.
+    let mut shutdown = Shutdown::listen();
     let started = tokio::select! {
         r = runtime.start(&progress) => r,
-        _ = shutdown_signal() => {
+        _ = shutdown.recv() => {
             eprintln!("interrupted: tearing down");
             let _ = runtime.teardown().await;
             return Ok(Outcome::HarnessFailed);
@@ -209,19 +211,42 @@ async fn serve<R: Runtime>(
     }
     println!("logs:      {}", runtime.plan().run_dir.join("logs").display());
     println!("cluster is up; Ctrl-C (or `gauntlet down`) tears it down");
-    shutdown_signal().await;
+    shutdown.recv().await;
     eprintln!("tearing down");
     runtime.teardown().await.map_err(anyhow::Error::from)?;
     eprintln!("cluster is down");
     Ok(Outcome::Passed)
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+/// SIGINT and SIGTERM listeners. Create them before the work they interrupt: a signal
+/// that arrives between two listeners is otherwise lost (tokio only delivers to
+/// listeners that exist when it arrives), and a Ctrl-C would be ignored.
+pub struct Shutdown {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    /// Starts listening (inside a runtime).
+    pub fn listen() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self { int: signal(SignalKind::interrupt()).ok(), term: signal(SignalKind::terminate()).ok() }
+    }
+
+    /// Waits for SIGINT or SIGTERM received since [`Shutdown::listen`].
+    pub async fn recv(&mut self) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = one(&mut self.int) => {}
+            _ = one(&mut self.term) => {}
+        }
     }
 }
 
