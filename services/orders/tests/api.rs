@@ -260,7 +260,8 @@ async fn concurrent_repeats_of_a_key_make_one_order() {
     let mut ids = std::collections::HashSet::new();
     for t in tasks {
         let (status, o) = t.await.unwrap();
-        assert!(status == 200 || status == 201, "{status} {o}");
+        // 202: the saga outran the inline deadline (a loaded machine); still one order.
+        assert!(matches!(status, 200 | 201 | 202), "{status} {o}");
         ids.insert(o["id"].as_str().unwrap().to_string());
     }
     assert_eq!(ids.len(), 1);
