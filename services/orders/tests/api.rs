@@ -261,7 +261,7 @@ async fn concurrent_repeats_of_a_key_make_one_order() {
     for t in tasks {
         let (status, o) = t.await.unwrap();
         // 202: the saga outran the inline deadline (a loaded machine); still one order.
-        assert!(matches!(status, 200 | 201 | 202), "{status} {o}");
+        assert!((200..=202).contains(&status), "{status} {o}");
         ids.insert(o["id"].as_str().unwrap().to_string());
     }
     assert_eq!(ids.len(), 1);
