@@ -46,9 +46,12 @@ async fn jitter_spreads_the_delay_within_its_bounds() {
     for _ in 0..20 {
         times.push(round_trip(&mut stream, b"j").await.1);
     }
+    // A loaded machine can delay any one sample; a jitter that leaves its bounds puts a
+    // quarter of them outside, so at most two of twenty may stray.
+    let inside = times.iter().filter(|t| **t >= ms(9) && **t <= ms(60)).count();
+    assert!(inside >= 18, "only {inside} of 20 round trips within latency ± jitter: {times:?}");
+    assert!(times.iter().all(|t| *t >= ms(9)), "a round trip below latency - jitter: {times:?}");
     let (min, max) = (times.iter().min().copied(), times.iter().max().copied());
-    assert!(min.is_some_and(|m| m >= ms(9)), "min {min:?} below latency - jitter");
-    assert!(max.is_some_and(|m| m <= ms(60)), "max {max:?} above latency + jitter");
     assert!(max.zip(min).is_some_and(|(a, b)| a - b >= ms(10)), "no spread: {times:?}");
 }
 
