@@ -10,7 +10,7 @@ use clap::Args;
 use super::run::{interrupt_on_signal, Launch, RunRuntime};
 use crate::exit::{CliError, Outcome};
 use crate::scenario::capacity::{self, show, Finding, Search, Step};
-use crate::scenario::model::{parse_share, CapacityPlan};
+use crate::scenario::model::{parse_share, CapacityPlan, CapacityProblem};
 use crate::scenario::Scenario;
 
 /// Options of `gauntlet capacity`.
@@ -161,20 +161,17 @@ fn plan(scenario: &Scenario, args: &CapacityArgs) -> Result<CapacityPlan, CliErr
         plan.max_steps = v;
     }
     let max = crate::load::schedule::MAX_RATE;
-    if !(plan.start_rate > 0.0 && plan.start_rate <= plan.max_rate && plan.max_rate <= max) {
-        return Err(CliError::BadInput(format!(
+    let problem = match plan.problem() {
+        None => return Ok(plan),
+        Some(CapacityProblem::Rates) => format!(
             "the search needs 0 < start rate ({}) <= max rate ({}) <= {max}",
             show(plan.start_rate),
             show(plan.max_rate)
-        )));
-    }
-    if !(plan.growth > 1.0 && plan.growth <= 10.0) {
-        return Err(CliError::BadInput(format!("--growth {} must be above 1 and at most 10", plan.growth)));
-    }
-    if !(2..=64).contains(&plan.max_steps) {
-        return Err(CliError::BadInput(format!("--max-steps {} must be from 2 to 64", plan.max_steps)));
-    }
-    Ok(plan)
+        ),
+        Some(CapacityProblem::Growth) => format!("--growth {} must be above 1 and at most 10", plan.growth),
+        Some(CapacityProblem::Steps) => format!("--max-steps {} must be from 2 to 64", plan.max_steps),
+    };
+    Err(CliError::BadInput(problem))
 }
 
 fn launch_label(args: &CapacityArgs, scenario: &Scenario) -> String {

@@ -162,15 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
         match framing {
             Framing::Empty => {}
             Framing::Length(n) => {
-                let mut left = n;
-                while left > 0 {
-                    if self.read.is_empty() {
-                        self.fill().await?;
-                    }
-                    let n = (left as usize).min(self.read.len());
-                    take(&mut self.read, n, &mut kept);
-                    left -= n as u64;
-                }
+                self.take_exactly(n, &mut kept).await?;
             }
             Framing::UntilClose => loop {
                 let n = self.read.len();
@@ -192,21 +184,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                     while !self.line().await?.is_empty() {}
                     break;
                 }
-                let mut left = size;
-                while left > 0 {
-                    if self.read.is_empty() {
-                        self.fill().await?;
-                    }
-                    let n = (left as usize).min(self.read.len());
-                    take(&mut self.read, n, &mut kept);
-                    left -= n as u64;
-                }
+                self.take_exactly(size, &mut kept).await?;
                 if !self.line().await?.is_empty() {
                     return Err(ErrorKind::Protocol);
                 }
             },
         }
         Ok(kept.map(BytesMut::freeze))
+    }
+
+    /// Moves the next `left` body bytes out of the buffer, reading as needed.
+    async fn take_exactly(&mut self, mut left: u64, kept: &mut Option<BytesMut>) -> Result<(), ErrorKind> {
+        while left > 0 {
+            if self.read.is_empty() {
+                self.fill().await?;
+            }
+            let n = (left as usize).min(self.read.len());
+            take(&mut self.read, n, kept);
+            left -= n as u64;
+        }
+        Ok(())
     }
 
     /// One CRLF-terminated line, without its CRLF.

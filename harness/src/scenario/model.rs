@@ -268,6 +268,33 @@ pub struct CapacityPlan {
     pub max_steps: usize,
 }
 
+/// Which bound of a [`CapacityPlan`] is not met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityProblem {
+    /// Not `0 < start_rate <= max_rate <= MAX_RATE`.
+    Rates,
+    /// `growth` not in (1, 10].
+    Growth,
+    /// `max_steps` not in 2..=64.
+    Steps,
+}
+
+impl CapacityPlan {
+    /// The first bound the plan breaks, if any (the file and the flags report it their way).
+    pub fn problem(&self) -> Option<CapacityProblem> {
+        let max = crate::load::schedule::MAX_RATE;
+        if !(self.start_rate > 0.0 && self.start_rate <= self.max_rate && self.max_rate <= max) {
+            Some(CapacityProblem::Rates)
+        } else if !(self.growth > 1.0 && self.growth <= 10.0) {
+            Some(CapacityProblem::Growth)
+        } else if !(2..=64).contains(&self.max_steps) {
+            Some(CapacityProblem::Steps)
+        } else {
+            None
+        }
+    }
+}
+
 impl Default for CapacityPlan {
     fn default() -> Self {
         Self { start_rate: 10.0, max_rate: 10_000.0, growth: 2.0, resolution: 0.05, max_steps: 16 }
@@ -422,15 +449,14 @@ impl RawCapacity {
             },
             max_steps: self.max_steps.unwrap_or(d.max_steps),
         };
-        let max = crate::load::schedule::MAX_RATE;
-        if !(plan.start_rate > 0.0 && plan.start_rate <= plan.max_rate && plan.max_rate <= max) {
-            return here(span, format!("capacity: need 0 < start_rate <= max_rate <= {max}"));
-        }
-        if !(plan.growth > 1.0 && plan.growth <= 10.0) {
-            return here(span, "capacity: `growth` must be above 1 and at most 10");
-        }
-        if !(2..=64).contains(&plan.max_steps) {
-            return here(span, "capacity: `max_steps` must be from 2 to 64");
+        match plan.problem() {
+            None => {}
+            Some(CapacityProblem::Rates) => {
+                let max = crate::load::schedule::MAX_RATE;
+                return here(span, format!("capacity: need 0 < start_rate <= max_rate <= {max}"));
+            }
+            Some(CapacityProblem::Growth) => return here(span, "capacity: `growth` must be above 1 and at most 10"),
+            Some(CapacityProblem::Steps) => return here(span, "capacity: `max_steps` must be from 2 to 64"),
         }
         Ok(plan)
     }
