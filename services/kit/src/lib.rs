@@ -7,6 +7,7 @@
 //! through [`client::UpstreamClient`] (timeouts, retries within a budget, circuit breakers).
 
 pub mod auth;
+pub mod breakage;
 pub mod client;
 pub mod config;
 pub mod contract;

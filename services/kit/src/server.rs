@@ -200,6 +200,9 @@ where
         Err(e) => return config_failure(service, &e),
     };
     crate::logging::init(service, &config.log_level);
+    if let Err(e) = crate::breakage::check_at_start_up(&env, service) {
+        return config_failure(service, &e);
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
