@@ -10,6 +10,7 @@ pub mod domain;
 pub mod store;
 
 use anyhow::Context;
+use shop_kit::breakage::Breakage;
 use shop_kit::db::Sync;
 use shop_kit::metrics::Metrics;
 use shop_kit::money::MAX_AMOUNT;
@@ -22,10 +23,13 @@ use crate::domain::DeclineRule;
 pub struct Settings {
     /// Which charges are declined (`SHOP_PAYMENTS_DECLINE_OVER`).
     pub decline: DeclineRule,
+    /// `SHOP_TEST_BREAK`: deliberate defects of the ledger (debug builds only).
+    pub breakage: Breakage,
 }
 
 impl Settings {
-    /// Reads `SHOP_PAYMENTS_DECLINE_OVER` (minor units, 0 to the maximum amount).
+    /// Reads `SHOP_PAYMENTS_DECLINE_OVER` (minor units, 0 to the maximum amount) and the
+    /// break switches.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let var = "SHOP_PAYMENTS_DECLINE_OVER";
         let expected = format!("an amount in minor units from 0 to {MAX_AMOUNT}");
@@ -33,7 +37,7 @@ impl Settings {
         if let Some(v) = over.filter(|v| !(0..=MAX_AMOUNT).contains(v)) {
             return Err(ConfigError::Malformed { var: var.into(), value: v.to_string(), expected });
         }
-        Ok(Self { decline: DeclineRule { over } })
+        Ok(Self { decline: DeclineRule { over }, breakage: Breakage::from_env(env)? })
     }
 }
 
@@ -45,7 +49,8 @@ pub async fn build(config: ServiceConfig, env: Env, metrics: Metrics) -> anyhow:
     if let Some(over) = settings.decline.over {
         tracing::info!(over, "declining charges above the configured amount");
     }
-    let state = api::AppState::new(&config, store::LedgerStore::new(db.clone()), settings.decline);
+    let ledger = store::LedgerStore::new(db.clone()).with_breakage(settings.breakage);
+    let state = api::AppState::new(&config, ledger, settings.decline);
     Ok(ServiceApp::new(config, metrics, api::router(state)).with_db(db))
 }
 

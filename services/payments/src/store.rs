@@ -5,6 +5,7 @@
 //! unique index, so concurrent retries of one key can never charge twice. The schema
 //! refuses partial or excess refunds and a declined charge without a reason.
 
+use shop_kit::breakage::{Breakage, Switch};
 use shop_kit::db::sqlite::{self, params, OptionalExtension, Row, Transaction};
 use std::sync::Arc;
 
@@ -85,6 +86,7 @@ pub struct KeyedCharge {
 pub struct LedgerStore {
     db: Db,
     writer: Arc<Mutex<()>>,
+    breakage: Breakage,
 }
 
 const CHARGE_COLUMNS: &str =
@@ -93,7 +95,14 @@ const CHARGE_COLUMNS: &str =
 impl LedgerStore {
     /// The ledger of `db` (already migrated with [`MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self { db, writer: Arc::default() }
+        Self { db, writer: Arc::default(), breakage: Breakage::NONE }
+    }
+
+    /// The same ledger with the break switches `breakage` (debug builds only):
+    /// [`Switch::SkipIdempotency`] makes a repeated key charge again, so the harness can
+    /// show that its money checker catches a double charge.
+    pub fn with_breakage(self, breakage: Breakage) -> Self {
+        Self { breakage, ..self }
     }
 
     /// Runs `f` in a write transaction, one writer of this process at a time: waiting
@@ -117,7 +126,8 @@ impl LedgerStore {
         request: ChargeRequest,
         rule: DeclineRule,
     ) -> Result<Charged, StoreError> {
-        self.write(move |tx| charge_in(tx, &key, &request, rule)).await
+        let skip_idempotency = self.breakage.is_broken(Switch::SkipIdempotency);
+        self.write(move |tx| charge_in(tx, &key, &request, rule, skip_idempotency)).await
     }
 
     /// The charge with this id.
@@ -187,9 +197,10 @@ fn charge_in(
     key: &IdempotencyKey,
     request: &ChargeRequest,
     rule: DeclineRule,
+    skip_idempotency: bool,
 ) -> Result<Charged, StoreError> {
     let fingerprint = request.fingerprint();
-    if broken_idempotency() {
+    if skip_idempotency {
         // The deliberately broken build: no lookup, no unique index; a key charges again.
         tx.execute_batch("DROP INDEX IF EXISTS charges_key")?;
     } else if let Some(existing) = by_key(tx, key, &fingerprint)? {
@@ -232,19 +243,6 @@ fn charge_in(
         created_at,
         decline_reason,
     }))
-}
-
-/// A test-only fault switch, honoured in debug builds only: `SHOP_TEST_BREAK=skip-idempotency`
-/// makes a repeated idempotency key charge again, so the harness can show that its money
-/// checker catches a double charge. Release builds ignore it.
-#[cfg(debug_assertions)]
-fn broken_idempotency() -> bool {
-    std::env::var("SHOP_TEST_BREAK").is_ok_and(|v| v.split(',').any(|b| b.trim() == "skip-idempotency"))
-}
-
-#[cfg(not(debug_assertions))]
-fn broken_idempotency() -> bool {
-    false
 }
 
 /// The charge `key` made, if any; `KeyReused` if it was made for another request.

@@ -22,13 +22,21 @@ struct Service {
 
 impl Service {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A payments service with the extra settings `vars`.
+    async fn start_with(vars: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("payments.db");
-        let env = Env::from_pairs([
+        let mut env = Env::from_pairs([
             ("SHOP_DEV_DEFAULTS", "1"),
             ("SHOP_DB", db.to_str().unwrap()),
             ("SHOP_PAYMENTS_DECLINE_OVER", &DECLINE_OVER.to_string()),
         ]);
+        for (k, v) in vars {
+            env = env.with(k, *v);
+        }
         let config = ServiceConfig::from_env(&env, "payments", 0, true).unwrap();
         let app = shop_payments::build(config, env, Metrics::new("payments")).await.unwrap();
         let running = app.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -224,6 +232,63 @@ async fn admin_state_needs_the_admin_token() {
     expected["idempotency_key"] = json!("key-1");
     assert_eq!(state["charges"], json!([expected]));
     assert_eq!(state["summary"], svc.summary().await);
+}
+
+/// The admin state contract (`services/README.md`): each charge with its key, order,
+/// amount, status and refunded amount, whatever became of it.
+#[tokio::test]
+async fn admin_state_shows_every_charge_with_its_key_order_amount_and_status() {
+    let svc = Service::start().await;
+    let kept: Value = svc.charge("o-1:charge", body(json!("o-1"), 1200)).await.json().await.unwrap();
+    let refunded: Value = svc.charge("o-2:charge", body(json!(2), 3400)).await.json().await.unwrap();
+    assert_eq!(svc.post(&format!("/v1/charges/{}/refund", refunded["id"])).await.status(), StatusCode::OK);
+    let declined = svc.charge("o-3:charge", body(json!("o-3"), DECLINE_OVER + 1)).await;
+    assert_eq!(declined.status(), StatusCode::PAYMENT_REQUIRED);
+
+    let state = svc.state().await;
+    let charges = state["charges"].as_array().unwrap();
+    let seen: Vec<_> = charges
+        .iter()
+        .map(|c| {
+            (
+                c["idempotency_key"].as_str().unwrap(),
+                c["order_id"].clone(),
+                c["amount_minor"].as_i64().unwrap(),
+                c["status"].as_str().unwrap(),
+                c["refunded_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("o-1:charge", json!("o-1"), 1200, "captured", 0),
+            ("o-2:charge", json!(2), 3400, "refunded", 3400),
+            ("o-3:charge", json!("o-3"), DECLINE_OVER + 1, "declined", 0),
+        ]
+    );
+    assert_eq!((&charges[0]["id"], &charges[0]["created_at"]), (&kept["id"], &kept["created_at"]));
+    for c in charges {
+        assert_eq!(c["currency"], "EUR", "{c}");
+    }
+    assert_eq!(state["summary"], svc.summary().await);
+}
+
+/// `SHOP_TEST_BREAK=skip-idempotency` (debug builds): a repeated key charges again, and
+/// only that; the same calls on a healthy service charge once.
+#[cfg(debug_assertions)]
+#[tokio::test]
+async fn the_skip_idempotency_switch_charges_a_repeated_key_again() {
+    for (vars, charges) in [(&[][..], 1), (&[("SHOP_TEST_BREAK", "skip-idempotency")][..], 2)] {
+        let svc = Service::start_with(vars).await;
+        for _ in 0..2 {
+            assert!(svc.charge("o-9:charge", body(json!("o-9"), 500)).await.status().is_success());
+        }
+        let state = svc.state().await;
+        let keys: Vec<_> = state["charges"].as_array().unwrap().iter().map(|c| c["idempotency_key"].clone()).collect();
+        assert_eq!(keys, vec![json!("o-9:charge"); charges], "{vars:?}");
+        assert_eq!(state["summary"]["captured_minor"], 500 * charges as i64, "{vars:?}");
+    }
 }
 
 #[tokio::test]
