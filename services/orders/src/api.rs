@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::events::{LineItem, Order, OrderState, Status, Timestamp};
 use crate::saga::{Saga, Start};
-use crate::store::{Placement, StoreError};
+use crate::store::{KeyedOrder, Placement, StoreError};
 
 /// The most lines an order may have.
 pub const MAX_ITEMS: usize = 50;
@@ -228,14 +228,15 @@ async fn list_user_orders(
     Ok(Json(OrderList { items: app.saga.store().list_by_user(&user_id, MAX_LISTED).await? }))
 }
 
+/// What the data-integrity checkers read (`services/README.md`, "Admin state contract").
 #[derive(Serialize)]
 struct AdminState {
-    orders: Vec<Order>,
+    orders: Vec<KeyedOrder>,
 }
 
 async fn admin_state(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<AdminState>, ApiError> {
     shop_kit::auth::require_admin(&headers, &app.admin_token)?;
-    Ok(Json(AdminState { orders: app.saga.store().list_all().await? }))
+    Ok(Json(AdminState { orders: app.saga.store().list_all_keyed().await? }))
 }
 
 #[cfg(test)]

@@ -5,6 +5,11 @@
 //! nobody wrote it first; `PRIMARY KEY (order_id, version)` decides, so two executors
 //! can never both extend the same version. The projection row is rewritten in the same
 //! transaction, so it never disagrees with the log.
+//!
+//! The key a client placed an order under is a fact of the request, not of the saga: it
+//! lives beside the log, in `idempotency_keys` (key → the order it made) and on the
+//! projection row (`orders.idempotency_key`, written once when the order is placed), where
+//! the admin state reads it.
 
 use std::path::Path;
 
@@ -13,7 +18,8 @@ use shop_kit::db::{Db, DbError, Sync};
 
 use crate::events::{LineItem, Order, OrderEvent, OrderState, Status, Timestamp};
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE events (
     order_id TEXT NOT NULL,
     version  INTEGER NOT NULL,
@@ -46,7 +52,12 @@ CREATE TABLE idempotency_keys (
     request  TEXT NOT NULL,
     order_id TEXT NOT NULL REFERENCES orders (id)
 );
-"];
+",
+    "
+ALTER TABLE orders ADD COLUMN idempotency_key TEXT;
+UPDATE orders SET idempotency_key = (SELECT key FROM idempotency_keys k WHERE k.order_id = orders.id);
+",
+];
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +85,15 @@ pub enum Placement {
     Repeated(String),
     /// The key was used before with a different request.
     KeyReused,
+}
+
+/// An order with the idempotency key it was placed under, for the admin state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeyedOrder {
+    #[serde(flatten)]
+    pub order: Order,
+    /// The client's `Idempotency-Key` of the `POST /v1/orders` that created the order.
+    pub idempotency_key: Option<String>,
 }
 
 /// The orders database.
@@ -116,6 +136,7 @@ impl Store {
                 insert_event(tx, &state.id, 1, &event, state.created_at)?;
                 write_projection(tx, &state)?;
                 if let Some((key, request)) = &key {
+                    tx.execute("UPDATE orders SET idempotency_key = ?1 WHERE id = ?2", params![key, state.id])?;
                     tx.execute(
                         "INSERT INTO idempotency_keys (key, request, order_id) VALUES (?1, ?2, ?3)",
                         params![key, request, state.id],
@@ -190,7 +211,12 @@ impl Store {
 
     /// Every order, oldest first.
     pub async fn list_all(&self) -> Result<Vec<Order>, StoreError> {
-        self.query_orders(format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY created_at, id"), vec![]).await
+        Ok(self.list_all_keyed().await?.into_iter().map(|k| k.order).collect())
+    }
+
+    /// Every order with the idempotency key it was placed under, oldest first.
+    pub async fn list_all_keyed(&self) -> Result<Vec<KeyedOrder>, StoreError> {
+        self.query_keyed(format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY created_at, id"), vec![]).await
     }
 
     /// Ids of orders not yet terminal whose last change is not after `updated_before`,
@@ -210,6 +236,10 @@ impl Store {
     }
 
     async fn query_orders(&self, sql: String, args: Vec<String>) -> Result<Vec<Order>, StoreError> {
+        Ok(self.query_keyed(sql, args).await?.into_iter().map(|k| k.order).collect())
+    }
+
+    async fn query_keyed(&self, sql: String, args: Vec<String>) -> Result<Vec<KeyedOrder>, StoreError> {
         let rows: Vec<OrderRow> = self
             .db
             .read(move |c| {
@@ -218,7 +248,7 @@ impl Store {
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await?;
-        rows.into_iter().map(OrderRow::into_order).collect()
+        rows.into_iter().map(OrderRow::into_keyed).collect()
     }
 }
 
@@ -267,8 +297,8 @@ fn write_projection(tx: &sqlite::Transaction<'_>, s: &OrderState) -> Result<(), 
     Ok(())
 }
 
-const ORDER_COLUMNS: &str =
-    "id, user_id, status, items, total_minor, currency, reservation_id, charge_id, reason, version, created_at, updated_at";
+const ORDER_COLUMNS: &str = "id, user_id, status, items, total_minor, currency, reservation_id, charge_id, reason, \
+                             version, created_at, updated_at, idempotency_key";
 
 struct OrderRow {
     id: String,
@@ -283,6 +313,7 @@ struct OrderRow {
     version: i64,
     created_at: String,
     updated_at: String,
+    idempotency_key: Option<String>,
 }
 
 impl OrderRow {
@@ -300,10 +331,11 @@ impl OrderRow {
             version: r.get(9)?,
             created_at: r.get(10)?,
             updated_at: r.get(11)?,
+            idempotency_key: r.get(12)?,
         })
     }
 
-    fn into_order(self) -> Result<Order, StoreError> {
+    fn into_keyed(self) -> Result<KeyedOrder, StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt { order_id: self.id.clone(), reason };
         let status = match self.status.as_str() {
             "PENDING" => Status::Pending,
@@ -315,7 +347,7 @@ impl OrderRow {
         let created_at = Timestamp::parse(&self.created_at).ok_or_else(|| corrupt("bad created_at".into()))?;
         let updated_at = Timestamp::parse(&self.updated_at).ok_or_else(|| corrupt("bad updated_at".into()))?;
         let version = u64::try_from(self.version).map_err(|_| corrupt("negative version".into()))?;
-        Ok(Order {
+        let order = Order {
             id: self.id,
             user_id: self.user_id,
             status,
@@ -328,7 +360,8 @@ impl OrderRow {
             version,
             created_at,
             updated_at,
-        })
+        };
+        Ok(KeyedOrder { order, idempotency_key: self.idempotency_key })
     }
 }
 
@@ -385,6 +418,52 @@ mod tests {
         assert_eq!(store.place(new_order("o2", 2), key("A")).await.unwrap(), Placement::Repeated("o1".into()));
         assert_eq!(store.place(new_order("o3", 3), key("B")).await.unwrap(), Placement::KeyReused);
         assert_eq!(store.list_all().await.unwrap().len(), 1, "a repeated key creates nothing");
+    }
+
+    #[tokio::test]
+    async fn each_order_keeps_the_key_it_was_placed_under() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let key = Some(("k-1".to_string(), "A".to_string()));
+        store.place(new_order("o1", 1), key.clone()).await.unwrap();
+        store.place(new_order("o2", 2), None).await.unwrap();
+        assert_eq!(store.place(new_order("o3", 3), key).await.unwrap(), Placement::Repeated("o1".into()));
+        let keys: Vec<_> =
+            store.list_all_keyed().await.unwrap().into_iter().map(|k| (k.order.id, k.idempotency_key)).collect();
+        assert_eq!(keys, [("o1".to_string(), Some("k-1".to_string())), ("o2".to_string(), None)]);
+        // Later events rewrite the projection row, never its key.
+        let s = store.load("o1").await.unwrap().unwrap();
+        let ev = OrderEvent::CompensationStarted { reason: "x".into(), in_doubt: false };
+        store.append(&s.apply(&ev, Timestamp::from_millis(9)).unwrap(), &ev).await.unwrap();
+        assert_eq!(store.list_all_keyed().await.unwrap()[0].idempotency_key.as_deref(), Some("k-1"));
+    }
+
+    #[tokio::test]
+    async fn orders_placed_before_keys_were_projected_get_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.db");
+        let v1 = Db::open(&path, &MIGRATIONS[..1], Sync::Normal).unwrap();
+        v1.write(|tx| {
+            tx.execute_batch(
+                "INSERT INTO orders (id, user_id, status, stage, items, version, created_at, updated_at)
+                 VALUES ('o1', 'u1', 'PENDING', 'PLACED', '[]', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),
+                        ('o2', 'u1', 'PENDING', 'PLACED', '[]', 1, '2026-01-01T00:00:01.000Z', '2026-01-01T00:00:01.000Z');
+                 INSERT INTO idempotency_keys (key, request, order_id) VALUES ('old-key', 'A', 'o1');",
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+        drop(v1);
+        let keys: Vec<_> = Store::open(&path, Sync::Normal)
+            .unwrap()
+            .list_all_keyed()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.idempotency_key)
+            .collect();
+        assert_eq!(keys, [Some("old-key".to_string()), None]);
     }
 
     #[tokio::test]

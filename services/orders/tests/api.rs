@@ -353,6 +353,42 @@ async fn admin_state_needs_the_admin_token() {
     assert_eq!(shop.admin_orders().await.len(), 1);
 }
 
+/// The admin state contract (`services/README.md`): every order with all its fields, its
+/// `user_id`, and the `idempotency_key` of the request that created it (`null` if none).
+#[tokio::test]
+async fn admin_state_shows_each_order_with_its_user_and_idempotency_key() {
+    let shop = Shop::start(&[]).await;
+    let (_, keyed) = shop.place(order("alice", &[(1, 1)]), Some("k-1")).await;
+    let (_, repeat) = shop.place(order("alice", &[(1, 1)]), Some("k-1")).await;
+    assert_eq!(repeat["id"], keyed["id"]);
+    let (_, unkeyed) = shop.place(order("bob", &[(2, 1)]), None).await;
+    shop.payments.decline_over(1);
+    let (_, cancelled) = shop.place(order("carol", &[(3, 1)]), Some("k-3")).await;
+    assert_eq!(cancelled["status"], "CANCELLED");
+
+    let res = shop
+        .http
+        .get(format!("{}/v1/admin/state", shop.orders.url))
+        .bearer_auth(shop_kit::config::DEV_SECRET)
+        .send()
+        .await
+        .unwrap();
+    let state: Value = res.json().await.unwrap();
+    let orders = state["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 3, "a repeated key made no second order: {state}");
+    for (got, placed, key) in [
+        (&orders[0], &keyed, json!("k-1")),
+        (&orders[1], &unkeyed, Value::Null),
+        (&orders[2], &cancelled, json!("k-3")),
+    ] {
+        let mut want = placed.clone();
+        want["idempotency_key"] = key;
+        assert_eq!(got, &want, "the order as GET shows it, plus its key");
+    }
+    let users: Vec<_> = orders.iter().map(|o| o["user_id"].as_str().unwrap()).collect();
+    assert_eq!(users, ["alice", "bob", "carol"]);
+}
+
 #[tokio::test]
 async fn a_missing_upstream_is_a_config_error_naming_it() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
