@@ -11,7 +11,8 @@
 //! Configuration, besides the kit's: `SHOP_UPSTREAM_CATALOG`, `SHOP_UPSTREAM_PAYMENTS`
 //! (required), `SHOP_ORDERS_INLINE_DEADLINE` (3s), `SHOP_ORDERS_SAGA_DEADLINE` (30s),
 //! `SHOP_ORDERS_SETTLE` (5s), `SHOP_ORDERS_STEP_ATTEMPTS` (8),
-//! `SHOP_ORDERS_SWEEP_INTERVAL` (5s), `SHOP_DB_SYNC` (`normal` or `full`).
+//! `SHOP_ORDERS_SWEEP_INTERVAL` (5s), `SHOP_DB_SYNC` (`normal` or `full`), and in debug
+//! builds the break switches of `SHOP_TEST_BREAK` (`shop_kit::breakage`).
 
 pub mod api;
 pub mod events;
@@ -23,6 +24,7 @@ pub mod upstreams;
 use std::time::Duration;
 
 use anyhow::Context;
+use shop_kit::breakage::Breakage;
 use shop_kit::client::{ClientConfig, UpstreamClient};
 use shop_kit::config::{ConfigError, Env, ServiceConfig};
 use shop_kit::db::Sync;
@@ -43,6 +45,8 @@ pub struct OrdersConfig {
     pub recovery: RecoveryConfig,
     /// `SHOP_DB_SYNC`: `normal` (durable against a process crash) or `full` (power loss too).
     pub sync: Sync,
+    /// `SHOP_TEST_BREAK`: deliberate defects of the store and the saga (debug builds only).
+    pub breakage: Breakage,
 }
 
 impl OrdersConfig {
@@ -68,6 +72,7 @@ impl OrdersConfig {
                 ..RecoveryConfig::default()
             },
             sync,
+            breakage: Breakage::from_env(env)?,
         })
     }
 }
@@ -85,9 +90,11 @@ pub async fn build(config: ServiceConfig, env: Env, metrics: Metrics) -> anyhow:
         var: "SHOP_DB".into(),
         hint: "set it to the SQLite file of the orders service, e.g. SHOP_DB=./data/orders.db".into(),
     })?;
-    let store = Store::open(&path, settings.sync).with_context(|| format!("opening {}", path.display()))?;
+    let store = Store::open(&path, settings.sync)
+        .with_context(|| format!("opening {}", path.display()))?
+        .with_breakage(settings.breakage);
     let db = store.db().clone();
-    let saga = Saga::new(store, Upstreams { catalog, payments }, settings.saga);
+    let saga = Saga::new(store, Upstreams { catalog, payments }, settings.saga, settings.breakage);
     recovery::spawn(&saga, settings.recovery);
     let router = api::router(api::AppState {
         saga,
@@ -107,6 +114,7 @@ mod tests {
         assert_eq!(c.inline_deadline, Duration::from_secs(3));
         assert_eq!(c.saga.deadline, Duration::from_secs(30));
         assert_eq!(c.sync, Sync::Normal);
+        assert_eq!(c.breakage, Breakage::NONE);
         let env = Env::default().with("SHOP_ORDERS_SAGA_DEADLINE", "1m").with("SHOP_DB_SYNC", "FULL");
         let c = OrdersConfig::from_env(&env).unwrap();
         assert_eq!((c.saga.deadline, c.sync), (Duration::from_secs(60), Sync::Full));

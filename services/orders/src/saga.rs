@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
+use shop_kit::breakage::{Breakage, Switch};
 use shop_kit::client::ClientError;
 use shop_kit::config::{ConfigError, Env};
 
@@ -275,6 +276,8 @@ struct Inner {
     store: Store,
     upstreams: Upstreams,
     config: SagaConfig,
+    /// Deliberate defects, debug builds only (see [`Saga::new`]).
+    breakage: Breakage,
     driving: Mutex<HashSet<String>>,
 }
 
@@ -313,9 +316,26 @@ impl Drop for Claim {
 }
 
 impl Saga {
-    /// An executor over `store`, calling `upstreams`.
-    pub fn new(store: Store, upstreams: Upstreams, config: SagaConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, upstreams, config, driving: Mutex::new(HashSet::new()) }) }
+    /// An executor over `store`, calling `upstreams`, with the break switches `breakage`
+    /// (honoured by debug builds only, see `shop_kit::breakage`), each of which makes one
+    /// step lie while the saga otherwise runs as it should:
+    ///
+    /// - [`Switch::ReleasePaid`]: the commit after a captured charge releases the
+    ///   reservation instead, and the order still ends `PAID`.
+    /// - [`Switch::CommitCancelled`]: compensation commits the reservation instead of
+    ///   releasing it, and the order still ends `CANCELLED`.
+    /// - [`Switch::SkipRefund`]: compensation records the refunds without making them;
+    ///   it shows when a charge was captured (a charge that timed out past the deadline
+    ///   yet landed, or a commit the catalog refused).
+    /// - [`Switch::SkipCompensation`]: both the release and the refunds are recorded
+    ///   without being done.
+    pub fn new(store: Store, upstreams: Upstreams, config: SagaConfig, breakage: Breakage) -> Self {
+        let driving = Mutex::new(HashSet::new());
+        Self { inner: Arc::new(Inner { store, upstreams, config, breakage, driving }) }
+    }
+
+    fn broken(&self, switch: Switch) -> bool {
+        self.inner.breakage.is_broken(switch)
     }
 
     /// A handle that does not keep this executor alive.
@@ -450,6 +470,10 @@ impl Saga {
                     within(budget, "payments", up.charge(id, *amount_minor, currency, budget.min(MAX_ATTEMPT))).await;
                 Ok(OrderEvent::PaymentCaptured { charge_id: c.map_err(fail)?.id })
             }
+            Action::Commit { reservation_id } if self.broken(Switch::ReleasePaid) => {
+                within(CALL_BUDGET, "catalog", up.release(id, reservation_id)).await.map_err(fail)?;
+                Ok(OrderEvent::Paid)
+            }
             Action::Commit { reservation_id } => {
                 within(CALL_BUDGET, "catalog", up.commit(id, reservation_id)).await.map_err(fail)?;
                 Ok(OrderEvent::Paid)
@@ -464,10 +488,19 @@ impl Saga {
                     },
                 }
             }
-            Action::Release { .. } if broken_compensation() => Ok(OrderEvent::StockReleased),
-            Action::RefundAll if broken_compensation() => Ok(OrderEvent::PaymentsRefunded { charge_ids: Vec::new() }),
+            Action::Release { .. } if self.broken(Switch::SkipCompensation) => Ok(OrderEvent::StockReleased),
+            Action::RefundAll if self.broken(Switch::SkipCompensation) || self.broken(Switch::SkipRefund) => {
+                Ok(OrderEvent::PaymentsRefunded { charge_ids: Vec::new() })
+            }
             Action::Release { reservation_id } => {
-                match within(CALL_BUDGET, "catalog", up.release(id, reservation_id)).await {
+                let undo = async {
+                    if self.broken(Switch::CommitCancelled) {
+                        up.commit(id, reservation_id).await
+                    } else {
+                        up.release(id, reservation_id).await
+                    }
+                };
+                match within(CALL_BUDGET, "catalog", undo).await {
                     Ok(_) => Ok(OrderEvent::StockReleased),
                     Err(e) => match fail(e) {
                         Failure::Definite(why) => {
@@ -506,20 +539,6 @@ impl Saga {
             }
         }
     }
-}
-
-/// A test-only fault switch, honoured in debug builds only: `SHOP_TEST_BREAK=skip-compensation`
-/// records a cancelled order's compensation without releasing its stock or refunding its
-/// charges, so the harness can show that its stock and money checkers catch the leak.
-/// Release builds ignore it.
-#[cfg(debug_assertions)]
-fn broken_compensation() -> bool {
-    std::env::var("SHOP_TEST_BREAK").is_ok_and(|v| v.split(',').any(|b| b.trim() == "skip-compensation"))
-}
-
-#[cfg(not(debug_assertions))]
-fn broken_compensation() -> bool {
-    false
 }
 
 /// Runs an upstream call, giving up (as a timeout) after `budget` whatever its retries.

@@ -13,6 +13,7 @@
 
 use std::path::Path;
 
+use shop_kit::breakage::{Breakage, Switch};
 use shop_kit::db::sqlite::{self, params, OptionalExtension};
 use shop_kit::db::{Db, DbError, Sync};
 
@@ -100,12 +101,19 @@ pub struct KeyedOrder {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    breakage: Breakage,
 }
 
 impl Store {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path, sync: Sync) -> Result<Self, DbError> {
-        Ok(Self { db: Db::open(path, MIGRATIONS, sync)? })
+        Ok(Self { db: Db::open(path, MIGRATIONS, sync)?, breakage: Breakage::NONE })
+    }
+
+    /// The same store with the break switches `breakage` (debug builds only):
+    /// [`Switch::DuplicateOrder`] makes a repeated key place a new order.
+    pub fn with_breakage(self, breakage: Breakage) -> Self {
+        Self { breakage, ..self }
     }
 
     /// The underlying database (for readiness and shutdown).
@@ -117,30 +125,34 @@ impl Store {
     /// idempotency key with the canonical form of the request.
     pub async fn place(&self, state: OrderState, key: Option<(String, String)>) -> Result<Placement, StoreError> {
         let event = OrderEvent::Placed { user_id: state.user_id.clone(), items: state.items.clone() };
+        let duplicate = self.breakage.is_broken(Switch::DuplicateOrder);
         self.db
             .write(move |tx| {
+                let mut key_is_new = true;
                 if let Some((key, request)) = &key {
                     let found: Option<(String, String)> = tx
                         .query_row("SELECT request, order_id FROM idempotency_keys WHERE key = ?1", [key], |r| {
                             Ok((r.get(0)?, r.get(1)?))
                         })
                         .optional()?;
-                    if let Some((stored, order_id)) = found {
-                        return Ok(if &stored == request {
-                            Placement::Repeated(order_id)
-                        } else {
-                            Placement::KeyReused
-                        });
+                    match found {
+                        None => {}
+                        Some((stored, _)) if &stored != request => return Ok(Placement::KeyReused),
+                        // The deliberately broken build: the repeat places an order of its own.
+                        Some(_) if duplicate => key_is_new = false,
+                        Some((_, order_id)) => return Ok(Placement::Repeated(order_id)),
                     }
                 }
                 insert_event(tx, &state.id, 1, &event, state.created_at)?;
                 write_projection(tx, &state)?;
                 if let Some((key, request)) = &key {
                     tx.execute("UPDATE orders SET idempotency_key = ?1 WHERE id = ?2", params![key, state.id])?;
-                    tx.execute(
-                        "INSERT INTO idempotency_keys (key, request, order_id) VALUES (?1, ?2, ?3)",
-                        params![key, request, state.id],
-                    )?;
+                    if key_is_new {
+                        tx.execute(
+                            "INSERT INTO idempotency_keys (key, request, order_id) VALUES (?1, ?2, ?3)",
+                            params![key, request, state.id],
+                        )?;
+                    }
                 }
                 Ok(Placement::Created)
             })
@@ -464,6 +476,20 @@ mod tests {
             .map(|k| k.idempotency_key)
             .collect();
         assert_eq!(keys, [Some("old-key".to_string()), None]);
+    }
+
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    async fn the_duplicate_order_switch_places_a_second_order_under_a_used_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).with_breakage(Breakage::NONE.with(Switch::DuplicateOrder));
+        let key = |req: &str| Some(("k1".to_string(), req.to_string()));
+        assert_eq!(store.place(new_order("o1", 1), key("A")).await.unwrap(), Placement::Created);
+        assert_eq!(store.place(new_order("o2", 2), key("A")).await.unwrap(), Placement::Created);
+        assert_eq!(store.place(new_order("o3", 3), key("B")).await.unwrap(), Placement::KeyReused, "only repeats");
+        let all = store.list_all_keyed().await.unwrap();
+        let ids: Vec<_> = all.iter().map(|k| (k.order.id.as_str(), k.idempotency_key.as_deref())).collect();
+        assert_eq!(ids, [("o1", Some("k1")), ("o2", Some("k1"))]);
     }
 
     #[tokio::test]
