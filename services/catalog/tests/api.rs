@@ -302,6 +302,41 @@ async fn admin_state_needs_the_admin_token() {
     assert_eq!(state["products"].as_array().unwrap().len(), 5);
 }
 
+/// The admin state contract (`services/README.md`): every reservation with its order
+/// (as sent), its priced items and its status, whatever became of it.
+#[tokio::test]
+async fn admin_state_shows_each_reservation_with_its_order_items_and_status() {
+    let svc = Service::start().await;
+    let mut ids = Vec::new();
+    for (key, order_id, items) in
+        [("a", json!(11), &[(1, 2), (2, 1)][..]), ("b", json!("o-12"), &[(3, 1)]), ("c", json!("o-13"), &[(1, 1)])]
+    {
+        let r: Value = svc.reserve(key, order(order_id, items)).await.json().await.unwrap();
+        ids.push(r["id"].clone());
+    }
+    assert_eq!(svc.post(&format!("/v1/reservations/{}/commit", ids[0])).await.status(), StatusCode::OK);
+    assert_eq!(svc.post(&format!("/v1/reservations/{}/release", ids[1])).await.status(), StatusCode::OK);
+
+    let state = svc.state().await;
+    let price = |id: i64| (id * 137) % 9000 + 100;
+    let line = |p: i64, q: i64| json!({"product_id": p, "quantity": q, "unit_price_minor": price(p)});
+    let want = [
+        (json!(11), "committed", json!([line(1, 2), line(2, 1)]), 2 * price(1) + price(2)),
+        (json!("o-12"), "released", json!([line(3, 1)]), price(3)),
+        (json!("o-13"), "held", json!([line(1, 1)]), price(1)),
+    ];
+    let reservations = state["reservations"].as_array().unwrap();
+    assert_eq!(reservations.len(), want.len());
+    for ((r, id), (order_id, status, items, total)) in reservations.iter().zip(&ids).zip(want) {
+        assert_eq!(&r["id"], id, "{r}");
+        assert_eq!((&r["order_id"], r["status"].as_str().unwrap()), (&order_id, status), "{r}");
+        assert_eq!((&r["items"], r["total_minor"].as_i64().unwrap()), (&items, total), "{r}");
+        assert_eq!(r["currency"], "EUR");
+    }
+    let p1 = svc.stock_of(1).await;
+    assert_eq!((p1["reserved"].as_i64(), p1["sold"].as_i64()), (Some(1), Some(2)), "{p1}");
+}
+
 #[tokio::test]
 async fn seeding_happens_only_on_first_start() {
     let dir = tempfile::tempdir().unwrap();
