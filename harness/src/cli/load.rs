@@ -284,8 +284,8 @@ fn print_summary(result: &RunResult, workload: &Workload, schedule: &ArrivalSche
     println!("errors: {}", errors.join("  "));
     let total = overall.total().max(1) as f64;
     println!(
-        "availability {:.3}%  error rate {:.3}%",
-        overall.available() as f64 / total * 100.0,
+        "availability {:.3}% (dropped starts count as unavailable)  error rate {:.3}%",
+        overall.availability() * 100.0,
         overall.failed() as f64 / total * 100.0
     );
     let single = workload.flows.len() == 1 && workload.flows[0].steps.len() == 1;

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::client::{Exchange, HttpClient, Transport};
 use super::recorder::{FlowId, Sample};
 use super::runner::{RunError, Shared};
-use super::stats::{micros, ErrorKind, Outcome};
+use super::stats::{micros, ErrorKind, Judgement, Outcome};
 use super::workload::{BaseUrl, Step, Workload};
 
 /// Data of each virtual user, captured by the setup phase.
@@ -221,6 +221,7 @@ pub(crate) async fn run_flow(
             sent: ex.sent.saturating_duration_since(ctx.start),
             done: ex.done.saturating_duration_since(ctx.start),
             outcome,
+            judgement: Judgement::NONE,
         };
         service += sample.done.saturating_sub(sample.sent);
         last_done = sample.done;
@@ -230,7 +231,7 @@ pub(crate) async fn run_flow(
             rec.record_step(id, &sample);
             if last {
                 // The flow's own record goes under the same lock.
-                let whole = Sample { intended, sent: last_done.saturating_sub(service), done: last_done, outcome };
+                let whole = Sample::plain(intended, last_done.saturating_sub(service), last_done, outcome);
                 rec.record_flow(flow, &whole);
             }
         }

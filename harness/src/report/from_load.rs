@@ -13,7 +13,7 @@ use super::model::{
 use crate::load::recorder::FlowId;
 use crate::load::runner::RunResult;
 use crate::load::series::SecondSummary;
-use crate::load::slo::{self, Comparison, Metric, SloSpec, SloVerdict};
+use crate::load::slo::{self, Comparison, SloSpec, SloVerdict};
 use crate::load::stats::{us_to_ms, ErrorKind, Stats};
 
 /// Percentiles of the latency spectrum in the report, HdrHistogram style: denser
@@ -96,7 +96,7 @@ pub fn scope_stats(s: &Stats, secs: f64) -> ScopeStats {
         count: total,
         rate: if secs > 0.0 { total as f64 / secs } else { 0.0 },
         succeeded: s.succeeded(),
-        availability: share(s.available()),
+        availability: s.availability(),
         error_rate: share(s.failed()),
         status_classes,
         errors,
@@ -150,13 +150,7 @@ fn second_point(s: &SecondSummary) -> SecondPoint {
 
 fn slo_result(v: &SloVerdict) -> SloResult {
     let t = &v.spec.threshold;
-    let metric = match t.metric {
-        Metric::Percentile(q) => format!("p{q}"),
-        Metric::Max => "max".into(),
-        Metric::Mean => "mean".into(),
-        Metric::Availability => "availability".into(),
-        Metric::ErrorRate => "error_rate".into(),
-    };
+    let metric = t.metric.name();
     let comparison = match t.comparison {
         Comparison::Less => "<",
         Comparison::LessOrEqual => "<=",
@@ -200,7 +194,7 @@ mod tests {
         for &(at_ms, took_ms, status) in samples {
             let intended = Duration::from_millis(at_ms);
             let done = intended + Duration::from_millis(took_ms);
-            let s = Sample { intended, sent: intended, done, outcome: Outcome::Status(status) };
+            let s = Sample::plain(intended, intended, done, Outcome::Status(status));
             rec.record_step(rec.step_id(FlowId(0), 0), &s);
             rec.record_flow(FlowId(0), &s);
         }
