@@ -11,10 +11,10 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Uri};
 use serde_json::Value;
 
-use super::client::{Exchange, HttpClient, Transport};
+use super::client::{Exchange, HttpClient, Keep, Transport};
 use super::recorder::{FlowId, Sample};
 use super::runner::{RunError, Shared};
-use super::stats::{micros, ErrorKind, Judgement, Outcome};
+use super::stats::{micros, Check, ErrorKind, Judgement, Outcome};
 use super::workload::{BaseUrl, Step, Workload};
 
 /// Data of each virtual user, captured by the setup phase.
@@ -34,13 +34,17 @@ impl VirtualUsers {
             for step in &setup.steps {
                 let vars = Vars { vu: &vu, iteration: &vu, user: &captured, workload, captures: &[] };
                 let req = build_request(step, None, base, &vars);
-                let ex = client.send(req, !step.captures.is_empty()).await;
+                let ex = client.send(req, keep(step)).await;
+                let judgement = step.rules.judge(ex.outcome, &ex.headers, ex.body.as_deref());
+                let fail = |outcome: String| RunError::Setup { user, step: step.name.clone(), outcome };
+                if judgement.check == Check::Failed {
+                    return Err(fail(format!("{}, which fails the step's `expect`", describe(ex.outcome))));
+                }
                 let taken = match ex.outcome {
                     Outcome::Status(_) if ex.outcome.succeeded() => take_captures(step, &ex),
                     other => Err(other),
                 };
-                let fail = |o: Outcome| RunError::Setup { user, step: step.name.clone(), outcome: describe(o) };
-                captured.extend(taken.map_err(fail)?);
+                captured.extend(taken.map_err(|o| fail(describe(o)))?);
             }
             data.push(captured);
         }
@@ -57,6 +61,13 @@ impl VirtualUsers {
     fn count(&self) -> u64 {
         self.data.len().max(1) as u64
     }
+}
+
+/// What of a step's answer to keep: the body for captures, the history and checks; the
+/// headers its degraded rules look at.
+fn keep(step: &Step) -> Keep<'_> {
+    let body = !step.captures.is_empty() || step.record.is_some() || step.rules.needs_body();
+    Keep { body, headers: step.rules.headers() }
 }
 
 fn describe(o: Outcome) -> String {
@@ -190,13 +201,14 @@ pub(crate) async fn run_flow(
     let mut captures: Vec<(String, Value)> = Vec::new();
     let mut step_intended = intended;
     let (mut service, mut last_done) = (Duration::ZERO, intended);
+    let mut flow_judgement = Judgement::NONE;
     for (i, step) in steps.iter().enumerate() {
         let vars = Vars { vu: &vu, iteration: &iteration, user, workload: &ctx.workload, captures: &captures };
         let literal = ctx.literal_uris[flow.0][i].as_ref();
         let req = build_request(step, literal, &ctx.base, &vars);
         let key = step.record.as_ref().and_then(|_| req.headers().get("idempotency-key"));
         let key = key.and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let ex = transport.exchange(req, !step.captures.is_empty() || step.record.is_some()).await;
+        let ex = transport.exchange(req, keep(step)).await;
         if let (Some(kind), Some(history)) = (&step.record, &shared.history) {
             let (invoked, completed) =
                 (ex.sent.saturating_duration_since(ctx.start), ex.done.saturating_duration_since(ctx.start));
@@ -209,8 +221,12 @@ pub(crate) async fn run_flow(
                 ex.body.as_deref(),
             ));
         }
+        let judgement = step.rules.judge(ex.outcome, &ex.headers, ex.body.as_deref());
+        flow_judgement = flow_judgement.and(judgement);
         let mut outcome = ex.outcome;
-        if outcome.succeeded() {
+        // A wrong answer is not one to take values from or to go on after.
+        let good = |o: Outcome| o.succeeded() && judgement.check != Check::Failed;
+        if good(outcome) {
             match take_captures(step, &ex) {
                 Ok(taken) => captures.extend(taken),
                 Err(failed) => outcome = failed,
@@ -221,17 +237,18 @@ pub(crate) async fn run_flow(
             sent: ex.sent.saturating_duration_since(ctx.start),
             done: ex.done.saturating_duration_since(ctx.start),
             outcome,
-            judgement: Judgement::NONE,
+            judgement,
         };
         service += sample.done.saturating_sub(sample.sent);
         last_done = sample.done;
-        let last = i + 1 == steps.len() || !outcome.succeeded();
+        let last = i + 1 == steps.len() || !good(outcome);
         if let Ok(mut rec) = shared.recorder.lock() {
             let id = rec.step_id(flow, i);
             rec.record_step(id, &sample);
             if last {
                 // The flow's own record goes under the same lock.
-                let whole = Sample::plain(intended, last_done.saturating_sub(service), last_done, outcome);
+                let sent = last_done.saturating_sub(service);
+                let whole = Sample { intended, sent, done: last_done, outcome, judgement: flow_judgement };
                 rec.record_flow(flow, &whole);
             }
         }
