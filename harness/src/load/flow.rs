@@ -15,7 +15,12 @@ use super::client::{Exchange, HttpClient, Keep, Transport};
 use super::recorder::{FlowId, Sample};
 use super::runner::{RunError, Shared};
 use super::stats::{micros, Check, ErrorKind, Judgement, Outcome};
+use super::template::{draw_rng, DrawRng};
 use super::workload::{BaseUrl, Step, Workload};
+
+/// The draw streams of the setup phase, one per virtual user, far above those of the
+/// flow starts (stream `k` for start `k`).
+const SETUP_STREAMS: u64 = 1 << 63;
 
 /// Data of each virtual user, captured by the setup phase.
 #[derive(Debug, Default)]
@@ -31,9 +36,10 @@ impl VirtualUsers {
         for user in 0..setup.users {
             let mut captured = BTreeMap::new();
             let vu = Value::from(user);
+            let mut draws = draw_rng(workload.seed, SETUP_STREAMS + u64::from(user));
             for step in &setup.steps {
                 let vars = Vars { vu: &vu, iteration: &vu, user: &captured, workload, captures: &[] };
-                let req = build_request(step, None, base, &vars);
+                let req = build_request(step, None, base, &vars, &mut draws);
                 let ex = client.send(req, keep(step)).await;
                 let judgement = step.rules.judge(ex.outcome, &ex.headers, ex.body.as_deref());
                 let fail = |outcome: String| RunError::Setup { user, step: step.name.clone(), outcome };
@@ -144,12 +150,18 @@ impl Vars<'_> {
     }
 }
 
-fn build_request(step: &Step, literal: Option<&Uri>, base: &BaseUrl, vars: &Vars<'_>) -> Request<Bytes> {
+fn build_request(
+    step: &Step,
+    literal: Option<&Uri>,
+    base: &BaseUrl,
+    vars: &Vars<'_>,
+    draws: &mut DrawRng,
+) -> Request<Bytes> {
     // Built field by field: `Request::builder` moves the whole request head through
     // each call, which costs more than everything else here on the hot path.
     let lookup = |n: &str| vars.lookup(n);
     let body = match &step.body {
-        Some(json) => Bytes::from(json.render(&lookup).to_string()),
+        Some(json) => Bytes::from(json.render(&lookup, draws).to_string()),
         None => Bytes::new(),
     };
     let mut req = Request::new(body);
@@ -158,13 +170,13 @@ fn build_request(step: &Step, literal: Option<&Uri>, base: &BaseUrl, vars: &Vars
         Some(uri) => uri.clone(),
         None => {
             let mut path = base.prefix.clone();
-            step.path.render_into(&mut path, &lookup);
+            step.path.render_into(&mut path, &lookup, draws);
             path.parse().unwrap_or_else(|_| Uri::from_static("/"))
         }
     };
     let headers = req.headers_mut();
     for (name, value) in &step.headers {
-        let text = value.as_literal().map_or_else(|| value.render(&lookup), str::to_owned);
+        let text = value.as_literal().map_or_else(|| value.render(&lookup, draws), str::to_owned);
         if let Ok(v) = HeaderValue::from_str(&text) {
             headers.append(name, v);
         }
@@ -202,10 +214,11 @@ pub(crate) async fn run_flow(
     let mut step_intended = intended;
     let (mut service, mut last_done) = (Duration::ZERO, intended);
     let mut flow_judgement = Judgement::NONE;
+    let mut draws = draw_rng(ctx.workload.seed, k);
     for (i, step) in steps.iter().enumerate() {
         let vars = Vars { vu: &vu, iteration: &iteration, user, workload: &ctx.workload, captures: &captures };
         let literal = ctx.literal_uris[flow.0][i].as_ref();
-        let req = build_request(step, literal, &ctx.base, &vars);
+        let req = build_request(step, literal, &ctx.base, &vars, &mut draws);
         let key = step.record.as_ref().and_then(|_| req.headers().get("idempotency-key"));
         let key = key.and_then(|v| v.to_str().ok()).map(str::to_owned);
         let ex = transport.exchange(req, keep(step)).await;

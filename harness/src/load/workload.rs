@@ -583,6 +583,16 @@ path = "/other"
     }
 
     #[test]
+    fn draws_are_checked_where_they_are_written() {
+        let text = SHOP.replace("/orders/{{user_id}}", "/orders/{{uniform 1 100}}");
+        assert!(Workload::parse(&text, "shop.toml").is_ok());
+        let err = Workload::parse(&SHOP.replace("/orders/{{user_id}}", "/orders/{{uniform 100}}"), "shop.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("shop.toml:20:8:") && err.contains("two integers"), "{err}");
+    }
+
+    #[test]
     fn weights_pick_flows_in_proportion() {
         let mut w = Workload::parse(SHOP, "shop.toml").unwrap();
         let mut other = w.flows[0].clone();
