@@ -24,7 +24,7 @@ fn samples(n: usize) -> Vec<Sample> {
                 1 => Outcome::Error(ErrorKind::Timeout),
                 _ => Outcome::Status(200),
             };
-            Sample { intended, sent: intended + wait, done: intended + wait + service, outcome }
+            Sample::plain(intended, intended + wait, intended + wait + service, outcome)
         })
         .collect()
 }

@@ -116,6 +116,10 @@ async fn dropped_starts_are_counted_when_in_flight_is_capped() {
     assert!(dropped >= 80, "only {dropped} of 100 starts dropped with 2 in flight at 200ms each");
     let dropped_in_series: u64 = result.recorder.overall_series().seconds().iter().map(|s| s.dropped).sum();
     assert_eq!(dropped_in_series, dropped);
+    // A dropped start is an unavailable request: availability is over all 100 starts.
+    let overall = result.recorder.overall();
+    assert_eq!(overall.available(), result.started);
+    assert_eq!(overall.availability(), result.started as f64 / 100.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use gauntlet::load::slo::{Comparison, Metric, SloSpec, SloStatus, SloVerdict, Threshold};
-use gauntlet::load::stats::{ErrorKind, Outcome, Stats};
+use gauntlet::load::stats::{Check, ErrorKind, Judgement, Outcome, Stats};
 use proptest::prelude::*;
 
 fn metric() -> impl Strategy<Value = Metric> {
@@ -12,7 +12,10 @@ fn metric() -> impl Strategy<Value = Metric> {
         Just(Metric::Max),
         Just(Metric::Mean),
         Just(Metric::Availability),
+        Just(Metric::AvailabilityIncludingDegraded),
         Just(Metric::ErrorRate),
+        Just(Metric::Degraded),
+        Just(Metric::Checks),
     ]
 }
 
@@ -37,6 +40,11 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         (100u16..600).prop_map(Outcome::Status),
         prop::sample::select(ErrorKind::ALL.to_vec()).prop_map(Outcome::Error),
     ]
+}
+
+fn judgement() -> impl Strategy<Value = Judgement> {
+    let check = prop_oneof![Just(Check::Unchecked), Just(Check::Passed), Just(Check::Failed)];
+    (any::<bool>(), check).prop_map(|(degraded, check)| Judgement { degraded, check })
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -69,31 +77,50 @@ proptest! {
 
     #[test]
     fn verdicts_follow_the_recorded_samples(
-        samples in prop::collection::vec((1u64..5_000_000, outcome()), 0..300),
+        samples in prop::collection::vec((1u64..5_000_000, outcome(), judgement()), 0..300),
+        dropped in 0u64..5,
         t in threshold(),
     ) {
         let mut stats = Stats::new();
-        for (us, o) in &samples {
-            stats.record(*us, *us, *o);
+        for (us, o, j) in &samples {
+            stats.record_judged(*us, *us, *o, *j);
+        }
+        for _ in 0..dropped {
+            stats.record_dropped();
         }
         let spec = SloSpec::overall(t.clone());
         let verdict = SloVerdict::judge(&spec, Some(&stats));
-        if samples.is_empty() {
+        let count = |f: &dyn Fn(&Outcome, &Judgement) -> bool| samples.iter().filter(|(_, o, j)| f(o, j)).count() as f64;
+        let in_time_not_5xx = |o: &Outcome| matches!(o, Outcome::Status(s) if *s < 500);
+        let checks = count(&|_, j| j.check != Check::Unchecked);
+        let (n, offered) = (samples.len() as f64, samples.len() as f64 + dropped as f64);
+        let whole = match t.metric {
+            Metric::Availability | Metric::AvailabilityIncludingDegraded => offered,
+            Metric::Checks => checks,
+            _ => n,
+        };
+        prop_assert_eq!(verdict.samples, whole as u64);
+        if whole == 0.0 {
             prop_assert_eq!(verdict.status, SloStatus::NoData);
             prop_assert!(!verdict.passed());
             return Ok(());
         }
-        let n = samples.len() as f64;
         let expected = match t.metric {
-            Metric::Availability => samples.iter().filter(|(_, o)| matches!(o, Outcome::Status(s) if *s < 500)).count() as f64 / n,
-            Metric::ErrorRate => samples.iter().filter(|(_, o)| !matches!(o, Outcome::Status(s) if (200..400).contains(s))).count() as f64 / n,
+            Metric::Availability => {
+                count(&|o, j| in_time_not_5xx(o) && !j.degraded && j.check != Check::Failed) / offered
+            }
+            Metric::AvailabilityIncludingDegraded => count(&|o, j| in_time_not_5xx(o) && j.check != Check::Failed) / offered,
+            Metric::ErrorRate => {
+                count(&|o, j| !matches!(o, Outcome::Status(s) if (200..400).contains(s)) || j.check == Check::Failed) / n
+            }
+            Metric::Degraded => count(&|_, j| j.degraded) / n,
+            Metric::Checks => count(&|_, j| j.check == Check::Passed) / checks,
             Metric::Max => stats.latency().max() as f64 / 1000.0,
             Metric::Mean => stats.latency().mean() / 1000.0,
             Metric::Percentile(q) => stats.latency().value_at_quantile(q / 100.0) as f64 / 1000.0,
         };
         let observed = verdict.observed.unwrap();
         prop_assert!(close(observed, expected), "{} vs {}", observed, expected);
-        prop_assert_eq!(verdict.samples, samples.len() as u64);
         prop_assert_eq!(verdict.passed(), t.comparison.holds(expected, t.bound));
         // The opposite comparison gives the opposite verdict.
         let opposite = match t.comparison {

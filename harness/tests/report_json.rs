@@ -58,14 +58,35 @@ fn counts() -> impl Strategy<Value = BTreeMap<String, u64>> {
 }
 
 fn scope_stats() -> impl Strategy<Value = ScopeStats> {
-    (any::<u64>(), float(), any::<u64>(), float(), float(), counts(), counts(), percentiles(), percentiles()).prop_map(
-        |(count, rate, succeeded, availability, error_rate, status_classes, errors, latency_ms, service_time_ms)| {
+    let base =
+        (any::<u64>(), float(), any::<u64>(), float(), float(), counts(), counts(), percentiles(), percentiles());
+    let answers = (float(), any::<u64>(), float(), any::<u64>(), any::<u64>(), prop::option::of(float()), any::<u64>());
+    (base, answers).prop_map(
+        |(
+            (count, rate, succeeded, availability, error_rate, status_classes, errors, latency_ms, service_time_ms),
+            (
+                availability_including_degraded,
+                degraded,
+                degraded_share,
+                checks_passed,
+                checks_failed,
+                checks_share,
+                dropped,
+            ),
+        )| {
             ScopeStats {
                 count,
                 rate,
                 succeeded,
                 availability,
+                availability_including_degraded,
                 error_rate,
+                degraded,
+                degraded_share,
+                checks_passed,
+                checks_failed,
+                checks_share,
+                dropped,
                 status_classes,
                 errors,
                 latency_ms,
@@ -247,7 +268,7 @@ fn a_report_from_a_run_reads_back_from_a_file() {
 #[test]
 fn the_json_has_stable_snake_case_names() {
     let value: Value = serde_json::from_str(&json::to_string(&report_common::report())).unwrap();
-    assert_eq!(value["schema_version"], "1.0");
+    assert_eq!(value["schema_version"], "1.1");
     assert_eq!(value["verdict"]["status"], "failed");
     assert!(value["overall"]["latency_ms"]["p99_9"].is_number());
     assert!(value["overall"]["service_time_ms"]["p95"].is_number());
@@ -274,6 +295,36 @@ fn a_newer_minor_version_with_extra_fields_is_read() {
     value["something_new"] = Value::from(true);
     let report = json::from_str(&value.to_string(), Path::new("r.json")).unwrap();
     assert_eq!(report.schema_version, SchemaVersion { major: 1, minor: 7 });
+}
+
+/// Published baselines were written by 1.0, before the answer rules' fields existed.
+#[test]
+fn a_1_0_report_without_the_answer_fields_is_read() {
+    let mut value: Value = serde_json::from_str(&json::to_string(&report_common::report())).unwrap();
+    value["schema_version"] = Value::from("1.0");
+    let new_fields = [
+        "availability_including_degraded",
+        "degraded",
+        "degraded_share",
+        "checks_passed",
+        "checks_failed",
+        "checks_share",
+        "dropped",
+    ];
+    let strip = |scope: &mut Value| {
+        for field in new_fields {
+            scope.as_object_mut().unwrap().remove(field);
+        }
+    };
+    strip(&mut value["overall"]);
+    for flow in value["flows"].as_array_mut().unwrap() {
+        strip(&mut flow["stats"]);
+        for step in flow["steps"].as_array_mut().unwrap() {
+            strip(&mut step["stats"]);
+        }
+    }
+    let report = json::from_str(&value.to_string(), Path::new("baseline.json")).unwrap();
+    assert_eq!((report.overall.degraded, report.overall.checks_share, report.overall.dropped), (0, None, 0));
 }
 
 #[test]

@@ -155,6 +155,31 @@ fn markdown_puts_the_verdict_first_then_the_tables() {
 }
 
 #[test]
+fn markdown_shows_degraded_answers_checks_and_drops_only_when_there_are_some() {
+    let mut report = report_common::report();
+    assert!(!markdown::render(&report).contains("### Answers"));
+    report.overall.degraded = 12;
+    report.overall.degraded_share = 0.008;
+    report.overall.availability_including_degraded = 0.99;
+    report.overall.checks_passed = 40;
+    report.overall.checks_failed = 2;
+    report.flows[0].steps[1].stats.degraded = 12;
+    let md = markdown::render(&report);
+    assert!(
+        md.contains("Degraded answers 12 (0.800%), availability including them 99.000%; checks failed 2 of 42."),
+        "{md}"
+    );
+    let rows = table_rows(&md, "### Answers");
+    let scopes = 1 + report.flows.iter().map(|f| 1 + f.steps.len()).sum::<usize>();
+    assert_eq!(rows.len(), scopes, "{md}");
+    assert!(rows[0].starts_with("| **overall** |") && rows[0].contains("| 12 (0.800%) | 40 | 2 |"), "{}", rows[0]);
+    let latency = md.find("### Latency").unwrap();
+    assert!(
+        latency < md.find("### Answers").unwrap() && md.find("### Answers").unwrap() < md.find("### Faults").unwrap()
+    );
+}
+
+#[test]
 fn write_all_writes_the_four_files() {
     let dir = tempfile::tempdir().unwrap();
     let written = write_all(&dir.path().join("run-1"), &report_common::report()).unwrap();

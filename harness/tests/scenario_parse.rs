@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use gauntlet::load::workload::Workload;
 use gauntlet::scenario::{json_schema, Scenario};
 
 fn workspace() -> PathBuf {
@@ -18,6 +19,41 @@ fn library() -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The shop's gateway marks answers from its stale fallback with `x-gauntlet-stale`
+/// (services/gateway/src/fallback.rs); a workload that did not say so would count them
+/// as available.
+#[test]
+fn the_shop_workloads_count_stale_answers_as_degraded() {
+    let dir = workspace().join("scenarios/workloads");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        seen += 1;
+        let w = Workload::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        for step in w.flows.iter().flat_map(|f| &f.steps) {
+            let marked = step.rules.degraded().iter().any(|r| r.header == "x-gauntlet-stale" && r.value.is_none());
+            assert!(marked, "{}: step `{}` does not count stale answers as degraded", path.display(), step.name);
+        }
+    }
+    assert!(seen >= 1, "no workloads in {}", dir.display());
+}
+
+/// The README's example of answer rules and drawn values is a workload that parses.
+#[test]
+fn the_readme_workload_example_parses() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let section = &readme[readme.find("### Workloads: good answers").expect("the README has the section")..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let w = Workload::parse(example, "README.md").unwrap_or_else(|e| panic!("{e}"));
+    let steps = &w.flows[0].steps;
+    assert_eq!(steps[0].rules.degraded().len(), 2);
+    assert!(steps[1].rules.expect().is_some());
 }
 
 #[test]

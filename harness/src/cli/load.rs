@@ -20,7 +20,7 @@ use crate::load::recorder::{FlowId, Recorder};
 use crate::load::runner::{run as run_load, Control, Progress, RunConfig, RunError, RunResult};
 use crate::load::schedule::ArrivalSchedule;
 use crate::load::slo::{SloSpec, Threshold};
-use crate::load::stats::{ErrorKind, Stats};
+use crate::load::stats::{share, ErrorKind, Stats};
 use crate::load::workload::{BaseUrl, Workload};
 
 /// Arguments of `gauntlet load`.
@@ -261,6 +261,28 @@ fn print_stats(label: &str, s: &Stats) {
     println!("{label}: {} requests", s.total());
     println!("  latency (corrected, from intended send): {}", spectrum(s.latency()));
     println!("  service time (from actual send):         {}", spectrum(s.service()));
+    if let Some(line) = answers(s) {
+        println!("  answers: {line}");
+    }
+}
+
+/// What the answer rules found in a scope, when they found anything.
+fn answers(s: &Stats) -> Option<String> {
+    let c = s.counts();
+    if c.degraded == 0 && c.checks() == 0 && c.dropped == 0 {
+        return None;
+    }
+    Some(format!(
+        "degraded {} ({:.3}%), checks passed {} failed {}, dropped starts {}; availability {:.3}%, \
+         including degraded {:.3}%",
+        c.degraded,
+        share(c.degraded, c.total) * 100.0,
+        c.checks_passed,
+        c.checks_failed,
+        c.dropped,
+        s.availability() * 100.0,
+        share(c.available_including_degraded, c.offered()) * 100.0,
+    ))
 }
 
 fn print_summary(result: &RunResult, workload: &Workload, schedule: &ArrivalSchedule) {
@@ -284,8 +306,8 @@ fn print_summary(result: &RunResult, workload: &Workload, schedule: &ArrivalSche
     println!("errors: {}", errors.join("  "));
     let total = overall.total().max(1) as f64;
     println!(
-        "availability {:.3}%  error rate {:.3}%",
-        overall.available() as f64 / total * 100.0,
+        "availability {:.3}% (dropped starts count as unavailable)  error rate {:.3}%",
+        overall.availability() * 100.0,
         overall.failed() as f64 / total * 100.0
     );
     let single = workload.flows.len() == 1 && workload.flows[0].steps.len() == 1;

@@ -14,7 +14,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderName, HeaderValue, HOST};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -56,6 +56,16 @@ pub struct ClientConfig {
     pub timeout: Duration,
 }
 
+/// What of an answer to keep besides its status: the body (for captures and checks)
+/// and the headers that answer rules look at.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keep<'a> {
+    /// Keep the body, up to [`MAX_CAPTURE_BODY`].
+    pub body: bool,
+    /// Keep these headers.
+    pub headers: &'a [HeaderName],
+}
+
 /// One request's result.
 #[derive(Debug)]
 pub struct Exchange {
@@ -67,6 +77,8 @@ pub struct Exchange {
     pub outcome: Outcome,
     /// The body, when asked for and no longer than [`MAX_CAPTURE_BODY`].
     pub body: Option<Bytes>,
+    /// The headers asked for, as they came.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 type Sender = SendRequest<Full<Bytes>>;
@@ -121,7 +133,7 @@ impl HttpClient {
     }
 
     /// Sends `req` and reads the whole answer, within the timeout.
-    pub async fn send(&self, req: Request<Bytes>, keep_body: bool) -> Exchange {
+    pub async fn send(&self, req: Request<Bytes>, keep: Keep<'_>) -> Exchange {
         let mut req = req.map(Full::new);
         req.headers_mut().insert(HOST, self.inner.host.clone());
         let started = Instant::now();
@@ -135,30 +147,34 @@ impl HttpClient {
             sent = Instant::now();
             let resp = sender.send_request(req).await.map_err(classify)?;
             let status = resp.status().as_u16();
-            let body = read_body(resp.into_body(), keep_body).await?;
+            let mut headers = Vec::new();
+            for name in keep.headers {
+                headers.extend(resp.headers().get_all(name).iter().map(|v| (name.clone(), v.clone())));
+            }
+            let body = read_body(resp.into_body(), keep.body).await?;
             pool.checkin(sender);
-            Ok((status, body))
+            Ok((status, body, headers))
         })
         .await;
         let done = Instant::now();
-        let (outcome, body) = match result {
-            Ok(Ok((status, body))) => (Outcome::Status(status), body),
-            Ok(Err(kind)) => (Outcome::Error(kind), None),
-            Err(_) => (Outcome::Error(ErrorKind::Timeout), None),
+        let (outcome, body, headers) = match result {
+            Ok(Ok((status, body, headers))) => (Outcome::Status(status), body, headers),
+            Ok(Err(kind)) => (Outcome::Error(kind), None, Vec::new()),
+            Err(_) => (Outcome::Error(ErrorKind::Timeout), None, Vec::new()),
         };
-        Exchange { sent, done, outcome, body }
+        Exchange { sent, done, outcome, body, headers }
     }
 }
 
 /// Something a flow sends its requests through.
 pub(crate) trait Transport {
     /// Sends `req` and reads the whole answer, within the timeout.
-    async fn exchange(&mut self, req: Request<Bytes>, keep_body: bool) -> Exchange;
+    async fn exchange(&mut self, req: Request<Bytes>, keep: Keep<'_>) -> Exchange;
 }
 
 impl Transport for HttpClient {
-    async fn exchange(&mut self, req: Request<Bytes>, keep_body: bool) -> Exchange {
-        self.send(req, keep_body).await
+    async fn exchange(&mut self, req: Request<Bytes>, keep: Keep<'_>) -> Exchange {
+        self.send(req, keep).await
     }
 }
 
@@ -189,9 +205,9 @@ impl Link {
     async fn attempt(
         &mut self,
         req: &Request<Bytes>,
-        keep_body: bool,
+        keep: Keep<'_>,
         sent: &mut Instant,
-    ) -> Result<(u16, Option<Bytes>), ErrorKind> {
+    ) -> Result<super::h1::Answer, ErrorKind> {
         let conn = match &mut self.open {
             Some(conn) => conn,
             None => {
@@ -201,12 +217,12 @@ impl Link {
                 conn
             }
         };
-        match conn.exchange(req, keep_body).await {
+        match conn.exchange(req, keep).await {
             Ok(answer) => {
                 if !answer.reusable {
                     self.open = None;
                 }
-                Ok((answer.status, answer.body))
+                Ok(answer)
             }
             Err(kind) => {
                 self.open = None;
@@ -217,13 +233,13 @@ impl Link {
 }
 
 impl Transport for DedicatedConnection {
-    async fn exchange(&mut self, mut req: Request<Bytes>, keep_body: bool) -> Exchange {
+    async fn exchange(&mut self, mut req: Request<Bytes>, keep: Keep<'_>) -> Exchange {
         let Self { link, timer } = self;
         req.headers_mut().insert(HOST, link.pool.host.clone());
         let mut sent = Instant::now();
         let deadline = sent + link.pool.timeout;
         let result = {
-            let mut attempt = std::pin::pin!(link.attempt(&req, keep_body, &mut sent));
+            let mut attempt = std::pin::pin!(link.attempt(&req, keep, &mut sent));
             std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
                     return Poll::Ready(Some(r));
@@ -241,15 +257,15 @@ impl Transport for DedicatedConnection {
             .await
         };
         let done = Instant::now();
-        let (outcome, body) = match result {
-            Some(Ok((status, body))) => (Outcome::Status(status), body),
-            Some(Err(kind)) => (Outcome::Error(kind), None),
+        let (outcome, body, headers) = match result {
+            Some(Ok(answer)) => (Outcome::Status(answer.status), answer.body, answer.headers),
+            Some(Err(kind)) => (Outcome::Error(kind), None, Vec::new()),
             None => {
                 link.open = None;
-                (Outcome::Error(ErrorKind::Timeout), None)
+                (Outcome::Error(ErrorKind::Timeout), None, Vec::new())
             }
         };
-        Exchange { sent, done, outcome, body }
+        Exchange { sent, done, outcome, body, headers }
     }
 }
 

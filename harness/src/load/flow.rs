@@ -11,11 +11,16 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Uri};
 use serde_json::Value;
 
-use super::client::{Exchange, HttpClient, Transport};
+use super::client::{Exchange, HttpClient, Keep, Transport};
 use super::recorder::{FlowId, Sample};
 use super::runner::{RunError, Shared};
-use super::stats::{micros, ErrorKind, Outcome};
+use super::stats::{micros, Check, ErrorKind, Judgement, Outcome};
+use super::template::{draw_rng, DrawRng};
 use super::workload::{BaseUrl, Step, Workload};
+
+/// The draw streams of the setup phase, one per virtual user, far above those of the
+/// flow starts (stream `k` for start `k`).
+const SETUP_STREAMS: u64 = 1 << 63;
 
 /// Data of each virtual user, captured by the setup phase.
 #[derive(Debug, Default)]
@@ -31,16 +36,21 @@ impl VirtualUsers {
         for user in 0..setup.users {
             let mut captured = BTreeMap::new();
             let vu = Value::from(user);
+            let mut draws = draw_rng(workload.seed, SETUP_STREAMS + u64::from(user));
             for step in &setup.steps {
                 let vars = Vars { vu: &vu, iteration: &vu, user: &captured, workload, captures: &[] };
-                let req = build_request(step, None, base, &vars);
-                let ex = client.send(req, !step.captures.is_empty()).await;
+                let req = build_request(step, None, base, &vars, &mut draws);
+                let ex = client.send(req, keep(step)).await;
+                let judgement = step.rules.judge(ex.outcome, &ex.headers, ex.body.as_deref());
+                let fail = |outcome: String| RunError::Setup { user, step: step.name.clone(), outcome };
+                if judgement.check == Check::Failed {
+                    return Err(fail(format!("{}, which fails the step's `expect`", describe(ex.outcome))));
+                }
                 let taken = match ex.outcome {
                     Outcome::Status(_) if ex.outcome.succeeded() => take_captures(step, &ex),
                     other => Err(other),
                 };
-                let fail = |o: Outcome| RunError::Setup { user, step: step.name.clone(), outcome: describe(o) };
-                captured.extend(taken.map_err(fail)?);
+                captured.extend(taken.map_err(|o| fail(describe(o)))?);
             }
             data.push(captured);
         }
@@ -57,6 +67,13 @@ impl VirtualUsers {
     fn count(&self) -> u64 {
         self.data.len().max(1) as u64
     }
+}
+
+/// What of a step's answer to keep: the body for captures, the history and checks; the
+/// headers its degraded rules look at.
+fn keep(step: &Step) -> Keep<'_> {
+    let body = !step.captures.is_empty() || step.record.is_some() || step.rules.needs_body();
+    Keep { body, headers: step.rules.headers() }
 }
 
 fn describe(o: Outcome) -> String {
@@ -133,12 +150,18 @@ impl Vars<'_> {
     }
 }
 
-fn build_request(step: &Step, literal: Option<&Uri>, base: &BaseUrl, vars: &Vars<'_>) -> Request<Bytes> {
+fn build_request(
+    step: &Step,
+    literal: Option<&Uri>,
+    base: &BaseUrl,
+    vars: &Vars<'_>,
+    draws: &mut DrawRng,
+) -> Request<Bytes> {
     // Built field by field: `Request::builder` moves the whole request head through
     // each call, which costs more than everything else here on the hot path.
     let lookup = |n: &str| vars.lookup(n);
     let body = match &step.body {
-        Some(json) => Bytes::from(json.render(&lookup).to_string()),
+        Some(json) => Bytes::from(json.render(&lookup, draws).to_string()),
         None => Bytes::new(),
     };
     let mut req = Request::new(body);
@@ -147,13 +170,13 @@ fn build_request(step: &Step, literal: Option<&Uri>, base: &BaseUrl, vars: &Vars
         Some(uri) => uri.clone(),
         None => {
             let mut path = base.prefix.clone();
-            step.path.render_into(&mut path, &lookup);
+            step.path.render_into(&mut path, &lookup, draws);
             path.parse().unwrap_or_else(|_| Uri::from_static("/"))
         }
     };
     let headers = req.headers_mut();
     for (name, value) in &step.headers {
-        let text = value.as_literal().map_or_else(|| value.render(&lookup), str::to_owned);
+        let text = value.as_literal().map_or_else(|| value.render(&lookup, draws), str::to_owned);
         if let Ok(v) = HeaderValue::from_str(&text) {
             headers.append(name, v);
         }
@@ -190,13 +213,15 @@ pub(crate) async fn run_flow(
     let mut captures: Vec<(String, Value)> = Vec::new();
     let mut step_intended = intended;
     let (mut service, mut last_done) = (Duration::ZERO, intended);
+    let mut flow_judgement = Judgement::NONE;
+    let mut draws = draw_rng(ctx.workload.seed, k);
     for (i, step) in steps.iter().enumerate() {
         let vars = Vars { vu: &vu, iteration: &iteration, user, workload: &ctx.workload, captures: &captures };
         let literal = ctx.literal_uris[flow.0][i].as_ref();
-        let req = build_request(step, literal, &ctx.base, &vars);
+        let req = build_request(step, literal, &ctx.base, &vars, &mut draws);
         let key = step.record.as_ref().and_then(|_| req.headers().get("idempotency-key"));
         let key = key.and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let ex = transport.exchange(req, !step.captures.is_empty() || step.record.is_some()).await;
+        let ex = transport.exchange(req, keep(step)).await;
         if let (Some(kind), Some(history)) = (&step.record, &shared.history) {
             let (invoked, completed) =
                 (ex.sent.saturating_duration_since(ctx.start), ex.done.saturating_duration_since(ctx.start));
@@ -209,8 +234,12 @@ pub(crate) async fn run_flow(
                 ex.body.as_deref(),
             ));
         }
+        let judgement = step.rules.judge(ex.outcome, &ex.headers, ex.body.as_deref());
+        flow_judgement = flow_judgement.and(judgement);
         let mut outcome = ex.outcome;
-        if outcome.succeeded() {
+        // A wrong answer is not one to take values from or to go on after.
+        let good = |o: Outcome| o.succeeded() && judgement.check != Check::Failed;
+        if good(outcome) {
             match take_captures(step, &ex) {
                 Ok(taken) => captures.extend(taken),
                 Err(failed) => outcome = failed,
@@ -221,16 +250,18 @@ pub(crate) async fn run_flow(
             sent: ex.sent.saturating_duration_since(ctx.start),
             done: ex.done.saturating_duration_since(ctx.start),
             outcome,
+            judgement,
         };
         service += sample.done.saturating_sub(sample.sent);
         last_done = sample.done;
-        let last = i + 1 == steps.len() || !outcome.succeeded();
+        let last = i + 1 == steps.len() || !good(outcome);
         if let Ok(mut rec) = shared.recorder.lock() {
             let id = rec.step_id(flow, i);
             rec.record_step(id, &sample);
             if last {
                 // The flow's own record goes under the same lock.
-                let whole = Sample { intended, sent: last_done.saturating_sub(service), done: last_done, outcome };
+                let sent = last_done.saturating_sub(service);
+                let whole = Sample { intended, sent, done: last_done, outcome, judgement: flow_judgement };
                 rec.record_flow(flow, &whole);
             }
         }

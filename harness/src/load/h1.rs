@@ -13,10 +13,11 @@
 //! malformed is a protocol error; an end of stream mid-response is a reset.
 
 use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::client::MAX_CAPTURE_BODY;
+use super::client::{Keep, MAX_CAPTURE_BODY};
 use super::stats::ErrorKind;
 
 /// The longest response head accepted.
@@ -33,6 +34,8 @@ pub(crate) struct Answer {
     pub status: u16,
     /// The body, when asked for and not longer than [`MAX_CAPTURE_BODY`].
     pub body: Option<Bytes>,
+    /// The headers asked for, as they came.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Whether the connection may carry another request.
     pub reusable: bool,
 }
@@ -58,17 +61,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
     }
 
     /// Sends `req` (its `Host` header already set) and reads the whole answer.
-    pub(crate) async fn exchange(&mut self, req: &Request<Bytes>, keep_body: bool) -> Result<Answer, ErrorKind> {
+    pub(crate) async fn exchange(&mut self, req: &Request<Bytes>, keep: Keep<'_>) -> Result<Answer, ErrorKind> {
         self.encode(req);
         self.io.write_all(&self.write).await.map_err(io_kind)?;
         loop {
-            let (status, framing, reusable) = self.head(req.method()).await?;
+            let mut headers = Vec::new();
+            let (status, framing, reusable) = self.head(req.method(), keep.headers, &mut headers).await?;
             if (100..200).contains(&status) && status != 101 {
                 continue;
             }
-            let body = self.body(framing, keep_body).await?;
+            let body = self.body(framing, keep.body).await?;
             let reusable = reusable && !matches!(framing, Framing::UntilClose) && status != 101;
-            return Ok(Answer { status, body, reusable });
+            return Ok(Answer { status, body, headers, reusable });
         }
     }
 
@@ -109,8 +113,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
         }
     }
 
-    /// Parses one response head: (status, framing, keep-alive).
-    async fn head(&mut self, method: &Method) -> Result<(u16, Framing, bool), ErrorKind> {
+    /// Parses one response head: (status, framing, keep-alive); the headers named in
+    /// `wanted` go into `kept`.
+    async fn head(
+        &mut self,
+        method: &Method,
+        wanted: &[HeaderName],
+        kept: &mut Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<(u16, Framing, bool), ErrorKind> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut res = httparse::Response::new(&mut headers);
@@ -120,6 +130,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                     let http10 = res.version == Some(0);
                     let (mut length, mut chunked, mut close, mut keep_alive) = (None, false, false, false);
                     for h in res.headers.iter() {
+                        if let Some(name) = wanted.iter().find(|n| h.name.eq_ignore_ascii_case(n.as_str())) {
+                            let value = HeaderValue::from_bytes(h.value).map_err(|_| ErrorKind::Protocol)?;
+                            kept.push((name.clone(), value));
+                        }
                         if h.name.eq_ignore_ascii_case("content-length") {
                             let v = std::str::from_utf8(h.value).map_err(|_| ErrorKind::Protocol)?.trim();
                             let n: u64 = v.parse().map_err(|_| ErrorKind::Protocol)?;
@@ -288,7 +302,7 @@ mod tests {
                 seen
             });
             let mut h1 = H1::new(client);
-            let answer = h1.exchange(&req, keep).await;
+            let answer = h1.exchange(&req, Keep { body: keep, headers: &[] }).await;
             let seen = peer.await.unwrap();
             (answer, seen)
         })
@@ -308,7 +322,7 @@ mod tests {
             let (answer, seen) = exchange(get("/a?b=1"), res, step, true);
             assert_eq!(
                 answer.unwrap(),
-                Answer { status: 200, body: Some(Bytes::from_static(b"hello")), reusable: true }
+                Answer { status: 200, body: Some(Bytes::from_static(b"hello")), headers: Vec::new(), reusable: true }
             );
             assert_eq!(seen, b"GET /a?b=1 HTTP/1.1\r\nhost: example:80\r\n\r\n");
         }
@@ -321,7 +335,12 @@ mod tests {
             let (answer, _) = exchange(get("/"), res, step, true);
             assert_eq!(
                 answer.unwrap(),
-                Answer { status: 201, body: Some(Bytes::from_static(b"Wikipedia")), reusable: true }
+                Answer {
+                    status: 201,
+                    body: Some(Bytes::from_static(b"Wikipedia")),
+                    headers: Vec::new(),
+                    reusable: true
+                }
             );
         }
     }
@@ -330,7 +349,7 @@ mod tests {
     fn interim_responses_are_skipped_and_close_is_honoured() {
         let res = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 2\r\n\r\nno";
         let (answer, _) = exchange(get("/"), res, 5, false);
-        assert_eq!(answer.unwrap(), Answer { status: 503, body: None, reusable: false });
+        assert_eq!(answer.unwrap(), Answer { status: 503, body: None, headers: Vec::new(), reusable: false });
     }
 
     #[test]
@@ -338,10 +357,32 @@ mod tests {
         let (answer, _) = exchange(get("/"), b"HTTP/1.0 200 OK\r\n\r\nall of it", 4, true);
         assert_eq!(
             answer.unwrap(),
-            Answer { status: 200, body: Some(Bytes::from_static(b"all of it")), reusable: false }
+            Answer { status: 200, body: Some(Bytes::from_static(b"all of it")), headers: Vec::new(), reusable: false }
         );
         let (answer, _) = exchange(get("/"), b"HTTP/1.1 204 No Content\r\n\r\n", 4, true);
-        assert_eq!(answer.unwrap(), Answer { status: 204, body: Some(Bytes::new()), reusable: true });
+        assert_eq!(
+            answer.unwrap(),
+            Answer { status: 204, body: Some(Bytes::new()), headers: Vec::new(), reusable: true }
+        );
+    }
+
+    #[test]
+    fn the_headers_asked_for_are_kept() {
+        let res = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Stale: yes\r\nX-Other: no\r\n\r\nok";
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let answer = rt.block_on(async move {
+            let (client, mut server) = tokio::io::duplex(256);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 256];
+                let _ = server.read(&mut buf).await;
+                server.write_all(res).await.unwrap();
+                server
+            });
+            let wanted = [HeaderName::from_static("x-stale")];
+            H1::new(client).exchange(&get("/"), Keep { body: false, headers: &wanted }).await
+        });
+        let headers = answer.unwrap().headers;
+        assert_eq!(headers, vec![(HeaderName::from_static("x-stale"), HeaderValue::from_static("yes"))]);
     }
 
     #[test]

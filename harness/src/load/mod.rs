@@ -5,13 +5,15 @@
 //! go into [`runner::run`], which drives [`client::HttpClient`] and fills a
 //! [`recorder::Recorder`]; [`slo::SloSpec`]s are judged on it into
 //! [`slo::SloVerdict`]s. Latency is measured from the intended send time, so
-//! coordinated omission is corrected.
+//! coordinated omission is corrected. Each answer is judged by the workload's
+//! [`rules::AnswerRules`] (degraded markers, expectations) before it is recorded.
 
 pub mod client;
 pub mod duration;
 pub mod flow;
 mod h1;
 pub mod recorder;
+pub mod rules;
 pub mod runner;
 pub mod schedule;
 pub mod series;

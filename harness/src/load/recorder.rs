@@ -5,6 +5,9 @@
 //! request should go) to the end of the answer, so a stall that delays sending is
 //! counted in full (coordinated omission corrected, as in wrk2). Service time runs
 //! from the moment a connection was in hand to the end of the answer.
+//!
+//! A flow start dropped at the in-flight limit is counted overall and in its flow (and
+//! in their windows) as one more unavailable request; steps never saw it.
 
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use thiserror::Error;
 
 use super::series::{Bucket, TimeSeries};
 use super::slo::{Observable, SloScope, SloSpec, SloVerdict, Window};
-use super::stats::{micros, Outcome, Stats};
+use super::stats::{micros, Judgement, Outcome, Stats};
 
 /// An SLO names a flow or step the workload does not have.
 #[derive(Debug, Error, PartialEq)]
@@ -43,6 +46,15 @@ pub struct Sample {
     pub done: Duration,
     /// How it ended.
     pub outcome: Outcome,
+    /// What the workload's answer rules said about it.
+    pub judgement: Judgement,
+}
+
+impl Sample {
+    /// A sample no answer rule applied to.
+    pub fn plain(intended: Duration, sent: Duration, done: Duration, outcome: Outcome) -> Self {
+        Self { intended, sent, done, outcome, judgement: Judgement::NONE }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,16 +169,16 @@ impl Recorder {
         let latency = micros(s.done.saturating_sub(s.intended));
         let service = micros(s.done.saturating_sub(s.sent));
         let second = s.intended.as_secs();
-        self.overall.record(latency, service, s.outcome);
-        self.overall_series.record(second, latency, s.outcome);
+        self.overall.record_judged(latency, service, s.outcome, s.judgement);
+        self.overall_series.record(second, latency, s.outcome, s.judgement);
         if self.single {
             // Scopes of a single-step workload all resolve to `Key::Overall`.
             self.record_windows(Key::Overall, latency, service, s);
             return;
         }
         if let Some((stats, series)) = self.steps.get_mut(step.0) {
-            stats.record(latency, service, s.outcome);
-            series.record(second, latency, s.outcome);
+            stats.record_judged(latency, service, s.outcome, s.judgement);
+            series.record(second, latency, s.outcome, s.judgement);
         }
         self.record_windows(Key::Step(step.0), latency, service, s);
     }
@@ -175,13 +187,13 @@ impl Recorder {
         for w in &mut self.windows {
             let mine = w.key == Key::Overall || w.key == key;
             if mine && w.window.contains(s.intended) {
-                w.stats.record(latency, service, s.outcome);
+                w.stats.record_judged(latency, service, s.outcome, s.judgement);
             }
         }
     }
 
-    /// Records one whole flow: `service` is the sum of its steps' service times and
-    /// `outcome` that of the step that ended it.
+    /// Records one whole flow: `service` is the sum of its steps' service times,
+    /// `outcome` that of the step that ended it, `judgement` that of all its steps.
     pub fn record_flow(&mut self, flow: FlowId, s: &Sample) {
         let latency = micros(s.done.saturating_sub(s.intended));
         let service = micros(s.done.saturating_sub(s.sent));
@@ -189,20 +201,36 @@ impl Recorder {
             return;
         }
         if let Some((stats, series)) = self.flows.get_mut(flow.0) {
-            stats.record(latency, service, s.outcome);
-            series.record(s.intended.as_secs(), latency, s.outcome);
+            stats.record_judged(latency, service, s.outcome, s.judgement);
+            series.record(s.intended.as_secs(), latency, s.outcome, s.judgement);
         }
         for w in &mut self.windows {
             if w.key == Key::Flow(flow.0) && w.window.contains(s.intended) {
-                w.stats.record(latency, service, s.outcome);
+                w.stats.record_judged(latency, service, s.outcome, s.judgement);
             }
         }
     }
 
-    /// Counts a flow start that was dropped because the in-flight limit was reached.
-    pub fn record_dropped(&mut self, intended: Duration) {
+    /// Counts a start of flow `flow`, meant for offset `intended`, that was dropped
+    /// because the in-flight limit was reached: one unavailable request overall and in
+    /// the flow.
+    pub fn record_dropped(&mut self, flow: FlowId, intended: Duration) {
         self.dropped += 1;
-        self.overall_series.record_dropped(intended.as_secs());
+        let second = intended.as_secs();
+        self.overall.record_dropped();
+        self.overall_series.record_dropped(second);
+        if !self.single {
+            if let Some((stats, series)) = self.flows.get_mut(flow.0) {
+                stats.record_dropped();
+                series.record_dropped(second);
+            }
+        }
+        let key = if self.single { Key::Overall } else { Key::Flow(flow.0) };
+        for w in &mut self.windows {
+            if (w.key == Key::Overall || w.key == key) && w.window.contains(intended) {
+                w.stats.record_dropped();
+            }
+        }
     }
 
     /// Closes the time-series seconds whose answers are all in by `now`, and checks
@@ -337,7 +365,7 @@ mod tests {
     #[test]
     fn corrected_latency_counts_from_the_intended_time() {
         let mut r = Recorder::new(layout(), &[], Duration::ZERO).unwrap();
-        let s = Sample { intended: ms(0), sent: ms(900), done: ms(1000), outcome: Outcome::Status(200) };
+        let s = Sample::plain(ms(0), ms(900), ms(1000), Outcome::Status(200));
         r.record_step(StepId(1), &s);
         assert_eq!(r.overall().latency().max(), r.overall().latency().highest_equivalent(1_000_000));
         assert_eq!(r.overall().service().max(), r.overall().service().highest_equivalent(100_000));
@@ -354,7 +382,7 @@ mod tests {
         for sec in 0..4 {
             let at = Duration::from_secs(sec);
             let outcome = Outcome::Error(ErrorKind::Reset);
-            r.record_step(StepId(1), &Sample { intended: at, sent: at, done: at, outcome });
+            r.record_step(StepId(1), &Sample::plain(at, at, at, outcome));
             r.advance(at + Duration::from_secs(1));
             assert_eq!(r.abort_reason().is_some(), sec >= 2, "second {sec}");
         }
@@ -368,13 +396,36 @@ mod tests {
         let single = vec![("default".to_owned(), vec!["request".to_owned()])];
         let slo: SloSpec = toml::from_str("threshold = 'p95 < 1s'\nflow = 'default'\nstep = 'request'").unwrap();
         let mut r = Recorder::new(single, std::slice::from_ref(&slo), Duration::ZERO).unwrap();
-        let s = Sample { intended: ms(0), sent: ms(1), done: ms(2), outcome: Outcome::Status(200) };
+        let s = Sample::plain(ms(0), ms(1), ms(2), Outcome::Status(200));
         r.record_step(StepId(0), &s);
         r.record_flow(FlowId(0), &s);
         assert_eq!(r.overall().total(), 1);
         assert_eq!(r.flow(FlowId(0)).unwrap().0.total(), 1);
         assert_eq!(r.step(StepId(0)).unwrap().0.total(), 1);
         assert!(r.verdicts(&[slo])[0].passed());
+    }
+
+    #[test]
+    fn dropped_starts_lower_overall_and_flow_availability_not_the_steps() {
+        let slo: SloSpec = toml::from_str("threshold = 'availability >= 99%'\nflow = 'browse'\nafter = '1s'").unwrap();
+        let mut r = Recorder::new(layout(), std::slice::from_ref(&slo), Duration::ZERO).unwrap();
+        for at in [ms(1000), ms(1500)] {
+            let s = Sample::plain(at, at, at + ms(1), Outcome::Status(200));
+            r.record_step(StepId(0), &s);
+            r.record_step(StepId(1), &s);
+            r.record_flow(FlowId(0), &s);
+        }
+        r.record_dropped(FlowId(0), ms(500));
+        r.record_dropped(FlowId(0), ms(1200));
+        assert_eq!(r.dropped(), 2);
+        assert_eq!(r.overall().availability(), 4.0 / 6.0);
+        assert_eq!(r.flow(FlowId(0)).unwrap().0.availability(), 2.0 / 4.0);
+        assert_eq!(r.step(StepId(0)).unwrap().0.availability(), 1.0);
+        let v = &r.verdicts(std::slice::from_ref(&slo))[0];
+        assert_eq!((v.samples, v.observed), (3, Some(2.0 / 3.0)), "the window holds one of the drops");
+        r.finish();
+        let dropped: Vec<u64> = r.flow(FlowId(0)).unwrap().1.seconds().iter().map(|s| s.dropped).collect();
+        assert_eq!(dropped, [1, 1]);
     }
 
     #[test]

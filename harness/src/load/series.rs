@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use hdrhistogram::Histogram;
 
 use super::slo::Observable;
-use super::stats::{latency_histogram, us_to_ms, Outcome};
+use super::stats::{latency_histogram, us_to_ms, Counts, Judgement, Outcome};
 
 /// The most buckets kept open at once; samples further ahead are not bucketed.
 pub const MAX_OPEN_SECONDS: u64 = 3_600;
@@ -22,10 +22,14 @@ pub struct SecondSummary {
     pub second: u64,
     /// Requests (or flows) intended to start in this second.
     pub requests: u64,
-    /// Those without a 2xx/3xx answer in time.
+    /// Those without a 2xx/3xx answer in time, or with a failed check.
     pub errors: u64,
-    /// Those with a 5xx or no answer in time.
+    /// Those not available: a 5xx, no answer in time, degraded, or a failed check.
     pub unavailable: u64,
+    /// Those that matched a `degraded` rule.
+    pub degraded: u64,
+    /// Those that failed their check.
+    pub checks_failed: u64,
     /// Starts dropped because the in-flight limit was reached.
     pub dropped: u64,
     /// Corrected latency percentiles, milliseconds.
@@ -53,25 +57,25 @@ impl SecondSummary {
 #[derive(Clone, Debug)]
 pub struct Bucket {
     latency: Histogram<u64>,
-    total: u64,
-    available: u64,
-    succeeded: u64,
-    dropped: u64,
+    counts: Counts,
 }
 
 impl Bucket {
     fn new() -> Self {
-        Self { latency: latency_histogram(2), total: 0, available: 0, succeeded: 0, dropped: 0 }
+        Self { latency: latency_histogram(2), counts: Counts::default() }
     }
 
     fn summary(&self, second: u64) -> SecondSummary {
         let q = |q: f64| us_to_ms(self.latency.value_at_quantile(q));
+        let c = &self.counts;
         SecondSummary {
             second,
-            requests: self.total,
-            errors: self.total - self.succeeded,
-            unavailable: self.total - self.available,
-            dropped: self.dropped,
+            requests: c.total,
+            errors: c.total - c.succeeded,
+            unavailable: c.total - c.available,
+            degraded: c.degraded,
+            checks_failed: c.checks_failed,
+            dropped: c.dropped,
             p50_ms: q(0.50),
             p95_ms: q(0.95),
             p99_ms: q(0.99),
@@ -81,14 +85,8 @@ impl Bucket {
 }
 
 impl Observable for Bucket {
-    fn total(&self) -> u64 {
-        self.total
-    }
-    fn available(&self) -> u64 {
-        self.available
-    }
-    fn succeeded(&self) -> u64 {
-        self.succeeded
+    fn counts(&self) -> Counts {
+        self.counts
     }
     fn latency_percentile_ms(&self, q: f64) -> f64 {
         us_to_ms(self.latency.value_at_quantile(q / 100.0))
@@ -126,13 +124,11 @@ impl TimeSeries {
 
     /// Records a sample intended for `second`.
     #[inline]
-    pub fn record(&mut self, second: u64, latency_us: u64, outcome: Outcome) {
+    pub fn record(&mut self, second: u64, latency_us: u64, outcome: Outcome, judgement: Judgement) {
         match self.bucket(second) {
             Some(b) => {
                 b.latency.saturating_record(latency_us);
-                b.total += 1;
-                b.available += u64::from(outcome.available());
-                b.succeeded += u64::from(outcome.succeeded());
+                b.counts.record(outcome, judgement);
             }
             None => self.late += 1,
         }
@@ -141,7 +137,7 @@ impl TimeSeries {
     /// Counts a dropped start in `second`.
     pub fn record_dropped(&mut self, second: u64) {
         match self.bucket(second) {
-            Some(b) => b.dropped += 1,
+            Some(b) => b.counts.dropped += 1,
             None => self.late += 1,
         }
     }
@@ -181,11 +177,11 @@ mod tests {
     #[test]
     fn buckets_close_in_order_with_gaps_filled() {
         let mut ts = TimeSeries::default();
-        ts.record(0, 1_000, Outcome::Status(200));
-        ts.record(2, 5_000, Outcome::Status(503));
+        ts.record(0, 1_000, Outcome::Status(200), Judgement::NONE);
+        ts.record(2, 5_000, Outcome::Status(503), Judgement::NONE);
         ts.record_dropped(2);
         ts.close_before(1, |_, _| {});
-        ts.record(0, 1_000, Outcome::Status(200));
+        ts.record(0, 1_000, Outcome::Status(200), Judgement::NONE);
         assert_eq!(ts.late_samples(), 1);
         ts.close_all(|_, _| {});
         let s = ts.seconds();

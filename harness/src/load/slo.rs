@@ -7,8 +7,19 @@
 //! when every 1-second bucket of that long a stretch breaches it.
 //!
 //! Latency metrics are the coordinated-omission-corrected latency (from the intended
-//! send time). `availability` is the share of requests that got a non-5xx answer in
-//! time; `error_rate` the share that did not get a 2xx/3xx answer in time.
+//! send time). The ratio metrics:
+//!
+//! | metric | share of | that |
+//! |---|---|---|
+//! | `availability` | requests and dropped flow starts | got an answer in time, not a 5xx, not degraded, no failed check |
+//! | `availability_including_degraded` | requests and dropped flow starts | as `availability`, degraded answers counted as good |
+//! | `error_rate` | requests | got no 2xx/3xx answer in time, or failed their check |
+//! | `degraded` | requests | matched one of the workload's `degraded` rules |
+//! | `checks` | checks (requests of steps with `expect`) | passed their check |
+//!
+//! A flow start dropped at the in-flight limit never sent its requests; counting it as
+//! one unavailable request keeps an overloaded generator from reporting a good
+//! availability over the few requests it managed to send.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +29,7 @@ use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 use super::duration::HumanDuration;
+use super::stats::Counts;
 
 /// What a threshold measures.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,10 +40,17 @@ pub enum Metric {
     Max,
     /// The mean latency.
     Mean,
-    /// Share of requests answered in time without a 5xx.
+    /// Share of requests (and dropped starts) with a good answer: in time, not 5xx,
+    /// not degraded, no failed check.
     Availability,
-    /// Share of requests without a 2xx/3xx answer in time.
+    /// As [`Metric::Availability`], with degraded answers counted as good.
+    AvailabilityIncludingDegraded,
+    /// Share of requests without a 2xx/3xx answer in time, or with a failed check.
     ErrorRate,
+    /// Share of requests whose answer matched a `degraded` rule.
+    Degraded,
+    /// Share of checks (requests of steps with `expect`) that passed.
+    Checks,
 }
 
 impl Metric {
@@ -82,7 +101,10 @@ pub enum ThresholdError {
     #[error("`{0}` is not a threshold; write it like `p95 < 200ms` or `availability >= 99.9%`")]
     Shape(String),
     /// An unknown metric.
-    #[error("unknown metric `{0}`; use p50..p99.99, max, mean, availability or error_rate")]
+    #[error(
+        "unknown metric `{0}`; use p50..p99.99, max, mean, availability, \
+         availability_including_degraded, error_rate, degraded or checks"
+    )]
     Metric(String),
     /// A latency bound that is not a duration.
     #[error("`{0}` is not a duration; latency bounds look like `200ms` or `1.5s`")]
@@ -140,7 +162,10 @@ fn parse_metric(s: &str) -> Result<Metric, ThresholdError> {
         "max" => Metric::Max,
         "mean" | "avg" => Metric::Mean,
         "availability" => Metric::Availability,
+        "availability_including_degraded" => Metric::AvailabilityIncludingDegraded,
         "error_rate" => Metric::ErrorRate,
+        "degraded" => Metric::Degraded,
+        "checks" => Metric::Checks,
         _ => {
             let q: f64 = s.strip_prefix('p').ok_or_else(bad)?.parse().map_err(|_| bad())?;
             if !(q > 0.0 && q <= 100.0) {
@@ -167,8 +192,23 @@ impl fmt::Display for Threshold {
             Metric::Percentile(q) => write!(f, "p{q} {op} {}", fmt_ms(self.bound)),
             Metric::Max => write!(f, "max {op} {}", fmt_ms(self.bound)),
             Metric::Mean => write!(f, "mean {op} {}", fmt_ms(self.bound)),
-            Metric::Availability => write!(f, "availability {op} {}%", self.bound * 100.0),
-            Metric::ErrorRate => write!(f, "error_rate {op} {}%", self.bound * 100.0),
+            ratio => write!(f, "{} {op} {}%", ratio.name(), self.bound * 100.0),
+        }
+    }
+}
+
+impl Metric {
+    /// The metric's name in thresholds and reports: `p95`, `availability`, ...
+    pub fn name(self) -> String {
+        match self {
+            Self::Percentile(q) => format!("p{q}"),
+            Self::Max => "max".into(),
+            Self::Mean => "mean".into(),
+            Self::Availability => "availability".into(),
+            Self::AvailabilityIncludingDegraded => "availability_including_degraded".into(),
+            Self::ErrorRate => "error_rate".into(),
+            Self::Degraded => "degraded".into(),
+            Self::Checks => "checks".into(),
         }
     }
 }
@@ -306,12 +346,8 @@ pub fn parse_during(s: &str) -> Result<Window, String> {
 
 /// What a threshold is evaluated against: latencies in milliseconds and outcome counts.
 pub trait Observable {
-    /// Requests (or flows) recorded.
-    fn total(&self) -> u64;
-    /// Those answered in time without a 5xx.
-    fn available(&self) -> u64;
-    /// Those answered in time with a 2xx/3xx.
-    fn succeeded(&self) -> u64;
+    /// The outcome counts.
+    fn counts(&self) -> Counts;
     /// Corrected latency at percentile `q` (0..=100), in milliseconds.
     fn latency_percentile_ms(&self, q: f64) -> f64;
     /// Highest corrected latency, in milliseconds.
@@ -321,18 +357,33 @@ pub trait Observable {
 }
 
 impl Threshold {
-    /// The observed value of the metric, or `None` when nothing was recorded.
+    /// How many requests, flows, dropped starts or checks the metric is a share of (for
+    /// a latency, the requests or flows its histogram holds).
+    pub fn samples(&self, c: &Counts) -> u64 {
+        match self.metric {
+            Metric::Availability | Metric::AvailabilityIncludingDegraded => c.offered(),
+            Metric::Checks => c.checks(),
+            _ => c.total,
+        }
+    }
+
+    /// The observed value of the metric, or `None` when there is nothing to observe.
     pub fn observe(&self, o: &dyn Observable) -> Option<f64> {
-        let total = o.total();
-        if total == 0 {
+        let c = o.counts();
+        let whole = self.samples(&c);
+        if whole == 0 {
             return None;
         }
+        let of = |part: u64| part as f64 / whole as f64;
         Some(match self.metric {
             Metric::Percentile(q) => o.latency_percentile_ms(q),
             Metric::Max => o.latency_max_ms(),
             Metric::Mean => o.latency_mean_ms(),
-            Metric::Availability => o.available() as f64 / total as f64,
-            Metric::ErrorRate => 1.0 - o.succeeded() as f64 / total as f64,
+            Metric::Availability => of(c.available),
+            Metric::AvailabilityIncludingDegraded => of(c.available_including_degraded),
+            Metric::ErrorRate => 1.0 - of(c.succeeded),
+            Metric::Degraded => of(c.degraded),
+            Metric::Checks => of(c.checks_passed),
         })
     }
 
@@ -379,7 +430,7 @@ pub struct SloVerdict {
 impl SloVerdict {
     /// Judges `spec` against what was observed in its scope and window.
     pub fn judge(spec: &SloSpec, observed: Option<&dyn Observable>) -> Self {
-        let samples = observed.map_or(0, |o| o.total());
+        let samples = observed.map_or(0, |o| spec.threshold.samples(&o.counts()));
         let value = observed.and_then(|o| spec.threshold.observe(o));
         let status = match value {
             None => SloStatus::NoData,
@@ -414,6 +465,7 @@ impl fmt::Display for SloVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::stats::{Check, Judgement, Outcome, Stats};
 
     #[test]
     fn parses_the_documented_forms() {
@@ -426,6 +478,72 @@ mod tests {
         assert_eq!(t.comparison, Comparison::GreaterOrEqual);
         let t: Threshold = "error_rate<0.1%".parse().unwrap();
         assert!((t.bound - 0.001).abs() < 1e-12);
+        let metrics = ["availability_including_degraded >= 99%", "degraded <= 5%", "checks >= 99%"];
+        let parsed: Vec<Metric> = metrics.iter().map(|m| m.parse::<Threshold>().unwrap().metric).collect();
+        assert_eq!(parsed, [Metric::AvailabilityIncludingDegraded, Metric::Degraded, Metric::Checks]);
+        for m in metrics {
+            assert_eq!(m.parse::<Threshold>().unwrap().to_string(), m);
+        }
+    }
+
+    fn stats(record: impl FnOnce(&mut Stats)) -> Stats {
+        let mut s = Stats::new();
+        record(&mut s);
+        s
+    }
+
+    fn judge(threshold: &str, s: &Stats) -> SloVerdict {
+        SloVerdict::judge(&SloSpec::overall(threshold.parse().unwrap()), Some(s))
+    }
+
+    #[test]
+    fn degraded_answers_fail_availability_but_not_availability_including_degraded() {
+        let stale = Judgement { degraded: true, check: Check::Unchecked };
+        let s = stats(|s| {
+            for i in 0..10 {
+                s.record_judged(1000, 1000, Outcome::Status(200), if i < 2 { stale } else { Judgement::NONE });
+            }
+        });
+        let strict = judge("availability >= 99%", &s);
+        assert_eq!((strict.observed, strict.passed()), (Some(0.8), false));
+        let lenient = judge("availability_including_degraded >= 99%", &s);
+        assert_eq!((lenient.observed, lenient.passed()), (Some(1.0), true));
+        let share = judge("degraded <= 5%", &s);
+        assert_eq!((share.observed, share.passed()), (Some(0.2), false));
+    }
+
+    #[test]
+    fn the_checks_slo_fails_when_checks_fail() {
+        let wrong = Judgement { degraded: false, check: Check::Failed };
+        let right = Judgement { degraded: false, check: Check::Passed };
+        let s = stats(|s| {
+            s.record_judged(1000, 1000, Outcome::Status(200), wrong);
+            for _ in 0..3 {
+                s.record_judged(1000, 1000, Outcome::Status(200), right);
+            }
+            s.record(1000, 1000, Outcome::Status(200));
+        });
+        let v = judge("checks >= 99%", &s);
+        assert_eq!((v.observed, v.samples, v.passed()), (Some(0.75), 4, false));
+        assert_eq!(judge("availability >= 80%", &s).observed, Some(0.8));
+        let unchecked = stats(|s| s.record(1000, 1000, Outcome::Status(200)));
+        assert_eq!(judge("checks >= 99%", &unchecked).status, SloStatus::NoData);
+    }
+
+    #[test]
+    fn dropped_starts_lower_availability() {
+        let s = stats(|s| {
+            for _ in 0..3 {
+                s.record(1000, 1000, Outcome::Status(200));
+            }
+            s.record_dropped();
+        });
+        let v = judge("availability >= 99%", &s);
+        assert_eq!((v.observed, v.samples, v.passed()), (Some(0.75), 4, false));
+        assert_eq!(judge("error_rate < 1%", &s).samples, 3, "error_rate is over requests sent");
+        let only_dropped = stats(Stats::record_dropped);
+        assert_eq!(judge("availability >= 99%", &only_dropped).observed, Some(0.0));
+        assert_eq!(judge("p95 < 1s", &only_dropped).status, SloStatus::NoData);
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Starter {
             let flow = FlowId(ctx.workload.flow_for_ticket(ticket));
             if shared.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
                 if let Ok(mut rec) = shared.recorder.lock() {
-                    rec.record_dropped(at);
+                    rec.record_dropped(flow, at);
                 }
             } else {
                 shared.in_flight.fetch_add(1, Ordering::Relaxed);

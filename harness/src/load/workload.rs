@@ -38,6 +38,12 @@
 //! threshold = "p95 < 200ms"
 //! ```
 //!
+//! Answer rules (see [`super::rules`]): `degraded = { header = "x-stale" }` at the top
+//! level marks answers of every step, in a step those of that step; a step's
+//! `expect = { status = [200], json = { "/status" = "PAID" }, exists = ["/id"] }`
+//! makes each of its requests a check. Degraded answers and failed checks are not
+//! available.
+//!
 //! Every template variable is checked against what is defined before it is used, and
 //! every error names the line and column of the offending value.
 
@@ -54,6 +60,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use super::duration::HumanDuration;
+use super::rules::{check_pointer, parse_degraded, AnswerRules, DegradedRule, Located, RawExpect};
 use super::schedule::ScheduleSpec;
 use super::slo::SloSpec;
 use super::template::{JsonTemplate, Template};
@@ -145,6 +152,8 @@ pub struct Step {
     /// Records each request of this step in the run's operation history under this
     /// kind (`record = "place_order"`), for the invariant checkers.
     pub record: Option<String>,
+    /// What makes its answers degraded, and what it expects of them.
+    pub rules: AnswerRules,
 }
 
 /// A weighted sequence of steps, started as one unit by the schedule.
@@ -211,6 +220,7 @@ impl Workload {
             captures: Vec::new(),
             think: Duration::ZERO,
             record: None,
+            rules: AnswerRules::default(),
         };
         Ok(Self {
             base_url: Some(base),
@@ -266,8 +276,6 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-type Located<T> = Result<T, (Range<usize>, String)>;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkload {
@@ -282,6 +290,7 @@ struct RawWorkload {
     flow: Vec<Spanned<RawFlow>>,
     #[serde(default)]
     slo: Vec<SloSpec>,
+    degraded: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +330,8 @@ struct RawStep {
     capture: BTreeMap<String, Spanned<String>>,
     think: Option<HumanDuration>,
     record: Option<Spanned<String>>,
+    degraded: Option<Spanned<toml::Value>>,
+    expect: Option<Spanned<RawExpect>>,
 }
 
 fn get() -> Spanned<String> {
@@ -330,6 +341,7 @@ fn get() -> Spanned<String> {
 impl RawWorkload {
     fn check(self) -> Located<Workload> {
         let base_url = self.base_url.map(|u| BaseUrl::parse(u.get_ref()).map_err(|m| (u.span(), m))).transpose()?;
+        let degraded = self.degraded.as_ref().map(parse_degraded).transpose()?.unwrap_or_default();
         let mut known: BTreeSet<String> = BUILTIN_VARS.iter().map(|s| s.to_string()).collect();
         known.extend(self.vars.keys().cloned());
         let setup = match self.setup {
@@ -339,7 +351,7 @@ impl RawWorkload {
                     let msg = format!("setup.users must be between 1 and {MAX_USERS}");
                     return Err((raw.users.span(), msg));
                 }
-                let steps = check_steps(raw.step, &mut known)?;
+                let steps = check_steps(raw.step, &mut known, &degraded)?;
                 Some(Setup { users, steps })
             }
             None => None,
@@ -361,7 +373,7 @@ impl RawWorkload {
             if raw.step.is_empty() {
                 return Err((span, format!("flow `{name}` has no [[flow.step]]")));
             }
-            let steps = check_steps(raw.step, &mut known.clone())?;
+            let steps = check_steps(raw.step, &mut known.clone(), &degraded)?;
             flows.push(Flow { name, weight: *raw.weight.get_ref(), steps });
         }
         Ok(Workload {
@@ -376,7 +388,7 @@ impl RawWorkload {
     }
 }
 
-fn check_steps(raw: Vec<RawStep>, known: &mut BTreeSet<String>) -> Located<Vec<Step>> {
+fn check_steps(raw: Vec<RawStep>, known: &mut BTreeSet<String>, degraded: &[DegradedRule]) -> Located<Vec<Step>> {
     if raw.len() > MAX_STEPS {
         return Err((0..0, format!("a flow may have at most {MAX_STEPS} steps")));
     }
@@ -386,14 +398,14 @@ fn check_steps(raw: Vec<RawStep>, known: &mut BTreeSet<String>) -> Located<Vec<S
         if steps.iter().any(|s| s.name == name) {
             return Err((step.path.span(), format!("step `{name}` is defined twice in its flow")));
         }
-        let checked = check_step(step, name, known)?;
+        let checked = check_step(step, name, known, degraded)?;
         known.extend(checked.captures.iter().map(|c| c.name.clone()));
         steps.push(checked);
     }
     Ok(steps)
 }
 
-fn check_step(raw: RawStep, name: String, known: &BTreeSet<String>) -> Located<Step> {
+fn check_step(raw: RawStep, name: String, known: &BTreeSet<String>, degraded: &[DegradedRule]) -> Located<Step> {
     let method = Method::from_bytes(raw.method.get_ref().to_ascii_uppercase().as_bytes())
         .map_err(|_| (raw.method.span(), format!("`{}` is not an HTTP method", raw.method.get_ref())))?;
     let path = template(&raw.path, known)?;
@@ -416,12 +428,21 @@ fn check_step(raw: RawStep, name: String, known: &BTreeSet<String>) -> Located<S
     };
     let mut captures = Vec::with_capacity(raw.capture.len());
     for (var, pointer) in raw.capture {
-        if !pointer.get_ref().is_empty() && !pointer.get_ref().starts_with('/') {
-            let msg = format!("capture `{var}`: a JSON pointer starts with `/`, like `/token`");
-            return Err((pointer.span(), msg));
-        }
+        check_pointer(pointer.get_ref()).map_err(|m| (pointer.span(), format!("capture `{var}`: {m}")))?;
         captures.push(Capture { name: var, pointer: pointer.into_inner() });
     }
+    let mut step_degraded = degraded.to_vec();
+    if let Some(d) = &raw.degraded {
+        step_degraded.extend(parse_degraded(d)?);
+    }
+    let expect = match raw.expect {
+        Some(e) => {
+            let span = e.span();
+            Some(e.into_inner().check(span)?)
+        }
+        None => None,
+    };
+    let rules = AnswerRules::new(step_degraded, expect);
     let record = match raw.record {
         Some(r) if r.get_ref().is_empty() || !r.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
             return Err((r.span(), "`record` names an operation kind, like \"place_order\"".into()));
@@ -429,7 +450,8 @@ fn check_step(raw: RawStep, name: String, known: &BTreeSet<String>) -> Located<S
         Some(r) => Some(r.into_inner()),
         None => None,
     };
-    Ok(Step { name, method, path, headers, body, captures, think: raw.think.map_or(Duration::ZERO, |d| d.0), record })
+    let think = raw.think.map_or(Duration::ZERO, |d| d.0);
+    Ok(Step { name, method, path, headers, body, captures, think, record, rules })
 }
 
 fn template(raw: &Spanned<String>, known: &BTreeSet<String>) -> Located<Template> {
@@ -507,6 +529,67 @@ headers = { authorization = "Bearer {{token}}" }
         assert!(err.starts_with("w.toml:2:8:"), "{err}");
         let err = Workload::parse("seed = \n", "w.toml").unwrap_err().to_string();
         assert!(err.starts_with("w.toml:1:"), "{err}");
+    }
+
+    const RULED: &str = r#"
+degraded = { header = "x-stale" }
+[[flow]]
+name = "buy"
+[[flow.step]]
+path = "/orders/1"
+degraded = [{ header = "x-cache", value = "STALE" }]
+expect = { status = [200, "2xx"], json = { "/status" = "PAID" }, exists = ["/id"] }
+[[flow.step]]
+path = "/other"
+"#;
+
+    #[test]
+    fn answer_rules_apply_workload_wide_and_per_step() {
+        let w = Workload::parse(RULED, "w.toml").unwrap();
+        let (first, second) = (&w.flows[0].steps[0].rules, &w.flows[0].steps[1].rules);
+        let names = |r: &AnswerRules| r.degraded().iter().map(|d| d.header.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(first), ["x-stale", "x-cache"]);
+        assert_eq!(names(second), ["x-stale"]);
+        let expect = first.expect().unwrap();
+        assert_eq!((expect.status.len(), expect.json.len(), expect.exists.len()), (2, 1, 1));
+        assert!(second.expect().is_none());
+    }
+
+    fn error_of(text: &str) -> String {
+        Workload::parse(text, "w.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_answer_rules_point_at_their_value() {
+        let bad = |from: &str, to: &str| error_of(&RULED.replace(from, to));
+        let err = bad(r#""/status" = "#, r#""status" = "#);
+        assert!(err.starts_with("w.toml:8:44:") && err.contains("`status` is not a JSON pointer"), "{err}");
+        let err = bad(r#"["/id"]"#, r#"["/id~2"]"#);
+        assert!(err.starts_with("w.toml:8:") && err.contains("`~0`"), "{err}");
+        let err = bad(r#"[200, "2xx"]"#, "[200, 700]");
+        assert!(err.starts_with("w.toml:8:27:") && err.contains("700 is not an HTTP status"), "{err}");
+        let err = bad(r#"[200, "2xx"]"#, r#"["okay"]"#);
+        assert!(err.contains(r#""okay" is not an HTTP status"#), "{err}");
+        let err = bad(r#"[200, "2xx"]"#, "[]");
+        assert!(err.contains("at least one status"), "{err}");
+        let err = bad("exists = ", "exist = ");
+        assert!(err.starts_with("w.toml:8:") && err.contains("exist"), "{err}");
+        let err = bad(r#"{ header = "x-stale" }"#, r#"{ header = "bad header" }"#);
+        assert!(err.starts_with("w.toml:2:12:") && err.contains("not a header name"), "{err}");
+        let err = bad(r#"{ header = "x-stale" }"#, r#""x-stale""#);
+        assert!(err.starts_with("w.toml:2:12:") && err.contains("header = "), "{err}");
+        let err = Workload::parse(&SHOP.replace(r#""/token""#, r#""token""#), "shop.toml").unwrap_err().to_string();
+        assert!(err.starts_with("shop.toml:18:21:") && err.contains("capture `token`"), "{err}");
+    }
+
+    #[test]
+    fn draws_are_checked_where_they_are_written() {
+        let text = SHOP.replace("/orders/{{user_id}}", "/orders/{{uniform 1 100}}");
+        assert!(Workload::parse(&text, "shop.toml").is_ok());
+        let err = Workload::parse(&SHOP.replace("/orders/{{user_id}}", "/orders/{{uniform 100}}"), "shop.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("shop.toml:20:8:") && err.contains("two integers"), "{err}");
     }
 
     #[test]

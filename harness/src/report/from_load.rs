@@ -13,8 +13,8 @@ use super::model::{
 use crate::load::recorder::FlowId;
 use crate::load::runner::RunResult;
 use crate::load::series::SecondSummary;
-use crate::load::slo::{self, Comparison, Metric, SloSpec, SloVerdict};
-use crate::load::stats::{us_to_ms, ErrorKind, Stats};
+use crate::load::slo::{self, Comparison, SloSpec, SloVerdict};
+use crate::load::stats::{share, us_to_ms, ErrorKind, Stats};
 
 /// Percentiles of the latency spectrum in the report, HdrHistogram style: denser
 /// towards the tail, where what matters happens.
@@ -85,19 +85,25 @@ pub fn from_load(meta: RunMeta, result: &RunResult, slos: &[SloSpec]) -> Report 
 
 /// The report's view of one scope's stats over a measured phase of `secs` seconds.
 pub fn scope_stats(s: &Stats, secs: f64) -> ScopeStats {
-    let total = s.total();
-    let share = |n: u64| if total == 0 { 0.0 } else { n as f64 / total as f64 };
+    let c = s.counts();
     let status_classes: BTreeMap<String, u64> = (1..=5).map(|c| (format!("{c}xx"), s.status_class(c))).collect();
     let mut errors: BTreeMap<String, u64> =
         ErrorKind::ALL.iter().map(|k| (k.name().to_owned(), s.errors(*k))).collect();
     errors.insert("http_4xx".into(), s.status_class(4));
     errors.insert("http_5xx".into(), s.status_class(5));
     ScopeStats {
-        count: total,
-        rate: if secs > 0.0 { total as f64 / secs } else { 0.0 },
-        succeeded: s.succeeded(),
-        availability: share(s.available()),
-        error_rate: share(s.failed()),
+        count: c.total,
+        rate: if secs > 0.0 { c.total as f64 / secs } else { 0.0 },
+        succeeded: c.succeeded,
+        availability: share(c.available, c.offered()),
+        availability_including_degraded: share(c.available_including_degraded, c.offered()),
+        error_rate: share(s.failed(), c.total),
+        degraded: c.degraded,
+        degraded_share: share(c.degraded, c.total),
+        checks_passed: c.checks_passed,
+        checks_failed: c.checks_failed,
+        checks_share: (c.checks() > 0).then(|| share(c.checks_passed, c.checks())),
+        dropped: c.dropped,
         status_classes,
         errors,
         latency_ms: percentiles(s.latency()),
@@ -150,13 +156,7 @@ fn second_point(s: &SecondSummary) -> SecondPoint {
 
 fn slo_result(v: &SloVerdict) -> SloResult {
     let t = &v.spec.threshold;
-    let metric = match t.metric {
-        Metric::Percentile(q) => format!("p{q}"),
-        Metric::Max => "max".into(),
-        Metric::Mean => "mean".into(),
-        Metric::Availability => "availability".into(),
-        Metric::ErrorRate => "error_rate".into(),
-    };
+    let metric = t.metric.name();
     let comparison = match t.comparison {
         Comparison::Less => "<",
         Comparison::LessOrEqual => "<=",
@@ -200,7 +200,7 @@ mod tests {
         for &(at_ms, took_ms, status) in samples {
             let intended = Duration::from_millis(at_ms);
             let done = intended + Duration::from_millis(took_ms);
-            let s = Sample { intended, sent: intended, done, outcome: Outcome::Status(status) };
+            let s = Sample::plain(intended, intended, done, Outcome::Status(status));
             rec.record_step(rec.step_id(FlowId(0), 0), &s);
             rec.record_flow(FlowId(0), &s);
         }
@@ -231,6 +231,41 @@ mod tests {
         assert_eq!([report.slos[0].status, report.slos[1].status], [Status::Failed, Status::Passed]);
         assert!(!report.verdict.passed());
         assert_eq!(report.latency_distribution.len(), SPECTRUM.len());
+    }
+
+    #[test]
+    fn degraded_answers_failed_checks_and_drops_are_in_the_report() {
+        use crate::load::stats::{Check, Judgement};
+        let layout = vec![("f".to_owned(), vec!["a".to_owned()])];
+        let slos = [SloSpec::overall("checks >= 99%".parse().unwrap())];
+        let mut rec = Recorder::new(layout, &slos, Duration::ZERO).unwrap();
+        let judgements = [
+            Judgement { degraded: true, check: Check::Passed },
+            Judgement { degraded: false, check: Check::Failed },
+            Judgement { degraded: false, check: Check::Passed },
+            Judgement { degraded: false, check: Check::Passed },
+        ];
+        for (i, judgement) in judgements.into_iter().enumerate() {
+            let at = Duration::from_millis(i as u64 * 10);
+            let s = Sample { intended: at, sent: at, done: at, outcome: Outcome::Status(200), judgement };
+            rec.record_step(rec.step_id(FlowId(0), 0), &s);
+        }
+        rec.record_dropped(FlowId(0), Duration::ZERO);
+        rec.finish();
+        let result =
+            RunResult { recorder: rec, elapsed: Duration::from_secs(1), scheduled: 5, started: 4, stopped: None };
+        let report = from_load(meta(), &result, &slos);
+        let o = &report.overall;
+        assert_eq!((o.count, o.degraded, o.checks_passed, o.checks_failed, o.dropped), (4, 1, 3, 1, 1));
+        assert_eq!((o.availability, o.availability_including_degraded), (0.4, 0.6));
+        assert_eq!((o.degraded_share, o.checks_share, o.succeeded), (0.25, Some(0.75), 3));
+        assert_eq!(report.slos[0].metric, "checks");
+        assert_eq!((report.slos[0].status, report.slos[0].samples), (Status::Failed, 4));
+        let json: serde_json::Value = serde_json::from_str(&crate::report::json::to_string(&report)).unwrap();
+        assert_eq!(json["overall"]["checks_share"], 0.75);
+        assert_eq!(json["overall"]["degraded"], 1);
+        let unchecked = scope_stats(&Stats::new(), 1.0);
+        assert_eq!(unchecked.checks_share, None);
     }
 
     #[test]

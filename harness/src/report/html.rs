@@ -105,6 +105,18 @@ fn header(out: &mut String, r: &Report) {
         fmt_ms(o.latency_ms.p95),
         fmt_ms(o.latency_ms.p99)
     );
+    let checks = o.checks_passed + o.checks_failed;
+    if o.degraded > 0 || checks > 0 {
+        let _ = write!(
+            out,
+            "<p id=\"answers\">Degraded answers {} ({}), availability including them {}; checks failed {} of {}.</p>",
+            fmt_count(o.degraded),
+            fmt_pct(o.degraded_share),
+            fmt_pct(o.availability_including_degraded),
+            fmt_count(o.checks_failed),
+            fmt_count(checks)
+        );
+    }
     let starts = r.run.flow_starts;
     if starts.dropped > 0 {
         let _ = write!(

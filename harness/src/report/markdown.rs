@@ -1,6 +1,7 @@
 //! `report.md`: GitHub-flavoured Markdown fit for a pull-request comment. The verdict
-//! comes first, then the SLOs, per-flow percentiles, the faults timeline and the top
-//! errors; sections with nothing to show are left out.
+//! comes first, then the SLOs, per-flow percentiles, what the answer rules found
+//! (degraded answers, checks, dropped starts), the faults timeline and the top errors;
+//! sections with nothing to show are left out.
 
 use std::fmt::Write;
 
@@ -16,6 +17,7 @@ pub fn render(report: &Report) -> String {
     verdict(&mut out, report);
     slos(&mut out, report);
     latency(&mut out, report);
+    answers(&mut out, report);
     faults(&mut out, report);
     gates(&mut out, report);
     top_errors(&mut out, report);
@@ -100,6 +102,18 @@ fn verdict(out: &mut String, r: &Report) {
         r.run.started_at.to_seconds(),
         cell(&r.run.gauntlet_version),
     );
+    let checks = o.checks_passed + o.checks_failed;
+    if o.degraded > 0 || checks > 0 {
+        let _ = writeln!(
+            out,
+            "Degraded answers {} ({}), availability including them {}; checks failed {} of {}.\n",
+            fmt_count(o.degraded),
+            fmt_pct(o.degraded_share),
+            fmt_pct(o.availability_including_degraded),
+            fmt_count(o.checks_failed),
+            fmt_count(checks)
+        );
+    }
     let starts = r.run.flow_starts;
     if starts.dropped > 0 {
         let _ = writeln!(
@@ -142,13 +156,7 @@ fn latency(out: &mut String, r: &Report) {
          below it.\n\n| scope | count | rate/s | availability | p50 | p90 | p95 | p99 | p99.9 | max |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut rows: Vec<(String, &ScopeStats)> = vec![("**overall**".into(), &r.overall)];
-    for f in &r.flows {
-        rows.push((format!("flow {}", cell(&f.name)), &f.stats));
-        for s in &f.steps {
-            rows.push((format!("↳ {}/{}", cell(&f.name), cell(&s.name)), &s.stats));
-        }
-    }
+    let rows = scopes(r);
     for (label, s) in &rows {
         let l = &s.latency_ms;
         let _ = writeln!(
@@ -181,6 +189,47 @@ fn latency(out: &mut String, r: &Report) {
         );
     }
     out.push_str("\n</details>\n\n");
+}
+
+fn scopes(r: &Report) -> Vec<(String, &ScopeStats)> {
+    let mut rows: Vec<(String, &ScopeStats)> = vec![("**overall**".into(), &r.overall)];
+    for f in &r.flows {
+        rows.push((format!("flow {}", cell(&f.name)), &f.stats));
+        for s in &f.steps {
+            rows.push((format!("↳ {}/{}", cell(&f.name), cell(&s.name)), &s.stats));
+        }
+    }
+    rows
+}
+
+/// Degraded answers, checks and dropped starts per scope: why availability is what it
+/// is. Left out when no answer rule matched and nothing was checked or dropped.
+fn answers(out: &mut String, r: &Report) {
+    let o = &r.overall;
+    if o.degraded == 0 && o.checks_passed + o.checks_failed == 0 && o.dropped == 0 {
+        return;
+    }
+    out.push_str(
+        "### Answers\n\nDegraded answers (matched a `degraded` rule), failed checks (`expect`) and \
+         dropped flow starts all count against availability.\n\n\
+         | scope | count | availability | incl. degraded | degraded | checks passed | checks failed | dropped |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (label, s) in scopes(r) {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} ({}) | {} | {} | {} |",
+            fmt_count(s.count),
+            fmt_pct(s.availability),
+            fmt_pct(s.availability_including_degraded),
+            fmt_count(s.degraded),
+            fmt_pct(s.degraded_share),
+            fmt_count(s.checks_passed),
+            fmt_count(s.checks_failed),
+            fmt_count(s.dropped)
+        );
+    }
+    out.push('\n');
 }
 
 fn faults(out: &mut String, r: &Report) {

@@ -6,6 +6,11 @@
 //! removed field bumps the major version, which older readers refuse. Latencies are
 //! milliseconds (`_ms`), offsets from the start of the run are whole milliseconds,
 //! ratios are fractions in `[0, 1]`.
+//!
+//! 1.1 added, per scope, the answer rules' counts (`degraded`, `degraded_share`,
+//! `availability_including_degraded`, `checks_passed`, `checks_failed`, `checks_share`)
+//! and `dropped`; `availability` became strict: degraded answers, failed checks and
+//! dropped starts count against it (without answer rules or drops it is what 1.0 wrote).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion { major: 1, minor: 0 };
+pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion { major: 1, minor: 1 };
 
 /// A `major.minor` schema version; readers accept any minor of a major they know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -204,7 +209,8 @@ pub struct SloResult {
     pub scope: String,
     /// When: `whole run`, `during 30s..1m30s`, `after 1m30s`.
     pub window: String,
-    /// The metric: `p95`, `max`, `mean`, `availability`, `error_rate`.
+    /// The metric: `p95`, `max`, `mean`, `availability`, `availability_including_degraded`,
+    /// `error_rate`, `degraded`, `checks`.
     pub metric: String,
     /// The comparison: `<`, `<=`, `>`, `>=`.
     pub comparison: String,
@@ -253,12 +259,36 @@ pub struct ScopeStats {
     pub count: u64,
     /// `count` per second of the measured phase.
     pub rate: f64,
-    /// Those answered in time with a 2xx/3xx.
+    /// Those answered in time with a 2xx/3xx and no failed check.
     pub succeeded: u64,
-    /// Share answered in time without a 5xx.
+    /// Share of requests and dropped starts that got a good answer: in time, not a
+    /// 5xx, not degraded, no failed check.
     pub availability: f64,
-    /// Share without a 2xx/3xx answer in time.
+    /// As `availability`, with degraded answers counted as good.
+    #[serde(default)]
+    pub availability_including_degraded: f64,
+    /// Share without a 2xx/3xx answer in time, or with a failed check.
     pub error_rate: f64,
+    /// Answers that matched one of the workload's `degraded` rules (stale, partial).
+    #[serde(default)]
+    pub degraded: u64,
+    /// `degraded / count`.
+    #[serde(default)]
+    pub degraded_share: f64,
+    /// Checks (requests of steps with `expect`; for a flow, flows with such steps)
+    /// that passed.
+    #[serde(default)]
+    pub checks_passed: u64,
+    /// Checks that failed: no answer in time, or a wrong one.
+    #[serde(default)]
+    pub checks_failed: u64,
+    /// `checks_passed / (checks_passed + checks_failed)`; absent when nothing was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks_share: Option<f64>,
+    /// Flow starts dropped at the in-flight limit, each counted as one unavailable
+    /// request (overall and in its flow; a step never saw it).
+    #[serde(default)]
+    pub dropped: u64,
     /// Answers by status class: `1xx` .. `5xx`.
     #[serde(default)]
     pub status_classes: BTreeMap<String, u64>,

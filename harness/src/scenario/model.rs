@@ -522,7 +522,9 @@ fn ok_status() -> Spanned<u16> {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLoad {
-    /// A workload file (relative to the scenario), or an inline workload table.
+    /// A workload file (relative to the scenario), or an inline workload table: flows of
+    /// steps, `degraded` rules, per-step `expect`, templates with `{{var}}` and
+    /// `{{uniform 1 100}}` (see harness/src/load/workload.rs).
     #[schemars(with = "serde_json::Value")]
     workload: Spanned<toml::Value>,
     /// The arrival schedule; default the workload's.
@@ -577,7 +579,10 @@ struct RawFault {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawSlo {
-    /// "p95 < 500ms", "availability >= 99%", "error_rate < 1%"...
+    /// "p95 < 500ms", "availability >= 99%" (degraded answers, failed checks and dropped
+    /// starts count against it), "availability_including_degraded >= 99%",
+    /// "error_rate < 1%", "degraded <= 5%" (share of answers matching the workload's
+    /// `degraded` rules), "checks >= 99%" (share of `expect` checks passed)...
     #[schemars(with = "String")]
     threshold: Spanned<String>,
     /// Only this flow of the workload.

@@ -59,7 +59,7 @@ pub fn recorded(slowdown: f64) -> RunResult {
                 1 if stalled => Outcome::Error(ErrorKind::Timeout),
                 _ => Outcome::Status(200),
             };
-            let sample = Sample { intended, sent, done: sent + service, outcome };
+            let sample = Sample::plain(intended, sent, sent + service, outcome);
             let (flow, step) = if n.is_multiple_of(3) { (FlowId(1), 0) } else { (FlowId(0), (n % 2) as usize) };
             rec.record_step(rec.step_id(flow, step), &sample);
             rec.record_flow(flow, &sample);
