@@ -149,6 +149,7 @@ fn fault() -> impl Strategy<Value = FaultRecord> {
             planned_for_ms,
             applied_at_ms,
             removed_at_ms,
+            error: None,
         },
     )
 }
@@ -178,6 +179,10 @@ fn gates() -> impl Strategy<Value = (Vec<InvariantResult>, Vec<ContractResult>)>
         |(name, valid, first_counterexample, worst_counterexample)| InvariantResult {
             name,
             valid,
+            validity: None,
+            summary: None,
+            clauses: Vec::new(),
+            notes: Vec::new(),
             first_counterexample,
             worst_counterexample,
         },

@@ -30,7 +30,7 @@ fn skipped_compensation_leaks_stock_and_the_stock_checker_says_where() {
     eprintln!("broken build:{line}");
     assert!(line.contains("INVALID"), "{stdout}");
     assert!(
-        line.contains("product 42") && line.contains("still reserved"),
+        line.contains("product 42") && line.contains("[held-at-end]"),
         "a counterexample names the product: {line}"
     );
 
@@ -57,5 +57,53 @@ fn skipped_idempotency_charges_twice_and_the_money_checker_names_the_key() {
     let line = stdout.lines().find(|l| l.contains("money_conserved")).unwrap_or_default();
     eprintln!("broken build:{line}");
     assert!(line.contains("INVALID"), "{stdout}");
-    assert!(line.contains("idempotency key") && line.contains(":charge"), "the counterexample names the key: {line}");
+    assert!(line.contains("key-charged-twice"), "the clause for a key charged twice is broken: {line}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report_json(&stdout)).unwrap()).expect("report.json");
+    let money =
+        state["invariants"].as_array().unwrap().iter().find(|i| i["name"] == "money_conserved").unwrap().clone();
+    let clause =
+        money["clauses"].as_array().unwrap().iter().find(|c| c["name"] == "key-charged-twice").unwrap().clone();
+    let cx = clause["first"]["subject"].as_str().unwrap_or_default();
+    assert!(cx.starts_with("idempotency key") && cx.ends_with(":charge"), "the counterexample names the key: {clause}");
+}
+
+/// The report.json of a run, from the report path `gauntlet run` prints.
+fn report_json(stdout: &str) -> std::path::PathBuf {
+    let path = stdout
+        .split_whitespace()
+        .find(|w| w.ends_with("report.json"))
+        .unwrap_or_else(|| panic!("no report.json in the output:\n{stdout}"));
+    std::path::PathBuf::from(path.trim_matches(|c: char| c == ',' || c == '`'))
+}
+
+/// Runs the shop with `break_env` set on orders (declines over 50.00 EUR, so bulk
+/// checkouts are cancelled) and returns the line of `invariant` from a run that must fail.
+fn broken_run_line(name: &str, break_env: &str, invariant: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[cluster]\nfile = \"CLUSTER\"\nenv = {{ payments = {{ SHOP_PAYMENTS_DECLINE_OVER = \"5000\" }}, orders = {{ SHOP_ORDERS_SAGA_DEADLINE = \"30s\", SHOP_TEST_BREAK = \"{break_env}\" }} }}\n\
+         [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"constant\", rate = 6, duration = \"8s\" }}\n\
+         [[slo]]\nthreshold = \"availability >= 50%\"\n[recovery]\nduration = \"1s\"\nsettle = \"20s\"\n"
+    );
+    let file = scenario_file(dir.path(), name, &body);
+    let out = gauntlet_run(dir.path(), &file, &[]);
+    let (stdout, stderr) = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let line = stdout.lines().find(|l| l.contains(invariant)).unwrap_or_default().to_string();
+    eprintln!("{break_env}: {line}");
+    assert!(line.contains("INVALID"), "{stdout}");
+    line
+}
+
+#[test]
+fn a_paid_order_whose_reservation_was_released_is_named_by_the_stock_checker() {
+    let line = broken_run_line("release-paid", "release-paid", "stock_conserved");
+    assert!(line.contains("[paid-not-committed]") && line.contains("PAID for"), "{line}");
+}
+
+#[test]
+fn a_cancelled_order_whose_reservation_was_committed_is_named_by_the_stock_checker() {
+    let line = broken_run_line("commit-cancelled", "commit-cancelled", "stock_conserved");
+    assert!(line.contains("[cancelled-committed]") && line.contains("product 42"), "{line}");
 }

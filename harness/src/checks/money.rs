@@ -1,96 +1,153 @@
-//! Money is conserved: what the ledger kept equals what `PAID` orders cost, each order
-//! kept exactly its total (a `CANCELLED` one nothing), and no idempotency key charged
-//! twice.
+//! Money is conserved: each PAID order was charged its total exactly once and kept it,
+//! each CANCELLED one kept nothing, no charge is for an order that does not exist, no
+//! idempotency key charged twice, and the ledger's net is what PAID orders cost.
 
 use std::collections::BTreeMap;
 
 use super::state::{ChargeRecord, ShopState};
-use super::{CheckResult, Counterexample};
+use super::{CheckResult, Checking, Clause};
 
-/// Checks the payments ledger against the orders.
+/// The clauses of `money_conserved`.
+pub const MONEY_CONSERVED: &[Clause] = &[
+    Clause {
+        invariant: "money_conserved",
+        name: "paid-not-charged-once",
+        rule: "a PAID order has exactly one charge that moved money: captured, of its total, with nothing refunded",
+    },
+    Clause {
+        invariant: "money_conserved",
+        name: "cancelled-kept-money",
+        rule: "a CANCELLED order kept nothing: no charge, a declined one, or every charge fully refunded",
+    },
+    Clause {
+        invariant: "money_conserved",
+        name: "orphan-charge",
+        rule: "every charge that moved money is for an order the orders service has",
+    },
+    Clause {
+        invariant: "money_conserved",
+        name: "ledger-not-paid-total",
+        rule: "the ledger's own net (captured - refunded) equals what PAID orders cost, plus what pending orders hold",
+    },
+    Clause {
+        invariant: "money_conserved",
+        name: "key-charged-twice",
+        rule: "no idempotency key made more than one charge that moved money",
+    },
+];
+
+const PAID_ONCE: &Clause = &MONEY_CONSERVED[0];
+const CANCELLED_KEPT: &Clause = &MONEY_CONSERVED[1];
+const ORPHAN: &Clause = &MONEY_CONSERVED[2];
+const LEDGER: &Clause = &MONEY_CONSERVED[3];
+const KEY_TWICE: &Clause = &MONEY_CONSERVED[4];
+
+fn listed(charges: &[&ChargeRecord]) -> String {
+    if charges.is_empty() {
+        return "none".into();
+    }
+    charges
+        .iter()
+        .map(|c| {
+            format!(
+                "#{} {} {}{}",
+                c.id,
+                c.status,
+                c.amount_minor,
+                if c.refunded_minor > 0 { format!(" (refunded {})", c.refunded_minor) } else { String::new() }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks the payments ledger against the orders, clause by clause ([`MONEY_CONSERVED`]).
 pub fn money_conserved(state: &ShopState) -> CheckResult {
-    let mut violations = Vec::new();
+    let mut c = Checking::new(MONEY_CONSERVED, "orders and charges");
+    c.subjects(state.orders.len() + state.charges.len());
+    // A decline moved no money; it is history, not a charge.
+    let moved: Vec<&ChargeRecord> = state.charges.iter().filter(|c| c.status != "declined").collect();
 
     let mut by_key: BTreeMap<&str, Vec<&ChargeRecord>> = BTreeMap::new();
-    for c in state.charges.iter().filter(|c| c.status != "declined") {
-        by_key.entry(c.idempotency_key.as_str()).or_default().push(c);
+    let mut by_order: BTreeMap<&str, Vec<&ChargeRecord>> = BTreeMap::new();
+    for ch in &moved {
+        by_key.entry(ch.idempotency_key.as_str()).or_default().push(ch);
+        by_order.entry(ch.order_id.as_str()).or_default().push(ch);
     }
     for (key, charges) in &by_key {
-        if charges.len() > 1 {
-            let ids: Vec<String> = charges.iter().map(|c| c.id.to_string()).collect();
-            let extra: i64 = charges[1..].iter().map(|c| c.amount_minor).sum();
-            violations.push(Counterexample {
-                subject: format!("idempotency key {key}"),
-                detail: format!(
-                    "charged {} times (charges {}), {extra} minor units too many",
-                    charges.len(),
-                    ids.join(", ")
-                ),
-                magnitude: extra,
-            });
-        }
+        c.judge(
+            KEY_TWICE,
+            (charges.len() > 1).then(|| {
+                let extra: i64 = charges[1..].iter().map(|c| c.amount_minor).sum();
+                (
+                    format!("idempotency key {key}"),
+                    format!("charged {} times ({}), {extra} minor units too many", charges.len(), listed(charges)),
+                    extra,
+                )
+            }),
+        );
     }
 
-    let mut net_by_order: BTreeMap<&str, i64> = BTreeMap::new();
-    for c in &state.charges {
-        *net_by_order.entry(c.order_id.as_str()).or_default() += c.net_minor();
-    }
-    let mut paid_total = 0i64;
+    let (mut paid_total, mut pending_net) = (0i64, 0i64);
     for o in &state.orders {
-        let kept = net_by_order.remove(o.id.as_str()).unwrap_or(0);
-        let owed = match o.status.as_str() {
+        let charges = by_order.remove(o.id.as_str()).unwrap_or_default();
+        let kept: i64 = charges.iter().map(|c| c.net_minor()).sum();
+        match o.status.as_str() {
             "PAID" => {
                 let total = o.total_minor.unwrap_or(0);
                 paid_total += total;
-                total
+                let once = matches!(charges.as_slice(), [ch] if ch.status == "captured" && ch.amount_minor == total && ch.refunded_minor == 0);
+                c.judge(
+                    PAID_ONCE,
+                    (!once).then(|| {
+                        (
+                            format!("order {}", o.id),
+                            format!("PAID with total {total}, but its charges are: {}", listed(&charges)),
+                            kept - total,
+                        )
+                    }),
+                );
             }
-            "CANCELLED" => 0,
-            // Still pending: the terminate checker reports it; its money is in flight.
-            _ => continue,
-        };
-        if kept != owed {
-            violations.push(Counterexample {
-                subject: format!("order {}", o.id),
-                detail: format!("{} with total {owed}, but the ledger kept {kept}", o.status),
-                magnitude: kept - owed,
-            });
-        }
-    }
-    for (order, kept) in net_by_order {
-        if kept != 0 {
-            violations.push(Counterexample {
-                subject: format!("order {order}"),
-                detail: format!("the ledger kept {kept} for an order the orders service does not have"),
-                magnitude: kept,
-            });
-        }
-    }
-    let pending_net: i64 = state
-        .orders
-        .iter()
-        .filter(|o| !o.is_terminal())
-        .map(|o| state.charges.iter().filter(|c| c.order_id == o.id).map(ChargeRecord::net_minor).sum::<i64>())
-        .sum();
-    let ledger_net = state.ledger.net_minor;
-    if ledger_net - pending_net != paid_total {
-        violations.push(Counterexample {
-            subject: "ledger".into(),
-            detail: format!(
-                "net {ledger_net} (of which {pending_net} for pending orders), but PAID orders total {paid_total}"
+            "CANCELLED" => c.judge(
+                CANCELLED_KEPT,
+                (kept != 0).then(|| {
+                    (format!("order {}", o.id), format!("CANCELLED, but it kept {kept} ({})", listed(&charges)), kept)
+                }),
             ),
-            magnitude: ledger_net - pending_net - paid_total,
-        });
+            // Still pending: the terminate checker reports it; its money is in flight.
+            _ => pending_net += kept,
+        }
     }
-    let charged: i64 = state.charges.iter().map(ChargeRecord::net_minor).sum();
-    if charged != ledger_net {
-        violations.push(Counterexample {
-            subject: "ledger".into(),
-            detail: format!("its summary says net {ledger_net}, its charges add up to {charged}"),
-            magnitude: ledger_net - charged,
-        });
+    for (order, charges) in by_order {
+        let kept: i64 = charges.iter().map(|c| c.net_minor()).sum();
+        c.judge(
+            ORPHAN,
+            Some((
+                format!("order {order}"),
+                format!(
+                    "the ledger has {} for an order the orders service does not have, keeping {kept}",
+                    listed(&charges)
+                ),
+                kept.max(1),
+            )),
+        );
     }
-    let checked = state.orders.len() + by_key.len();
-    CheckResult::from_violations("money_conserved", checked, "orders and keys", violations)
+    for _ in moved.iter().filter(|ch| state.orders.iter().any(|o| o.id == ch.order_id)) {
+        c.looked(ORPHAN);
+    }
+
+    let net = state.ledger.net_minor;
+    c.judge(
+        LEDGER,
+        (net != paid_total + pending_net).then(|| {
+            (
+                "ledger".into(),
+                format!("net {net}, but PAID orders total {paid_total} and pending orders hold {pending_net}"),
+                net - paid_total - pending_net,
+            )
+        }),
+    );
+    c.finish()
 }
 
 #[cfg(test)]
@@ -111,7 +168,7 @@ mod tests {
     }
 
     fn order(id: &str, status: &str, total: i64) -> OrderRecord {
-        OrderRecord { id: id.into(), status: status.into(), items: Vec::new(), total_minor: Some(total), reason: None }
+        crate::checks::fixture::order(id, status, Some(id), &[], total)
     }
 
     fn with_summary(mut s: ShopState) -> ShopState {
@@ -129,10 +186,10 @@ mod tests {
             ..Default::default()
         });
         let r = money_conserved(&s);
-        assert!(!r.valid);
-        let first = r.first.unwrap();
-        assert_eq!(first.subject, "idempotency key 1:charge");
-        assert!(first.detail.contains("charges 1, 2"), "{first}");
+        assert!(!r.valid());
+        let cx = r.clause("key-charged-twice").and_then(|c| c.first.clone()).unwrap();
+        assert_eq!(cx.subject, "idempotency key 1:charge");
+        assert!(cx.detail.contains("#1 captured 500, #2 captured 500"), "{cx}");
     }
 
     #[test]
@@ -143,7 +200,8 @@ mod tests {
             ..Default::default()
         });
         let r = money_conserved(&s);
-        assert!(!r.valid);
+        assert!(!r.valid());
+        assert_eq!(r.broken_clauses(), vec!["cancelled-kept-money", "ledger-not-paid-total"], "{r}");
         assert_eq!(r.worst.unwrap().subject, "order 1");
     }
 
@@ -167,7 +225,7 @@ mod tests {
                 s.charges.push(charge(i as i64 + 1, &id, *total, charge_status));
             }
             let good = with_summary(s.clone());
-            prop_assert!(money_conserved(&good).valid, "{}", money_conserved(&good));
+            prop_assert!(money_conserved(&good).valid(), "{}", money_conserved(&good));
             let victim = dup.index(s.charges.len());
             let mut again = s.charges[victim].clone();
             again.id = 10_000;
@@ -175,7 +233,7 @@ mod tests {
             again.refunded_minor = 0;
             s.charges.push(again);
             let bad = with_summary(s);
-            prop_assert!(!money_conserved(&bad).valid);
+            prop_assert!(!money_conserved(&bad).valid());
         }
     }
 }

@@ -22,6 +22,12 @@ pub struct OrderRecord {
     /// Why it was cancelled.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The `Idempotency-Key` of the request that placed it (`None` when it had none).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// The user it is for.
+    #[serde(default, deserialize_with = "opt_id_text")]
+    pub user_id: Option<String>,
 }
 
 impl OrderRecord {
@@ -131,6 +137,15 @@ fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         serde_json::Value::String(s) => Ok(s),
         serde_json::Value::Number(n) => Ok(n.to_string()),
         other => Err(serde::de::Error::custom(format!("an id must be a string or a number, got {other}"))),
+    }
+}
+
+fn opt_id_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!("an id must be a string or a number, got {other}"))),
     }
 }
 

@@ -54,7 +54,11 @@ pub fn suites(report: &Report) -> Vec<(&'static str, Vec<Case>)> {
             let failure = (!i.valid).then(|| {
                 let example = |v: &Option<serde_json::Value>| v.as_ref().map_or("-".into(), |v| v.to_string());
                 (
-                    format!("invariant `{}` was violated", i.name),
+                    if i.is_unknown() {
+                        format!("invariant `{}` could not be checked (unknown is not a pass)", i.name)
+                    } else {
+                        format!("invariant `{}` was violated", i.name)
+                    },
                     format!(
                         "first counterexample: {}\nworst counterexample: {}",
                         example(&i.first_counterexample),

@@ -256,7 +256,18 @@ fn gates(out: &mut String, r: &Report) {
         out.push_str("### Invariants\n\n| | invariant | first counterexample |\n|---|---|---|\n");
         for i in &r.invariants {
             let example = i.first_counterexample.as_ref().map_or_else(String::new, |v| code(&v.to_string()));
-            let _ = writeln!(out, "| {} | {} | {example} |", if i.valid { "✅" } else { "❌" }, cell(&i.name));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {example} |",
+                if i.valid {
+                    "✅"
+                } else if i.is_unknown() {
+                    "❔ unknown"
+                } else {
+                    "❌"
+                },
+                cell(&i.name)
+            );
         }
         out.push('\n');
     }

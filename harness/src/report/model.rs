@@ -369,6 +369,10 @@ pub struct FaultRecord {
     pub applied_at_ms: Option<u64>,
     /// When it was actually removed, if it was.
     pub removed_at_ms: Option<u64>,
+    /// What went wrong applying, removing or rolling it back: a fault that did not
+    /// happen as planned fails the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl FaultRecord {
@@ -386,6 +390,7 @@ impl FaultRecord {
             planned_for_ms: lasting.map(millis),
             applied_at_ms: None,
             removed_at_ms: None,
+            error: None,
         }
     }
 
@@ -414,13 +419,32 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+impl InvariantResult {
+    /// Whether the checker could not tell (Jepsen's `unknown`): never a pass.
+    pub fn is_unknown(&self) -> bool {
+        self.validity.as_deref() == Some("unknown")
+    }
+}
+
 /// One data invariant checked after the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InvariantResult {
     /// The invariant, e.g. `money is conserved`.
     pub name: String,
-    /// Whether it held.
+    /// Whether it held (only a `valid` verdict is).
     pub valid: bool,
+    /// Jepsen's three-valued verdict: `valid`, `invalid` or `unknown` (absent in 1.0 reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<String>,
+    /// One line for people (absent in 1.0 reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Each clause: its anomaly's name, its rule, what it checked and its counterexamples.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clauses: Vec<serde_json::Value>,
+    /// What else the checker found out (e.g. how indeterminate operations resolved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// The first violation found, in the checker's own shape (absent when none).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_json")]
     pub first_counterexample: Option<serde_json::Value>,

@@ -6,9 +6,10 @@ use super::format::{fmt_slo_value, fmt_window};
 use super::model::{ContractResult, FaultRecord, InvariantResult, Report, SloStatus, Verdict};
 
 impl Report {
-    /// Adds a fault of the timeline.
+    /// Adds a fault of the timeline and judges the report again.
     pub fn with_fault(mut self, fault: FaultRecord) -> Self {
         self.faults.push(fault);
+        self.judge();
         self
     }
 
@@ -46,8 +47,18 @@ impl Report {
                 SloStatus::NoData => reasons.push(format!("{at} had no data to be judged on")),
             }
         }
+        for f in &self.faults {
+            if let Some(e) = &f.error {
+                reasons.push(format!("fault `{}` ({}) did not happen as planned: {e}", f.name, f.target));
+            }
+        }
         for i in self.invariants.iter().filter(|i| !i.valid) {
-            reasons.push(format!("invariant `{}` was violated", i.name));
+            if i.is_unknown() {
+                let why = i.summary.as_deref().unwrap_or("the checker could not tell");
+                reasons.push(format!("invariant `{}` is unknown ({why}); unknown is not a pass", i.name));
+            } else {
+                reasons.push(format!("invariant `{}` was violated", i.name));
+            }
         }
         for c in self.contracts.iter().filter(|c| !c.passed) {
             reasons.push(format!("contract {} -> {}: `{}` failed", c.consumer, c.provider, c.interaction));

@@ -83,7 +83,7 @@ impl Step {
             let words: Vec<&str> = text.split_whitespace().skip_while(|w| *w == "FAIL").collect();
             format!("SLO {}", words.join(" "))
         }));
-        reasons.extend(o.checks.iter().filter(|c| !c.valid).map(|c| format!("invariant {} broken", c.invariant)));
+        reasons.extend(o.checks.iter().filter(|c| !c.valid()).map(|c| format!("invariant {} broken", c.invariant)));
         reasons.extend(o.faults.iter().filter_map(|f| f.error.as_ref().map(|e| format!("fault {}: {e}", f.label))));
         if o.load.dropped > 0 {
             reasons.push(format!(

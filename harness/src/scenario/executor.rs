@@ -123,7 +123,8 @@ impl RunOutcome {
         self.steady_state_failure.is_none()
             && self.stopped.is_none()
             && self.slos.iter().all(SloVerdict::passed)
-            && self.checks.iter().all(|c| c.valid)
+            && self.checks.iter().all(CheckResult::valid)
+            && self.rollback_errors.is_empty()
             && self.faults.iter().all(|f| f.error.is_none())
     }
 }
@@ -280,13 +281,12 @@ pub async fn execute<R: Runtime>(
     let result = result.context("the load generator panicked")?.context("the load generator failed")?;
     let rec = &result.recorder;
     let overall = rec.overall();
-    let total = overall.total().max(1) as f64;
     outcome.load = LoadSummary {
         requests: overall.total(),
         errors: overall.failed(),
         p95_ms: overall.latency().value_at_quantile(0.95) as f64 / 1000.0,
         p99_ms: overall.latency().value_at_quantile(0.99) as f64 / 1000.0,
-        availability: overall.available() as f64 / total,
+        availability: overall.availability(),
         rate: result.achieved_rate(),
         dropped: rec.dropped(),
         flows_started: result.started,
@@ -322,11 +322,25 @@ pub async fn execute<R: Runtime>(
             return Ok(outcome);
         }
     };
-    let (state, waited) = settled.context("reading the services' admin state")?;
+    // A state that cannot be read makes every invariant unknown, never valid.
+    let (state, waited) = match settled {
+        Ok(s) => s,
+        Err(e) => {
+            let why = format!("the services' admin state could not be read: {e:#}");
+            on_event(Event::Note(why.clone()));
+            outcome.checks = scenario.invariants.iter().map(|i| CheckResult::unknown(i, why.clone())).collect();
+            let report = to_report(scenario, &outcome, &result, started_at);
+            if let Ok(files) = crate::report::write_all(&outcome.run_dir.join("report"), &report) {
+                outcome.report_files = files;
+            }
+            return Ok(outcome);
+        }
+    };
     for o in &state.orders {
         *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
     }
-    outcome.checks = run_checks(&scenario.invariants, &ops, &state, waited, scenario.recovery.settle);
+    let history_complete = history.overflow() == 0;
+    outcome.checks = run_checks(&scenario.invariants, &ops, history_complete, &state, waited, scenario.recovery.settle);
     let dir = &outcome.run_dir;
     let _ = std::fs::create_dir_all(dir);
     let _ = std::fs::write(dir.join("history.json"), serde_json::to_vec_pretty(&ops).unwrap_or_default());
@@ -357,13 +371,24 @@ fn to_report(
     let secs = |v: Option<f64>| v.map(Duration::from_secs_f64);
     for (fault, happened) in scenario.faults.iter().zip(&outcome.faults) {
         let planned = Planned::planned(&fault.label, fault.target.to_string(), fault.at, Some(fault.until - fault.at));
-        report = report.with_fault(planned.happened(secs(happened.applied_at), secs(happened.removed_at)));
+        let mut record = planned.happened(secs(happened.applied_at), secs(happened.removed_at));
+        record.error = happened.error.clone();
+        report = report.with_fault(record);
+    }
+    for e in &outcome.rollback_errors {
+        let mut record = Planned::planned("rollback", "-", Duration::ZERO, None);
+        record.error = Some(format!("could not roll back: {e}"));
+        report = report.with_fault(record);
     }
     for c in &outcome.checks {
         let value = |x: &Option<checks::Counterexample>| x.as_ref().and_then(|x| serde_json::to_value(x).ok());
         report = report.with_invariant(InvariantResult {
             name: c.invariant.clone(),
-            valid: c.valid,
+            valid: c.valid(),
+            validity: Some(c.validity.as_str().to_ascii_lowercase()),
+            summary: Some(c.summary.clone()),
+            clauses: c.clauses.iter().filter_map(|cl| serde_json::to_value(cl).ok()).collect(),
+            notes: c.notes.clone(),
             first_counterexample: value(&c.first),
             worst_counterexample: value(&c.worst),
         });
@@ -375,6 +400,7 @@ fn to_report(
 pub fn run_checks(
     invariants: &[String],
     history: &[Operation],
+    history_complete: bool,
     state: &ShopState,
     waited: Duration,
     bound: Duration,
@@ -382,7 +408,7 @@ pub fn run_checks(
     invariants
         .iter()
         .map(|name| match name.as_str() {
-            "no_lost_orders" => checks::orders::no_lost_orders(history, state),
+            "no_lost_orders" => checks::orders::no_lost_orders(history, state, history_complete),
             "orders_terminate" => checks::orders::orders_terminate(state, waited, bound),
             "money_conserved" => checks::money::money_conserved(state),
             _ => checks::stock::stock_conserved(state, true),

@@ -93,12 +93,20 @@ pub fn report_with_slowdown(slowdown: f64) -> Report {
         .with_invariant(InvariantResult {
             name: "money is conserved".into(),
             valid: true,
+            validity: None,
+            summary: None,
+            clauses: Vec::new(),
+            notes: Vec::new(),
             first_counterexample: None,
             worst_counterexample: None,
         })
         .with_invariant(InvariantResult {
             name: "stock never <0 & \"never\" lost".into(),
             valid: false,
+            validity: None,
+            summary: None,
+            clauses: Vec::new(),
+            notes: Vec::new(),
             first_counterexample: Some(json!({"product": "p-1", "stock": -1})),
             worst_counterexample: Some(json!({"product": "p-7", "stock": -4, "note": "a\u{1}b"})),
         })
