@@ -71,7 +71,7 @@ fn compare_exits_2_naming_a_missing_or_bad_file() {
 
     let future = dir.path().join("future.json");
     let body = std::fs::read_to_string(&base).unwrap().replacen(
-        "\"schema_version\": \"1.0\"",
+        &format!("\"schema_version\": \"{}\"", gauntlet::report::model::SCHEMA_VERSION),
         "\"schema_version\": \"9.0\"",
         1,
     );

@@ -150,6 +150,9 @@ fn fault() -> impl Strategy<Value = FaultRecord> {
             applied_at_ms,
             removed_at_ms,
             error: None,
+            effect: None,
+            touched: None,
+            expect_effect: true,
         },
     )
 }

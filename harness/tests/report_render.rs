@@ -62,6 +62,7 @@ fn expected_failures(r: &Report) -> usize {
     r.slos.iter().filter(|s| !s.passed()).count()
         + r.invariants.iter().filter(|i| !i.valid).count()
         + r.contracts.iter().filter(|c| !c.passed).count()
+        + r.faults.iter().filter(|f| f.error.is_some() || f.did_not_happen()).count()
         + usize::from(r.run.aborted.is_some())
 }
 
@@ -70,12 +71,12 @@ fn junit_has_one_case_per_gate_and_a_failure_per_failed_gate() {
     let report = report_common::report();
     assert_eq!(report.slos.iter().filter(|s| s.status == SloStatus::Failed).count(), 1, "{:#?}", report.slos);
     let counts = parse_junit(&junit::render(&report));
-    let cases = report.slos.len() + report.invariants.len() + report.contracts.len();
+    let cases = report.slos.len() + report.invariants.len() + report.contracts.len() + report.faults.len();
     assert_eq!(counts.testcases, cases);
     assert_eq!(counts.failures, expected_failures(&report));
     assert_eq!(counts.failures, 3);
     assert_eq!((counts.declared_tests, counts.declared_failures), (counts.testcases, counts.failures));
-    assert_eq!(counts.suites, 3);
+    assert_eq!(counts.suites, 4, "slos, faults, invariants, contracts");
     assert!(counts.names.iter().any(|n| n == "stock never <0 & \"never\" lost"), "{:?}", counts.names);
     assert!(counts.messages.iter().any(|m| m.starts_with("`p95 < 200ms` breached")), "{:?}", counts.messages);
 }
@@ -88,9 +89,12 @@ fn junit_stays_valid_with_hostile_text_and_counts_an_abort() {
     report.judge();
     let xml = junit::render(&report);
     let counts = parse_junit(&xml);
-    assert_eq!(counts.testcases, report.slos.len() + report.invariants.len() + report.contracts.len() + 1);
+    assert_eq!(
+        counts.testcases,
+        report.slos.len() + report.invariants.len() + report.contracts.len() + report.faults.len() + 1
+    );
     assert_eq!(counts.failures, expected_failures(&report));
-    assert_eq!(counts.suites, 4);
+    assert_eq!(counts.suites, 5);
     assert!(counts.names.iter().any(|n| n == "quote\" apos' lt< gt> amp& nul\u{FFFD} tab\t"), "{:?}", counts.names);
 }
 

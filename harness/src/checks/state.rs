@@ -180,6 +180,18 @@ pub struct AdminEndpoints {
 }
 
 impl AdminEndpoints {
+    /// Reads the orders service's orders alone (bounded by `timeout`), e.g. to see what is
+    /// in flight at the moment a fault strikes.
+    pub async fn fetch_orders(&self, timeout: Duration) -> anyhow::Result<Vec<OrderRecord>> {
+        use anyhow::Context as _;
+        let http = reqwest::Client::builder().timeout(timeout).no_proxy().build()?;
+        let url = format!("{}/v1/admin/state", self.orders.trim_end_matches('/'));
+        let res = http.get(url).bearer_auth(&self.token).send().await.context("orders admin state")?;
+        anyhow::ensure!(res.status().is_success(), "orders admin state answered {}", res.status());
+        let state: OrdersState = serde_json::from_str(&res.text().await?).context("reading the orders admin state")?;
+        Ok(state.orders)
+    }
+
     /// Reads the three services' state (each request bounded by `timeout`).
     pub async fn fetch(&self, timeout: Duration) -> anyhow::Result<ShopState> {
         let http = reqwest::Client::builder().timeout(timeout).no_proxy().build()?;

@@ -339,6 +339,10 @@ pub fn print_verdict(o: &RunOutcome) {
                 t(f.removed_at),
                 f.error.as_deref().map(|e| format!("  ERROR {e}")).unwrap_or_default()
             );
+            if let Some(e) = &f.effect {
+                let verdict = if f.did_not_happen() { "  NO EFFECT: the experiment did not happen" } else { "" };
+                println!("      effect: {}{verdict}", e.detail);
+            }
         }
     }
     for e in &o.rollback_errors {

@@ -47,6 +47,23 @@ pub fn suites(report: &Report) -> Vec<(&'static str, Vec<Case>)> {
         })
         .collect();
     suites.push(("slos", slos));
+    // Each fault is a case: it fails when it did not happen as planned, or touched nothing.
+    let faults = report
+        .faults
+        .iter()
+        .map(|f| {
+            let effect = f.effect.clone().unwrap_or_default();
+            let failure = match (&f.error, f.did_not_happen()) {
+                (Some(e), _) => Some((format!("fault `{}` did not happen as planned", f.name), e.clone())),
+                (None, true) => Some((format!("the experiment did not happen: `{}` touched nothing", f.name), effect)),
+                (None, false) => None,
+            };
+            Case { classname: "gauntlet.fault".into(), name: format!("{} ({})", f.name, f.target), failure }
+        })
+        .collect::<Vec<_>>();
+    if !faults.is_empty() {
+        suites.push(("faults", faults));
+    }
     let invariants = report
         .invariants
         .iter()

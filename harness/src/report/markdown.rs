@@ -236,16 +236,25 @@ fn faults(out: &mut String, r: &Report) {
     if r.faults.is_empty() {
         return;
     }
-    out.push_str("### Faults\n\n| fault | target | planned | applied | removed |\n|---|---|---|---:|---:|\n");
+    out.push_str(
+        "### Faults\n\n| | fault | target | planned | applied | removed | observed effect |\n|---|---|---|---|---:|---:|---|\n",
+    );
     for f in &r.faults {
+        let mark = if f.error.is_some() || f.did_not_happen() { "❌" } else { "✅" };
+        let effect = match (&f.error, f.did_not_happen()) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, true) => format!("**did not happen**: {}", f.effect.as_deref().unwrap_or("nothing")),
+            (None, false) => f.effect.clone().unwrap_or_else(|| "-".into()),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {mark} | {} | {} | {} | {} | {} | {} |",
             cell(&f.name),
             code(&f.target),
             fmt_window(f),
             fmt_opt_offset(f.applied_at_ms),
-            fmt_opt_offset(f.removed_at_ms)
+            fmt_opt_offset(f.removed_at_ms),
+            cell(&effect)
         );
     }
     out.push('\n');

@@ -373,6 +373,26 @@ pub struct FaultRecord {
     /// happen as planned fails the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What it touched, for people (absent in 1.0 reports and when it never applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// How much it touched (bytes, or orders in flight), when measured; 0 is nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touched: Option<u64>,
+    /// Whether touching nothing fails the run (`expect_effect`, default true).
+    #[serde(default = "yes")]
+    pub expect_effect: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FaultRecord {
+    /// Whether it was measured to touch nothing while it was expected to.
+    pub fn did_not_happen(&self) -> bool {
+        self.expect_effect && self.touched == Some(0)
+    }
 }
 
 impl FaultRecord {
@@ -391,6 +411,9 @@ impl FaultRecord {
             applied_at_ms: None,
             removed_at_ms: None,
             error: None,
+            effect: None,
+            touched: None,
+            expect_effect: true,
         }
     }
 

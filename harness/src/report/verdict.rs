@@ -51,6 +51,13 @@ impl Report {
             if let Some(e) = &f.error {
                 reasons.push(format!("fault `{}` ({}) did not happen as planned: {e}", f.name, f.target));
             }
+            if f.did_not_happen() {
+                let what = f.effect.as_deref().unwrap_or("nothing");
+                reasons.push(format!(
+                    "the experiment did not happen: fault `{}` ({}) touched nothing ({what})",
+                    f.name, f.target
+                ));
+            }
         }
         for i in self.invariants.iter().filter(|i| !i.valid) {
             if i.is_unknown() {

@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::effect::{self, Counters, Effect, InFlight};
 use super::model::{Fault, FaultAction, FaultTarget, Recovery, Scenario};
 use crate::checks::history::{History, Operation};
 use crate::checks::state::{AdminEndpoints, ShopState};
@@ -58,6 +59,28 @@ pub struct FaultRecord {
     pub removed_at: Option<f64>,
     /// What went wrong applying or removing it.
     pub error: Option<String>,
+    /// What it touched: proof the experiment happened (see [`super::effect`]).
+    pub effect: Option<Effect>,
+    /// Whether touching nothing fails the run.
+    pub expect_effect: bool,
+    /// The readings the effect is computed from.
+    #[serde(skip)]
+    observed: Observed,
+}
+
+/// The counters and orders read around one fault.
+#[derive(Debug, Clone, Default)]
+struct Observed {
+    at_apply: Option<Counters>,
+    at_remove: Option<Counters>,
+    in_flight: Option<InFlight>,
+}
+
+impl FaultRecord {
+    /// Whether the fault was measured to touch nothing while it was expected to.
+    pub fn did_not_happen(&self) -> bool {
+        self.expect_effect && self.effect.as_ref().is_some_and(Effect::is_nothing)
+    }
 }
 
 /// The load's headline numbers.
@@ -115,6 +138,9 @@ pub struct RunOutcome {
     pub rollback_errors: Vec<String>,
     /// The report files written (JSON, Markdown, HTML, JUnit), if any.
     pub report_files: Vec<PathBuf>,
+    /// The proxies' counters when the load's clock started.
+    #[serde(skip)]
+    baseline: Option<Counters>,
 }
 
 impl RunOutcome {
@@ -125,7 +151,7 @@ impl RunOutcome {
             && self.slos.iter().all(SloVerdict::passed)
             && self.checks.iter().all(CheckResult::valid)
             && self.rollback_errors.is_empty()
-            && self.faults.iter().all(|f| f.error.is_none())
+            && self.faults.iter().all(|f| f.error.is_none() && !f.did_not_happen())
     }
 }
 
@@ -197,6 +223,9 @@ pub async fn execute<R: Runtime>(
                 applied_at: None,
                 removed_at: None,
                 error: None,
+                effect: None,
+                expect_effect: f.expect_effect,
+                observed: Observed::default(),
             })
             .collect(),
         checks: Vec::new(),
@@ -204,6 +233,7 @@ pub async fn execute<R: Runtime>(
         order_statuses: BTreeMap::new(),
         rollback_errors: Vec::new(),
         report_files: Vec::new(),
+        baseline: None,
     };
     let started_at = std::time::SystemTime::now();
 
@@ -278,6 +308,7 @@ pub async fn execute<R: Runtime>(
         }
     };
     timeline?;
+    observe_effects(scenario, cluster, &mut outcome, None);
     let result = result.context("the load generator panicked")?.context("the load generator failed")?;
     let rec = &result.recorder;
     let overall = rec.overall();
@@ -339,6 +370,8 @@ pub async fn execute<R: Runtime>(
     for o in &state.orders {
         *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
     }
+    let terminal = state.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect();
+    observe_effects(scenario, cluster, &mut outcome, Some(&terminal));
     let history_complete = history.overflow() == 0;
     outcome.checks = run_checks(&scenario.invariants, &ops, history_complete, &state, waited, scenario.recovery.settle);
     let dir = &outcome.run_dir;
@@ -373,6 +406,9 @@ fn to_report(
         let planned = Planned::planned(&fault.label, fault.target.to_string(), fault.at, Some(fault.until - fault.at));
         let mut record = planned.happened(secs(happened.applied_at), secs(happened.removed_at));
         record.error = happened.error.clone();
+        record.effect = happened.effect.as_ref().map(|e| e.detail.clone());
+        record.touched = happened.effect.as_ref().filter(|e| e.measured).map(|e| e.touched);
+        record.expect_effect = happened.expect_effect;
         report = report.with_fault(record);
     }
     for e in &outcome.rollback_errors {
@@ -488,6 +524,7 @@ async fn run_timeline<R: Runtime>(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
+    outcome.baseline = counters(cluster).await;
     let mut events: Vec<(Duration, usize, Change)> = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {
         events.push((f.at, i, Change::Apply));
@@ -515,10 +552,26 @@ async fn run_timeline<R: Runtime>(
             let _ = d;
             let (_, i, change) = pending.next().expect("peeked");
             let fault = &scenario.faults[i];
+            if let (Change::Apply, FaultAction::Node(_), FaultTarget::Node(node)) =
+                (change, &fault.action, &fault.target)
+            {
+                if let (Some(admin), true) = (cluster.admin.as_ref(), node.service == "orders") {
+                    // Before it strikes: once orders is down its state cannot be read.
+                    if let Ok(orders) = admin.fetch_orders(Duration::from_secs(2)).await {
+                        let orders = orders.into_iter().filter(|o| !o.is_terminal()).map(|o| o.id).collect();
+                        outcome.faults[i].observed.in_flight = Some(InFlight { orders });
+                    }
+                }
+            }
             let result = match change {
                 Change::Apply => apply(fault, cluster).await,
                 Change::Remove => remove(fault, cluster).await,
             };
+            let reading = counters(cluster).await;
+            match change {
+                Change::Apply => outcome.faults[i].observed.at_apply = reading,
+                Change::Remove => outcome.faults[i].observed.at_remove = reading,
+            }
             let at = t0.elapsed().as_secs_f64();
             let record = &mut outcome.faults[i];
             match (change, result) {
@@ -632,6 +685,66 @@ async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::
     }
 }
 
+/// The proxies' counters now, if the Toxiproxy API serves them.
+async fn counters<R: Runtime>(cluster: &Cluster<R>) -> Option<Counters> {
+    cluster.toxiproxy.metrics().await.ok().map(|t| effect::parse_counters(&t))
+}
+
+/// Each fault's observed effect, from the readings taken around it; `terminal` is the
+/// set of orders terminal at the end, once the end state was read.
+fn observe_effects<R: Runtime>(
+    scenario: &Scenario,
+    cluster: &Cluster<R>,
+    outcome: &mut RunOutcome,
+    terminal: Option<&std::collections::BTreeSet<String>>,
+) {
+    let plan = cluster.runtime.plan();
+    for (fault, record) in scenario.faults.iter().zip(outcome.faults.iter_mut()) {
+        if record.applied_at.is_none() {
+            continue;
+        }
+        let obs = &record.observed;
+        let (Some(base), Some(at_apply)) = (outcome.baseline.as_ref(), obs.at_apply.as_ref()) else {
+            record.effect = Some(Effect::unmeasured("the Toxiproxy API serves no /metrics counters"));
+            continue;
+        };
+        record.effect = Some(match (&fault.action, &fault.target) {
+            (FaultAction::Toxics(_), target) => {
+                let names = proxies(cluster, target);
+                match obs.at_remove.as_ref() {
+                    Some(at_remove) => effect::traffic_effect(
+                        effect::between(at_apply, at_remove, &names),
+                        names.len(),
+                        "while it was in place",
+                    ),
+                    None => Effect::unmeasured("the proxies were not read when it was removed"),
+                }
+            }
+            (FaultAction::Down, target) => {
+                let names = proxies(cluster, target);
+                effect::traffic_effect(effect::between(base, at_apply, &names), names.len(), "before the edge was cut")
+            }
+            (FaultAction::Node(_), FaultTarget::Node(node)) => match &obs.in_flight {
+                Some(in_flight) => in_flight.effect(terminal),
+                None => {
+                    let names: Vec<String> = plan
+                        .slots
+                        .iter()
+                        .filter(|s| s.edge.to == node.service && s.replica == node.replica)
+                        .map(|s| s.proxy_name())
+                        .collect();
+                    effect::traffic_effect(
+                        effect::between(base, at_apply, &names),
+                        names.len(),
+                        "into the node before it struck",
+                    )
+                }
+            },
+            (FaultAction::Node(_), FaultTarget::Edge { .. }) => Effect::unmeasured("a node operation on an edge"),
+        });
+    }
+}
+
 /// Undoes every fault still in place, newest first.
 async fn rollback<R: Runtime>(
     scenario: &Scenario,
@@ -648,6 +761,7 @@ async fn rollback<R: Runtime>(
         match result {
             Ok(()) => {
                 outcome.faults[i].removed_at = Some(at);
+                outcome.faults[i].observed.at_remove = counters(cluster).await;
                 on_event(Event::Note(format!("{at:>7.2}s rolled back {}", fault.label)));
             }
             Err(e) => {

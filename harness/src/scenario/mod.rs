@@ -6,6 +6,7 @@
 //! recovery phase and the invariant checks.
 
 pub mod capacity;
+pub mod effect;
 pub mod executor;
 pub mod model;
 

@@ -202,6 +202,8 @@ pub struct Fault {
     pub at: Duration,
     /// When it ends, from the start of the load; a `restart` is instant.
     pub until: Duration,
+    /// Whether the run fails when the fault touched nothing (`expect_effect`, default true).
+    pub expect_effect: bool,
 }
 
 impl Fault {
@@ -574,6 +576,10 @@ struct RawFault {
     #[serde(rename = "for")]
     #[schemars(rename = "for", with = "Option<String>")]
     duration: Option<Spanned<String>>,
+    /// Whether a fault that touched nothing (no traffic through its proxies while it was
+    /// in place; no order in flight when it struck the orders service) fails the run with
+    /// "the experiment did not happen" (default true).
+    expect_effect: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -840,7 +846,7 @@ fn check_faults(raw: Vec<Spanned<RawFault>>, cluster: &ClusterChoice) -> Checked
             Some(name) => format!("f{n} {name}"),
             None => fault.label,
         };
-        faults.push(Fault { label, ..fault });
+        faults.push(Fault { label, expect_effect: f.expect_effect.unwrap_or(true), ..fault });
     }
     for (i, a) in faults.iter().enumerate() {
         for b in &faults[i + 1..] {
@@ -914,7 +920,7 @@ fn edge_fault(
         other => return here(edge.span(), format!("`{other:?}` acts on a node; use node = ... and op = ...")),
     };
     let target = FaultTarget::Edge { edge: parsed, replica: f.replica };
-    Ok(Fault { label: format!("f{n} {target} {what}"), target, action, at, until: at + length })
+    Ok(Fault { label: format!("f{n} {target} {what}"), target, action, at, until: at + length, expect_effect: true })
 }
 
 fn node_fault(
@@ -957,7 +963,14 @@ fn node_fault(
         }
     };
     let target = FaultTarget::Node(id);
-    Ok(Fault { label: format!("f{n} {target} {op}"), target, action: FaultAction::Node(op), at, until })
+    Ok(Fault {
+        label: format!("f{n} {target} {op}"),
+        target,
+        action: FaultAction::Node(op),
+        at,
+        until,
+        expect_effect: true,
+    })
 }
 
 fn check_slo(

@@ -1,0 +1,168 @@
+//! The observed effect of a fault: proof that the experiment happened.
+//!
+//! A fault that touched nothing proves nothing, so each fault carries what it touched,
+//! from the fault proxy's own counters (`GET /metrics`, per proxy) and, for the orders
+//! service, from its admin state at the moment the fault struck:
+//!
+//! - an edge toxic: the bytes and connections through its proxies while it was in place;
+//! - an edge `down`: the bytes its proxies carried from the start of the load until it
+//!   was cut (the edge was live when it went down; once down it counts nothing);
+//! - a node fault: the bytes its inbound edges carried until it struck and, for the
+//!   orders service, the orders in flight (not yet terminal) at that moment, and how many
+//!   of them reached a terminal state by the end.
+//!
+//! A measured effect of zero fails the run ("the experiment did not happen") unless the
+//! fault says `expect_effect = false`. An effect that could not be measured (a Toxiproxy
+//! without `/metrics`) is shown as such and does not gate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+/// Traffic through one proxy, as its counters say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes received from either side.
+    pub bytes: u64,
+    /// Connections accepted.
+    pub connections: u64,
+}
+
+/// Every proxy's counters at one instant.
+pub type Counters = BTreeMap<String, Traffic>;
+
+/// Reads the per-proxy counters out of the proxy's Prometheus text.
+pub fn parse_counters(text: &str) -> Counters {
+    let mut out = Counters::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.trim().parse::<f64>() else { continue };
+        let Some(proxy) = label(series, "proxy") else { continue };
+        let entry = out.entry(proxy.to_string()).or_default();
+        if series.starts_with("toxiproxy_proxy_received_bytes_total{") {
+            entry.bytes += value as u64;
+        } else if series.starts_with("gauntlet_proxy_connections_total{") {
+            entry.connections += value as u64;
+        }
+    }
+    out
+}
+
+fn label<'a>(series: &'a str, name: &str) -> Option<&'a str> {
+    let start = series.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = series[start..].find('"')? + start;
+    Some(&series[start..end])
+}
+
+/// The traffic through `proxies` between two readings.
+pub fn between(before: &Counters, after: &Counters, proxies: &[String]) -> Traffic {
+    let mut t = Traffic::default();
+    for p in proxies {
+        let (a, b) = (after.get(p).copied().unwrap_or_default(), before.get(p).copied().unwrap_or_default());
+        t.bytes += a.bytes.saturating_sub(b.bytes);
+        t.connections += a.connections.saturating_sub(b.connections);
+    }
+    t
+}
+
+/// What a fault touched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Effect {
+    /// Whether it could be measured at all.
+    pub measured: bool,
+    /// How much it touched, in the unit the detail names (bytes, orders); 0 is nothing.
+    pub touched: u64,
+    /// What was measured, for people.
+    pub detail: String,
+}
+
+impl Effect {
+    /// An effect that could not be measured, and why.
+    pub fn unmeasured(why: impl Into<String>) -> Self {
+        Self { measured: false, touched: 0, detail: format!("not measured: {}", why.into()) }
+    }
+
+    /// Whether it was measured and touched nothing.
+    pub fn is_nothing(&self) -> bool {
+        self.measured && self.touched == 0
+    }
+}
+
+/// The orders in flight when a fault struck, and how they ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// The orders not yet terminal at the fault.
+    pub orders: BTreeSet<String>,
+}
+
+impl InFlight {
+    /// The effect on orders: how many were in flight and, once the end state is read
+    /// (`terminal`: the ids terminal at the end), how many of them ended terminal.
+    pub fn effect(&self, terminal: Option<&BTreeSet<String>>) -> Effect {
+        let ended = match terminal {
+            Some(t) => {
+                let resumed = self.orders.iter().filter(|o| t.contains(*o)).count();
+                format!("{resumed} of them reached PAID or CANCELLED by the end")
+            }
+            None => "how they ended was not read".into(),
+        };
+        Effect {
+            measured: true,
+            touched: self.orders.len() as u64,
+            detail: format!("{} order(s) in flight when it struck; {ended}", self.orders.len()),
+        }
+    }
+}
+
+/// The effect of traffic through proxies, described as `what`.
+pub fn traffic_effect(traffic: Traffic, proxies: usize, what: &str) -> Effect {
+    Effect {
+        measured: true,
+        touched: traffic.bytes,
+        detail: format!(
+            "{} bytes over {} connection(s) through {proxies} proxy(ies) {what}",
+            traffic.bytes, traffic.connections
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# HELP toxiproxy_proxy_received_bytes_total x\n\
+        toxiproxy_proxy_received_bytes_total{direction=\"upstream\",listener=\"127.0.0.1:1\",proxy=\"a__b__0\",upstream=\"u\"} 100\n\
+        toxiproxy_proxy_received_bytes_total{direction=\"downstream\",listener=\"127.0.0.1:1\",proxy=\"a__b__0\",upstream=\"u\"} 50\n\
+        toxiproxy_proxy_sent_bytes_total{direction=\"upstream\",listener=\"127.0.0.1:1\",proxy=\"a__b__0\",upstream=\"u\"} 999\n\
+        gauntlet_proxy_connections_total{proxy=\"a__b__0\"} 3\n\
+        gauntlet_proxy_connections_total{proxy=\"c__d__0\"} 0\n";
+
+    #[test]
+    fn counters_are_read_per_proxy() {
+        let c = parse_counters(TEXT);
+        assert_eq!(c["a__b__0"], Traffic { bytes: 150, connections: 3 });
+        assert_eq!(c["c__d__0"], Traffic::default());
+    }
+
+    #[test]
+    fn traffic_between_two_readings_and_nothing_is_nothing() {
+        let before = parse_counters(TEXT);
+        let mut after = before.clone();
+        after.get_mut("a__b__0").unwrap().bytes += 40;
+        let t = between(&before, &after, &["a__b__0".into(), "gone".into()]);
+        assert_eq!(t, Traffic { bytes: 40, connections: 0 });
+        assert!(!traffic_effect(t, 1, "while in place").is_nothing());
+        let none = between(&before, &before, &["a__b__0".into()]);
+        assert!(traffic_effect(none, 1, "while in place").is_nothing());
+        assert!(!Effect::unmeasured("no /metrics").is_nothing(), "unmeasured is shown, not judged");
+    }
+
+    #[test]
+    fn in_flight_orders_report_how_many_resumed() {
+        let f = InFlight { orders: ["1", "2", "3"].map(String::from).into() };
+        let e = f.effect(Some(&["1", "3", "9"].map(String::from).into()));
+        assert_eq!(e.touched, 3);
+        assert!(e.detail.contains("3 order(s) in flight") && e.detail.contains("2 of them"), "{}", e.detail);
+        assert!(InFlight::default().effect(None).is_nothing());
+    }
+}
