@@ -1,0 +1,37 @@
+//! Degraded is not available: with the catalog cut off from the gateway, the gateway's
+//! stale fallback answers product reads with 200s marked `x-gauntlet-stale`, and those
+//! count against availability (the shop's workload declares the header `degraded`);
+//! product ids the cache never saw fail outright.
+
+mod scenario_common;
+
+use scenario_common::{gauntlet_run, scenario_file};
+
+fn show(out: &std::process::Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn stale_answers_while_the_catalog_is_down_fail_a_browse_availability_slo() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "invariants = []\n[cluster]\nfile = \"CLUSTER\"\n\
+                [load]\nworkload = \"WORKLOAD\"\nschedule = { mode = \"constant\", rate = 8, duration = \"16s\" }\n\
+                [[fault]]\nedge = \"gateway->catalog\"\ntoxic = \"down\"\nat = \"3s\"\nfor = \"10s\"\n\
+                [[slo]]\nthreshold = \"availability >= 99.9%\"\nflow = \"browse\"\n\
+                [[slo]]\nthreshold = \"availability_including_degraded >= 30%\"\nflow = \"browse\"\n\
+                [recovery]\nduration = \"3s\"\nsettle = \"10s\"\n";
+    let file = scenario_file(dir.path(), "catalog-down", body);
+    let out = gauntlet_run(dir.path(), &file, &[]);
+    let (stdout, stderr) = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let strict = stdout.lines().find(|l| l.contains("availability >= 99.9%")).unwrap_or_default();
+    assert!(strict.contains("FAIL"), "stale answers are not available: {stdout}");
+    let lenient = stdout.lines().find(|l| l.contains("availability_including_degraded")).unwrap_or_default();
+    assert!(lenient.contains("PASS"), "but they were answered: {stdout}");
+    let path = stdout.lines().find_map(|l| l.strip_prefix("report: ").filter(|p| p.ends_with("report.json"))).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let browse = report["flows"].as_array().unwrap().iter().find(|f| f["name"] == "browse").unwrap();
+    let degraded: u64 =
+        browse["steps"].as_array().unwrap().iter().map(|s| s["stats"]["degraded"].as_u64().unwrap()).sum();
+    assert!(degraded > 0, "report.json carries the degraded count per step: {browse}");
+}
