@@ -79,4 +79,4 @@ pub use engine::Engine;
 pub use error::ApiError;
 pub use model::{Proxy, ProxyConfig, Stream, Toxic, ToxicKind};
 pub use server::{ProxyServer, ServerError};
-pub use spec::{FaultSpec, SpecError};
+pub use spec::EdgeFault;

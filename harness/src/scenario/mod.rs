@@ -1,6 +1,7 @@
 //! Scenarios: the chaos experiment file and the timeline executor.
 //!
-//! [`model`] parses a scenario file once into a typed [`Scenario`] (every mistake at
+//! [`model`] parses a scenario file once into a typed [`Scenario`] (`model::raw` the file
+//! as written, `model::check` its rules, every mistake at
 //! its file:line:column); [`executor`] runs it on a started cluster: the steady-state
 //! check, the load and the fault timeline on one clock, rollbacks whatever happens, the
 //! recovery phase and the invariant checks.

@@ -1,0 +1,473 @@
+//! From the file as written to the typed [`Scenario`]: every rule a scenario must meet,
+//! each refusal with its span so the error names file:line:column.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::checks::INVARIANTS;
+use crate::cluster::plan::{ReplicaOverrides, CLIENT};
+use crate::cluster::{ClusterSpec, Edge, NodeId, NodeOp};
+use crate::faults::spec::{EdgeAction, EdgeFault};
+use crate::load::slo::{parse_during, SloScope, SloSpec, Threshold, Window};
+use crate::load::workload::Workload;
+
+use super::raw::*;
+use super::{
+    CapacityPlan, CapacityProblem, ClusterChoice, Fault, FaultAction, FaultTarget, LoadPlan, Probe, Recovery,
+    RuntimeChoice, Scenario, ScenarioError, SteadyState, MAX_FAULTS,
+};
+
+pub(super) enum Located {
+    Here(Range<usize>, String),
+    Elsewhere(ScenarioError),
+}
+
+impl From<(Range<usize>, String)> for Located {
+    fn from((span, message): (Range<usize>, String)) -> Self {
+        Self::Here(span, message)
+    }
+}
+
+pub(super) type Checked<T> = Result<T, Located>;
+
+pub(super) fn here<T>(span: Range<usize>, message: impl Into<String>) -> Checked<T> {
+    Err(Located::Here(span, message.into()))
+}
+
+impl RawCapacity {
+    fn check(self, span: Range<usize>) -> Checked<CapacityPlan> {
+        let d = CapacityPlan::default();
+        let plan = CapacityPlan {
+            start_rate: self.start_rate.unwrap_or(d.start_rate),
+            max_rate: self.max_rate.unwrap_or(d.max_rate),
+            growth: self.growth.unwrap_or(d.growth),
+            resolution: match &self.resolution {
+                None => d.resolution,
+                Some(r) => parse_share(r.get_ref())
+                    .filter(|v| *v > 0.0 && *v < 1.0)
+                    .ok_or_else(|| Located::Here(r.span(), format!("`{}` is not a share like \"5%\"", r.get_ref())))?,
+            },
+            max_steps: self.max_steps.unwrap_or(d.max_steps),
+        };
+        match plan.problem() {
+            None => {}
+            Some(CapacityProblem::Rates) => {
+                let max = crate::load::schedule::MAX_RATE;
+                return here(span, format!("capacity: need 0 < start_rate <= max_rate <= {max}"));
+            }
+            Some(CapacityProblem::Growth) => return here(span, "capacity: `growth` must be above 1 and at most 10"),
+            Some(CapacityProblem::Steps) => return here(span, "capacity: `max_steps` must be from 2 to 64"),
+        }
+        Ok(plan)
+    }
+}
+
+/// "5%" or "0.05" as 0.05.
+pub fn parse_share(s: &str) -> Option<f64> {
+    let s = s.trim();
+    match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|v| v / 100.0),
+        None => s.parse().ok(),
+    }
+}
+
+fn duration(s: &Spanned<String>) -> Checked<Duration> {
+    humantime::parse_duration(s.get_ref().trim())
+        .map_err(|e| Located::Here(s.span(), format!("`{}` is not a duration like 250ms or 1m30s ({e})", s.get_ref())))
+}
+
+fn opt_duration(s: &Option<Spanned<String>>, default: Duration) -> Checked<Duration> {
+    s.as_ref().map_or(Ok(default), duration)
+}
+
+impl RawScenario {
+    pub(super) fn check(self, dir: &Path, file: &Path) -> Checked<Scenario> {
+        let name = self.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return here(self.name.span(), "`name` must not be empty");
+        }
+        let description = self.description.get_ref().trim().to_string();
+        if description.is_empty() {
+            return here(self.description.span(), "`description` must state the hypothesis the run tests");
+        }
+        let cluster = self.cluster.check(dir)?;
+        let steady_state = SteadyState {
+            timeout: opt_duration(&self.steady_state.timeout, Duration::from_secs(15))?,
+            probes: self
+                .steady_state
+                .probe
+                .into_iter()
+                .map(|p| {
+                    if !p.path.get_ref().starts_with('/') {
+                        return here(p.path.span(), "a probe's path starts with `/`, e.g. /api/v1/products/1");
+                    }
+                    if !(100..600).contains(p.expect.get_ref()) {
+                        return here(p.expect.span(), "`expect` is an HTTP status, 100-599");
+                    }
+                    Ok(Probe { name: p.name, path: p.path.into_inner(), expect: p.expect.into_inner() })
+                })
+                .collect::<Checked<_>>()?,
+        };
+        let load_span = self.load.span();
+        let mut load = self.load.into_inner().check(dir, file, self.seed)?;
+        let faults = check_faults(self.fault, &cluster)?;
+        let recovery = Recovery {
+            duration: opt_duration(&self.recovery.duration, Duration::from_secs(5))?,
+            settle: opt_duration(&self.recovery.settle, Duration::from_secs(45))?,
+        };
+        let faults_end = faults.iter().map(|f| f.until).max().unwrap_or_default();
+        let faults_start = faults.iter().map(|f| f.at).min().unwrap_or_default();
+        if faults_end + recovery.duration > load.duration() {
+            return here(
+                load_span,
+                format!(
+                    "the load lasts {} but the last fault ends at {} and recovery needs {} more: lengthen the schedule",
+                    humantime::format_duration(load.duration()),
+                    humantime::format_duration(faults_end),
+                    humantime::format_duration(recovery.duration)
+                ),
+            );
+        }
+        let mut slos = Vec::new();
+        for s in self.slo {
+            slos.push(check_slo(s, &faults, faults_start, faults_end, &load.workload)?);
+        }
+        load.workload.slos.extend(slos);
+        let invariants = match self.invariants {
+            None => INVARIANTS.iter().map(|s| s.to_string()).collect(),
+            Some(list) => {
+                let mut seen = Vec::new();
+                for i in list {
+                    if !INVARIANTS.contains(&i.get_ref().as_str()) {
+                        return here(
+                            i.span(),
+                            format!("unknown invariant `{}`; use {}", i.get_ref(), INVARIANTS.join(", ")),
+                        );
+                    }
+                    if !seen.contains(i.get_ref()) {
+                        seen.push(i.into_inner());
+                    }
+                }
+                seen
+            }
+        };
+        Ok(Scenario {
+            file: file.to_path_buf(),
+            name,
+            description,
+            seed: self.seed,
+            cluster,
+            steady_state,
+            load,
+            faults,
+            invariants,
+            recovery,
+            capacity: self
+                .capacity
+                .map(|c| {
+                    let span = c.span();
+                    c.into_inner().check(span)
+                })
+                .transpose()?,
+        })
+    }
+}
+
+impl RawCluster {
+    fn check(self, dir: &Path) -> Checked<ClusterChoice> {
+        let file = match &self.file {
+            Some(f) => dir.join(f.get_ref()),
+            None => dir.join("../services/cluster.toml"),
+        };
+        let spec = ClusterSpec::load(&file).map_err(|e| match &self.file {
+            // A file that cannot be read is the scenario's mistake; one that does not
+            // parse is the cluster file's, reported where it is.
+            Some(f) if !file.exists() => {
+                Located::Here(f.span(), format!("cluster file {} does not exist", file.display()))
+            }
+            _ => Located::Elsewhere(ScenarioError {
+                file: e.file.clone(),
+                line: e.line,
+                column: e.column,
+                message: e.message.clone(),
+            }),
+        })?;
+        let runtime = match self.runtime.as_ref().map(|r| (r.span(), r.get_ref().as_str())) {
+            None | Some((_, "process")) => RuntimeChoice::Process,
+            Some((_, "docker")) => RuntimeChoice::Docker,
+            Some((span, other)) => return here(span, format!("runtime `{other}` is not process or docker")),
+        };
+        let mut replicas = ReplicaOverrides::new();
+        for (svc, n) in self.replicas {
+            if spec.service(&svc).is_none() {
+                return here(n.span(), format!("replicas: no service `{svc}` in {}", file.display()));
+            }
+            if !(1..=16).contains(n.get_ref()) {
+                return here(n.span(), "replicas must be from 1 to 16");
+            }
+            replicas.insert(svc, n.into_inner());
+        }
+        let mut env = BTreeMap::new();
+        for (svc, vars) in self.env {
+            if spec.service(&svc).is_none() {
+                return here(vars.span(), format!("env: no service `{svc}` in {}", file.display()));
+            }
+            env.insert(svc, vars.into_inner());
+        }
+        Ok(ClusterChoice { file, spec, runtime, replicas, env })
+    }
+}
+
+pub(super) fn replicas_of(choice: &ClusterChoice, service: &str) -> u32 {
+    choice.replicas.get(service).copied().or_else(|| choice.spec.service(service).map(|s| s.replicas)).unwrap_or(0)
+}
+
+impl RawLoad {
+    fn check(self, dir: &Path, file: &Path, seed: u64) -> Checked<LoadPlan> {
+        let span = self.workload.span();
+        let mut workload = match self.workload.into_inner() {
+            toml::Value::String(path) => {
+                let path = dir.join(path);
+                Workload::load(&path).map_err(|e| workload_error(e, &path))?
+            }
+            toml::Value::Table(table) => {
+                let text = toml::to_string(&table).map_err(|e| Located::Here(span.clone(), e.to_string()))?;
+                let origin = format!("{} [load.workload]", file.display());
+                Workload::parse(&text, &origin)
+                    .map_err(|e| Located::Here(span.clone(), format!("the inline workload: {e}")))?
+            }
+            other => {
+                return here(span, format!("`workload` is a file name or a table, not a {}", other.type_str()));
+            }
+        };
+        workload.seed = seed;
+        let schedule = match (&self.schedule, &workload.schedule) {
+            (Some(s), _) => s.get_ref().build().map_err(|e| Located::Here(s.span(), format!("schedule: {e}")))?,
+            (None, Some(s)) => {
+                s.build().map_err(|e| Located::Here(span.clone(), format!("the workload's schedule: {e}")))?
+            }
+            (None, None) => {
+                return here(
+                    span,
+                    "no schedule: give [load] schedule = { mode = \"constant\", rate = 20, duration = \"40s\" }",
+                )
+            }
+        };
+        let timeout = opt_duration(&self.timeout, Duration::from_secs(5))?;
+        if timeout.is_zero() {
+            return here(self.timeout.map_or(0..0, |t| t.span()), "`timeout` must be positive");
+        }
+        let connections = self.connections.unwrap_or(64).clamp(1, 10_000);
+        let max_in_flight = self.max_in_flight.unwrap_or(1024).clamp(1, 100_000);
+        Ok(LoadPlan { workload, schedule, timeout, connections, max_in_flight })
+    }
+}
+
+fn workload_error(e: crate::load::workload::WorkloadError, path: &Path) -> Located {
+    use crate::load::workload::WorkloadError;
+    match e {
+        WorkloadError::Read { source, .. } => Located::Elsewhere(ScenarioError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the workload file: {source}"),
+        }),
+        WorkloadError::Invalid { line, column, message, .. } => {
+            Located::Elsewhere(ScenarioError { file: path.to_path_buf(), line, column, message })
+        }
+    }
+}
+
+fn check_faults(raw: Vec<Spanned<RawFault>>, cluster: &ClusterChoice) -> Checked<Vec<Fault>> {
+    if raw.len() > MAX_FAULTS {
+        return here(raw[MAX_FAULTS].span(), format!("a scenario may have at most {MAX_FAULTS} faults"));
+    }
+    let mut faults = Vec::with_capacity(raw.len());
+    for (i, spanned) in raw.into_iter().enumerate() {
+        let span = spanned.span();
+        let f = spanned.into_inner();
+        let at = duration(&f.at)?;
+        let length = f.duration.as_ref().map(duration).transpose()?;
+        let n = i + 1;
+        let fault = match (&f.edge, &f.node) {
+            (Some(_), Some(node)) => return here(node.span(), "give either `edge` or `node`, not both"),
+            (None, None) => return here(span, "a fault needs `edge = \"orders->payments\"` or `node = \"catalog-1\"`"),
+            (Some(edge), None) => edge_fault(n, &f, edge, at, length, cluster)?,
+            (None, Some(node)) => node_fault(n, &f, node, at, length, cluster)?,
+        };
+        let label = match &f.name {
+            Some(name) => format!("f{n} {name}"),
+            None => fault.label,
+        };
+        faults.push(Fault { label, expect_effect: f.expect_effect.unwrap_or(true), ..fault });
+    }
+    for (i, a) in faults.iter().enumerate() {
+        for b in &faults[i + 1..] {
+            let overlap = a.at < b.until.max(b.at + Duration::from_millis(1))
+                && b.at < a.until.max(a.at + Duration::from_millis(1));
+            let node_clash = matches!((&a.target, &b.target), (FaultTarget::Node(x), FaultTarget::Node(y)) if x == y);
+            if overlap && node_clash {
+                return Err(Located::Here(
+                    0..0,
+                    format!("faults `{}` and `{}` act on the same node at the same time", a.label, b.label),
+                ));
+            }
+        }
+    }
+    faults.sort_by_key(|f| f.at);
+    Ok(faults)
+}
+
+fn edge_fault(
+    n: usize,
+    f: &RawFault,
+    edge: &Spanned<String>,
+    at: Duration,
+    length: Option<Duration>,
+    cluster: &ClusterChoice,
+) -> Checked<Fault> {
+    if let Some(op) = &f.op {
+        return here(op.span(), "`op` is for node faults; an edge fault takes `toxic`");
+    }
+    let Some((from, to)) = edge.get_ref().split_once("->") else {
+        return here(edge.span(), "an edge reads consumer->provider, e.g. orders->payments");
+    };
+    let parsed = Edge { from: from.trim().to_string(), to: to.trim().to_string() };
+    let known = cluster.spec.edges.contains(&parsed) || (parsed.from == CLIENT && parsed.to == cluster.spec.ingress);
+    if !known {
+        let mut all: Vec<String> = vec![format!("{CLIENT}->{}", cluster.spec.ingress)];
+        all.extend(cluster.spec.edges.iter().map(|e| e.to_string()));
+        return here(
+            edge.span(),
+            format!("no edge `{}` in the cluster; its edges are {}", edge.get_ref(), all.join(", ")),
+        );
+    }
+    if let Some(r) = f.replica {
+        if r >= replicas_of(cluster, &parsed.to) {
+            return here(edge.span(), format!("{} has no replica {r}", parsed.to));
+        }
+    }
+    let Some(length) = length else {
+        return here(edge.span(), "an edge fault needs `for`, e.g. for = \"15s\"");
+    };
+    let Some(toxic) = &f.toxic else {
+        return here(edge.span(), "an edge fault needs `toxic`, e.g. toxic = \"latency\" (or \"down\")");
+    };
+    let spec = EdgeFault::parse(toxic, f.stream.as_deref(), f.attributes.as_ref(), f.toxicity)
+        .map_err(|e| Located::Here(edge.span(), e))?;
+    let what = spec.name();
+    let action = match spec.action {
+        EdgeAction::Toxic(_) => FaultAction::Toxics(spec.toxics(&format!("gauntlet_f{n}"))),
+        EdgeAction::Down => FaultAction::Down,
+    };
+    let target = FaultTarget::Edge { edge: parsed, replica: f.replica };
+    Ok(Fault { label: format!("f{n} {target} {what}"), target, action, at, until: at + length, expect_effect: true })
+}
+
+fn node_fault(
+    n: usize,
+    f: &RawFault,
+    node: &Spanned<String>,
+    at: Duration,
+    length: Option<Duration>,
+    cluster: &ClusterChoice,
+) -> Checked<Fault> {
+    if f.toxic.is_some() || f.attributes.is_some() || f.stream.is_some() {
+        return here(node.span(), "a node fault takes `op`, not `toxic`, `attributes` or `stream`");
+    }
+    let Some(id) = NodeId::parse(node.get_ref()) else {
+        return here(node.span(), "a node reads service-replica, e.g. catalog-1");
+    };
+    let count = replicas_of(cluster, &id.service);
+    if count == 0 {
+        return here(node.span(), format!("no service `{}` in the cluster", id.service));
+    }
+    if id.replica >= count {
+        return here(
+            node.span(),
+            format!("{} has replicas 0..{} (raise [cluster] replicas to use {id})", id.service, count - 1),
+        );
+    }
+    let Some(op_text) = &f.op else {
+        return here(node.span(), "a node fault needs `op`: kill, stop, pause, restart or partition");
+    };
+    let op: NodeOp = op_text.get_ref().parse().map_err(|e: String| Located::Here(op_text.span(), e))?;
+    let until = match (op, length) {
+        (NodeOp::Resume | NodeOp::Heal, _) => {
+            return here(op_text.span(), "resume and heal end faults by themselves; use pause or partition with `for`");
+        }
+        (NodeOp::Restart, None) => at,
+        (NodeOp::Restart, Some(_)) => return here(op_text.span(), "a restart is instant: drop `for`"),
+        (_, Some(d)) => at + d,
+        (_, None) => {
+            return here(op_text.span(), format!("`{op}` needs `for` (the node is brought back when it ends)"));
+        }
+    };
+    let target = FaultTarget::Node(id);
+    Ok(Fault {
+        label: format!("f{n} {target} {op}"),
+        target,
+        action: FaultAction::Node(op),
+        at,
+        until,
+        expect_effect: true,
+    })
+}
+
+fn check_slo(
+    raw: Spanned<RawSlo>,
+    faults: &[Fault],
+    faults_start: Duration,
+    faults_end: Duration,
+    workload: &Workload,
+) -> Checked<SloSpec> {
+    let span = raw.span();
+    let s = raw.into_inner();
+    let threshold: Threshold = s
+        .threshold
+        .get_ref()
+        .parse()
+        .map_err(|e: crate::load::slo::ThresholdError| Located::Here(s.threshold.span(), e.to_string()))?;
+    let scope = match (s.flow, s.step) {
+        (None, None) => SloScope::Overall,
+        (Some(flow), step) => {
+            let Some(f) = workload.flows.iter().find(|f| f.name == flow) else {
+                let names: BTreeSet<&str> = workload.flows.iter().map(|f| f.name.as_str()).collect();
+                return here(span, format!("no flow `{flow}` in the workload; its flows: {names:?}"));
+            };
+            match step {
+                None => SloScope::Flow(flow),
+                Some(step) if f.steps.iter().any(|s| s.name == step) => SloScope::Step { flow, step },
+                Some(step) => return here(span, format!("flow `{flow}` has no step `{step}`")),
+            }
+        }
+        (None, Some(_)) => return here(span, "`step` needs its `flow`"),
+    };
+    let window = match (&s.during, &s.after) {
+        (None, None) => Window::WHOLE_RUN,
+        (Some(d), None) => match d.get_ref().as_str() {
+            "faults" if faults_end > faults_start => Window { start: faults_start, end: Some(faults_end) },
+            "faults" => return here(d.span(), "during = \"faults\" needs a fault that lasts"),
+            "recovery" => Window { start: faults_end, end: None },
+            // One fault by its number in the file: `f2`.
+            name if name.starts_with('f') && name[1..].parse::<usize>().is_ok() => {
+                let Some(f) = faults.iter().find(|f| f.label.split(' ').next() == Some(name)) else {
+                    return here(d.span(), format!("no fault `{name}`; faults are numbered f1, f2... in file order"));
+                };
+                if f.until <= f.at {
+                    return here(d.span(), format!("fault `{name}` is instant; it has no window"));
+                }
+                Window { start: f.at, end: Some(f.until) }
+            }
+            range => parse_during(range).map_err(|e| Located::Here(d.span(), e))?,
+        },
+        (None, Some(a)) => Window { start: duration(a)?, end: None },
+        (Some(d), Some(_)) => return here(d.span(), "give `during` or `after`, not both"),
+    };
+    let abort_after = s.abort_after.as_ref().map(duration).transpose()?;
+    Ok(SloSpec { threshold, scope, window, abort_after })
+}

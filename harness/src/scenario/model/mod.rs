@@ -1,0 +1,369 @@
+//! The scenario file, parsed once into a typed [`Scenario`].
+//!
+//! ```toml
+//! name = "payments-latency"
+//! description = "Hypothesis: a 300 ms spike on orders->payments keeps p95 under 1.5 s..."
+//! seed = 7
+//!
+//! [cluster]
+//! file = "../services/cluster.toml"   # relative to this file (the default)
+//! runtime = "process"                 # or "docker"
+//! replicas = { catalog = 2 }
+//! env = { payments = { SHOP_PAYMENTS_DECLINE_OVER = "100000" } }
+//!
+//! [steady_state]                      # checked before any fault; the run aborts if unmet
+//! timeout = "10s"
+//! [[steady_state.probe]]
+//! name = "products are readable"
+//! path = "/api/v1/products/1"
+//! expect = 200
+//!
+//! [load]
+//! workload = "workloads/shop.toml"    # or an inline [load.workload] table
+//! schedule = { mode = "constant", rate = 20, duration = "40s" }
+//! timeout = "5s"
+//!
+//! [[fault]]
+//! edge = "orders->payments"           # or node = "catalog-1" with op = "kill"
+//! stream = "downstream"
+//! toxic = "latency"
+//! attributes = { latency = "300ms", jitter = "50ms" }
+//! at = "10s"
+//! for = "15s"
+//!
+//! [[slo]]
+//! threshold = "p95 < 1500ms"
+//! during = "faults"                   # or "recovery", "f1", "10s..25s"; or after = "30s"
+//!
+//! invariants = ["no_lost_orders", "orders_terminate", "money_conserved", "stock_conserved"]
+//!
+//! [recovery]
+//! duration = "10s"                    # load goes on this long after the last fault
+//! settle = "45s"                      # how long orders may take to end after the load
+//!
+//! [capacity]                          # only for `gauntlet capacity`
+//! start_rate = 25                     # flows/s of the first step
+//! max_rate = 3200
+//! growth = 2                          # ×2 per passing step until one fails
+//! resolution = "5%"                   # then bisect until the gap is this small
+//! max_steps = 14                      # runs in all, the confirmation included
+//! ```
+//!
+//! Every mistake is reported as `file:line:column: what is wrong`.
+
+mod check;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cluster::plan::ReplicaOverrides;
+use crate::cluster::spec::line_col;
+use crate::cluster::{ClusterSpec, Edge, NodeId, NodeOp};
+use crate::faults::Toxic;
+use crate::load::schedule::ArrivalSchedule;
+use crate::load::slo::SloSpec;
+use crate::load::workload::{BaseUrl, Workload};
+
+pub use check::parse_share;
+use check::Located;
+use raw::RawScenario;
+
+/// The most faults one scenario may have.
+pub const MAX_FAULTS: usize = 64;
+
+/// A scenario file that cannot be run, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}:{column}: {message}", file.display())]
+pub struct ScenarioError {
+    /// The file at fault (the scenario, or a file it names).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Where the cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// Child processes on 127.0.0.1.
+    Process,
+    /// Containers.
+    Docker,
+}
+
+/// The cluster a scenario runs on.
+#[derive(Debug, Clone)]
+pub struct ClusterChoice {
+    /// The cluster file.
+    pub file: PathBuf,
+    /// Its parsed spec.
+    pub spec: ClusterSpec,
+    /// Where it runs (the command line may override it).
+    pub runtime: RuntimeChoice,
+    /// Replica counts overriding the cluster file's.
+    pub replicas: ReplicaOverrides,
+    /// Extra environment per service.
+    pub env: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A request through the ingress that must answer `expect` before faults start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// What it shows.
+    pub name: String,
+    /// Path and query on the ingress.
+    pub path: String,
+    /// The status it must answer.
+    pub expect: u16,
+}
+
+/// The steady-state hypothesis: every node ready and every probe answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SteadyState {
+    /// How long the probes may take to pass.
+    pub timeout: Duration,
+    /// The probes.
+    pub probes: Vec<Probe>,
+}
+
+/// The load of a scenario.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The workload, its SLOs those of the scenario; its base URL is set at run time.
+    pub workload: Workload,
+    /// When flows start.
+    pub schedule: ArrivalSchedule,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Connections of the load client.
+    pub connections: usize,
+    /// The most flows running at once.
+    pub max_in_flight: usize,
+}
+
+impl LoadPlan {
+    /// How long the load lasts.
+    pub fn duration(&self) -> Duration {
+        self.schedule.duration()
+    }
+}
+
+/// Where a fault acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// Every slot of an edge, or one provider replica's slot.
+    Edge {
+        /// `orders->payments`; `client->gateway` for the ingress.
+        edge: Edge,
+        /// Only this provider replica's slot.
+        replica: Option<u32>,
+    },
+    /// One node.
+    Node(NodeId),
+}
+
+impl fmt::Display for FaultTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Edge { edge, replica: None } => write!(f, "{edge}"),
+            Self::Edge { edge, replica: Some(r) } => write!(f, "{edge}#{r}"),
+            Self::Node(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultAction {
+    /// Toxics added to each slot's proxy, removed when the fault ends.
+    Toxics(Vec<Toxic>),
+    /// The slots' proxies disabled (connections refused), re-enabled at the end.
+    Down,
+    /// A node operation; its inverse ends the fault.
+    Node(NodeOp),
+}
+
+/// One entry of the fault timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// A short label (`f1 orders->payments latency`).
+    pub label: String,
+    /// Where.
+    pub target: FaultTarget,
+    /// What.
+    pub action: FaultAction,
+    /// When it starts, from the start of the load.
+    pub at: Duration,
+    /// When it ends, from the start of the load; a `restart` is instant.
+    pub until: Duration,
+    /// Whether the run fails when the fault touched nothing (`expect_effect`, default true).
+    pub expect_effect: bool,
+}
+
+impl Fault {
+    /// What undoes a node operation at the end of the fault, if anything.
+    pub fn inverse(op: NodeOp) -> Option<NodeOp> {
+        match op {
+            NodeOp::Kill | NodeOp::Stop => Some(NodeOp::Restart),
+            NodeOp::Pause => Some(NodeOp::Resume),
+            NodeOp::Partition => Some(NodeOp::Heal),
+            NodeOp::Restart | NodeOp::Resume | NodeOp::Heal => None,
+        }
+    }
+}
+
+/// After the last fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// The load goes on at least this long after the last fault ends.
+    pub duration: Duration,
+    /// After the load, how long orders may take to reach a terminal state.
+    pub settle: Duration,
+}
+
+/// A parsed, checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its name.
+    pub name: String,
+    /// What it tests, with its hypothesis.
+    pub description: String,
+    /// Seed of every random choice (load and fault proxy).
+    pub seed: u64,
+    /// The cluster.
+    pub cluster: ClusterChoice,
+    /// Checked before the faults.
+    pub steady_state: SteadyState,
+    /// The load.
+    pub load: LoadPlan,
+    /// The fault timeline, by start time.
+    pub faults: Vec<Fault>,
+    /// The invariants checked after recovery (names from [`INVARIANTS`]).
+    pub invariants: Vec<String>,
+    /// The recovery phase.
+    pub recovery: Recovery,
+    /// How `gauntlet capacity` searches for the highest rate that meets the SLOs.
+    pub capacity: Option<CapacityPlan>,
+}
+
+/// The `[capacity]` table: how `gauntlet capacity` searches for the highest constant
+/// arrival rate at which every SLO (and invariant) of the scenario still holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CapacityPlan {
+    /// The first rate tried, flow starts per second.
+    pub start_rate: f64,
+    /// The highest rate tried.
+    pub max_rate: f64,
+    /// Each passing rate is multiplied by this until one fails.
+    pub growth: f64,
+    /// The search stops when the failing rate is within this share above the passing one.
+    pub resolution: f64,
+    /// The most runs of the search, confirmation included.
+    pub max_steps: usize,
+}
+
+/// Which bound of a [`CapacityPlan`] is not met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityProblem {
+    /// Not `0 < start_rate <= max_rate <= MAX_RATE`.
+    Rates,
+    /// `growth` not in (1, 10].
+    Growth,
+    /// `max_steps` not in 2..=64.
+    Steps,
+}
+
+impl CapacityPlan {
+    /// The first bound the plan breaks, if any (the file and the flags report it their way).
+    pub fn problem(&self) -> Option<CapacityProblem> {
+        let max = crate::load::schedule::MAX_RATE;
+        if !(self.start_rate > 0.0 && self.start_rate <= self.max_rate && self.max_rate <= max) {
+            Some(CapacityProblem::Rates)
+        } else if !(self.growth > 1.0 && self.growth <= 10.0) {
+            Some(CapacityProblem::Growth)
+        } else if !(2..=64).contains(&self.max_steps) {
+            Some(CapacityProblem::Steps)
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for CapacityPlan {
+    fn default() -> Self {
+        Self { start_rate: 10.0, max_rate: 10_000.0, growth: 2.0, resolution: 0.05, max_steps: 16 }
+    }
+}
+
+impl Scenario {
+    /// The same scenario at a constant arrival rate over its load's duration (a step of
+    /// a capacity search).
+    pub fn at_rate(&self, rate: f64) -> Result<Self, String> {
+        let mut s = self.clone();
+        s.load.schedule = ArrivalSchedule::constant(rate, self.load.duration()).map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
+    /// The SLOs (also the workload's).
+    pub fn slos(&self) -> &[SloSpec] {
+        &self.load.workload.slos
+    }
+
+    /// When the last fault ends.
+    pub fn faults_end(&self) -> Duration {
+        self.faults.iter().map(|f| f.until).max().unwrap_or_default()
+    }
+
+    /// Sets the seed (the command line's `--seed`) for the load and the faults.
+    pub fn reseed(&mut self, seed: u64) {
+        self.seed = seed;
+        self.load.workload.seed = seed;
+    }
+
+    /// Points the load at the ingress.
+    pub fn target(&mut self, ingress: &str) -> Result<(), String> {
+        self.load.workload.base_url = Some(BaseUrl::parse(ingress)?);
+        Ok(())
+    }
+
+    /// Reads and parses a scenario file and the files it names.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the scenario file: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses scenario text; `file` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ScenarioError> {
+        let at = |span: Range<usize>, message: String| {
+            let (line, column) = line_col(text, span.start);
+            ScenarioError { file: file.to_path_buf(), line, column, message }
+        };
+        let raw: RawScenario = toml::from_str(text).map_err(|e| at(e.span().unwrap_or(0..0), e.message().into()))?;
+        let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        raw.check(&dir, file).map_err(|e| match e {
+            Located::Here(span, message) => at(span, message),
+            Located::Elsewhere(e) => e,
+        })
+    }
+}
+
+/// The JSON Schema of the scenario file (shipped as `scenarios/scenario.schema.json`).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawScenario)).expect("a schema is JSON")
+}

@@ -1,0 +1,215 @@
+//! The scenario file as written: the serde forms, spans kept for error positions, and
+//! the source of `scenarios/scenario.schema.json`. Checked into the typed form by
+//! [`super::check`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::load::schedule::ScheduleSpec;
+
+/// The scenario file as written. Its JSON Schema is [`json_schema`].
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Gauntlet scenario file")]
+pub(super) struct RawScenario {
+    /// The scenario's name.
+    #[schemars(with = "String")]
+    pub(super) name: Spanned<String>,
+    /// What the experiment tests: its hypothesis, in a sentence or two.
+    #[schemars(with = "String")]
+    pub(super) description: Spanned<String>,
+    /// Seed of every random choice (the load's flow picks, the proxy's toxicity).
+    #[serde(default)]
+    pub(super) seed: u64,
+    /// The cluster to run on.
+    #[serde(default)]
+    pub(super) cluster: RawCluster,
+    /// Checked before faults start; the run aborts if it does not hold.
+    #[serde(default)]
+    pub(super) steady_state: RawSteadyState,
+    /// The load driven during the whole timeline.
+    #[schemars(with = "RawLoad")]
+    pub(super) load: Spanned<RawLoad>,
+    /// The fault timeline.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawFault>")]
+    pub(super) fault: Vec<Spanned<RawFault>>,
+    /// Service-level objectives, each over a window.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawSlo>")]
+    pub(super) slo: Vec<Spanned<RawSlo>>,
+    /// The invariants to check after recovery (default: all).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub(super) invariants: Option<Vec<Spanned<String>>>,
+    /// The recovery phase.
+    #[serde(default)]
+    pub(super) recovery: RawRecovery,
+    /// For `gauntlet capacity`: the search for the highest rate that meets the SLOs.
+    #[schemars(with = "Option<RawCapacity>")]
+    pub(super) capacity: Option<Spanned<RawCapacity>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapacity {
+    /// The first rate tried, flow starts per second (default 10).
+    pub(super) start_rate: Option<f64>,
+    /// The highest rate tried (default 10000).
+    pub(super) max_rate: Option<f64>,
+    /// Each passing rate is multiplied by this until one fails (default 2).
+    pub(super) growth: Option<f64>,
+    /// Stop when the lowest failing rate is within this share above the highest
+    /// passing one: "5%" (the default).
+    #[schemars(with = "Option<String>")]
+    pub(super) resolution: Option<Spanned<String>>,
+    /// The most runs of the search, the confirmation run included (default 16).
+    pub(super) max_steps: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    /// The cluster file, relative to the scenario (default ../services/cluster.toml).
+    #[schemars(with = "Option<String>")]
+    pub(super) file: Option<Spanned<String>>,
+    /// "process" (default) or "docker".
+    #[schemars(with = "Option<String>")]
+    pub(super) runtime: Option<Spanned<String>>,
+    /// Replica counts overriding the cluster file's, e.g. { catalog = 2 }.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, u32>")]
+    pub(super) replicas: BTreeMap<String, Spanned<u32>>,
+    /// Extra environment per service, e.g. { payments = { SHOP_PAYMENTS_DECLINE_OVER = "5000" } }.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, BTreeMap<String, String>>")]
+    pub(super) env: BTreeMap<String, Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSteadyState {
+    /// How long the probes may take to pass (default 15s).
+    #[schemars(with = "Option<String>")]
+    pub(super) timeout: Option<Spanned<String>>,
+    /// Requests through the ingress that must answer as expected.
+    #[serde(default)]
+    pub(super) probe: Vec<RawProbe>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProbe {
+    /// What it shows.
+    pub(super) name: String,
+    /// Path on the ingress, e.g. /api/v1/products/1.
+    #[schemars(with = "String")]
+    pub(super) path: Spanned<String>,
+    /// The status it must answer (default 200).
+    #[serde(default = "ok_status")]
+    #[schemars(with = "u16")]
+    pub(super) expect: Spanned<u16>,
+}
+
+pub(super) fn ok_status() -> Spanned<u16> {
+    Spanned::new(0..0, 200)
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLoad {
+    /// A workload file (relative to the scenario), or an inline workload table: flows of
+    /// steps, `degraded` rules, per-step `expect`, templates with `{{var}}` and
+    /// `{{uniform 1 100}}` (see harness/src/load/workload.rs).
+    #[schemars(with = "serde_json::Value")]
+    pub(super) workload: Spanned<toml::Value>,
+    /// The arrival schedule; default the workload's.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub(super) schedule: Option<Spanned<ScheduleSpec>>,
+    /// Per-request timeout (default 5s).
+    #[schemars(with = "Option<String>")]
+    pub(super) timeout: Option<Spanned<String>>,
+    /// Connections of the load client (default 64).
+    #[serde(default)]
+    pub(super) connections: Option<usize>,
+    /// The most flows running at once (default 1024).
+    #[serde(default)]
+    pub(super) max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFault {
+    /// A label for reports.
+    pub(super) name: Option<String>,
+    /// An edge "consumer->provider" ("client->gateway" for the ingress).
+    #[schemars(with = "Option<String>")]
+    pub(super) edge: Option<Spanned<String>>,
+    /// Only the slot of this provider replica (default: every replica).
+    pub(super) replica: Option<u32>,
+    /// "upstream" (requests), "downstream" (responses, the default) or "both".
+    pub(super) stream: Option<String>,
+    /// A toxic: latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data,
+    /// http_abort, http_delay; or "down" (the edge refuses connections).
+    pub(super) toxic: Option<String>,
+    /// The toxic's attributes; times as durations ("100ms").
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub(super) attributes: Option<toml::Table>,
+    /// Share of connections the toxic acts on, 0..1 (default 1).
+    pub(super) toxicity: Option<f64>,
+    /// A node, e.g. "catalog-1".
+    #[schemars(with = "Option<String>")]
+    pub(super) node: Option<Spanned<String>>,
+    /// kill, stop, pause, restart or partition.
+    #[schemars(with = "Option<String>")]
+    pub(super) op: Option<Spanned<String>>,
+    /// When it starts, from the start of the load ("10s").
+    #[schemars(with = "String")]
+    pub(super) at: Spanned<String>,
+    /// How long it lasts ("15s"); a restart takes none.
+    #[serde(rename = "for")]
+    #[schemars(rename = "for", with = "Option<String>")]
+    pub(super) duration: Option<Spanned<String>>,
+    /// Whether a fault that touched nothing (no traffic through its proxies while it was
+    /// in place; no order in flight when it struck the orders service) fails the run with
+    /// "the experiment did not happen" (default true).
+    pub(super) expect_effect: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlo {
+    /// "p95 < 500ms", "availability >= 99%" (degraded answers, failed checks and dropped
+    /// starts count against it), "availability_including_degraded >= 99%",
+    /// "error_rate < 1%", "degraded <= 5%" (share of answers matching the workload's
+    /// `degraded` rules), "checks >= 99%" (share of `expect` checks passed)...
+    #[schemars(with = "String")]
+    pub(super) threshold: Spanned<String>,
+    /// Only this flow of the workload.
+    pub(super) flow: Option<String>,
+    /// Only this step of `flow`.
+    pub(super) step: Option<String>,
+    /// "faults" (first fault start to last fault end), "recovery" (after the last
+    /// fault), one fault "f2" (numbered in file order), or a range "10s..25s".
+    #[schemars(with = "Option<String>")]
+    pub(super) during: Option<Spanned<String>>,
+    /// From this offset to the end ("30s").
+    #[schemars(with = "Option<String>")]
+    pub(super) after: Option<Spanned<String>>,
+    /// Abort the run when breached in every second for this long.
+    #[schemars(with = "Option<String>")]
+    pub(super) abort_after: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecovery {
+    /// The load goes on at least this long after the last fault (default 5s).
+    #[schemars(with = "Option<String>")]
+    pub(super) duration: Option<Spanned<String>>,
+    /// After the load, how long orders may take to end (default 45s).
+    #[schemars(with = "Option<String>")]
+    pub(super) settle: Option<Spanned<String>>,
+}
