@@ -237,19 +237,32 @@ async fn metrics_count_bytes_per_proxy_and_direction() {
     let addr = proxy_to(&client, "m", echo_server().await).await;
     let mut stream = connect(addr).await;
     round_trip(&mut stream, &[1u8; 1234]).await;
-    let resp = reqwest::get(format!("{}/metrics", server.url())).await.expect("get");
-    assert_eq!(resp.status().as_u16(), 200);
-    let text = resp.text().await.expect("text");
-    for (metric, direction) in [
+    let wanted = [
         ("toxiproxy_proxy_received_bytes_total", "upstream"),
         ("toxiproxy_proxy_sent_bytes_total", "upstream"),
         ("toxiproxy_proxy_received_bytes_total", "downstream"),
         ("toxiproxy_proxy_sent_bytes_total", "downstream"),
-    ] {
+    ];
+    let counted = |text: &str, metric: &str, direction: &str| {
         let line = text
             .lines()
             .find(|l| l.starts_with(&format!("{metric}{{direction=\"{direction}\"")) && l.contains("proxy=\"m\""));
-        assert!(line.is_some_and(|l| l.ends_with(" 1234")), "{metric} {direction}: {line:?}\n{text}");
+        line.is_some_and(|l| l.ends_with(" 1234"))
+    };
+    // The client has its echo once the proxy wrote it; the proxy counts the write right
+    // after, so on a busy machine the counters may trail the client by a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let resp = reqwest::get(format!("{}/metrics", server.url())).await.expect("get");
+        assert_eq!(resp.status().as_u16(), 200);
+        let text = resp.text().await.expect("text");
+        if wanted.iter().all(|(m, d)| counted(&text, m, d)) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    for (metric, direction) in wanted {
+        assert!(counted(&text, metric, direction), "{metric} {direction}:\n{text}");
     }
     assert!(text.contains("gauntlet_proxy_connections_total{proxy=\"m\"} 1"), "{text}");
 }
