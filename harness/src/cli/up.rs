@@ -143,7 +143,8 @@ pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
     let rt = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     rt.block_on(async move {
         let plan = ClusterPlan::new(spec, &run_dir, ports, &overrides).context("planning the cluster")?;
-        let binaries = || Binaries::for_dir(cluster_dir, &args.profile).map_err(anyhow::Error::from);
+        let spec = plan.spec.clone();
+        let binaries = || Binaries::for_cluster(&spec, cluster_dir, &args.profile).map_err(anyhow::Error::from);
         match args.runtime {
             RuntimeKind::Process => {
                 let mut embedded = None;

@@ -15,6 +15,16 @@ pub struct Binaries {
 }
 
 impl Binaries {
+    /// Where the binaries of `spec`'s services are, looked up from `dir`: the cargo
+    /// workspace that holds it when a service is a `binary`; none is needed (or asked
+    /// of cargo) when every service is a `command` or external.
+    pub fn for_cluster(spec: &super::ClusterSpec, dir: &Path, profile: &str) -> Result<Self, RuntimeError> {
+        if spec.services.iter().any(|s| matches!(s.run, super::RunSpec::Binary(_))) {
+            return Self::for_dir(dir, profile);
+        }
+        Ok(Self { workspace: dir.to_path_buf(), target_dir: dir.join("target"), profile: profile.to_string() })
+    }
+
     /// The cargo workspace that holds `dir` (its `target` folder, or `CARGO_TARGET_DIR`).
     pub fn for_dir(dir: &Path, profile: &str) -> Result<Self, RuntimeError> {
         let out = Command::new("cargo")
