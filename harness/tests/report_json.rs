@@ -163,8 +163,9 @@ fn run_info() -> impl Strategy<Value = RunInfo> {
         started,
         dropped,
     });
-    (text(), any::<u64>(), timestamp(), timestamp(), any::<u64>(), text(), starts, prop::option::of(text())).prop_map(
-        |(name, seed, started_at, ended_at, runtime_ms, gauntlet_version, flow_starts, aborted)| RunInfo {
+    let ends = (prop::option::of(text()), prop::option::of(text()));
+    (text(), any::<u64>(), timestamp(), timestamp(), any::<u64>(), text(), starts, ends).prop_map(
+        |(
             name,
             seed,
             started_at,
@@ -172,7 +173,19 @@ fn run_info() -> impl Strategy<Value = RunInfo> {
             runtime_ms,
             gauntlet_version,
             flow_starts,
-            aborted,
+            (aborted, steady_state_after),
+        )| {
+            RunInfo {
+                name,
+                seed,
+                started_at,
+                ended_at,
+                runtime_ms,
+                gauntlet_version,
+                flow_starts,
+                aborted,
+                steady_state_after,
+            }
         },
     )
 }

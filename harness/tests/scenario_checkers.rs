@@ -107,3 +107,41 @@ fn a_cancelled_order_whose_reservation_was_committed_is_named_by_the_stock_check
     let line = broken_run_line("commit-cancelled", "commit-cancelled", "stock_conserved");
     assert!(line.contains("[cancelled-committed]") && line.contains("product 42"), "{line}");
 }
+
+#[test]
+fn a_replayed_key_that_places_a_second_order_is_named_by_the_orders_checker() {
+    // orders' answers to the gateway are reset for 3 s; the gateway retries each keyed
+    // POST with its key, and the broken orders places a new order for every retry.
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[cluster]\nfile = \"CLUSTER\"\nenv = { orders = { SHOP_TEST_BREAK = \"duplicate-order\" } }\n\
+                [load]\nworkload = \"WORKLOAD\"\nschedule = { mode = \"constant\", rate = 8, duration = \"10s\" }\n\
+                [[fault]]\nedge = \"gateway->orders\"\nstream = \"downstream\"\ntoxic = \"reset_peer\"\nat = \"2s\"\nfor = \"3s\"\n\
+                [[slo]]\nthreshold = \"availability >= 10%\"\n[recovery]\nduration = \"4s\"\nsettle = \"30s\"\n";
+    let file = scenario_file(dir.path(), "duplicate-order", body);
+    let out = gauntlet_run(dir.path(), &file, &[]);
+    let (stdout, stderr) = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let line = stdout.lines().find(|l| l.contains("no_lost_orders")).unwrap_or_default();
+    eprintln!("duplicate-order: {line}");
+    assert!(line.contains("INVALID") && line.contains("[duplicate-order]"), "{stdout}");
+    assert!(line.contains("idempotency key"), "the counterexample names the key: {line}");
+}
+
+#[test]
+fn a_cancelled_order_left_charged_is_named_by_the_money_checker() {
+    // payments' answers to orders are held back 3 s for 4 s, past the 1.5 s saga
+    // deadline: the charges are captured, the sagas give up and must refund them. The
+    // broken orders records the refunds without making them.
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[cluster]\nfile = \"CLUSTER\"\nenv = { orders = { SHOP_ORDERS_SAGA_DEADLINE = \"1500ms\", SHOP_ORDERS_SETTLE = \"300ms\", SHOP_TEST_BREAK = \"skip-refund\" } }\n\
+                [load]\nworkload = \"WORKLOAD\"\nschedule = { mode = \"constant\", rate = 6, duration = \"10s\" }\n\
+                [[fault]]\nedge = \"orders->payments\"\nstream = \"downstream\"\ntoxic = \"latency\"\nattributes = { latency = \"3s\" }\nat = \"2s\"\nfor = \"4s\"\n\
+                [[slo]]\nthreshold = \"availability >= 10%\"\n[recovery]\nduration = \"4s\"\nsettle = \"30s\"\n";
+    let file = scenario_file(dir.path(), "skip-refund", body);
+    let out = gauntlet_run(dir.path(), &file, &[]);
+    let (stdout, stderr) = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let line = stdout.lines().find(|l| l.contains("money_conserved")).unwrap_or_default();
+    eprintln!("skip-refund: {line}");
+    assert!(line.contains("INVALID") && line.contains("[cancelled-kept-money]"), "{stdout}");
+}

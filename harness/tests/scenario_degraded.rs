@@ -35,3 +35,29 @@ fn stale_answers_while_the_catalog_is_down_fail_a_browse_availability_slo() {
         browse["steps"].as_array().unwrap().iter().map(|s| s["stats"]["degraded"].as_u64().unwrap()).sum();
     assert!(degraded > 0, "report.json carries the degraded count per step: {browse}");
 }
+
+#[test]
+fn orders_cancelled_while_payments_is_down_fail_a_paid_share_slo() {
+    // Orders placed while orders->payments refuses connections are cancelled at their 2 s
+    // saga deadline; each is answered, so availability alone would not see it.
+    let dir = tempfile::tempdir().unwrap();
+    let body =
+        "invariants = []\n[cluster]\nfile = \"CLUSTER\"\nenv = { orders = { SHOP_ORDERS_SAGA_DEADLINE = \"2s\" } }\n\
+                [load]\nworkload = \"WORKLOAD\"\nschedule = { mode = \"constant\", rate = 8, duration = \"12s\" }\n\
+                [[fault]]\nedge = \"orders->payments\"\ntoxic = \"down\"\nat = \"2s\"\nfor = \"5s\"\n\
+                [[slo]]\nthreshold = \"paid_share >= 95%\"\nduring = \"f1\"\n\
+                [[slo]]\nthreshold = \"paid_share >= 95%\"\nduring = \"0s..2s\"\n\
+                [recovery]\nduration = \"3s\"\nsettle = \"30s\"\n";
+    let file = scenario_file(dir.path(), "payments-down-paid", body);
+    let out = gauntlet_run(dir.path(), &file, &[]);
+    let (stdout, stderr) = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let during = stdout.lines().find(|l| l.contains("paid_share") && !l.contains("0s..2s")).unwrap_or_default();
+    assert!(during.starts_with("  FAIL"), "orders were cancelled while payments was down: {stdout}");
+    let before = stdout.lines().find(|l| l.contains("paid_share") && l.contains("0s..2s")).unwrap_or_default();
+    assert!(before.starts_with("  PASS"), "and paid before it: {stdout}");
+    let report = stdout.split_whitespace().find(|w| w.ends_with("report.json")).expect("a report.json");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    let slo = &report["slos"][0];
+    assert!(slo["samples"].as_u64().unwrap_or(0) > 0 && slo["observed"].as_f64().unwrap_or(1.0) < 0.95, "{slo}");
+}

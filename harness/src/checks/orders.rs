@@ -100,6 +100,18 @@ impl<'a> Orders<'a> {
     }
 }
 
+/// The business outcome of the place-order operations invoked in `window`: how many
+/// were placed and how many of those ended PAID in `state` (matched by returned id or
+/// key; an operation whose order cannot be found, a failed one included, did not end
+/// PAID). The `paid_share` SLO is the second over the first.
+pub fn paid_outcome(history: &[Operation], state: &ShopState, window: crate::load::slo::Window) -> (u64, u64) {
+    let orders = Orders::new(state);
+    let placed: Vec<&Operation> =
+        history.iter().filter(|op| op.kind == PLACE_ORDER && window.contains(op.invoked)).collect();
+    let paid = placed.iter().filter(|op| orders.of(op).is_some_and(|o| o.status == "PAID")).count();
+    (placed.len() as u64, paid as u64)
+}
+
 /// Checks the place-order operations of `history` against the orders of `state`,
 /// clause by clause ([`NO_LOST_ORDERS`]). `history_complete` is false when the history
 /// overflowed: then an order no kept operation explains may still have one, and the

@@ -155,6 +155,11 @@ fn plan(args: &LoadArgs) -> Result<(Workload, ArrivalSchedule, RunConfig), CliEr
     }
     for text in &args.slos {
         let threshold: Threshold = text.parse().map_err(|e| bad(format!("--slo: {e}")))?;
+        if threshold.metric.needs_history() {
+            return Err(bad(format!(
+                "--slo `{threshold}`: judged over a scenario's order history and end state; use it in a scenario's [[slo]]"
+            )));
+        }
         workload.slos.push(SloSpec::overall(threshold));
     }
     let schedule = match (args.rate, &workload.schedule) {

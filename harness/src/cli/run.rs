@@ -122,7 +122,8 @@ impl Launch {
         let runs = std::path::absolute(runs).context("resolving --runs")?;
         let file = &scenario.cluster.file;
         let cluster_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        let binaries = Binaries::for_dir(&cluster_dir, profile).map_err(anyhow::Error::from)?;
+        let binaries =
+            Binaries::for_cluster(&scenario.cluster.spec, &cluster_dir, profile).map_err(anyhow::Error::from)?;
         Ok(Self { runtime, binaries, runs, toxiproxy })
     }
 
@@ -294,6 +295,9 @@ pub fn print_verdict(o: &RunOutcome) {
     println!("scenario {} (seed {}) — {}", o.scenario, o.seed, if o.passed() { "PASSED" } else { "FAILED" });
     if let Some(why) = &o.steady_state_failure {
         println!("steady state did not hold before the faults: {why}");
+    }
+    if let Some(why) = &o.steady_state_after {
+        println!("steady state did not hold again after recovery: {why}");
     }
     if let Some(why) = &o.stopped {
         println!("stopped early: {why}");

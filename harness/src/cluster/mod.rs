@@ -19,5 +19,5 @@ pub mod spec;
 pub mod wiring;
 
 pub use plan::{ClusterPlan, NodeId, Ports};
-pub use runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
+pub use runtime::{NodeOp, NodeState, NodeStatus, Readiness, Runtime, RuntimeError};
 pub use spec::{ClusterSpec, Edge, RunSpec, ServiceSpec, SpecError};

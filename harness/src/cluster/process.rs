@@ -13,13 +13,25 @@ use tokio::process::{Child, Command};
 use super::binaries::Binaries;
 use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
 use super::plan::{ClusterPlan, NodeId, NodePlan};
-use super::readiness::{levels, wait_ready};
-use super::runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
+use super::readiness::{levels, poll_ready, wait_ready};
+use super::runtime::{NodeOp, NodeState, NodeStatus, Readiness, Runtime, RuntimeError};
 use super::spec::RunSpec;
 use super::wiring::{self, Wiring};
 
 /// How long a gracefully stopped node may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Why process `pid` is gone, if it is: exited (a zombie not yet reaped) or no more.
+fn exited(pid: u32) -> Option<String> {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => Some("it exited".into()),
+        // The state follows the parenthesised command name.
+        Ok(stat) => match stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) {
+            Some('Z' | 'X') => Some("it exited".into()),
+            _ => None,
+        },
+    }
+}
 
 struct Proc {
     child: Option<Child>,
@@ -285,6 +297,39 @@ impl Runtime for ProcessRuntime {
             }
         }
         Ok(())
+    }
+
+    async fn node_op_detached(&mut self, id: &NodeId, op: NodeOp) -> Result<Option<Readiness>, RuntimeError> {
+        if op != NodeOp::Restart {
+            return self.node_op(id, op).await.map(|()| None);
+        }
+        if !self.procs.contains_key(id) {
+            return Err(RuntimeError::UnknownNode(id.to_string()));
+        }
+        if self.is_running(id) {
+            self.end(id, true).await?;
+        }
+        self.spawn(id)?;
+        let node = self.plan.node(id).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?.clone();
+        let pid = self.procs.get(id).map_or(0, |p| p.pid);
+        Ok(Some(Box::pin(async move {
+            let url = format!("{}{}", node.url(), node.service.ready);
+            // The child stays with the runtime; whether it died is read from /proc.
+            let exited = move || exited(pid);
+            poll_ready(&node.id.to_string(), &url, node.service.ready_timeout, &node.log_file, exited).await
+        })))
+    }
+
+    fn node_ready(&mut self, id: &NodeId, ready: &Result<(), RuntimeError>) {
+        let state = match ready {
+            Ok(()) if self.partitioned.contains(id) => NodeState::Partitioned,
+            Ok(()) => NodeState::Ready,
+            Err(_) => NodeState::Exited,
+        };
+        // Only a node still starting: another operation may have struck it meanwhile.
+        if self.procs.get(id).is_some_and(|p| p.state == NodeState::Starting) {
+            self.set_state(id, state);
+        }
     }
 
     fn status(&mut self) -> Vec<NodeStatus> {

@@ -107,12 +107,31 @@ pub struct NodeStatus {
     pub handle: String,
 }
 
+/// A wait for a restarted node to be ready, holding no borrow of its runtime; hand its
+/// result to [`Runtime::node_ready`].
+pub type Readiness = std::pin::Pin<Box<dyn Future<Output = Result<(), RuntimeError>> + Send + 'static>>;
+
 /// A way to run a cluster: local processes, containers, or an external deployment.
 pub trait Runtime: Send {
     /// Starts every node in dependency order and waits until each is ready.
     fn start(&mut self, progress: &(dyn Fn(&str) + Sync)) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Applies `op` to node `id`.
     fn node_op(&mut self, id: &NodeId, op: NodeOp) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Applies `op` to node `id` without waiting for a restarted node to be ready: the
+    /// wait comes back as a [`Readiness`] to await elsewhere, so a slow start never holds
+    /// up another node's fault. Its result goes to [`Runtime::node_ready`]. A runtime
+    /// that cannot split the two waits inside and returns `None`.
+    fn node_op_detached(
+        &mut self,
+        id: &NodeId,
+        op: NodeOp,
+    ) -> impl Future<Output = Result<Option<Readiness>, RuntimeError>> + Send {
+        async move { self.node_op(id, op).await.map(|()| None) }
+    }
+    /// Records how a [`Readiness`] wait of node `id` ended.
+    fn node_ready(&mut self, id: &NodeId, ready: &Result<(), RuntimeError>) {
+        let _ = (id, ready);
+    }
     /// Every node and its state.
     fn status(&mut self) -> Vec<NodeStatus>;
     /// The plan this runtime runs.

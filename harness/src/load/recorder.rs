@@ -71,6 +71,21 @@ struct Windowed {
     stats: Stats,
 }
 
+/// The most samples kept to judge windows placed after the run, e.g. on the times a
+/// scenario's faults were actually applied and removed (about 40 bytes each).
+pub const MAX_KEPT: usize = 4_000_000;
+
+/// One request (or dropped start) as kept for windows placed after the run.
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    intended: Duration,
+    latency: u64,
+    service: u64,
+    outcome: Outcome,
+    judgement: Judgement,
+    dropped: bool,
+}
+
 #[derive(Debug)]
 struct AbortWatch {
     key: Key,
@@ -91,6 +106,11 @@ pub struct Recorder {
     flows: Vec<(Stats, TimeSeries)>,
     steps: Vec<(Stats, TimeSeries)>,
     windows: Vec<Windowed>,
+    /// Every sample of each scope that has a windowed SLO, so its window can be moved
+    /// after the run ([`Recorder::verdicts`] judges any window from them).
+    kept: Vec<(Key, Vec<Kept>)>,
+    /// Samples not kept once [`MAX_KEPT`] was reached.
+    kept_overflow: u64,
     watches: Vec<AbortWatch>,
     abort: Option<String>,
     dropped: u64,
@@ -121,6 +141,8 @@ impl Recorder {
             overall: Stats::new(),
             overall_series: TimeSeries::default(),
             windows: Vec::new(),
+            kept: Vec::new(),
+            kept_overflow: 0,
             watches: Vec::new(),
             abort: None,
             dropped: 0,
@@ -133,6 +155,9 @@ impl Recorder {
             let exists = rec.windows.iter().any(|w| w.key == key && w.window == spec.window);
             if spec.window != Window::WHOLE_RUN && !exists {
                 rec.windows.push(Windowed { key, window: spec.window, stats: Stats::new() });
+            }
+            if spec.window != Window::WHOLE_RUN && !rec.kept.iter().any(|(k, _)| *k == key) {
+                rec.kept.push((key, Vec::new()));
             }
             if spec.abort_after.is_some() {
                 rec.watches.push(AbortWatch { key, spec: spec.clone(), streak: 0 });
@@ -190,6 +215,50 @@ impl Recorder {
                 w.stats.record_judged(latency, service, s.outcome, s.judgement);
             }
         }
+        let kept =
+            Kept { intended: s.intended, latency, service, outcome: s.outcome, judgement: s.judgement, dropped: false };
+        self.keep(|k| k == Key::Overall || k == key, kept);
+    }
+
+    fn keep(&mut self, mine: impl Fn(Key) -> bool, sample: Kept) {
+        if self.kept.is_empty() {
+            return;
+        }
+        let total: usize = self.kept.iter().map(|(_, v)| v.len()).sum();
+        for (k, samples) in &mut self.kept {
+            if !mine(*k) {
+                continue;
+            }
+            if total >= MAX_KEPT {
+                self.kept_overflow += 1;
+            } else {
+                samples.push(sample);
+            }
+        }
+    }
+
+    /// Whether every sample was kept, so a window can be judged wherever it is placed
+    /// after the run; when false, only the windows the SLOs named at the start can be.
+    pub fn windows_movable(&self) -> bool {
+        self.kept_overflow == 0
+    }
+
+    /// What scope `scope` recorded over `window`, from the kept samples.
+    fn stats_from_kept(&self, scope: &SloScope, window: Window) -> Option<Stats> {
+        if !self.windows_movable() {
+            return None;
+        }
+        let key = self.key(scope)?;
+        let (_, samples) = self.kept.iter().find(|(k, _)| *k == key)?;
+        let mut stats = Stats::new();
+        for s in samples.iter().filter(|s| window.contains(s.intended)) {
+            if s.dropped {
+                stats.record_dropped();
+            } else {
+                stats.record_judged(s.latency, s.service, s.outcome, s.judgement);
+            }
+        }
+        Some(stats)
     }
 
     /// Records one whole flow: `service` is the sum of its steps' service times,
@@ -209,6 +278,9 @@ impl Recorder {
                 w.stats.record_judged(latency, service, s.outcome, s.judgement);
             }
         }
+        let kept =
+            Kept { intended: s.intended, latency, service, outcome: s.outcome, judgement: s.judgement, dropped: false };
+        self.keep(|k| k == Key::Flow(flow.0), kept);
     }
 
     /// Counts a start of flow `flow`, meant for offset `intended`, that was dropped
@@ -231,6 +303,15 @@ impl Recorder {
                 w.stats.record_dropped();
             }
         }
+        let kept = Kept {
+            intended,
+            latency: 0,
+            service: 0,
+            outcome: Outcome::Status(0),
+            judgement: Judgement::NONE,
+            dropped: true,
+        };
+        self.keep(|k| k == Key::Overall || k == key, kept);
     }
 
     /// Closes the time-series seconds whose answers are all in by `now`, and checks
@@ -314,12 +395,17 @@ impl Recorder {
         self.windows.iter().find(|w| w.key == key && w.window == window).map(|w| &w.stats)
     }
 
-    /// Judges each SLO against what was recorded.
+    /// Judges each SLO against what was recorded. A window no SLO named at the start
+    /// (one moved after the run) is judged from the kept samples, and has no data if
+    /// they overflowed ([`Recorder::windows_movable`]).
     pub fn verdicts(&self, slos: &[SloSpec]) -> Vec<SloVerdict> {
         slos.iter()
-            .map(|spec| {
-                let stats = self.stats_for(&spec.scope, spec.window);
-                SloVerdict::judge(spec, stats.map(|s| s as &dyn Observable))
+            .map(|spec| match self.stats_for(&spec.scope, spec.window) {
+                Some(stats) => SloVerdict::judge(spec, Some(stats as &dyn Observable)),
+                None => {
+                    let kept = self.stats_from_kept(&spec.scope, spec.window);
+                    SloVerdict::judge(spec, kept.as_ref().map(|s| s as &dyn Observable))
+                }
             })
             .collect()
     }
@@ -426,6 +512,30 @@ mod tests {
         r.finish();
         let dropped: Vec<u64> = r.flow(FlowId(0)).unwrap().1.seconds().iter().map(|s| s.dropped).collect();
         assert_eq!(dropped, [1, 1]);
+    }
+
+    #[test]
+    fn a_window_moved_after_the_run_is_judged_on_exactly_its_samples() {
+        // Planned 10s..20s; the fault was actually in place 10.5s..21s.
+        let slo: SloSpec = toml::from_str("threshold = 'availability >= 99%'\nduring = '10s..20s'").unwrap();
+        let mut r = Recorder::new(layout(), std::slice::from_ref(&slo), Duration::ZERO).unwrap();
+        let good = |at| Sample::plain(at, at, at + ms(1), Outcome::Status(200));
+        let bad = |at| Sample::plain(at, at, at + ms(1), Outcome::Error(ErrorKind::Reset));
+        for s in [good(ms(10_200)), good(ms(15_000)), bad(ms(20_500))] {
+            r.record_step(StepId(0), &s);
+        }
+        r.record_dropped(FlowId(0), ms(10_100));
+        let planned = &r.verdicts(std::slice::from_ref(&slo))[0];
+        assert_eq!((planned.samples, planned.observed), (3, Some(2.0 / 3.0)));
+        let mut moved = slo.clone();
+        moved.window = Window { start: ms(10_500), end: Some(ms(21_000)) };
+        let v = &r.verdicts(std::slice::from_ref(&moved))[0];
+        assert_eq!((v.samples, v.observed), (2, Some(0.5)), "15s good, 20.5s bad; the drop at 10.1s is outside");
+        assert!(r.windows_movable());
+        let whole = SloSpec::overall("availability >= 99%".parse().unwrap());
+        let mut elsewhere = whole.clone();
+        elsewhere.window = Window { start: ms(0), end: Some(ms(1000)) };
+        assert_eq!(r.verdicts(&[elsewhere])[0].status, crate::load::slo::SloStatus::NoData);
     }
 
     #[test]

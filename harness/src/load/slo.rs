@@ -51,12 +51,22 @@ pub enum Metric {
     Degraded,
     /// Share of checks (requests of steps with `expect`) that passed.
     Checks,
+    /// A business outcome: share of the orders placed (operations recorded as
+    /// `place_order`, by invoke time) that ended PAID once the run settled. Only a
+    /// scenario can judge it: it needs the operation history and the services' state.
+    PaidShare,
 }
 
 impl Metric {
     /// Whether the metric is a latency (its bound is a duration) or a ratio.
     pub fn is_latency(self) -> bool {
         matches!(self, Self::Percentile(_) | Self::Max | Self::Mean)
+    }
+
+    /// Whether only a scenario run can judge it (from its history and end state), not
+    /// the load generator's counts alone.
+    pub fn needs_history(self) -> bool {
+        matches!(self, Self::PaidShare)
     }
 }
 
@@ -103,7 +113,7 @@ pub enum ThresholdError {
     /// An unknown metric.
     #[error(
         "unknown metric `{0}`; use p50..p99.99, max, mean, availability, \
-         availability_including_degraded, error_rate, degraded or checks"
+         availability_including_degraded, error_rate, degraded, checks or paid_share (scenarios only)"
     )]
     Metric(String),
     /// A latency bound that is not a duration.
@@ -166,6 +176,7 @@ fn parse_metric(s: &str) -> Result<Metric, ThresholdError> {
         "error_rate" => Metric::ErrorRate,
         "degraded" => Metric::Degraded,
         "checks" => Metric::Checks,
+        "paid_share" => Metric::PaidShare,
         _ => {
             let q: f64 = s.strip_prefix('p').ok_or_else(bad)?.parse().map_err(|_| bad())?;
             if !(q > 0.0 && q <= 100.0) {
@@ -209,6 +220,7 @@ impl Metric {
             Self::ErrorRate => "error_rate".into(),
             Self::Degraded => "degraded".into(),
             Self::Checks => "checks".into(),
+            Self::PaidShare => "paid_share".into(),
         }
     }
 }
@@ -271,7 +283,8 @@ impl Window {
 
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = |d: Duration| humantime::format_duration(d).to_string();
+        // To the millisecond: a window placed on actual fault times is not shown in ns.
+        let h = |d: Duration| humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string();
         match (self.start.is_zero(), self.end) {
             (true, None) => f.write_str("whole run"),
             (false, None) => write!(f, "after {}", h(self.start)),
@@ -316,6 +329,11 @@ impl<'de> Deserialize<'de> for SloSpec {
         use serde::de::Error;
         let raw = RawSlo::deserialize(d)?;
         let threshold: Threshold = raw.threshold.parse().map_err(D::Error::custom)?;
+        if threshold.metric.needs_history() {
+            return Err(D::Error::custom(format!(
+                "`{threshold}` is judged over a scenario's order history and end state: state it in the scenario's [[slo]]"
+            )));
+        }
         let scope = match (raw.flow, raw.step) {
             (None, None) => SloScope::Overall,
             (Some(flow), None) => SloScope::Flow(flow),
@@ -363,6 +381,7 @@ impl Threshold {
         match self.metric {
             Metric::Availability | Metric::AvailabilityIncludingDegraded => c.offered(),
             Metric::Checks => c.checks(),
+            Metric::PaidShare => c.placed,
             _ => c.total,
         }
     }
@@ -384,6 +403,7 @@ impl Threshold {
             Metric::ErrorRate => 1.0 - of(c.succeeded),
             Metric::Degraded => of(c.degraded),
             Metric::Checks => of(c.checks_passed),
+            Metric::PaidShare => of(c.paid),
         })
     }
 

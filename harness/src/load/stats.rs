@@ -133,6 +133,11 @@ pub struct Counts {
     pub checks_failed: u64,
     /// Flow starts dropped at the in-flight limit, each one more unavailable request.
     pub dropped: u64,
+    /// Orders placed, for `paid_share`: filled in by a scenario from its history (the
+    /// load generator leaves it 0).
+    pub placed: u64,
+    /// Of those, the ones that ended PAID.
+    pub paid: u64,
 }
 
 impl Counts {

@@ -37,6 +37,12 @@ pub struct RunMeta {
 /// A report of a load run judged on `slos`; add faults, invariants and contracts with
 /// the `with_*` methods.
 pub fn from_load(meta: RunMeta, result: &RunResult, slos: &[SloSpec]) -> Report {
+    from_load_judged(meta, result, &result.recorder.verdicts(slos))
+}
+
+/// As [`from_load`], with SLO verdicts already reached (a scenario judges some of them
+/// on its history and end state, and places windows on the faults' actual times).
+pub fn from_load_judged(meta: RunMeta, result: &RunResult, verdicts: &[SloVerdict]) -> Report {
     let rec = &result.recorder;
     let secs = result.elapsed.as_secs_f64();
     let flows = rec
@@ -65,12 +71,13 @@ pub fn from_load(meta: RunMeta, result: &RunResult, slos: &[SloSpec]) -> Report 
         gauntlet_version: env!("CARGO_PKG_VERSION").to_owned(),
         flow_starts: FlowStarts { scheduled: result.scheduled, started: result.started, dropped: rec.dropped() },
         aborted: result.stopped.clone(),
+        steady_state_after: None,
     };
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
         run,
         verdict: Verdict::Passed,
-        slos: rec.verdicts(slos).iter().map(slo_result).collect(),
+        slos: verdicts.iter().map(slo_result).collect(),
         overall: scope_stats(rec.overall(), secs),
         flows,
         time_series: rec.overall_series().seconds().iter().map(second_point).collect(),

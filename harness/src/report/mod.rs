@@ -23,7 +23,7 @@ mod verdict;
 use std::path::{Path, PathBuf};
 
 pub use error::ReportError;
-pub use from_load::{from_load, RunMeta};
+pub use from_load::{from_load, from_load_judged, RunMeta};
 pub use model::Report;
 
 /// File names of the renderings in a run directory.

@@ -145,6 +145,10 @@ pub struct RunInfo {
     /// Why the run stopped early, if it did.
     #[serde(default)]
     pub aborted: Option<String>,
+    /// Why the steady-state hypothesis did not hold again after recovery, if it did
+    /// not (checked once the load ended and orders settled, as Chaos Toolkit does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_state_after: Option<String>,
 }
 
 /// Flow starts the schedule called for, made, and dropped.

@@ -39,6 +39,9 @@ impl Report {
         if let Some(why) = &self.run.aborted {
             reasons.push(format!("the run was aborted: {why}"));
         }
+        if let Some(why) = &self.run.steady_state_after {
+            reasons.push(format!("the steady state did not hold again after recovery: {why}"));
+        }
         for s in &self.slos {
             let at = format!("SLO `{}` ({}, {})", s.name, s.scope, s.window);
             match s.status {

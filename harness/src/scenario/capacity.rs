@@ -75,6 +75,9 @@ impl Step {
         if let Some(why) = &o.steady_state_failure {
             reasons.push(format!("steady state: {why}"));
         }
+        if let Some(why) = &o.steady_state_after {
+            reasons.push(format!("steady state after recovery: {why}"));
+        }
         if let Some(why) = &o.stopped {
             reasons.push(format!("stopped: {why}"));
         }
@@ -85,6 +88,10 @@ impl Step {
         }));
         reasons.extend(o.checks.iter().filter(|c| !c.valid()).map(|c| format!("invariant {} broken", c.invariant)));
         reasons.extend(o.faults.iter().filter_map(|f| f.error.as_ref().map(|e| format!("fault {}: {e}", f.label))));
+        reasons.extend(
+            o.faults.iter().filter(|f| f.did_not_happen()).map(|f| format!("fault {} touched nothing", f.label)),
+        );
+        reasons.extend(o.rollback_errors.iter().map(|e| format!("rollback: {e}")));
         if o.load.dropped > 0 {
             reasons.push(format!(
                 "{} flow starts dropped at the in-flight limit: the rate was not offered",

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::effect::{self, Counters, Effect, InFlight};
-use super::model::{Fault, FaultAction, FaultTarget, Recovery, Scenario};
+use super::model::{ActualTimes, Fault, FaultAction, FaultTarget, Recovery, Scenario};
 use crate::checks::history::{History, Operation};
 use crate::checks::state::{AdminEndpoints, ShopState};
 use crate::checks::{self, CheckResult};
@@ -26,7 +26,8 @@ use crate::cluster::{ClusterPlan, NodeStatus, Runtime};
 use crate::faults::client::ToxiproxyClient;
 use crate::load::client::ClientConfig;
 use crate::load::runner::{self, Control, Progress, RunConfig};
-use crate::load::slo::SloVerdict;
+use crate::load::slo::{Observable, SloVerdict};
+use crate::load::stats::Counts;
 
 /// The admin token services use with `SHOP_DEV_DEFAULTS=1` (`shop_kit::config::DEV_SECRET`).
 pub const DEV_ADMIN_TOKEN: &str = "gauntlet-dev-secret-change-me";
@@ -115,6 +116,8 @@ pub struct RunOutcome {
     pub run_dir: PathBuf,
     /// Why the steady state did not hold before the faults, if it did not.
     pub steady_state_failure: Option<String>,
+    /// Why it did not hold again after recovery, if it did not.
+    pub steady_state_after: Option<String>,
     /// Why the run stopped early (an SLO abort, an interrupt), if it did.
     pub stopped: Option<String>,
     /// Whether it was interrupted (SIGINT / SIGTERM).
@@ -147,6 +150,7 @@ impl RunOutcome {
     /// Whether every gate passed.
     pub fn passed(&self) -> bool {
         self.steady_state_failure.is_none()
+            && self.steady_state_after.is_none()
             && self.stopped.is_none()
             && self.slos.iter().all(SloVerdict::passed)
             && self.checks.iter().all(CheckResult::valid)
@@ -208,6 +212,7 @@ pub async fn execute<R: Runtime>(
         seed: scenario.seed,
         run_dir: cluster.runtime.plan().run_dir.clone(),
         steady_state_failure: None,
+        steady_state_after: None,
         stopped: None,
         interrupted: false,
         load: LoadSummary::default(),
@@ -322,7 +327,25 @@ pub async fn execute<R: Runtime>(
         dropped: rec.dropped(),
         flows_started: result.started,
     };
-    outcome.slos = rec.verdicts(scenario.slos());
+    // SLO windows tied to faults are judged on when the faults were actually in place.
+    let actual: Vec<ActualTimes> = outcome
+        .faults
+        .iter()
+        .map(|f| ActualTimes {
+            applied: f.applied_at.map(Duration::from_secs_f64),
+            removed: f.removed_at.map(Duration::from_secs_f64),
+        })
+        .collect();
+    let slos = if rec.windows_movable() {
+        scenario.slos_as_run(&actual)
+    } else {
+        on_event(Event::Note(format!(
+            "too many requests to keep (over {}): SLO windows stay on the planned fault times",
+            crate::load::recorder::MAX_KEPT
+        )));
+        scenario.slos().to_vec()
+    };
+    outcome.slos = rec.verdicts(&slos);
     outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
     if outcome.stopped.is_none() {
         outcome.stopped = result.stopped.clone();
@@ -334,7 +357,9 @@ pub async fn execute<R: Runtime>(
     if outcome.interrupted {
         return Ok(outcome);
     }
-    let Some(admin) = cluster.admin.as_ref().filter(|_| !scenario.invariants.is_empty()) else {
+    let needs_state = !scenario.invariants.is_empty() || slos.iter().any(|s| s.threshold.metric.needs_history());
+    let Some(admin) = cluster.admin.as_ref().filter(|_| needs_state) else {
+        check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
         let report = to_report(scenario, &outcome, &result, started_at);
         if let Ok(files) = crate::report::write_all(&outcome.run_dir.join("report"), &report) {
             outcome.report_files = files;
@@ -360,6 +385,7 @@ pub async fn execute<R: Runtime>(
             let why = format!("the services' admin state could not be read: {e:#}");
             on_event(Event::Note(why.clone()));
             outcome.checks = scenario.invariants.iter().map(|i| CheckResult::unknown(i, why.clone())).collect();
+            check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
             let report = to_report(scenario, &outcome, &result, started_at);
             if let Ok(files) = crate::report::write_all(&outcome.run_dir.join("report"), &report) {
                 outcome.report_files = files;
@@ -370,10 +396,18 @@ pub async fn execute<R: Runtime>(
     for o in &state.orders {
         *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
     }
+    // Business outcomes are judged on the history against the settled state.
+    for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric.needs_history()) {
+        let (placed, paid) = checks::orders::paid_outcome(&ops, &state, v.spec.window);
+        let counts = Outcomes(Counts { total: placed, placed, paid, ..Counts::default() });
+        *v = SloVerdict::judge(&v.spec, Some(&counts));
+    }
+    outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
     let terminal = state.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect();
     observe_effects(scenario, cluster, &mut outcome, Some(&terminal));
     let history_complete = history.overflow() == 0;
     outcome.checks = run_checks(&scenario.invariants, &ops, history_complete, &state, waited, scenario.recovery.settle);
+    check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
     let dir = &outcome.run_dir;
     let _ = std::fs::create_dir_all(dir);
     let _ = std::fs::write(dir.join("history.json"), serde_json::to_vec_pretty(&ops).unwrap_or_default());
@@ -384,6 +418,45 @@ pub async fn execute<R: Runtime>(
         Err(e) => on_event(Event::Note(format!("could not write the report: {e}"))),
     }
     Ok(outcome)
+}
+
+/// Checks the steady-state hypothesis again once the run recovered (Chaos Toolkit's
+/// default): a system that does not come back fails the run even if every SLO held.
+async fn check_steady_state_again<R: Runtime>(
+    scenario: &Scenario,
+    cluster: &mut Cluster<R>,
+    outcome: &mut RunOutcome,
+    interrupt: &mut watch::Receiver<bool>,
+    on_event: &(dyn Fn(Event) + Sync),
+) {
+    on_event(Event::Note("checking the steady state again".into()));
+    tokio::select! {
+        r = steady_state(scenario, cluster) => {
+            if let Err(why) = r {
+                on_event(Event::Note(format!("the steady state did not hold again: {why}")));
+                outcome.steady_state_after = Some(why);
+            }
+        }
+        _ = interrupt.wait_for(|v| *v) => outcome.interrupted = true,
+    }
+}
+
+/// Order outcomes as an SLO observes them (`paid_share`); they have no latency.
+struct Outcomes(Counts);
+
+impl Observable for Outcomes {
+    fn counts(&self) -> Counts {
+        self.0
+    }
+    fn latency_percentile_ms(&self, _: f64) -> f64 {
+        0.0
+    }
+    fn latency_max_ms(&self) -> f64 {
+        0.0
+    }
+    fn latency_mean_ms(&self) -> f64 {
+        0.0
+    }
 }
 
 /// The run in the report model, for the JSON, Markdown, HTML and JUnit renderers.
@@ -400,7 +473,8 @@ fn to_report(
         started_at,
         ended_at: std::time::SystemTime::now(),
     };
-    let mut report = crate::report::from_load(meta, result, scenario.slos());
+    let mut report = crate::report::from_load_judged(meta, result, &outcome.slos);
+    report.run.steady_state_after = outcome.steady_state_after.clone();
     let secs = |v: Option<f64>| v.map(Duration::from_secs_f64);
     for (fault, happened) in scenario.faults.iter().zip(&outcome.faults) {
         let planned = Planned::planned(&fault.label, fault.target.to_string(), fault.at, Some(fault.until - fault.at));
@@ -489,12 +563,19 @@ async fn steady_state<R: Runtime>(scenario: &Scenario, cluster: &mut Cluster<R>)
     Ok(())
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Change {
     Apply,
     Remove,
 }
 
+/// A change of the timeline under way: an edge change, or a restarted node coming up.
+type Underway = std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Change, anyhow::Result<()>)> + Send>>;
+
+/// Runs the fault timeline against the load's clock. Changes are started when due and
+/// run concurrently (an edge change over the Toxiproxy API, a restarted node's wait for
+/// readiness), so a slow restart never delays another fault; changes to one target
+/// (one edge, one node) keep their order. Each change's time is when it completed.
 #[allow(clippy::too_many_arguments)]
 async fn run_timeline<R: Runtime>(
     scenario: &Scenario,
@@ -507,6 +588,7 @@ async fn run_timeline<R: Runtime>(
     interrupt: &mut watch::Receiver<bool>,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> anyhow::Result<()> {
+    use futures::stream::{FuturesUnordered, StreamExt};
     // The clock starts when the load's measured phase does (after its set-up).
     let setup_deadline = Instant::now() + SETUP_LIMIT;
     let t0 = loop {
@@ -524,21 +606,24 @@ async fn run_timeline<R: Runtime>(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    outcome.baseline = counters(cluster).await;
-    let mut events: Vec<(Duration, usize, Change)> = Vec::new();
+    outcome.baseline = counters(&cluster.toxiproxy).await;
+    let mut pending: Vec<(Duration, usize, Change)> = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {
-        events.push((f.at, i, Change::Apply));
+        pending.push((f.at, i, Change::Apply));
         if f.until > f.at {
-            events.push((f.until, i, Change::Remove));
+            pending.push((f.until, i, Change::Remove));
         }
     }
     // Removals before applications at the same instant, so back-to-back faults on one
     // node do not clash.
-    events.sort_by_key(|(t, i, c)| (*t, matches!(c, Change::Apply), *i));
+    pending.sort_by_key(|(t, i, c)| (*t, matches!(c, Change::Apply), *i));
+    let target_of = |i: usize| scenario.faults[i].target.to_string();
+    let mut underway: FuturesUnordered<Underway> = FuturesUnordered::new();
+    // Faults with a change under way, and their targets.
+    let mut busy: Vec<(usize, String)> = Vec::new();
     let end = t0 + scenario.load.duration();
     let mut next_tick = Instant::now();
-    let mut pending = events.into_iter().peekable();
-    loop {
+    let stop = loop {
         let now = Instant::now();
         if now >= next_tick {
             next_tick = now + TICK;
@@ -547,79 +632,166 @@ async fn run_timeline<R: Runtime>(
                 on_event(Event::Progress(p, labels));
             }
         }
-        let due = pending.peek().map(|(at, _, _)| t0 + *at);
-        if let Some(d) = due.filter(|d| *d <= now) {
-            let _ = d;
-            let (_, i, change) = pending.next().expect("peeked");
+        // Start what is due, unless its target is busy with an earlier change.
+        let mut k = 0;
+        while k < pending.len() {
+            let (at, i, change) = pending[k];
+            if t0 + at > now {
+                break;
+            }
+            let target = target_of(i);
+            // A later change of a busy target waits, and so does everything after it on
+            // that target (the list is in time order).
+            if busy.iter().any(|(_, t)| *t == target) || pending[..k].iter().any(|p| target_of(p.1) == target) {
+                k += 1;
+                continue;
+            }
+            pending.remove(k);
             let fault = &scenario.faults[i];
-            if let (Change::Apply, FaultAction::Node(_), FaultTarget::Node(node)) =
-                (change, &fault.action, &fault.target)
-            {
-                if let (Some(admin), true) = (cluster.admin.as_ref(), node.service == "orders") {
-                    // Before it strikes: once orders is down its state cannot be read.
-                    if let Ok(orders) = admin.fetch_orders(Duration::from_secs(2)).await {
-                        let orders = orders.into_iter().filter(|o| !o.is_terminal()).map(|o| o.id).collect();
-                        outcome.faults[i].observed.in_flight = Some(InFlight { orders });
+            match (&fault.action, &fault.target) {
+                (FaultAction::Node(op), FaultTarget::Node(node)) => {
+                    if change == Change::Apply && node.service == "orders" {
+                        if let Some(admin) = cluster.admin.as_ref() {
+                            // Before it strikes: once orders is down its state cannot be read.
+                            if let Ok(orders) = admin.fetch_orders(Duration::from_secs(2)).await {
+                                let orders = orders.into_iter().filter(|o| !o.is_terminal()).map(|o| o.id).collect();
+                                outcome.faults[i].observed.in_flight = Some(InFlight { orders });
+                            }
+                        }
+                    }
+                    let op = match change {
+                        Change::Apply => Some(*op),
+                        Change::Remove => Fault::inverse(*op),
+                    };
+                    let started = match op {
+                        Some(op) => cluster.runtime.node_op_detached(node, op).await,
+                        None => Ok(None),
+                    };
+                    match started {
+                        Ok(Some(ready)) => {
+                            busy.push((i, target));
+                            let node = node.clone();
+                            underway.push(Box::pin(async move {
+                                let r = ready.await;
+                                (i, change, r.map_err(|e| anyhow::anyhow!(e).context(format!("waiting for {node}"))))
+                            }));
+                        }
+                        Ok(None) => {
+                            let at = t0.elapsed().as_secs_f64();
+                            completed(scenario, cluster, active, outcome, i, change, Ok(()), at, on_event).await;
+                        }
+                        Err(e) => {
+                            let at = t0.elapsed().as_secs_f64();
+                            completed(scenario, cluster, active, outcome, i, change, Err(e.into()), at, on_event).await;
+                        }
                     }
                 }
-            }
-            let result = match change {
-                Change::Apply => apply(fault, cluster).await,
-                Change::Remove => remove(fault, cluster).await,
-            };
-            let reading = counters(cluster).await;
-            match change {
-                Change::Apply => outcome.faults[i].observed.at_apply = reading,
-                Change::Remove => outcome.faults[i].observed.at_remove = reading,
-            }
-            let at = t0.elapsed().as_secs_f64();
-            let record = &mut outcome.faults[i];
-            match (change, result) {
-                (Change::Apply, Ok(())) => {
-                    record.applied_at = Some(at);
-                    if fault.until > fault.at {
-                        active.faults.push(i);
-                    }
-                    on_event(Event::Note(format!("{:>7.2}s applied {}", at, fault.label)));
-                }
-                (Change::Remove, Ok(())) => {
-                    record.removed_at = Some(at);
-                    active.faults.retain(|&a| a != i);
-                    on_event(Event::Note(format!("{:>7.2}s removed {}", at, fault.label)));
-                }
-                (Change::Apply, Err(e)) => {
-                    record.error = Some(format!("applying: {e:#}"));
-                    on_event(Event::Note(format!("{:>7.2}s could not apply {}: {e:#}", at, fault.label)));
-                    // It may be half in place: roll it back with the others.
-                    active.faults.push(i);
-                }
-                (Change::Remove, Err(e)) => {
-                    record.error = Some(format!("removing: {e:#}"));
-                    on_event(Event::Note(format!("{:>7.2}s could not remove {}: {e:#}", at, fault.label)));
+                (action, target) => {
+                    busy.push((i, target_of(i)));
+                    let (toxiproxy, names) = (cluster.toxiproxy.clone(), proxies(cluster, target));
+                    let action = action.clone();
+                    underway.push(Box::pin(async move {
+                        let r = edge_change(&action, &toxiproxy, &names, change).await;
+                        (i, change, r)
+                    }));
                 }
             }
-            continue;
         }
-        if pending.peek().is_none() && (load.is_finished() || now >= end) {
-            return Ok(());
+        if pending.is_empty() && underway.is_empty() && (load.is_finished() || now >= end) {
+            break None;
         }
-        if load.is_finished() {
+        if load.is_finished() && underway.is_empty() {
             // The load stopped early (an SLO abort): the remaining faults are moot.
-            return Ok(());
+            break None;
         }
+        let due = pending.first().map(|(at, _, _)| t0 + *at).filter(|d| *d > now);
         let wake = due.map_or(next_tick, |d| d.min(next_tick));
         tokio::select! {
             _ = tokio::time::sleep_until(wake.into()) => {}
+            Some((i, change, result)) = underway.next(), if !underway.is_empty() => {
+                busy.retain(|(b, _)| *b != i);
+                if let (FaultAction::Node(_), FaultTarget::Node(node)) = (&scenario.faults[i].action, &scenario.faults[i].target) {
+                    let r = result.as_ref().map(|_| ()).map_err(|e| crate::cluster::RuntimeError::Start { node: node.to_string(), detail: format!("{e:#}") });
+                    cluster.runtime.node_ready(node, &r);
+                }
+                let at = t0.elapsed().as_secs_f64();
+                completed(scenario, cluster, active, outcome, i, change, result, at, on_event).await;
+            }
             _ = interrupt.wait_for(|v| *v) => {
                 outcome.interrupted = true;
-                outcome.stopped = Some(format!("interrupted at {:.2}s", t0.elapsed().as_secs_f64()));
-                return Ok(());
+                break Some(format!("interrupted at {:.2}s", t0.elapsed().as_secs_f64()));
             }
+        }
+    };
+    // Let what is under way finish, so the rollback finds every change done.
+    while let Some((i, change, result)) = underway.next().await {
+        if let (FaultAction::Node(_), FaultTarget::Node(node)) =
+            (&scenario.faults[i].action, &scenario.faults[i].target)
+        {
+            let r = result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| crate::cluster::RuntimeError::Start { node: node.to_string(), detail: format!("{e:#}") });
+            cluster.runtime.node_ready(node, &r);
+        }
+        let at = t0.elapsed().as_secs_f64();
+        completed(scenario, cluster, active, outcome, i, change, result, at, on_event).await;
+    }
+    if let Some(why) = stop {
+        outcome.stopped = Some(why);
+    }
+    Ok(())
+}
+
+/// Records a change of fault `i` that completed at `at` (seconds on the load's clock).
+#[allow(clippy::too_many_arguments)]
+async fn completed<R: Runtime>(
+    scenario: &Scenario,
+    cluster: &Cluster<R>,
+    active: &mut Active,
+    outcome: &mut RunOutcome,
+    i: usize,
+    change: Change,
+    result: anyhow::Result<()>,
+    at: f64,
+    on_event: &(dyn Fn(Event) + Sync),
+) {
+    let fault = &scenario.faults[i];
+    let reading = counters(&cluster.toxiproxy).await;
+    let record = &mut outcome.faults[i];
+    match change {
+        Change::Apply => record.observed.at_apply = reading,
+        Change::Remove => record.observed.at_remove = reading,
+    }
+    match (change, result) {
+        (Change::Apply, Ok(())) => {
+            record.applied_at = Some(at);
+            if fault.until > fault.at {
+                active.faults.push(i);
+            }
+            on_event(Event::Note(format!("{:>7.2}s applied {}", at, fault.label)));
+        }
+        (Change::Remove, Ok(())) => {
+            record.removed_at = Some(at);
+            active.faults.retain(|&a| a != i);
+            on_event(Event::Note(format!("{:>7.2}s removed {}", at, fault.label)));
+        }
+        (Change::Apply, Err(e)) => {
+            record.error = Some(format!("applying: {e:#}"));
+            on_event(Event::Note(format!("{:>7.2}s could not apply {}: {e:#}", at, fault.label)));
+            // It may be half in place: roll it back with the others.
+            if !active.faults.contains(&i) {
+                active.faults.push(i);
+            }
+        }
+        (Change::Remove, Err(e)) => {
+            record.error = Some(format!("removing: {e:#}"));
+            on_event(Event::Note(format!("{:>7.2}s could not remove {}: {e:#}", at, fault.label)));
         }
     }
 }
 
-fn proxies<'a, R: Runtime>(cluster: &'a Cluster<R>, target: &'a FaultTarget) -> Vec<String> {
+fn proxies<R: Runtime>(cluster: &Cluster<R>, target: &FaultTarget) -> Vec<String> {
     let FaultTarget::Edge { edge, replica } = target else { return Vec::new() };
     cluster
         .runtime
@@ -631,37 +803,27 @@ fn proxies<'a, R: Runtime>(cluster: &'a Cluster<R>, target: &'a FaultTarget) -> 
         .collect()
 }
 
-async fn apply<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::Result<()> {
-    match (&fault.action, &fault.target) {
-        (FaultAction::Toxics(toxics), target) => {
-            for proxy in proxies(cluster, target) {
+/// Applies or removes an edge fault on its proxies `names`.
+async fn edge_change(
+    action: &FaultAction,
+    toxiproxy: &ToxiproxyClient,
+    names: &[String],
+    change: Change,
+) -> anyhow::Result<()> {
+    match (action, change) {
+        (FaultAction::Toxics(toxics), Change::Apply) => {
+            for proxy in names {
                 for t in toxics {
-                    cluster
-                        .toxiproxy
-                        .add_toxic(&proxy, t)
-                        .await
-                        .with_context(|| format!("adding {} to {proxy}", t.name))?;
+                    toxiproxy.add_toxic(proxy, t).await.with_context(|| format!("adding {} to {proxy}", t.name))?;
                 }
             }
+            Ok(())
         }
-        (FaultAction::Down, target) => {
-            for proxy in proxies(cluster, target) {
-                cluster.toxiproxy.set_enabled(&proxy, false).await.with_context(|| format!("disabling {proxy}"))?;
-            }
-        }
-        (FaultAction::Node(op), FaultTarget::Node(id)) => cluster.runtime.node_op(id, *op).await?,
-        (FaultAction::Node(_), FaultTarget::Edge { .. }) => anyhow::bail!("a node operation on an edge"),
-    }
-    Ok(())
-}
-
-async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::Result<()> {
-    match (&fault.action, &fault.target) {
-        (FaultAction::Toxics(toxics), target) => {
+        (FaultAction::Toxics(toxics), Change::Remove) => {
             let mut first_error = None;
-            for proxy in proxies(cluster, target) {
+            for proxy in names {
                 for t in toxics {
-                    if let Err(e) = cluster.toxiproxy.remove_toxic(&proxy, &t.name).await {
+                    if let Err(e) = toxiproxy.remove_toxic(proxy, &t.name).await {
                         // Already gone is what we want.
                         if e.status() != Some(404) && first_error.is_none() {
                             first_error = Some(anyhow::anyhow!("removing {} from {proxy}: {e}", t.name));
@@ -671,23 +833,35 @@ async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::
             }
             first_error.map_or(Ok(()), Err)
         }
-        (FaultAction::Down, target) => {
-            for proxy in proxies(cluster, target) {
-                cluster.toxiproxy.set_enabled(&proxy, true).await.with_context(|| format!("enabling {proxy}"))?;
+        (FaultAction::Down, change) => {
+            let enabled = change == Change::Remove;
+            for proxy in names {
+                toxiproxy
+                    .set_enabled(proxy, enabled)
+                    .await
+                    .with_context(|| format!("{} {proxy}", if enabled { "enabling" } else { "disabling" }))?;
             }
             Ok(())
         }
+        (FaultAction::Node(_), _) => anyhow::bail!("a node operation is not an edge change"),
+    }
+}
+
+/// Removes `fault` now, waiting for whatever it takes (a restart's readiness included).
+async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::Result<()> {
+    match (&fault.action, &fault.target) {
         (FaultAction::Node(op), FaultTarget::Node(id)) => match Fault::inverse(*op) {
             Some(undo) => Ok(cluster.runtime.node_op(id, undo).await?),
             None => Ok(()),
         },
         (FaultAction::Node(_), FaultTarget::Edge { .. }) => Ok(()),
+        (action, target) => edge_change(action, &cluster.toxiproxy, &proxies(cluster, target), Change::Remove).await,
     }
 }
 
 /// The proxies' counters now, if the Toxiproxy API serves them.
-async fn counters<R: Runtime>(cluster: &Cluster<R>) -> Option<Counters> {
-    cluster.toxiproxy.metrics().await.ok().map(|t| effect::parse_counters(&t))
+async fn counters(toxiproxy: &ToxiproxyClient) -> Option<Counters> {
+    toxiproxy.metrics().await.ok().map(|t| effect::parse_counters(&t))
 }
 
 /// Each fault's observed effect, from the readings taken around it; `terminal` is the
@@ -761,7 +935,7 @@ async fn rollback<R: Runtime>(
         match result {
             Ok(()) => {
                 outcome.faults[i].removed_at = Some(at);
-                outcome.faults[i].observed.at_remove = counters(cluster).await;
+                outcome.faults[i].observed.at_remove = counters(&cluster.toxiproxy).await;
                 on_event(Event::Note(format!("{at:>7.2}s rolled back {}", fault.label)));
             }
             Err(e) => {

@@ -12,4 +12,4 @@ pub mod executor;
 pub mod model;
 
 pub use executor::{execute, Cluster, Event, FaultRecord, RunOutcome};
-pub use model::{json_schema, Fault, FaultAction, FaultTarget, Scenario, ScenarioError};
+pub use model::{json_schema, ActualTimes, Fault, FaultAction, FaultTarget, Scenario, ScenarioError, WindowAnchor};

@@ -18,7 +18,7 @@ use crate::load::workload::Workload;
 use super::raw::*;
 use super::{
     CapacityPlan, CapacityProblem, ClusterChoice, Fault, FaultAction, FaultTarget, LoadPlan, Probe, Recovery,
-    RuntimeChoice, Scenario, ScenarioError, SteadyState, MAX_FAULTS,
+    RuntimeChoice, Scenario, ScenarioError, SteadyState, WindowAnchor, MAX_FAULTS,
 };
 
 pub(super) enum Located {
@@ -132,11 +132,14 @@ impl RawScenario {
                 ),
             );
         }
-        let mut slos = Vec::new();
+        // The workload's own SLOs keep their stated windows; the scenario's may be tied
+        // to the faults, and are placed on their actual times after the run.
+        let mut slo_anchors = vec![WindowAnchor::Fixed; load.workload.slos.len()];
         for s in self.slo {
-            slos.push(check_slo(s, &faults, faults_start, faults_end, &load.workload)?);
+            let (slo, anchor) = check_slo(s, &faults, faults_start, faults_end, &load.workload)?;
+            load.workload.slos.push(slo);
+            slo_anchors.push(anchor);
         }
-        load.workload.slos.extend(slos);
         let invariants = match self.invariants {
             None => INVARIANTS.iter().map(|s| s.to_string()).collect(),
             Some(list) => {
@@ -166,6 +169,7 @@ impl RawScenario {
             faults,
             invariants,
             recovery,
+            slo_anchors,
             capacity: self
                 .capacity
                 .map(|c| {
@@ -424,7 +428,7 @@ fn check_slo(
     faults_start: Duration,
     faults_end: Duration,
     workload: &Workload,
-) -> Checked<SloSpec> {
+) -> Checked<(SloSpec, WindowAnchor)> {
     let span = raw.span();
     let s = raw.into_inner();
     let threshold: Threshold = s
@@ -447,27 +451,33 @@ fn check_slo(
         }
         (None, Some(_)) => return here(span, "`step` needs its `flow`"),
     };
-    let window = match (&s.during, &s.after) {
-        (None, None) => Window::WHOLE_RUN,
+    if threshold.metric.needs_history() && scope != SloScope::Overall {
+        return here(span, format!("`{threshold}` is over every order placed: drop `flow` and `step`"));
+    }
+    let (window, anchor) = match (&s.during, &s.after) {
+        (None, None) => (Window::WHOLE_RUN, WindowAnchor::Fixed),
         (Some(d), None) => match d.get_ref().as_str() {
-            "faults" if faults_end > faults_start => Window { start: faults_start, end: Some(faults_end) },
+            "faults" if faults_end > faults_start => {
+                (Window { start: faults_start, end: Some(faults_end) }, WindowAnchor::Faults)
+            }
             "faults" => return here(d.span(), "during = \"faults\" needs a fault that lasts"),
-            "recovery" => Window { start: faults_end, end: None },
+            "recovery" => (Window { start: faults_end, end: None }, WindowAnchor::Recovery),
             // One fault by its number in the file: `f2`.
             name if name.starts_with('f') && name[1..].parse::<usize>().is_ok() => {
-                let Some(f) = faults.iter().find(|f| f.label.split(' ').next() == Some(name)) else {
+                let Some((i, f)) = faults.iter().enumerate().find(|(_, f)| f.label.split(' ').next() == Some(name))
+                else {
                     return here(d.span(), format!("no fault `{name}`; faults are numbered f1, f2... in file order"));
                 };
                 if f.until <= f.at {
                     return here(d.span(), format!("fault `{name}` is instant; it has no window"));
                 }
-                Window { start: f.at, end: Some(f.until) }
+                (Window { start: f.at, end: Some(f.until) }, WindowAnchor::Fault(i))
             }
-            range => parse_during(range).map_err(|e| Located::Here(d.span(), e))?,
+            range => (parse_during(range).map_err(|e| Located::Here(d.span(), e))?, WindowAnchor::Fixed),
         },
-        (None, Some(a)) => Window { start: duration(a)?, end: None },
+        (None, Some(a)) => (Window { start: duration(a)?, end: None }, WindowAnchor::Fixed),
         (Some(d), Some(_)) => return here(d.span(), "give `during` or `after`, not both"),
     };
     let abort_after = s.abort_after.as_ref().map(duration).transpose()?;
-    Ok(SloSpec { threshold, scope, window, abort_after })
+    Ok((SloSpec { threshold, scope, window, abort_after }, anchor))
 }

@@ -67,7 +67,7 @@ use crate::cluster::spec::line_col;
 use crate::cluster::{ClusterSpec, Edge, NodeId, NodeOp};
 use crate::faults::Toxic;
 use crate::load::schedule::ArrivalSchedule;
-use crate::load::slo::SloSpec;
+use crate::load::slo::{SloSpec, Window};
 use crate::load::workload::{BaseUrl, Workload};
 
 pub use check::parse_share;
@@ -230,6 +230,30 @@ pub struct Recovery {
     pub settle: Duration,
 }
 
+/// What an SLO's window is tied to. A window tied to faults is stated on their planned
+/// times and judged on their actual ones ([`Scenario::slos_as_run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowAnchor {
+    /// The times written (`during = "10s..20s"`, `after = "30s"`, the whole run).
+    Fixed,
+    /// From the first fault's application to the last one's removal.
+    Faults,
+    /// From the last fault's removal to the end of the run.
+    Recovery,
+    /// While fault `i` (by position in the timeline) was in place.
+    Fault(usize),
+}
+
+/// When a fault was actually in place, from the start of the run; `None` where it was
+/// not applied or not removed (the planned time stands in).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ActualTimes {
+    /// When it was in place.
+    pub applied: Option<Duration>,
+    /// When it was gone (for a restart or a kill, when the node was back).
+    pub removed: Option<Duration>,
+}
+
 /// A parsed, checked scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -253,6 +277,8 @@ pub struct Scenario {
     pub invariants: Vec<String>,
     /// The recovery phase.
     pub recovery: Recovery,
+    /// What each SLO's window is tied to, in the order of [`Scenario::slos`].
+    pub slo_anchors: Vec<WindowAnchor>,
     /// How `gauntlet capacity` searches for the highest rate that meets the SLOs.
     pub capacity: Option<CapacityPlan>,
 }
@@ -318,6 +344,38 @@ impl Scenario {
     /// The SLOs (also the workload's).
     pub fn slos(&self) -> &[SloSpec] {
         &self.load.workload.slos
+    }
+
+    /// The SLOs with each window tied to faults placed on when they were actually in
+    /// place: `actual[i]` for fault `i`. A restart ends when it was applied (the node was
+    /// back); a fault never applied keeps its planned times.
+    pub fn slos_as_run(&self, actual: &[ActualTimes]) -> Vec<SloSpec> {
+        let span = |i: usize| {
+            let f = &self.faults[i];
+            let a = actual.get(i).copied().unwrap_or_default();
+            let start = a.applied.unwrap_or(f.at);
+            let end = if f.until > f.at { a.removed.unwrap_or(f.until) } else { a.applied.unwrap_or(f.until) };
+            (start, end.max(start))
+        };
+        let spans: Vec<(Duration, Duration)> = (0..self.faults.len()).map(span).collect();
+        let first = spans.iter().map(|s| s.0).min().unwrap_or_default();
+        let last = spans.iter().map(|s| s.1).max().unwrap_or_default();
+        self.slos()
+            .iter()
+            .zip(self.slo_anchors.iter().chain(std::iter::repeat(&WindowAnchor::Fixed)))
+            .map(|(slo, anchor)| {
+                let window = match *anchor {
+                    WindowAnchor::Fixed => slo.window,
+                    WindowAnchor::Faults => Window { start: first, end: Some(last) },
+                    WindowAnchor::Recovery => Window { start: last, end: None },
+                    WindowAnchor::Fault(i) => {
+                        let (start, end) = spans.get(i).copied().unwrap_or((slo.window.start, slo.window.start));
+                        Window { start, end: Some(end) }
+                    }
+                };
+                SloSpec { window, ..slo.clone() }
+            })
+            .collect()
     }
 
     /// When the last fault ends.

@@ -93,3 +93,58 @@ fn faults_must_end_before_the_recovery_phase() {
     let e = parse("[[fault]]\nnode = \"catalog-0\"\nop = \"pause\"\nat = \"20s\"\nfor = \"8s\"\n").unwrap_err();
     assert!(e.message.contains("lengthen the schedule"), "{e}");
 }
+
+#[test]
+fn windows_tied_to_faults_move_to_their_actual_times() {
+    let s = parse(
+        r#"
+[[fault]]
+edge = "orders->payments"
+toxic = "latency"
+attributes = { latency = "300ms" }
+at = "5s"
+for = "10s"
+[[fault]]
+node = "catalog-1"
+op = "kill"
+at = "2s"
+for = "3s"
+[[slo]]
+threshold = "p95 < 1s"
+during = "faults"
+[[slo]]
+threshold = "paid_share >= 95%"
+during = "recovery"
+[[slo]]
+threshold = "p99 < 2s"
+during = "f1"
+[[slo]]
+threshold = "p99 < 2s"
+during = "3s..4s"
+"#,
+    )
+    .unwrap();
+    let secs = |ms: u64| Duration::from_millis(ms);
+    // Timeline order: the kill (index 0) then the latency (index 1). The kill's node
+    // came back 1.5s late; the latency went on 200ms late and came off 300ms late.
+    let actual = [
+        ActualTimes { applied: Some(secs(2_100)), removed: Some(secs(6_500)) },
+        ActualTimes { applied: Some(secs(5_200)), removed: Some(secs(15_300)) },
+    ];
+    let run = s.slos_as_run(&actual);
+    assert_eq!(run[0].window, Window { start: secs(2_100), end: Some(secs(15_300)) });
+    assert_eq!(run[1].window, Window { start: secs(15_300), end: None });
+    assert_eq!(run[2].window, Window { start: secs(5_200), end: Some(secs(15_300)) });
+    assert_eq!(run[3].window, s.slos()[3].window, "a window of stated times does not move");
+    let planned = s.slos_as_run(&[ActualTimes::default(), ActualTimes::default()]);
+    assert_eq!(
+        planned.iter().map(|s| s.window).collect::<Vec<_>>(),
+        s.slos().iter().map(|s| s.window).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn paid_share_is_over_every_order() {
+    let e = parse("[[slo]]\nthreshold = \"paid_share >= 95%\"\nflow = \"browse\"\n").unwrap_err();
+    assert!(e.message.contains("drop `flow` and `step`"), "{e}");
+}
