@@ -79,7 +79,7 @@ fn a_search_whose_first_rate_fails_exits_1_and_says_why() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("no rate passed: 2 flows/s already failed"), "{stdout}");
     assert!(
-        stdout.contains("FAIL SLO p95 < 1us (overall, whole run): observed"),
+        stdout.contains("FAIL SLO `p95 < 1us` (overall, whole run) failed: observed"),
         "the step says which SLO failed: {stdout}"
     );
     let json: serde_json::Value =

@@ -4,7 +4,7 @@
 
 mod scenario_common;
 
-use scenario_common::{gauntlet_run, scenario_file};
+use scenario_common::{gauntlet_run, report_json, scenario_file, verdict_line};
 
 fn show(out: &std::process::Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -26,7 +26,7 @@ fn skipped_compensation_leaks_stock_and_the_stock_checker_says_where() {
     let out = gauntlet_run(dir.path(), &broken, &[]);
     let (stdout, stderr) = show(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let line = stdout.lines().find(|l| l.contains("stock_conserved")).unwrap_or_default();
+    let line = verdict_line(&stdout, |l| l.contains("stock_conserved"));
     eprintln!("broken build:{line}");
     assert!(line.contains("INVALID"), "{stdout}");
     assert!(
@@ -54,27 +54,17 @@ fn skipped_idempotency_charges_twice_and_the_money_checker_names_the_key() {
     let out = gauntlet_run(dir.path(), &file, &[]);
     let (stdout, stderr) = show(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let line = stdout.lines().find(|l| l.contains("money_conserved")).unwrap_or_default();
+    let line = verdict_line(&stdout, |l| l.contains("money_conserved"));
     eprintln!("broken build:{line}");
     assert!(line.contains("INVALID"), "{stdout}");
     assert!(line.contains("key-charged-twice"), "the clause for a key charged twice is broken: {line}");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report_json(&stdout)).unwrap()).expect("report.json");
+    let state: serde_json::Value = report_json(&stdout);
     let money =
         state["invariants"].as_array().unwrap().iter().find(|i| i["name"] == "money_conserved").unwrap().clone();
     let clause =
         money["clauses"].as_array().unwrap().iter().find(|c| c["name"] == "key-charged-twice").unwrap().clone();
     let cx = clause["first"]["subject"].as_str().unwrap_or_default();
     assert!(cx.starts_with("idempotency key") && cx.ends_with(":charge"), "the counterexample names the key: {clause}");
-}
-
-/// The report.json of a run, from the report path `gauntlet run` prints.
-fn report_json(stdout: &str) -> std::path::PathBuf {
-    let path = stdout
-        .split_whitespace()
-        .find(|w| w.ends_with("report.json"))
-        .unwrap_or_else(|| panic!("no report.json in the output:\n{stdout}"));
-    std::path::PathBuf::from(path.trim_matches(|c: char| c == ',' || c == '`'))
 }
 
 /// Runs the shop with `break_env` set on orders (declines over 50.00 EUR, so bulk
@@ -90,7 +80,7 @@ fn broken_run_line(name: &str, break_env: &str, invariant: &str) -> String {
     let out = gauntlet_run(dir.path(), &file, &[]);
     let (stdout, stderr) = show(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let line = stdout.lines().find(|l| l.contains(invariant)).unwrap_or_default().to_string();
+    let line = verdict_line(&stdout, |l| l.contains(invariant)).to_string();
     eprintln!("{break_env}: {line}");
     assert!(line.contains("INVALID"), "{stdout}");
     line
@@ -121,7 +111,7 @@ fn a_replayed_key_that_places_a_second_order_is_named_by_the_orders_checker() {
     let out = gauntlet_run(dir.path(), &file, &[]);
     let (stdout, stderr) = show(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let line = stdout.lines().find(|l| l.contains("no_lost_orders")).unwrap_or_default();
+    let line = verdict_line(&stdout, |l| l.contains("no_lost_orders"));
     eprintln!("duplicate-order: {line}");
     assert!(line.contains("INVALID") && line.contains("[duplicate-order]"), "{stdout}");
     assert!(line.contains("idempotency key"), "the counterexample names the key: {line}");
@@ -141,7 +131,7 @@ fn a_cancelled_order_left_charged_is_named_by_the_money_checker() {
     let out = gauntlet_run(dir.path(), &file, &[]);
     let (stdout, stderr) = show(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let line = stdout.lines().find(|l| l.contains("money_conserved")).unwrap_or_default();
+    let line = verdict_line(&stdout, |l| l.contains("money_conserved"));
     eprintln!("skip-refund: {line}");
     assert!(line.contains("INVALID") && line.contains("[cancelled-kept-money]"), "{stdout}");
 }

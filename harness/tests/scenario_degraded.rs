@@ -5,7 +5,7 @@
 
 mod scenario_common;
 
-use scenario_common::{gauntlet_run, scenario_file};
+use scenario_common::{gauntlet_run, report_json, scenario_file, verdict_line};
 
 fn show(out: &std::process::Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -24,12 +24,11 @@ fn stale_answers_while_the_catalog_is_down_fail_a_browse_availability_slo() {
     let out = gauntlet_run(dir.path(), &file, &[]);
     let (stdout, stderr) = show(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let strict = stdout.lines().find(|l| l.contains("availability >= 99.9%")).unwrap_or_default();
+    let strict = verdict_line(&stdout, |l| l.contains("availability >= 99.9%"));
     assert!(strict.contains("FAIL"), "stale answers are not available: {stdout}");
-    let lenient = stdout.lines().find(|l| l.contains("availability_including_degraded")).unwrap_or_default();
+    let lenient = verdict_line(&stdout, |l| l.contains("availability_including_degraded"));
     assert!(lenient.contains("PASS"), "but they were answered: {stdout}");
-    let path = stdout.lines().find_map(|l| l.strip_prefix("report: ").filter(|p| p.ends_with("report.json"))).unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let report = report_json(&stdout);
     let browse = report["flows"].as_array().unwrap().iter().find(|f| f["name"] == "browse").unwrap();
     let degraded: u64 =
         browse["steps"].as_array().unwrap().iter().map(|s| s["stats"]["degraded"].as_u64().unwrap()).sum();
@@ -52,12 +51,11 @@ fn orders_cancelled_while_payments_is_down_fail_a_paid_share_slo() {
     let out = gauntlet_run(dir.path(), &file, &[]);
     let (stdout, stderr) = show(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let during = stdout.lines().find(|l| l.contains("paid_share") && !l.contains("0s..2s")).unwrap_or_default();
+    let during = verdict_line(&stdout, |l| l.contains("paid_share") && !l.contains("0s..2s"));
     assert!(during.starts_with("  FAIL"), "orders were cancelled while payments was down: {stdout}");
-    let before = stdout.lines().find(|l| l.contains("paid_share") && l.contains("0s..2s")).unwrap_or_default();
+    let before = verdict_line(&stdout, |l| l.contains("paid_share") && l.contains("0s..2s"));
     assert!(before.starts_with("  PASS"), "and paid before it: {stdout}");
-    let report = stdout.split_whitespace().find(|w| w.ends_with("report.json")).expect("a report.json");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    let report = report_json(&stdout);
     let slo = &report["slos"][0];
     assert!(slo["samples"].as_u64().unwrap_or(0) > 0 && slo["observed"].as_f64().unwrap_or(1.0) < 0.95, "{slo}");
 }

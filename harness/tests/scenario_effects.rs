@@ -8,20 +8,15 @@ mod scenario_common;
 
 use std::path::Path;
 
-use scenario_common::{gauntlet_run, scenario_file, workspace};
+use scenario_common::{gauntlet_run, report_json, scenario_file, workspace};
 
 fn show(out: &std::process::Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// The report.json of a run, from the report path `gauntlet run` prints.
+/// The report.json of a run.
 fn report(out: &std::process::Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = stdout
-        .split_whitespace()
-        .find(|w| w.ends_with("report.json"))
-        .unwrap_or_else(|| panic!("no report.json in the output:\n{stdout}"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).expect("report.json is JSON")
+    report_json(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn reasons(report: &serde_json::Value) -> Vec<String> {

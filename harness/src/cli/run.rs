@@ -293,11 +293,10 @@ fn ms(v: f64) -> String {
 pub fn print_verdict(o: &RunOutcome) {
     println!();
     println!("scenario {} (seed {}) — {}", o.scenario, o.seed, if o.passed() { "PASSED" } else { "FAILED" });
-    if let Some(why) = &o.steady_state_failure {
-        println!("steady state did not hold before the faults: {why}");
-    }
-    if let Some(why) = &o.steady_state_after {
-        println!("steady state did not hold again after recovery: {why}");
+    if !o.passed() {
+        for why in o.failure_reasons() {
+            println!("  - {why}");
+        }
     }
     if let Some(why) = &o.stopped {
         println!("stopped early: {why}");

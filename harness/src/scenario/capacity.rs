@@ -71,27 +71,8 @@ impl Step {
     /// Judges one run of the scenario at `rate`.
     pub fn from_outcome(phase: Phase, rate: f64, planned_starts: u64, o: &RunOutcome) -> Self {
         let started = o.load.flows_started;
-        let mut reasons = Vec::new();
-        if let Some(why) = &o.steady_state_failure {
-            reasons.push(format!("steady state: {why}"));
-        }
-        if let Some(why) = &o.steady_state_after {
-            reasons.push(format!("steady state after recovery: {why}"));
-        }
-        if let Some(why) = &o.stopped {
-            reasons.push(format!("stopped: {why}"));
-        }
-        reasons.extend(o.slos.iter().filter(|v| !v.passed()).map(|v| {
-            let text = v.to_string();
-            let words: Vec<&str> = text.split_whitespace().skip_while(|w| *w == "FAIL").collect();
-            format!("SLO {}", words.join(" "))
-        }));
-        reasons.extend(o.checks.iter().filter(|c| !c.valid()).map(|c| format!("invariant {} broken", c.invariant)));
-        reasons.extend(o.faults.iter().filter_map(|f| f.error.as_ref().map(|e| format!("fault {}: {e}", f.label))));
-        reasons.extend(
-            o.faults.iter().filter(|f| f.did_not_happen()).map(|f| format!("fault {} touched nothing", f.label)),
-        );
-        reasons.extend(o.rollback_errors.iter().map(|e| format!("rollback: {e}")));
+        // The run's own verdict, then what a capacity step asks on top: the rate offered.
+        let mut reasons = o.failure_reasons();
         if o.load.dropped > 0 {
             reasons.push(format!(
                 "{} flow starts dropped at the in-flight limit: the rate was not offered",

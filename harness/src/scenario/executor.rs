@@ -141,21 +141,35 @@ pub struct RunOutcome {
     pub rollback_errors: Vec<String>,
     /// The report files written (JSON, Markdown, HTML, JUnit), if any.
     pub report_files: Vec<PathBuf>,
+    /// Why the run failed, one line per failed gate, once it was judged (`None` when
+    /// it never got that far: the steady state failed first, or it was interrupted).
+    pub reasons: Option<Vec<String>>,
     /// The proxies' counters when the load's clock started.
     #[serde(skip)]
     baseline: Option<Counters>,
 }
 
 impl RunOutcome {
-    /// Whether every gate passed.
+    /// Whether every gate passed: the run was judged (see `judge`) and no gate failed.
     pub fn passed(&self) -> bool {
-        self.steady_state_failure.is_none()
-            && self.steady_state_after.is_none()
-            && self.stopped.is_none()
-            && self.slos.iter().all(SloVerdict::passed)
-            && self.checks.iter().all(CheckResult::valid)
-            && self.rollback_errors.is_empty()
-            && self.faults.iter().all(|f| f.error.is_none() && !f.did_not_happen())
+        self.steady_state_failure.is_none() && !self.interrupted && self.reasons.as_ref().is_some_and(Vec::is_empty)
+    }
+
+    /// Why it did not pass, one line per failed gate.
+    pub fn failure_reasons(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        if let Some(why) = &self.steady_state_failure {
+            all.push(format!("the steady state did not hold before the faults: {why}"));
+        }
+        if self.interrupted {
+            all.push("the run was interrupted".into());
+        }
+        match &self.reasons {
+            Some(reasons) => all.extend(reasons.iter().cloned()),
+            None if all.is_empty() => all.push("the run was not judged".into()),
+            None => {}
+        }
+        all
     }
 }
 
@@ -238,6 +252,7 @@ pub async fn execute<R: Runtime>(
         order_statuses: BTreeMap::new(),
         rollback_errors: Vec::new(),
         report_files: Vec::new(),
+        reasons: None,
         baseline: None,
     };
     let started_at = std::time::SystemTime::now();
@@ -360,10 +375,7 @@ pub async fn execute<R: Runtime>(
     let needs_state = !scenario.invariants.is_empty() || slos.iter().any(|s| s.threshold.metric.needs_history());
     let Some(admin) = cluster.admin.as_ref().filter(|_| needs_state) else {
         check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
-        let report = to_report(scenario, &outcome, &result, started_at);
-        if let Ok(files) = crate::report::write_all(&outcome.run_dir.join("report"), &report) {
-            outcome.report_files = files;
-        }
+        judge(scenario, &mut outcome, &result, started_at, on_event);
         return Ok(outcome);
     };
 
@@ -386,10 +398,7 @@ pub async fn execute<R: Runtime>(
             on_event(Event::Note(why.clone()));
             outcome.checks = scenario.invariants.iter().map(|i| CheckResult::unknown(i, why.clone())).collect();
             check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
-            let report = to_report(scenario, &outcome, &result, started_at);
-            if let Ok(files) = crate::report::write_all(&outcome.run_dir.join("report"), &report) {
-                outcome.report_files = files;
-            }
+            judge(scenario, &mut outcome, &result, started_at, on_event);
             return Ok(outcome);
         }
     };
@@ -412,11 +421,7 @@ pub async fn execute<R: Runtime>(
     let _ = std::fs::create_dir_all(dir);
     let _ = std::fs::write(dir.join("history.json"), serde_json::to_vec_pretty(&ops).unwrap_or_default());
     let _ = std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&state).unwrap_or_default());
-    let report = to_report(scenario, &outcome, &result, started_at);
-    match crate::report::write_all(&dir.join("report"), &report) {
-        Ok(files) => outcome.report_files = files,
-        Err(e) => on_event(Event::Note(format!("could not write the report: {e}"))),
-    }
+    judge(scenario, &mut outcome, &result, started_at, on_event);
     Ok(outcome)
 }
 
@@ -456,6 +461,25 @@ impl Observable for Outcomes {
     }
     fn latency_mean_ms(&self) -> f64 {
         0.0
+    }
+}
+
+/// Reaches the run's one verdict: the report model decides it
+/// ([`crate::report::Report::failure_reasons`]), and the exit code, the CLI's lines,
+/// `report.md`, `report.html` and `junit.xml` all render that decision. Writes the
+/// report files.
+fn judge(
+    scenario: &Scenario,
+    outcome: &mut RunOutcome,
+    result: &runner::RunResult,
+    started_at: std::time::SystemTime,
+    on_event: &(dyn Fn(Event) + Sync),
+) {
+    let report = to_report(scenario, outcome, result, started_at);
+    outcome.reasons = Some(report.failure_reasons());
+    match crate::report::write_all(&outcome.run_dir.join("report"), &report) {
+        Ok(files) => outcome.report_files = files,
+        Err(e) => on_event(Event::Note(format!("could not write the report: {e}"))),
     }
 }
 

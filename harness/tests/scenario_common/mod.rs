@@ -50,3 +50,19 @@ pub fn alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) != Some("Z")
 }
+
+/// The first line of `gauntlet run`'s verdict tables (an SLO's or an invariant's) that
+/// `pick` picks; the failure reasons printed above them are left out.
+pub fn verdict_line(stdout: &str, pick: impl Fn(&str) -> bool) -> &str {
+    const MARKS: [&str; 6] = ["PASS", "FAIL", "NO DATA", "VALID", "INVALID", "UNKNOWN"];
+    stdout.lines().find(|l| MARKS.iter().any(|m| l.trim_start().starts_with(m)) && pick(l)).unwrap_or_default()
+}
+
+/// The report.json `gauntlet run` printed the path of, parsed.
+pub fn report_json(stdout: &str) -> serde_json::Value {
+    let path = stdout
+        .split_whitespace()
+        .find(|w| w.ends_with("report.json"))
+        .unwrap_or_else(|| panic!("no report.json in the output:\n{stdout}"));
+    serde_json::from_slice(&std::fs::read(path).expect("report.json is readable")).expect("report.json is JSON")
+}
