@@ -120,3 +120,52 @@ async fn the_shop_runs_as_containers_and_leaves_nothing_behind() {
     let nets = docker_lines(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!nets.contains(&network), "network {network} left behind");
 }
+
+#[test]
+fn nothing_outlives_a_docker_harness_killed_with_sigkill() {
+    if !docker_or_skip() {
+        return;
+    }
+    use std::io::BufRead;
+    let runs = tempfile::tempdir().unwrap();
+    Binaries::for_dir(&workspace(), "debug")
+        .unwrap()
+        .ensure(
+            &["shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway"].map(String::from),
+            &|m| eprintln!("{m}"),
+        )
+        .unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["up", "--runtime", "docker", "--profile", "debug", "--ephemeral-ports", "--runs"])
+        .arg(runs.path())
+        .arg("--cluster")
+        .arg(workspace().join("services/cluster.toml"))
+        .current_dir(workspace())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let came_up = lines.map_while(Result::ok).any(|l| l.contains("cluster is up"));
+    if !came_up {
+        let _ = up.kill();
+        panic!("gauntlet up --runtime docker ended before the cluster was up: {:?}", up.wait());
+    }
+    let entry = Ledger::new(runs.path()).live().pop().expect("a live ledger entry");
+    let label = format!("label=dev.gauntlet.run={}", entry.run_id);
+    assert!(!docker_lines(&["ps", "-q", "--filter", &label]).is_empty(), "the run's containers are up");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(up.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    up.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !docker_lines(&["ps", "-aq", "--filter", &label]).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left = docker_lines(&["ps", "-aq", "--filter", &label]);
+    if !left.is_empty() {
+        let mut rm = vec!["rm", "-f", "-v"];
+        rm.extend(left.iter().map(String::as_str));
+        let _ = Command::new("docker").args(&rm).output();
+        panic!("containers still there 2 s after kill -9 of the harness: {left:?}");
+    }
+}

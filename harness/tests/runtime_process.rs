@@ -204,17 +204,60 @@ fn gauntlet_up(runs: &Path) -> std::process::Child {
     panic!("gauntlet up ended ({status:?}) before the cluster was up: {err}");
 }
 
+/// The reaper `gauntlet` started for its run: its child whose command line is `reap`.
+fn reaper_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u32 = stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (ppid == parent && cmdline.split(|b| *b == 0).nth(1) == Some(b"reap")).then_some(pid)
+    })
+}
+
+fn sigkill(pid: u32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
 #[test]
-fn a_killed_harness_is_cleaned_up_after_by_the_next_up() {
+fn nothing_outlives_a_harness_killed_with_sigkill() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut up = gauntlet_up(runs.path());
+    let entry = Ledger::new(runs.path()).live().pop().expect("a live ledger entry");
+    let pids: Vec<u32> = entry.processes.iter().map(|p| p.pid).collect();
+    assert_eq!(pids.len(), 5);
+    assert!(reaper_of(up.id()).is_some(), "the run has its reaper");
+
+    sigkill(up.id());
+    up.wait().unwrap();
+    // Within 2 s, without `gauntlet down`: the reaper saw its owner go.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<&u32> = pids.iter().filter(|p| alive(**p)).collect();
+    assert!(left.is_empty(), "node processes still alive 2 s after kill -9 of the harness: {left:?}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !Ledger::new(runs.path()).entries().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(Ledger::new(runs.path()).entries().is_empty(), "the reaper forgets the run it cleaned up");
+}
+
+#[test]
+fn with_its_reaper_killed_too_the_next_up_cleans_up_after_a_killed_harness() {
     let runs = tempfile::tempdir().unwrap();
     let mut first = gauntlet_up(runs.path());
     let entry = Ledger::new(runs.path()).live().pop().expect("a live ledger entry");
     let pids: Vec<u32> = entry.processes.iter().map(|p| p.pid).collect();
     assert_eq!(pids.len(), 5);
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Both lines of defence but the last: the reaper first, then the harness.
+    sigkill(reaper_of(first.id()).expect("the run has its reaper"));
+    sigkill(first.id());
     first.wait().unwrap();
-    assert!(pids.iter().all(|p| alive(*p)), "SIGKILL of the harness leaves its nodes running");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pids.iter().all(|p| alive(*p)), "with no reaper, the nodes are still running");
 
     let mut second = gauntlet_up(runs.path());
     let mut err = String::new();

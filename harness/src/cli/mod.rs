@@ -58,6 +58,10 @@ pub enum Command {
     Contracts(contracts::ContractsArgs),
     /// Compare a report against a baseline, or render a report.json again.
     Report(report::ReportArgs),
+    /// (Internal) the reaper every run starts: removes what the run started once its
+    /// owner is gone, even after `kill -9` of the harness.
+    #[command(hide = true)]
+    Reap(up::ReapArgs),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -96,6 +100,7 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Capacity(args) => capacity::run(args),
         Command::Contracts(args) => contracts::run(args),
         Command::Report(args) => report::run(args),
+        Command::Reap(args) => up::reap(args),
         Command::Version => {
             println!("gauntlet {}", env!("CARGO_PKG_VERSION"));
             Ok(Outcome::Passed)

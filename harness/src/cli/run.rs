@@ -144,6 +144,7 @@ impl Launch {
             }
         }
         eprintln!("run {id}: {}", run_dir.display());
+        super::up::start_reaper(&self.runs, &id);
         let ledger = Ledger::new(&self.runs);
         let binaries = self.binaries.clone();
         match self.runtime {

@@ -1,7 +1,7 @@
 //! `gauntlet up`, `gauntlet status`, `gauntlet down`: run a cluster by hand.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -39,6 +39,44 @@ pub struct ClusterArgs {
     /// Where runs keep their logs, data and ledger.
     #[arg(long, default_value = "runs", value_name = "DIR")]
     pub runs: PathBuf,
+}
+
+/// Options of the hidden `gauntlet reap`, started by every run (see
+/// [`crate::cluster::ledger::watch`]).
+#[derive(Debug, Args)]
+pub struct ReapArgs {
+    /// The runs folder whose ledger holds the run.
+    #[arg(long)]
+    pub runs: PathBuf,
+    /// The run to watch.
+    #[arg(long)]
+    pub run_id: String,
+    /// The harness process that owns it.
+    #[arg(long)]
+    pub owner_pid: u32,
+    /// Its start time (clock ticks since boot), so a recycled pid is not taken for it.
+    #[arg(long)]
+    pub owner_start: u64,
+}
+
+/// How long a reaper watches at most (a `gauntlet up` left running for a week is then
+/// cleaned up by the next `up` or `down`, as before).
+const REAPER_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `gauntlet reap`: waits for the owner of a run to be gone, then removes what it left.
+pub fn reap(args: ReapArgs) -> Result<Outcome, CliError> {
+    let ledger = Ledger::new(&args.runs);
+    ledger::watch(&ledger, &args.run_id, args.owner_pid, args.owner_start, REAPER_LIFETIME);
+    Ok(Outcome::Passed)
+}
+
+/// Starts the reaper of run `id` (a warning, not a failure, if it cannot start: the
+/// ledger still lets the next `up` or `down` clean up).
+pub fn start_reaper(runs: &Path, id: &str) {
+    let started = std::env::current_exe().and_then(|exe| ledger::spawn_reaper(&exe, runs, id));
+    if let Err(e) = started {
+        eprintln!("warning: could not start the reaper ({e}); if this run is killed, `gauntlet down` cleans up");
+    }
 }
 
 /// Options of `gauntlet up`.
@@ -136,6 +174,7 @@ pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
     }
     let id = run_id(&spec.name);
     let runs = std::path::absolute(&args.cluster.runs).context("resolving --runs")?;
+    start_reaper(&runs, &id);
     let run_dir = runs.join(&id);
     let ports = if args.ephemeral_ports { Ports::Ephemeral } else { Ports::Fixed };
     let overrides: ReplicaOverrides = args.replicas.iter().cloned().collect();

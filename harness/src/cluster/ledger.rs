@@ -2,6 +2,11 @@
 //! process and container the run started, so that anything a crashed harness left
 //! behind is found and removed by the next `gauntlet up` (or `gauntlet down`).
 //!
+//! The first line of defence is the reaper ([`spawn_reaper`], [`watch`]): a small
+//! process of its own, in the manner of testcontainers' Ryuk, started with every run,
+//! that outlives a harness killed with `kill -9` and removes what the run started
+//! within a fraction of a second. The ledger and the next `up`/`down` are the second.
+//!
 //! A process is only ever ended if its pid still belongs to the process we started:
 //! the ledger records each process's start time (field 22 of `/proc/<pid>/stat`) and a
 //! recycled pid has another.
@@ -39,6 +44,10 @@ pub struct LedgerEntry {
     pub containers: Vec<String>,
     pub networks: Vec<String>,
     pub nodes: Vec<NodeStatus>,
+    /// The proxies the run created on its Toxiproxy API (removed when it is reaped, so
+    /// an external `--toxiproxy` is left as it was found).
+    #[serde(default)]
+    pub proxies: Vec<String>,
 }
 
 /// The ledger folder: `<runs>/active`.
@@ -112,7 +121,7 @@ impl Ledger {
     }
 }
 
-/// Ends every process and removes every container and network of `entry`.
+/// Ends every process and removes every container, network and proxy of `entry`.
 pub fn reap(entry: &LedgerEntry) -> Reaped {
     let mut r = Reaped { run_id: entry.run_id.clone(), ..Default::default() };
     for p in &entry.processes {
@@ -121,10 +130,18 @@ pub fn reap(entry: &LedgerEntry) -> Reaped {
             r.processes.push(format!("{} (pid {})", p.node, p.pid));
         }
     }
-    for c in &entry.containers {
-        if docker(&["rm", "-f", "-v", c]) {
-            r.containers.push(c.clone());
+    // One `docker rm` for all: a container at a time would take seconds.
+    if !entry.containers.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(entry.containers.iter().map(String::as_str));
+        if docker(&args) {
+            r.containers.extend(entry.containers.iter().cloned());
+        } else {
+            r.containers.extend(entry.containers.iter().filter(|c| docker(&["rm", "-f", "-v", c])).cloned());
         }
+    }
+    if let (Some(api), false) = (&entry.toxiproxy, entry.proxies.is_empty()) {
+        remove_proxies(api, &entry.proxies);
     }
     for n in &entry.networks {
         if docker(&["network", "rm", n]) {
@@ -132,6 +149,79 @@ pub fn reap(entry: &LedgerEntry) -> Reaped {
         }
     }
     r
+}
+
+/// Deletes `names` from the Toxiproxy API at `api` (best effort: an embedded proxy died
+/// with its harness, and then there is nothing to delete).
+fn remove_proxies(api: &str, names: &[String]) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    rt.block_on(async {
+        let Ok(http) = reqwest::Client::builder().timeout(std::time::Duration::from_millis(500)).no_proxy().build()
+        else {
+            return;
+        };
+        for name in names {
+            if http.delete(format!("{}/proxies/{name}", api.trim_end_matches('/'))).send().await.is_err() {
+                return; // nobody there
+            }
+        }
+    });
+}
+
+/// How often the reaper looks at its run.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Watches run `run_id` of `ledger` until its owner (`owner_pid`, started at
+/// `owner_start`) is gone, then removes what the run started and forgets it. Returns
+/// `None` when the run ended cleanly (its entry was removed while its owner lived), or
+/// when `limit` passed.
+pub fn watch(
+    ledger: &Ledger,
+    run_id: &str,
+    owner_pid: u32,
+    owner_start: u64,
+    limit: std::time::Duration,
+) -> Option<Reaped> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        let entry = ledger.entries().into_iter().find(|e| e.run_id == run_id);
+        if !same_process(owner_pid, owner_start) {
+            // The last entry read stands in for one the owner was writing as it died.
+            let last = entry.or(seen)?;
+            let reaped = reap(&last);
+            ledger.remove(run_id);
+            return Some(reaped);
+        }
+        match entry {
+            Some(e) => seen = Some(e),
+            None if seen.is_some() => return None,
+            None => {}
+        }
+        std::thread::sleep(WATCH_EVERY);
+    }
+    None
+}
+
+/// Starts the reaper of run `run_id`: `program reap ...` (the `gauntlet` binary) in a
+/// process group of its own, so neither `kill -9` of the harness nor a Ctrl-C to the
+/// terminal's group ends it. It watches this process; see [`watch`].
+pub fn spawn_reaper(program: &Path, runs_root: &Path, run_id: &str) -> std::io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let (pid, start) = me();
+    let mut child = std::process::Command::new(program)
+        .args(["reap", "--runs"])
+        .arg(runs_root)
+        .args(["--run-id", run_id, "--owner-pid", &pid.to_string(), "--owner-start", &start.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let id = child.id();
+    // Reaped when it exits while we live (a clean teardown); by init otherwise.
+    std::thread::spawn(move || child.wait());
+    Ok(id)
 }
 
 fn docker(args: &[&str]) -> bool {
@@ -173,6 +263,8 @@ pub fn me() -> (u32, u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
     use super::*;
 
     #[test]
@@ -181,6 +273,31 @@ mod tests {
         assert!(start > 0);
         assert!(same_process(pid, start));
         assert!(!same_process(pid, start + 1), "a recycled pid has another start time");
+    }
+
+    #[test]
+    fn the_watch_reaps_a_dead_owners_run_and_leaves_a_clean_one_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(dir.path());
+        let (pid, start) = me();
+        // A "dead" owner (another start time), its node a real child of this test.
+        let mut node = std::process::Command::new("sleep").arg("30").process_group(0).spawn().unwrap();
+        let p = LedgerProcess { node: "n-0".into(), pid: node.id(), start_time: start_time(node.id()).unwrap() };
+        let run = LedgerEntry { run_id: "r".into(), processes: vec![p], ..Default::default() };
+        ledger.write(&run).unwrap();
+        let reaped = watch(&ledger, "r", pid, start + 1, std::time::Duration::from_secs(5)).expect("reaped");
+        assert_eq!(reaped.processes.len(), 1);
+        assert!(node.wait().unwrap().signal().is_some(), "the node was killed");
+        assert!(ledger.entries().is_empty(), "and the run forgotten");
+        // A live owner whose entry goes away ended cleanly: nothing to do.
+        ledger.write(&LedgerEntry { run_id: "c".into(), ..Default::default() }).unwrap();
+        let clean = ledger.clone();
+        let remover = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            clean.remove("c");
+        });
+        assert_eq!(watch(&ledger, "c", pid, start, std::time::Duration::from_secs(5)), None);
+        remover.join().unwrap();
     }
 
     #[test]

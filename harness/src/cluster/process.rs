@@ -64,6 +64,11 @@ impl ProcessRuntime {
             owner_pid,
             owner_start_time,
             toxiproxy: wiring.api_url(),
+            proxies: if wiring.api_url().is_some() {
+                plan.slots.iter().map(|s| s.proxy_name()).collect()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         };
         Self {
