@@ -48,7 +48,7 @@ fn a_fault_that_touched_nothing_fails_the_run_in_every_renderer() {
 #[test]
 fn a_fault_that_failed_to_apply_fails_the_report_not_only_the_exit_code() {
     let mut f = fault(Some(10), true);
-    f.error = Some("applying: proxy orders__payments__0 answered 500".into());
+    f.error = Some("applying: proxy orders-0__payments__0 answered 500".into());
     let r = passing().with_fault(f);
     assert!(matches!(r.verdict, Verdict::Failed { .. }));
     let (md, junit) = rendered(&r);

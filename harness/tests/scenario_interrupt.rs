@@ -60,7 +60,7 @@ async fn sigint_mid_fault_rolls_back_and_leaves_nothing_running() {
         }
     }
     // Mid-fault: the toxic is on the edge and users-0 is frozen.
-    let toxics = api.toxics("orders__payments__0").await.unwrap();
+    let toxics = api.toxics("orders-0__payments__0").await.unwrap();
     assert_eq!(toxics.len(), 1, "{toxics:?}");
     let entry = Ledger::new(&runs).live().pop().expect("the run's ledger entry");
     let pids: Vec<u32> = entry.processes.iter().map(|p| p.pid).collect();

@@ -71,7 +71,7 @@ pub struct DockerRuntime {
     images: BTreeMap<String, LocalImage>,
     proxy: Option<ContainerAsync<GenericImage>>,
     wiring: Wiring,
-    upstreams: BTreeMap<String, BTreeMap<String, String>>,
+    upstreams: BTreeMap<NodeId, BTreeMap<String, String>>,
     nodes: BTreeMap<NodeId, Node>,
     partitioned: Vec<NodeId>,
 }
@@ -242,7 +242,7 @@ impl DockerRuntime {
         if node.service.database {
             env.insert("SHOP_DB".into(), format!("{DATA_DIR}/{}.db", node.service.name));
         }
-        env.extend(self.upstreams.get(&id.service).cloned().unwrap_or_default());
+        env.extend(self.upstreams.get(id).cloned().unwrap_or_default());
         let started = ServiceContainer {
             image,
             port: node.service.port,
@@ -541,7 +541,7 @@ impl Runtime for DockerRuntime {
             }
             NodeOp::Partition if self.partitioned.contains(id) => return Err(bad()),
             NodeOp::Partition => {
-                self.wiring.set_enabled(self.plan.slots_touching(id), false).await?;
+                self.wiring.partition(self.plan.slots_touching(id), true).await?;
                 self.partitioned.push(id.clone());
                 if state == NodeState::Ready {
                     self.set_state(id, NodeState::Partitioned);
@@ -549,7 +549,7 @@ impl Runtime for DockerRuntime {
             }
             NodeOp::Heal if !self.partitioned.contains(id) => return Err(bad()),
             NodeOp::Heal => {
-                self.wiring.set_enabled(self.plan.slots_touching(id), true).await?;
+                self.wiring.partition(self.plan.slots_touching(id), false).await?;
                 self.partitioned.retain(|p| p != id);
                 if state == NodeState::Partitioned {
                     self.set_state(id, NodeState::Ready);

@@ -71,11 +71,15 @@ impl NodePlan {
     }
 }
 
-/// A proxy slot: the place on one edge, for one provider replica, where faults go.
+/// A proxy slot: the place on one edge, from one consumer replica to one provider
+/// replica, where faults go. Each consumer replica has its own, so a fault on one node
+/// touches that node's edges only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
     /// The edge; its `from` is [`CLIENT`] for the ingress.
     pub edge: Edge,
+    /// The consumer replica this slot serves; `None` for the load's client.
+    pub from_replica: Option<u32>,
     /// The provider replica this slot leads to.
     pub replica: u32,
     /// The provider replica's own address.
@@ -83,10 +87,18 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// The proxy's name: `orders->payments#0` is `orders__payments__0` (URL-safe, and
-    /// what a Toxiproxy client sees).
+    /// The proxy's name: orders-1 -> payments-0 is `orders-1__payments__0`, the client
+    /// to gateway-0 `client__gateway__0` (URL-safe, and what a Toxiproxy client sees).
     pub fn proxy_name(&self) -> String {
-        format!("{}__{}__{}", self.edge.from, self.edge.to, self.replica)
+        match self.from_replica {
+            Some(r) => format!("{}-{r}__{}__{}", self.edge.from, self.edge.to, self.replica),
+            None => format!("{}__{}__{}", self.edge.from, self.edge.to, self.replica),
+        }
+    }
+
+    /// Whether it carries node `id`'s calls.
+    pub fn serves(&self, id: &NodeId) -> bool {
+        self.edge.from == id.service && self.from_replica == Some(id.replica)
     }
 }
 
@@ -147,9 +159,19 @@ impl ClusterPlan {
         }
         let mut slots = Vec::new();
         let ingress = Edge { from: CLIENT.into(), to: spec.ingress.clone() };
-        for edge in std::iter::once(&ingress).chain(spec.edges.iter()) {
-            for n in nodes.iter().filter(|n| n.id.service == edge.to) {
-                slots.push(Slot { edge: edge.clone(), replica: n.id.replica, upstream: n.addr });
+        for n in nodes.iter().filter(|n| n.id.service == ingress.to) {
+            slots.push(Slot { edge: ingress.clone(), from_replica: None, replica: n.id.replica, upstream: n.addr });
+        }
+        for edge in &spec.edges {
+            for from in nodes.iter().filter(|n| n.id.service == edge.from) {
+                for to in nodes.iter().filter(|n| n.id.service == edge.to) {
+                    slots.push(Slot {
+                        edge: edge.clone(),
+                        from_replica: Some(from.id.replica),
+                        replica: to.id.replica,
+                        upstream: to.addr,
+                    });
+                }
             }
         }
         Ok(Self { spec, run_dir: run_dir.to_path_buf(), nodes, slots })
@@ -160,11 +182,10 @@ impl ClusterPlan {
         self.nodes.iter().find(|n| &n.id == id)
     }
 
-    /// The slots of the edges whose provider is `service`, or that `service` consumes.
+    /// The slots into node `id` and those carrying its own calls: its edges, and no
+    /// other replica's.
     pub fn slots_touching<'a>(&'a self, id: &'a NodeId) -> impl Iterator<Item = &'a Slot> + 'a {
-        self.slots
-            .iter()
-            .filter(move |s| (s.edge.to == id.service && s.replica == id.replica) || s.edge.from == id.service)
+        self.slots.iter().filter(move |s| (s.edge.to == id.service && s.replica == id.replica) || s.serves(id))
     }
 }
 
@@ -207,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn every_edge_gets_a_slot_per_provider_replica() {
+    fn every_edge_gets_a_slot_per_consumer_and_provider_replica() {
         let text = "name = \"c\"\ningress = \"a\"\nedges = [\"a->b\"]\n[services.a]\nbinary = \"x\"\nport = 7000\n[services.b]\nbinary = \"y\"\nport = 7001\nreplicas = 2\ndatabase = true\n";
         let spec = ClusterSpec::parse(text, Path::new("c.toml")).unwrap();
         let plan =
@@ -218,8 +239,21 @@ mod tests {
         assert_eq!(plan.nodes[0].env["SHOP_DB"], "/r/data/b/b.db");
         assert_eq!(plan.nodes[1].env["SHOP_DB"], plan.nodes[0].env["SHOP_DB"], "replicas share their store");
         let names: Vec<String> = plan.slots.iter().map(Slot::proxy_name).collect();
-        assert_eq!(names, ["client__a__0", "a__b__0", "a__b__1", "a__b__2"]);
+        assert_eq!(names, ["client__a__0", "a-0__b__0", "a-0__b__1", "a-0__b__2"]);
         let b1 = NodeId { service: "b".into(), replica: 1 };
         assert_eq!(plan.slots_touching(&b1).count(), 1);
+        // Two consumer replicas: each has its own slots, and a fault on one spares the other.
+        let plan = ClusterPlan::new(
+            plan.spec.clone().as_ref().clone(),
+            Path::new("/r"),
+            Ports::Fixed,
+            &ReplicaOverrides::from([("a".into(), 2), ("b".into(), 2)]),
+        )
+        .unwrap();
+        let names: Vec<String> = plan.slots.iter().map(Slot::proxy_name).collect();
+        assert_eq!(names, ["client__a__0", "client__a__1", "a-0__b__0", "a-0__b__1", "a-1__b__0", "a-1__b__1"]);
+        let a0 = NodeId { service: "a".into(), replica: 0 };
+        let touched: Vec<String> = plan.slots_touching(&a0).map(Slot::proxy_name).collect();
+        assert_eq!(touched, ["client__a__0", "a-0__b__0", "a-0__b__1"], "a-1's calls are not a-0's");
     }
 }

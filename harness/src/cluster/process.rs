@@ -46,7 +46,7 @@ pub struct ProcessRuntime {
     wiring: Wiring,
     ledger: Ledger,
     entry: LedgerEntry,
-    upstreams: BTreeMap<String, BTreeMap<String, String>>,
+    upstreams: BTreeMap<NodeId, BTreeMap<String, String>>,
     procs: BTreeMap<NodeId, Proc>,
     partitioned: Vec<NodeId>,
 }
@@ -125,7 +125,7 @@ impl ProcessRuntime {
             .env_clear()
             .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME" || k == "RUST_BACKTRACE"))
             .envs(&node.env)
-            .envs(self.upstreams.get(&id.service).into_iter().flatten())
+            .envs(self.upstreams.get(id).into_iter().flatten())
             .current_dir(&node.data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -286,7 +286,7 @@ impl Runtime for ProcessRuntime {
             }
             NodeOp::Partition if self.partitioned.contains(id) => return Err(bad()),
             NodeOp::Partition => {
-                self.wiring.set_enabled(self.plan.slots_touching(id), false).await?;
+                self.wiring.partition(self.plan.slots_touching(id), true).await?;
                 self.partitioned.push(id.clone());
                 if state == NodeState::Ready {
                     self.set_state(id, NodeState::Partitioned);
@@ -294,7 +294,7 @@ impl Runtime for ProcessRuntime {
             }
             NodeOp::Heal if !self.partitioned.contains(id) => return Err(bad()),
             NodeOp::Heal => {
-                self.wiring.set_enabled(self.plan.slots_touching(id), true).await?;
+                self.wiring.partition(self.plan.slots_touching(id), false).await?;
                 self.partitioned.retain(|p| p != id);
                 if state == NodeState::Partitioned {
                     self.set_state(id, NodeState::Ready);

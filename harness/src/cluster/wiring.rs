@@ -7,10 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use super::plan::{ClusterPlan, Slot};
+use super::plan::{ClusterPlan, NodeId, Slot};
 use super::runtime::RuntimeError;
 use crate::faults::client::ToxiproxyClient;
-use crate::faults::model::ProxyConfig;
+use crate::faults::model::{ProxyConfig, Stream, Toxic, ToxicKind};
+
+/// The name (before its stream) of the toxics a partition installs.
+const PARTITION: &str = "gauntlet_partition";
 
 /// What stands in the proxy slots.
 #[derive(Clone)]
@@ -92,6 +95,37 @@ impl Wiring {
         }
     }
 
+    /// Cuts `slots` off, or heals them: a partition drops traffic both ways (a
+    /// `timeout` toxic of 0 on each stream), so open connections stall and new ones are
+    /// accepted and hang until the caller's own timeout; healing removes the toxics,
+    /// which closes the stalled connections. (`down`, refusing connections at once, is
+    /// [`Wiring::set_enabled`].)
+    pub async fn partition<'a>(&self, slots: impl Iterator<Item = &'a Slot>, cut: bool) -> Result<(), RuntimeError> {
+        let Wiring::Toxiproxy { client } = self else {
+            return Err(RuntimeError::Unsupported("partitions need edge proxies; run without --no-proxies".into()));
+        };
+        for s in slots {
+            let name = s.proxy_name();
+            for stream in Stream::BOTH {
+                let toxic =
+                    Toxic::new(ToxicKind::Timeout { timeout: 0 }, stream).named(format!("{PARTITION}_{stream}"));
+                let done = if cut {
+                    client.add_toxic(&name, &toxic).await.map(|_| ())
+                } else {
+                    match client.remove_toxic(&name, &toxic.name).await {
+                        Err(e) if e.status() == Some(404) => Ok(()),
+                        other => other.map(|_| ()),
+                    }
+                };
+                done.map_err(|e| {
+                    let verb = if cut { "cutting" } else { "healing" };
+                    RuntimeError::Wiring(format!("{verb} proxy {name}: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every proxy of `plan`.
     pub async fn close(&self, plan: &ClusterPlan) {
         if let Wiring::Toxiproxy { client, .. } = self {
@@ -113,19 +147,24 @@ pub async fn open_local(wiring: &Wiring, plan: &ClusterPlan) -> Result<SlotUrls,
     wiring.open(plan, &addressing).await
 }
 
-/// Each consumer's upstream variables: for every provider it calls, the URLs of the
+/// Each consumer node's upstream variables: for every provider it calls, the URLs of its
 /// slots leading to the provider's replicas, comma-separated.
-pub fn upstream_env(plan: &ClusterPlan, urls: &SlotUrls) -> BTreeMap<String, BTreeMap<String, String>> {
-    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for edge in &plan.spec.edges {
-        let urls: Vec<String> =
-            plan.slots.iter().filter(|s| s.edge == *edge).filter_map(|s| urls.get(&s.proxy_name()).cloned()).collect();
-        out.entry(edge.from.clone()).or_default().insert(plan.spec.upstream_var(&edge.to), urls.join(","));
+pub fn upstream_env(plan: &ClusterPlan, urls: &SlotUrls) -> BTreeMap<NodeId, BTreeMap<String, String>> {
+    let mut out: BTreeMap<NodeId, BTreeMap<String, String>> = BTreeMap::new();
+    for node in &plan.nodes {
+        for edge in plan.spec.edges.iter().filter(|e| e.from == node.id.service) {
+            let urls: Vec<String> = plan
+                .slots
+                .iter()
+                .filter(|s| s.edge == *edge && s.serves(&node.id))
+                .filter_map(|s| urls.get(&s.proxy_name()).cloned())
+                .collect();
+            out.entry(node.id.clone()).or_default().insert(plan.spec.upstream_var(&edge.to), urls.join(","));
+        }
     }
     out
 }
 
-/// The URLs clients use to reach the ingress, one per ingress replica.
 pub fn ingress_urls(plan: &ClusterPlan, urls: &SlotUrls) -> Vec<String> {
     plan.slots
         .iter()
