@@ -34,6 +34,19 @@ fn prints_plain_progress_lines_and_a_summary() {
     assert!(stdout.contains("flow starts: scheduled 400, started 400, dropped 0"), "{stdout}");
     assert!(stdout.contains("p99.9 ") && stdout.contains("service time"), "{stdout}");
     assert!(stdout.contains("2xx 400"), "{stdout}");
+    assert!(stdout.contains("latency (corrected, from intended send)"), "the open model's latency: {stdout}");
+}
+
+#[test]
+fn a_closed_loop_does_not_call_its_latency_corrected() {
+    let (_rt, addr, _) = target();
+    let url = format!("http://{addr}/fixed");
+    let out = gauntlet(&["load", &url, "-c", "2", "--duration", "500ms"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("gauntlet load: closed loop, 2 connections"), "{stdout}");
+    assert!(stdout.contains("latency (closed loop, from send; not corrected for coordinated omission)"), "{stdout}");
+    assert!(!stdout.contains("corrected, from intended send"), "{stdout}");
 }
 
 #[test]

@@ -201,3 +201,83 @@ async fn the_closed_loop_speaks_http_1_1_with_captures_chunks_and_closes() {
     assert_eq!(overall.failed(), 0);
     assert_eq!(target.authorized_orders.load(std::sync::atomic::Ordering::Relaxed), flow.total());
 }
+
+/// A server that closes every connection right after answering, without saying so
+/// (no `Connection: close`), as servers with short idle timeouts do; it also counts the
+/// requests it received.
+async fn closing_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                // Closed "while idle": a moment after the answer, no header said so.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closed_loop_counts_no_error_for_connections_the_server_closed_while_idle() {
+    let _serial = SERIAL.lock().await;
+    let (addr, seen) = closing_server().await;
+    let schedule = ArrivalSchedule::closed(4, Duration::from_millis(800)).unwrap();
+    let result = run_get(format!("http://{addr}/"), config(schedule, 4, 1000)).await;
+    let overall = result.recorder.overall();
+    assert!(overall.total() > 50, "it ran: {}", overall.total());
+    assert_eq!(
+        overall.failed(),
+        0,
+        "reset {} protocol {}",
+        overall.errors(ErrorKind::Reset),
+        overall.errors(ErrorKind::Protocol)
+    );
+    // Every request counted was answered once: no retry hid a request that was served.
+    let served = seen.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(served >= overall.total() && served <= overall.total() + 4, "served {served}, counted {}", overall.total());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_after_a_complete_answer_are_a_protocol_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _serial = SERIAL.lock().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    // Content-Length says 2, three bytes follow.
+                    if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokX").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let schedule = ArrivalSchedule::closed(1, Duration::from_millis(300)).unwrap();
+    let result = run_get(format!("http://{addr}/"), config(schedule, 1, 1000)).await;
+    let overall = result.recorder.overall();
+    assert!(overall.total() > 0);
+    assert_eq!(overall.errors(ErrorKind::Protocol), overall.total(), "every answer overran its framing");
+}

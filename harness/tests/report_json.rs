@@ -163,7 +163,8 @@ fn run_info() -> impl Strategy<Value = RunInfo> {
         started,
         dropped,
     });
-    let ends = (prop::option::of(text()), prop::option::of(text()));
+    let model = prop::option::of(prop::sample::select(vec![LoadModel::Open, LoadModel::Closed]));
+    let ends = (prop::option::of(text()), prop::option::of(text()), model);
     (text(), any::<u64>(), timestamp(), timestamp(), any::<u64>(), text(), starts, ends).prop_map(
         |(
             name,
@@ -173,7 +174,7 @@ fn run_info() -> impl Strategy<Value = RunInfo> {
             runtime_ms,
             gauntlet_version,
             flow_starts,
-            (aborted, steady_state_after),
+            (aborted, steady_state_after, load_model),
         )| {
             RunInfo {
                 name,
@@ -185,6 +186,7 @@ fn run_info() -> impl Strategy<Value = RunInfo> {
                 flow_starts,
                 aborted,
                 steady_state_after,
+                load_model,
             }
         },
     )

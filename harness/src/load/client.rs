@@ -208,10 +208,35 @@ impl Link {
         keep: Keep<'_>,
         sent: &mut Instant,
     ) -> Result<super::h1::Answer, ErrorKind> {
+        // An idle connection the server closed is replaced before it is used.
+        if self.open.as_mut().is_some_and(H1::peer_closed) {
+            self.open = None;
+        }
+        let reused = self.open.is_some();
+        match self.once(req, keep, sent).await {
+            Ok(answer) => Ok(answer),
+            // Closed by the server in the instant it was reused, before any byte of an
+            // answer: retried once on a fresh connection when the request may be
+            // repeated (RFC 9110 §9.2.2), as hyper does.
+            Err((ErrorKind::Reset, true)) if reused && req.method().is_idempotent() => {
+                self.once(req, keep, sent).await.map_err(|(kind, _)| kind)
+            }
+            Err((kind, _)) => Err(kind),
+        }
+    }
+
+    /// One exchange; a failure says whether any byte of an answer had come.
+    async fn once(
+        &mut self,
+        req: &Request<Bytes>,
+        keep: Keep<'_>,
+        sent: &mut Instant,
+    ) -> Result<super::h1::Answer, (ErrorKind, bool)> {
         let conn = match &mut self.open {
             Some(conn) => conn,
             None => {
-                let conn = self.open.insert(H1::new(self.pool.tcp().await?));
+                let tcp = self.pool.tcp().await.map_err(|k| (k, true))?;
+                let conn = self.open.insert(H1::new(tcp));
                 // The request goes out once the connection is up, not before.
                 *sent = Instant::now();
                 conn
@@ -225,8 +250,9 @@ impl Link {
                 Ok(answer)
             }
             Err(kind) => {
+                let nothing = conn.answered_nothing();
                 self.open = None;
-                Err(kind)
+                Err((kind, nothing))
             }
         }
     }

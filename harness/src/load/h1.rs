@@ -10,7 +10,15 @@
 //! coding (trailers read and dropped); `Content-Length`; otherwise the body runs to the
 //! end of the connection. Interim 1xx responses are skipped. `Connection: close` (or an
 //! HTTP/1.0 answer without keep-alive) makes the connection single-use. Anything
-//! malformed is a protocol error; an end of stream mid-response is a reset.
+//! malformed is a protocol error, bytes after a complete response included (a closed
+//! loop sends one request at a time: nothing may follow the answer); an end of stream
+//! mid-response is a reset.
+//!
+//! A reused connection is checked before it carries a request ([`H1::peer_closed`]): one
+//! the server closed while it was idle is replaced, not counted as an error, as wrk and
+//! hyper do. [`H1::answered_nothing`] tells the caller whether a failed exchange got
+//! any byte of an answer, so an idempotent request that met a close in the same instant
+//! can be retried once.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
@@ -45,6 +53,8 @@ pub(crate) struct H1<S> {
     io: S,
     read: BytesMut,
     write: Vec<u8>,
+    /// Whether any byte of an answer came during the current exchange.
+    got: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -57,11 +67,17 @@ enum Framing {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
     pub(crate) fn new(io: S) -> Self {
-        Self { io, read: BytesMut::with_capacity(16 * 1024), write: Vec::with_capacity(1024) }
+        Self { io, read: BytesMut::with_capacity(16 * 1024), write: Vec::with_capacity(1024), got: false }
+    }
+
+    /// Whether the last exchange failed before any byte of its answer came.
+    pub(crate) fn answered_nothing(&self) -> bool {
+        !self.got
     }
 
     /// Sends `req` (its `Host` header already set) and reads the whole answer.
     pub(crate) async fn exchange(&mut self, req: &Request<Bytes>, keep: Keep<'_>) -> Result<Answer, ErrorKind> {
+        self.got = !self.read.is_empty();
         self.encode(req);
         self.io.write_all(&self.write).await.map_err(io_kind)?;
         loop {
@@ -71,6 +87,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                 continue;
             }
             let body = self.body(framing, keep.body).await?;
+            if !self.read.is_empty() && status != 101 {
+                // More than the answer framed: the server and we disagree on where it ends.
+                return Err(ErrorKind::Protocol);
+            }
             let reusable = reusable && !matches!(framing, Framing::UntilClose) && status != 101;
             return Ok(Answer { status, body, headers, reusable });
         }
@@ -108,7 +128,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
         }
         match self.io.read_buf(&mut self.read).await {
             Ok(0) => Err(ErrorKind::Reset),
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.got = true;
+                Ok(())
+            }
             Err(e) => Err(io_kind(e)),
         }
     }
@@ -232,6 +255,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1<S> {
                 return Err(ErrorKind::Protocol);
             }
             self.fill().await?;
+        }
+    }
+}
+
+impl H1<tokio::net::TcpStream> {
+    /// Whether the server closed this idle connection (or it is broken): checked,
+    /// without waiting, before it carries another request. Bytes waiting on an idle
+    /// connection are kept, and the next exchange refuses them as a protocol error.
+    pub(crate) fn peer_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.io.try_read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => {
+                self.read.extend_from_slice(&byte);
+                false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
         }
     }
 }

@@ -115,6 +115,9 @@ pub struct RunResult {
     pub started: u64,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// Whether it ran the open model (latency from each request's intended send time,
+    /// coordinated omission corrected) or a closed loop (from each request's send).
+    pub open_model: bool,
 }
 
 impl RunResult {
@@ -185,7 +188,8 @@ pub async fn run(
     // A full run lasts at least its schedule, even when the last answer came sooner.
     let last_done = Duration::from_micros(shared.last_done.load(Ordering::Relaxed));
     let elapsed = if stopped.is_some() { last_done } else { last_done.max(config.schedule.duration()) };
-    Ok(RunResult { recorder, elapsed, scheduled, started, stopped })
+    let open_model = matches!(config.schedule, ArrivalSchedule::Open(_));
+    Ok(RunResult { recorder, elapsed, scheduled, started, stopped, open_model })
 }
 
 struct Pacer<'a, F> {

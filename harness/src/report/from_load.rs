@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use hdrhistogram::Histogram;
 
 use super::model::{
-    millis, DistributionPoint, FlowReport, FlowStarts, Percentiles, Report, RunInfo, ScopeStats, SecondPoint,
-    SloResult, SloStatus, StepReport, Timestamp, Unit, Verdict, SCHEMA_VERSION,
+    millis, DistributionPoint, FlowReport, FlowStarts, LoadModel, Percentiles, Report, RunInfo, ScopeStats,
+    SecondPoint, SloResult, SloStatus, StepReport, Timestamp, Unit, Verdict, SCHEMA_VERSION,
 };
 use crate::load::recorder::FlowId;
 use crate::load::runner::RunResult;
@@ -72,6 +72,7 @@ pub fn from_load_judged(meta: RunMeta, result: &RunResult, verdicts: &[SloVerdic
         flow_starts: FlowStarts { scheduled: result.scheduled, started: result.started, dropped: rec.dropped() },
         aborted: result.stopped.clone(),
         steady_state_after: None,
+        load_model: Some(if result.open_model { LoadModel::Open } else { LoadModel::Closed }),
     };
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
@@ -219,6 +220,7 @@ mod tests {
             scheduled: n,
             started: n,
             stopped: stopped.map(Into::into),
+            open_model: true,
         }
     }
 
@@ -259,8 +261,14 @@ mod tests {
         }
         rec.record_dropped(FlowId(0), Duration::ZERO);
         rec.finish();
-        let result =
-            RunResult { recorder: rec, elapsed: Duration::from_secs(1), scheduled: 5, started: 4, stopped: None };
+        let result = RunResult {
+            recorder: rec,
+            elapsed: Duration::from_secs(1),
+            scheduled: 5,
+            started: 4,
+            stopped: None,
+            open_model: false,
+        };
         let report = from_load(meta(), &result, &slos);
         let o = &report.overall;
         assert_eq!((o.count, o.degraded, o.checks_passed, o.checks_failed, o.dropped), (4, 1, 3, 1, 1));
@@ -273,6 +281,10 @@ mod tests {
         assert_eq!(json["overall"]["degraded"], 1);
         let unchecked = scope_stats(&Stats::new(), 1.0);
         assert_eq!(unchecked.checks_share, None);
+        // A closed loop's latency is not labelled corrected, in the data or the render.
+        assert_eq!(json["run"]["load_model"], "closed");
+        let md = crate::report::markdown::render(&report);
+        assert!(md.contains("Latency (closed loop, from send; not corrected") && !md.contains("Corrected"), "{md}");
     }
 
     #[test]

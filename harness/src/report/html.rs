@@ -169,7 +169,11 @@ pub fn chart_set(r: &Report) -> [LineChart; 3] {
         y_unit: "ms",
         series: vec![
             Series {
-                name: "corrected latency".into(),
+                name: if r.run.load_model == Some(crate::report::model::LoadModel::Closed) {
+                    "latency (closed loop)".into()
+                } else {
+                    "corrected latency".into()
+                },
                 color: "#cf222e",
                 points: dist.iter().map(|d| (d.percentile, d.latency_ms)).collect(),
             },
@@ -185,9 +189,15 @@ pub fn chart_set(r: &Report) -> [LineChart; 3] {
 }
 
 fn charts(out: &mut String, r: &Report) {
+    let closed = r.run.load_model == Some(crate::report::model::LoadModel::Closed);
     let captions = [
-        "Latency percentiles over time, from the intended send time (coordinated omission corrected); \
-         shaded: faults in force.",
+        if closed {
+            "Latency percentiles over time, from each request's send (a closed loop: not corrected for \
+             coordinated omission); shaded: faults in force."
+        } else {
+            "Latency percentiles over time, from the intended send time (coordinated omission corrected); \
+             shaded: faults in force."
+        },
         "Throughput and errors over time; shaded: faults in force.",
         "Latency distribution of the whole run: corrected latency against service time; the gap is queueing.",
     ];

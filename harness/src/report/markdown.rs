@@ -151,11 +151,14 @@ fn slos(out: &mut String, r: &Report) {
 }
 
 fn latency(out: &mut String, r: &Report) {
-    out.push_str(
-        "### Latency\n\nCorrected latency (from the intended send time); service time (from the actual send) \
-         below it.\n\n| scope | count | rate/s | availability | p50 | p90 | p95 | p99 | p99.9 | max |\n\
+    let what = crate::report::model::LoadModel::latency_label(r.run.load_model);
+    out.push_str(&format!(
+        "### Latency\n\n{}{}; service time (from the actual send) below it.\n\n\
+         | scope | count | rate/s | availability | p50 | p90 | p95 | p99 | p99.9 | max |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
+        what[..1].to_uppercase(),
+        &what[1..]
+    ));
     let rows = scopes(r);
     for (label, s) in &rows {
         let l = &s.latency_ms;

@@ -149,6 +149,32 @@ pub struct RunInfo {
     /// not (checked once the load ended and orders settled, as Chaos Toolkit does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steady_state_after: Option<String>,
+    /// Which load model ran, so latencies are labelled for what they are (absent in
+    /// reports from before it was recorded: the open model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_model: Option<LoadModel>,
+}
+
+/// How the load was offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadModel {
+    /// Arrivals on a schedule, whatever the answers: latency runs from each request's
+    /// intended send time (coordinated omission corrected).
+    Open,
+    /// A fixed number of users, each sending when its last answer came: latency runs
+    /// from each request's actual send and cannot be corrected.
+    Closed,
+}
+
+impl LoadModel {
+    /// What the latency figure of a run of this model is.
+    pub fn latency_label(this: Option<Self>) -> &'static str {
+        match this {
+            Some(Self::Closed) => "latency (closed loop, from send; not corrected for coordinated omission)",
+            _ => "corrected latency (from intended send)",
+        }
+    }
 }
 
 /// Flow starts the schedule called for, made, and dropped.

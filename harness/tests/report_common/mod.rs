@@ -67,7 +67,14 @@ pub fn recorded(slowdown: f64) -> RunResult {
     }
     rec.finish();
     let total = RUN_SECS * RATE;
-    RunResult { recorder: rec, elapsed: Duration::from_secs(RUN_SECS), scheduled: total, started: total, stopped: None }
+    RunResult {
+        recorder: rec,
+        elapsed: Duration::from_secs(RUN_SECS),
+        scheduled: total,
+        started: total,
+        stopped: None,
+        open_model: true,
+    }
 }
 
 /// The synthetic run's report with a fault, two invariants and two contracts.
