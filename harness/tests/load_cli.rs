@@ -35,6 +35,7 @@ fn prints_plain_progress_lines_and_a_summary() {
     assert!(stdout.contains("p99.9 ") && stdout.contains("service time"), "{stdout}");
     assert!(stdout.contains("2xx 400"), "{stdout}");
     assert!(stdout.contains("latency (corrected, from intended send)"), "the open model's latency: {stdout}");
+    assert!(stdout.contains("send lateness (actual - intended send"), "and the generator's own share: {stdout}");
 }
 
 #[test]
@@ -47,6 +48,7 @@ fn a_closed_loop_does_not_call_its_latency_corrected() {
     assert!(stdout.contains("gauntlet load: closed loop, 2 connections"), "{stdout}");
     assert!(stdout.contains("latency (closed loop, from send; not corrected for coordinated omission)"), "{stdout}");
     assert!(!stdout.contains("corrected, from intended send"), "{stdout}");
+    assert!(!stdout.contains("send lateness"), "a closed loop has no schedule to be late on: {stdout}");
 }
 
 #[test]

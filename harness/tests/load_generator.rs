@@ -83,6 +83,10 @@ async fn a_stall_shows_in_corrected_latency_and_not_in_service_time() {
     assert!(corrected_p99 > 900.0, "corrected p99 {corrected_p99}ms should show the 1s stall");
     assert!(corrected_p90 > 400.0, "corrected p90 {corrected_p90}ms should show the 1s stall");
     assert!(service_p99 < 100.0, "service p99 {service_p99}ms should not show the stall");
+    // The requests held back for a connection went out late, and the report says so:
+    // corrected latency = send lateness + service time.
+    let late_p99 = p_ms(result.recorder.send_lateness(), 0.99);
+    assert!(late_p99 > 800.0, "send lateness p99 {late_p99}ms should show the requests held back");
     let series = result.recorder.overall_series().seconds();
     assert!(series.len() >= 4, "{series:?}");
     assert!(series[0].p99_ms < 100.0, "second 0: {:?}", series[0]);

@@ -187,6 +187,7 @@ fn run_info() -> impl Strategy<Value = RunInfo> {
                 aborted,
                 steady_state_after,
                 load_model,
+                send_lateness_ms: None,
             }
         },
     )

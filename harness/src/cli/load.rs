@@ -313,6 +313,12 @@ fn print_summary(result: &RunResult, workload: &Workload, schedule: &ArrivalSche
     }
     println!("flow starts: scheduled {}, started {}, dropped {}", result.scheduled, result.started, rec.dropped());
     print_stats("overall", overall, result.open_model);
+    if result.open_model {
+        println!(
+            "  send lateness (actual - intended send, the generator's own share): {}",
+            spectrum(rec.send_lateness())
+        );
+    }
     let classes: Vec<String> = (1..=5).map(|c| format!("{c}xx {}", overall.status_class(c))).collect();
     println!("status: {}", classes.join("  "));
     let errors: Vec<String> = ErrorKind::ALL.iter().map(|k| format!("{} {}", k.name(), overall.errors(*k))).collect();

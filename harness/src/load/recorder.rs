@@ -102,6 +102,9 @@ pub struct Recorder {
     layout: Layout,
     step_base: Vec<usize>,
     overall: Stats,
+    /// How late each request went out: actual minus intended send, microseconds. The
+    /// generator's own share of the latency figures (a late send is counted as latency).
+    lateness: hdrhistogram::Histogram<u64>,
     overall_series: TimeSeries,
     flows: Vec<(Stats, TimeSeries)>,
     steps: Vec<(Stats, TimeSeries)>,
@@ -139,6 +142,7 @@ impl Recorder {
             layout,
             step_base,
             overall: Stats::new(),
+            lateness: super::stats::latency_histogram(3),
             overall_series: TimeSeries::default(),
             windows: Vec::new(),
             kept: Vec::new(),
@@ -195,6 +199,7 @@ impl Recorder {
         let service = micros(s.done.saturating_sub(s.sent));
         let second = s.intended.as_secs();
         self.overall.record_judged(latency, service, s.outcome, s.judgement);
+        self.lateness.saturating_record(micros(s.sent.saturating_sub(s.intended)).max(1));
         self.overall_series.record(second, latency, s.outcome, s.judgement);
         if self.single {
             // Scopes of a single-step workload all resolve to `Key::Overall`.
@@ -354,6 +359,12 @@ impl Recorder {
     /// Names of the flows and steps.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// How late requests went out (actual minus intended send), microseconds: what of
+    /// the latency is the generator's own. A closed loop's requests are never late.
+    pub fn send_lateness(&self) -> &hdrhistogram::Histogram<u64> {
+        &self.lateness
     }
 
     /// Every request of the run.

@@ -73,6 +73,7 @@ pub fn from_load_judged(meta: RunMeta, result: &RunResult, verdicts: &[SloVerdic
         aborted: result.stopped.clone(),
         steady_state_after: None,
         load_model: Some(if result.open_model { LoadModel::Open } else { LoadModel::Closed }),
+        send_lateness_ms: (!rec.send_lateness().is_empty()).then(|| percentiles(rec.send_lateness())),
     };
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
@@ -283,6 +284,7 @@ mod tests {
         assert_eq!(unchecked.checks_share, None);
         // A closed loop's latency is not labelled corrected, in the data or the render.
         assert_eq!(json["run"]["load_model"], "closed");
+        assert!(json["run"]["send_lateness_ms"]["p99"].is_number(), "{}", json["run"]);
         let md = crate::report::markdown::render(&report);
         assert!(md.contains("Latency (closed loop, from send; not corrected") && !md.contains("Corrected"), "{md}");
     }

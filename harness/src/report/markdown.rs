@@ -176,6 +176,16 @@ fn latency(out: &mut String, r: &Report) {
             fmt_ms(l.max)
         );
     }
+    if let (Some(l), Some(crate::report::model::LoadModel::Open) | None) = (&r.run.send_lateness_ms, r.run.load_model) {
+        let _ = writeln!(
+            out,
+            "\nSend lateness (actual minus intended send: the generator's own share of the latency): \
+             p50 {}, p99 {}, max {}.",
+            fmt_ms(l.p50),
+            fmt_ms(l.p99),
+            fmt_ms(l.max)
+        );
+    }
     out.push_str("\n<details><summary>Service time</summary>\n\n| scope | p50 | p90 | p95 | p99 | p99.9 | max |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
     for (label, s) in &rows {

@@ -153,6 +153,10 @@ pub struct RunInfo {
     /// reports from before it was recorded: the open model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_model: Option<LoadModel>,
+    /// How late the generator sent requests (actual minus intended send), ms: the part
+    /// of the latency figures that is the tool's own, not the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lateness_ms: Option<Percentiles>,
 }
 
 /// How the load was offered.
