@@ -112,6 +112,8 @@ pub struct Recorder {
     /// Every sample of each scope that has a windowed SLO, so its window can be moved
     /// after the run ([`Recorder::verdicts`] judges any window from them).
     kept: Vec<(Key, Vec<Kept>)>,
+    /// How many samples `kept` holds in all.
+    kept_len: usize,
     /// Samples not kept once [`MAX_KEPT`] was reached.
     kept_overflow: u64,
     watches: Vec<AbortWatch>,
@@ -146,6 +148,7 @@ impl Recorder {
             overall_series: TimeSeries::default(),
             windows: Vec::new(),
             kept: Vec::new(),
+            kept_len: 0,
             kept_overflow: 0,
             watches: Vec::new(),
             abort: None,
@@ -229,15 +232,15 @@ impl Recorder {
         if self.kept.is_empty() {
             return;
         }
-        let total: usize = self.kept.iter().map(|(_, v)| v.len()).sum();
         for (k, samples) in &mut self.kept {
             if !mine(*k) {
                 continue;
             }
-            if total >= MAX_KEPT {
+            if self.kept_len >= MAX_KEPT {
                 self.kept_overflow += 1;
             } else {
                 samples.push(sample);
+                self.kept_len += 1;
             }
         }
     }

@@ -734,12 +734,7 @@ async fn run_timeline<R: Runtime>(
             _ = tokio::time::sleep_until(wake.into()) => {}
             Some((i, change, result)) = underway.next(), if !underway.is_empty() => {
                 busy.retain(|(b, _)| *b != i);
-                if let (FaultAction::Node(_), FaultTarget::Node(node)) = (&scenario.faults[i].action, &scenario.faults[i].target) {
-                    let r = result.as_ref().map(|_| ()).map_err(|e| crate::cluster::RuntimeError::Start { node: node.to_string(), detail: format!("{e:#}") });
-                    cluster.runtime.node_ready(node, &r);
-                }
-                let at = t0.elapsed().as_secs_f64();
-                completed(scenario, cluster, active, outcome, i, change, result, at, on_event).await;
+                finished(scenario, cluster, active, outcome, (i, change, result), t0, on_event).await;
             }
             _ = interrupt.wait_for(|v| *v) => {
                 outcome.interrupted = true;
@@ -748,23 +743,35 @@ async fn run_timeline<R: Runtime>(
         }
     };
     // Let what is under way finish, so the rollback finds every change done.
-    while let Some((i, change, result)) = underway.next().await {
-        if let (FaultAction::Node(_), FaultTarget::Node(node)) =
-            (&scenario.faults[i].action, &scenario.faults[i].target)
-        {
-            let r = result
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| crate::cluster::RuntimeError::Start { node: node.to_string(), detail: format!("{e:#}") });
-            cluster.runtime.node_ready(node, &r);
-        }
-        let at = t0.elapsed().as_secs_f64();
-        completed(scenario, cluster, active, outcome, i, change, result, at, on_event).await;
+    while let Some(done) = underway.next().await {
+        finished(scenario, cluster, active, outcome, done, t0, on_event).await;
     }
     if let Some(why) = stop {
         outcome.stopped = Some(why);
     }
     Ok(())
+}
+
+/// Records a change that was under way: a restarted node's readiness goes to its
+/// runtime first, then the change is recorded as completed now.
+async fn finished<R: Runtime>(
+    scenario: &Scenario,
+    cluster: &mut Cluster<R>,
+    active: &mut Active,
+    outcome: &mut RunOutcome,
+    (i, change, result): (usize, Change, anyhow::Result<()>),
+    t0: Instant,
+    on_event: &(dyn Fn(Event) + Sync),
+) {
+    if let FaultTarget::Node(node) = &scenario.faults[i].target {
+        let ready = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| crate::cluster::RuntimeError::Start { node: node.to_string(), detail: format!("{e:#}") });
+        cluster.runtime.node_ready(node, &ready);
+    }
+    let at = t0.elapsed().as_secs_f64();
+    completed(scenario, cluster, active, outcome, i, change, result, at, on_event).await;
 }
 
 /// Records a change of fault `i` that completed at `at` (seconds on the load's clock).
