@@ -96,6 +96,7 @@ async fn drive(workload: &Workload, schedule: ArrivalSchedule) -> RunResult {
         max_flows: 1_000_000,
         tick: Duration::from_millis(250),
         history: None,
+        warmup: Duration::ZERO,
     };
     run(Arc::new(workload.clone()), config, |_| Control::Continue).await.unwrap()
 }

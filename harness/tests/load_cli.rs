@@ -38,6 +38,23 @@ fn prints_plain_progress_lines_and_a_summary() {
     assert!(stdout.contains("send lateness (actual - intended send"), "and the generator's own share: {stdout}");
 }
 
+/// A warm-up runs at the rate but is in no figure: the server answers both parts, the
+/// summary counts only the measured one.
+#[test]
+fn a_warmup_is_sent_but_not_measured() {
+    let (_rt, addr, target) = target();
+    let url = format!("http://{addr}/mix");
+    let out = gauntlet(&["load", &url, "--rate", "50", "--warmup", "1s", "--duration", "1s"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(target.mix_count.load(Ordering::Relaxed), 100, "warm-up and measured requests were sent");
+    assert!(stdout.contains("summary: 50 requests in "), "{stdout}");
+    assert!(stdout.contains("after a 1s warm-up"), "{stdout}");
+    assert!(stdout.contains("2xx 50"), "{stdout}");
+    let closed = gauntlet(&["load", &url, "--warmup", "1s"]);
+    assert_eq!(closed.status.code(), Some(2), "--warmup needs --rate: {}", text(&closed).1);
+}
+
 #[test]
 fn a_closed_loop_does_not_call_its_latency_corrected() {
     let (_rt, addr, _) = target();

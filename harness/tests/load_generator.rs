@@ -25,6 +25,7 @@ fn config(schedule: ArrivalSchedule, connections: usize, max_in_flight: usize) -
         max_flows: 1_000_000,
         tick: Duration::from_millis(250),
         history: None,
+        warmup: Duration::ZERO,
     }
 }
 

@@ -9,16 +9,17 @@ use clap::Args;
 
 use super::run::{interrupt_on_signal, Launch, RunRuntime};
 use crate::exit::{CliError, Outcome};
-use crate::scenario::capacity::{self, show, Finding, Search, Step};
+use crate::scenario::capacity::{self, show, Finding, Run, Search};
 use crate::scenario::model::{parse_share, CapacityPlan, CapacityProblem};
 use crate::scenario::Scenario;
 
 /// Options of `gauntlet capacity`.
 ///
-/// Each step runs the whole scenario (fresh cluster, steady state, load, faults, SLOs,
-/// invariants) at one constant rate for the scenario's load duration. The rate grows by
-/// `growth` until a step fails, is bisected down to `resolution`, and the best rate is
-/// run again: only a rate that passed twice is published. A step also fails when the
+/// Each run is the whole scenario (fresh cluster, steady state, load, faults, SLOs,
+/// invariants) at one constant rate: a warm-up that is not measured, then the scenario's
+/// load duration. Each rate is run `--runs-per-rate` times and passes only when every run passes;
+/// the rate grows by `growth` until one fails and is bisected down to `resolution`. The
+/// report gives each rate's pass share and p95 range. A run also fails when the
 /// generator could not offer its rate (dropped starts).
 ///
 /// Example: `gauntlet capacity scenarios/shop-capacity.toml --out reports/shop-capacity`
@@ -39,9 +40,16 @@ pub struct CapacityArgs {
     /// Stop bisecting when the failing rate is within this share of the passing one ("5%").
     #[arg(long)]
     pub resolution: Option<String>,
-    /// The most runs, the confirmation run included.
+    /// The most rates tried, the confirmation included.
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// Runs of each rate (default 3); a rate passes only when all pass. With 1, the best
+    /// rate is run once more before it is published.
+    #[arg(long, value_name = "N")]
+    pub runs_per_rate: Option<usize>,
+    /// Each run's unmeasured warm-up at its rate, e.g. `5s` (the default).
+    #[arg(long, value_name = "DURATION")]
+    pub warmup: Option<crate::load::duration::HumanDuration>,
     /// Where the finding goes: capacity.md, capacity.json and the confirmed run's report
     /// (default: a new folder under --runs). Use reports/NAME to publish it.
     #[arg(long, value_name = "DIR")]
@@ -73,15 +81,18 @@ pub fn run(args: CapacityArgs) -> Result<Outcome, CliError> {
         None => args.runs.join(format!("capacity-{}", super::up::run_id(&scenario.name))),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let duration = scenario.load.duration();
+    let duration = scenario.load.measured();
     eprintln!(
-        "capacity of {} (seed {}): from {} flows/s, x{} until an SLO fails, to {}%, at most {} runs of {} each",
+        "capacity of {} (seed {}): from {} flows/s, x{} until an SLO fails, to {}%, at most {} rates, \
+         each run {} times: {} warm-up + {} measured",
         scenario.name,
         scenario.seed,
         show(plan.start_rate),
         plan.growth,
         show(plan.resolution * 100.0),
         plan.max_steps,
+        plan.runs,
+        humantime::format_duration(plan.warmup),
         humantime::format_duration(duration)
     );
     let rt = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
@@ -89,29 +100,36 @@ pub fn run(args: CapacityArgs) -> Result<Outcome, CliError> {
     let result = rt.block_on(async {
         let interrupt = interrupt_on_signal();
         let mut n = 0;
-        capacity::search(plan, |rate, phase| {
-            n += 1;
+        let runs = plan.runs;
+        capacity::search(plan, |rate, phase, i| {
+            if i == 0 {
+                n += 1;
+            }
             let (scenario, launch, interrupt) = (&scenario, &launch, interrupt.clone());
             let at = n;
             async move {
-                eprintln!("\n== step {at}: {} flows/s ({phase:?})", show(rate));
-                let stepped = scenario.at_rate(rate).map_err(CliError::BadInput)?;
+                eprintln!("\n== step {at}: {} flows/s ({phase:?}), run {} of {runs}", show(rate), i + 1);
+                let stepped = scenario.at_rate(rate, plan.warmup).map_err(CliError::BadInput)?;
                 let outcome = launch.run(&stepped, interrupt.clone()).await?;
                 if outcome.interrupted || *interrupt.borrow() {
                     return Err(CliError::Harness(anyhow::anyhow!("interrupted during step {at}")));
                 }
-                let planned = (rate * duration.as_secs_f64()).floor() as u64;
-                let step = Step::from_outcome(phase, rate, planned, &outcome);
+                let planned = match &stepped.load.schedule {
+                    crate::load::schedule::ArrivalSchedule::Open(open) => open.total_starts(),
+                    crate::load::schedule::ArrivalSchedule::Closed { .. } => 0,
+                };
+                let run = Run::from_outcome(planned, &outcome);
                 eprintln!(
-                    "== step {at}: {} flows/s {}: {:.1} req/s, p95 {:.1} ms, availability {:.3}%{}",
+                    "== step {at}: {} flows/s, run {} of {runs} {}: {:.1} req/s, p95 {:.1} ms, availability {:.3}%{}",
                     show(rate),
-                    if step.passed { "PASSED" } else { "FAILED" },
-                    step.requests_per_second,
-                    step.p95_ms,
-                    step.availability * 100.0,
-                    if step.passed { String::new() } else { format!(" — {}", step.reasons.join("; ")) }
+                    i + 1,
+                    if run.passed { "PASSED" } else { "FAILED" },
+                    run.requests_per_second,
+                    run.p95_ms,
+                    run.availability * 100.0,
+                    if run.passed { String::new() } else { format!(" — {}", run.reasons.join("; ")) }
                 );
-                Ok::<_, CliError>(step)
+                Ok::<_, CliError>(run)
             }
         })
         .await
@@ -122,13 +140,14 @@ pub fn run(args: CapacityArgs) -> Result<Outcome, CliError> {
     println!("{}", search.markdown(&format!("Capacity of {}", scenario.name), &[]).lines().nth(2).unwrap_or(""));
     for step in &search.steps {
         println!(
-            "  {:<8} {:>8} flows/s  {:>9.1} req/s  p95 {:>8.1} ms  availability {:>8.3}%  {}",
+            "  {:<8} {:>8} flows/s  {:<10} {:>9.1} req/s  p95 {:>16}  worst availability {:>8.3}%  {}",
             format!("{:?}", step.phase).to_lowercase(),
             show(step.rate),
-            step.requests_per_second,
-            step.p95_ms,
-            step.availability * 100.0,
-            if step.passed { "pass".to_string() } else { format!("FAIL {}", step.reasons.join("; ")) }
+            format!("{}/{}", step.passes, step.runs.len()),
+            step.requests_per_second(),
+            step.p95_spread(),
+            step.worst_availability() * 100.0,
+            if step.passed { "pass".to_string() } else { format!("FAIL {}", step.reasons().join("; ")) }
         );
     }
     for f in files {
@@ -160,6 +179,12 @@ fn plan(scenario: &Scenario, args: &CapacityArgs) -> Result<CapacityPlan, CliErr
     if let Some(v) = args.max_steps {
         plan.max_steps = v;
     }
+    if let Some(v) = args.runs_per_rate {
+        plan.runs = v;
+    }
+    if let Some(v) = &args.warmup {
+        plan.warmup = v.0;
+    }
     let max = crate::load::schedule::MAX_RATE;
     let problem = match plan.problem() {
         None => return Ok(plan),
@@ -170,6 +195,13 @@ fn plan(scenario: &Scenario, args: &CapacityArgs) -> Result<CapacityPlan, CliErr
         ),
         Some(CapacityProblem::Growth) => format!("--growth {} must be above 1 and at most 10", plan.growth),
         Some(CapacityProblem::Steps) => format!("--max-steps {} must be from 2 to 64", plan.max_steps),
+        Some(CapacityProblem::Runs) => {
+            format!(
+                "--runs-per-rate {} must be from 1 to {} and --warmup at most 1h",
+                plan.runs,
+                crate::scenario::model::MAX_RUNS
+            )
+        }
     };
     Err(CliError::BadInput(problem))
 }
@@ -200,8 +232,12 @@ fn publish(
         ("scenario".to_string(), format!("`{}` (seed {})", scenario.file.display(), scenario.seed)),
         ("cluster".to_string(), cluster.to_string()),
         (
-            "each step".to_string(),
-            format!("{} at a constant rate on a fresh cluster", humantime::format_duration(scenario.load.duration())),
+            "each run".to_string(),
+            format!(
+                "{} warm-up (not measured), then {} measured, at a constant rate on a fresh cluster",
+                humantime::format_duration(search.plan_warmup()),
+                humantime::format_duration(scenario.load.measured())
+            ),
         ),
         (
             "SLOs".to_string(),
@@ -218,13 +254,13 @@ fn publish(
         context.push(("commit".to_string(), commit));
     }
     context.push(("machine".to_string(), machine()));
-    context.push(("reproduce".to_string(), format!("`gauntlet capacity {}`", args.scenario.display())));
+    context.push(("reproduce".to_string(), format!("`{}`", reproduce(args))));
     let copy = out.join("confirmed-run");
     let mut md = search.markdown(&format!("Capacity of {}", scenario.name), &context);
-    if let Some(step) = search.confirmed_step() {
+    if let Some((step, run)) = search.confirmed_run() {
         std::fs::create_dir_all(&copy).with_context(|| format!("creating {}", copy.display()))?;
         let mut names = Vec::new();
-        for f in &step.report_files {
+        for f in &run.report_files {
             if let Some(name) = f.file_name() {
                 let to = copy.join(name);
                 std::fs::copy(f, &to).with_context(|| format!("copying {} to {}", f.display(), to.display()))?;
@@ -233,11 +269,13 @@ fn publish(
             }
         }
         md.push_str(&format!(
-            "\nThe confirmation run at {} flows/s, in full: {}.\n\nIts SLOs:\n\n",
+            "\nThe last run at {} flows/s (run {} of {}), in full: {}.\n\nIts SLOs:\n\n",
             show(step.rate),
+            step.runs.len(),
+            step.runs.len(),
             names.join(", ")
         ));
-        for s in &step.slos {
+        for s in &run.slos {
             md.push_str(&format!("- `{s}`\n"));
         }
     }
@@ -256,6 +294,31 @@ struct Record<'a> {
     #[serde(flatten)]
     search: &'a Search,
     context: &'a [(String, String)],
+}
+
+/// The command that reproduces the search: the scenario and the flags that changed it.
+fn reproduce(args: &CapacityArgs) -> String {
+    let mut cmd = format!("gauntlet capacity {}", args.scenario.display());
+    let mut flag = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            cmd.push_str(&format!(" --{name} {v}"));
+        }
+    };
+    flag("start-rate", args.start_rate.map(show));
+    flag("max-rate", args.max_rate.map(show));
+    flag("growth", args.growth.map(|g| g.to_string()));
+    flag("resolution", args.resolution.clone());
+    flag("max-steps", args.max_steps.map(|v| v.to_string()));
+    flag("runs-per-rate", args.runs_per_rate.map(|v| v.to_string()));
+    flag("warmup", args.warmup.as_ref().map(|w| w.to_string()));
+    flag("seed", args.seed.map(|v| v.to_string()));
+    if args.profile != "release" {
+        flag("profile", Some(args.profile.clone()));
+    }
+    if let Some(out) = &args.out {
+        flag("out", Some(out.display().to_string()));
+    }
+    cmd
 }
 
 fn git_commit() -> Option<String> {

@@ -37,6 +37,10 @@ pub struct LoadArgs {
     /// How long to start flows.
     #[arg(long, short = 'd', default_value = "10s")]
     pub duration: HumanDuration,
+    /// With --rate: first run at the rate this long, measuring nothing, so caches, pools
+    /// and connections are warm; --duration is measured after it.
+    #[arg(long, default_value = "0s", requires = "rate")]
+    pub warmup: HumanDuration,
     /// Connections (the closed loop's virtual users; the open model's pool size).
     #[arg(long, short = 'c', default_value_t = 64)]
     pub connections: usize,
@@ -163,7 +167,7 @@ fn plan(args: &LoadArgs) -> Result<(Workload, ArrivalSchedule, RunConfig), CliEr
         workload.slos.push(SloSpec::overall(threshold));
     }
     let schedule = match (args.rate, &workload.schedule) {
-        (Some(rate), _) => ArrivalSchedule::constant(rate, args.duration.0),
+        (Some(rate), _) => ArrivalSchedule::constant(rate, args.warmup.0 + args.duration.0),
         (None, Some(spec)) => spec.build(),
         (None, None) => ArrivalSchedule::closed(args.connections, args.duration.0),
     }
@@ -185,6 +189,7 @@ fn plan(args: &LoadArgs) -> Result<(Workload, ArrivalSchedule, RunConfig), CliEr
         max_flows: args.max_flows,
         tick: args.progress.0,
         history: None,
+        warmup: args.warmup.0,
     };
     Ok((workload, schedule, config))
 }
@@ -302,9 +307,14 @@ fn print_summary(result: &RunResult, workload: &Workload, schedule: &ArrivalSche
     let rec: &Recorder = &result.recorder;
     let overall = rec.overall();
     println!(
-        "summary: {} requests in {:.2}s, achieved {:.1} req/s",
+        "summary: {} requests in {:.2}s{}, achieved {:.1} req/s",
         overall.total(),
-        result.elapsed.as_secs_f64(),
+        result.measured_secs(),
+        if rec.warmup().is_zero() {
+            String::new()
+        } else {
+            format!(" after a {} warm-up", HumanDuration(rec.warmup()))
+        },
         result.achieved_rate()
     );
     if let ArrivalSchedule::Open(open) = schedule {

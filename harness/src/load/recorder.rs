@@ -123,6 +123,9 @@ pub struct Recorder {
     /// One flow of one step: its flow and step stats are the overall ones, recorded
     /// once instead of three times.
     single: bool,
+    /// Requests and dropped starts meant for before this offset are a warm-up: not
+    /// measured, in no scope, window or series.
+    measure_from: Duration,
 }
 
 impl Recorder {
@@ -154,6 +157,7 @@ impl Recorder {
             abort: None,
             dropped: 0,
             grace,
+            measure_from: Duration::ZERO,
         };
         for spec in slos {
             let key = rec
@@ -171,6 +175,23 @@ impl Recorder {
             }
         }
         Ok(rec)
+    }
+
+    /// Leaves out what was meant to start before `warmup`: the system warms up (caches,
+    /// connection pools, JIT-less but lazy allocations) before anything counts.
+    pub fn exclude_warmup(&mut self, warmup: Duration) {
+        self.measure_from = warmup;
+    }
+
+    /// The warm-up left out of every figure (zero when there is none).
+    pub fn warmup(&self) -> Duration {
+        self.measure_from
+    }
+
+    /// Whether a request or start meant for `intended` is measured (not a warm-up).
+    #[inline]
+    fn measured(&self, intended: Duration) -> bool {
+        intended >= self.measure_from
     }
 
     fn key(&self, scope: &SloScope) -> Option<Key> {
@@ -198,6 +219,9 @@ impl Recorder {
     /// Records one request of step `step`.
     #[inline]
     pub fn record_step(&mut self, step: StepId, s: &Sample) {
+        if !self.measured(s.intended) {
+            return;
+        }
         let latency = micros(s.done.saturating_sub(s.intended));
         let service = micros(s.done.saturating_sub(s.sent));
         let second = s.intended.as_secs();
@@ -272,6 +296,9 @@ impl Recorder {
     /// Records one whole flow: `service` is the sum of its steps' service times,
     /// `outcome` that of the step that ended it, `judgement` that of all its steps.
     pub fn record_flow(&mut self, flow: FlowId, s: &Sample) {
+        if !self.measured(s.intended) {
+            return;
+        }
         let latency = micros(s.done.saturating_sub(s.intended));
         let service = micros(s.done.saturating_sub(s.sent));
         if self.single {
@@ -295,6 +322,9 @@ impl Recorder {
     /// because the in-flight limit was reached: one unavailable request overall and in
     /// the flow.
     pub fn record_dropped(&mut self, flow: FlowId, intended: Duration) {
+        if !self.measured(intended) {
+            return;
+        }
         self.dropped += 1;
         let second = intended.as_secs();
         self.overall.record_dropped();
@@ -503,6 +533,28 @@ mod tests {
         assert_eq!(r.flow(FlowId(0)).unwrap().0.total(), 1);
         assert_eq!(r.step(StepId(0)).unwrap().0.total(), 1);
         assert!(r.verdicts(&[slo])[0].passed());
+    }
+
+    #[test]
+    fn a_warmup_is_in_no_scope_window_or_series() {
+        let slo: SloSpec = toml::from_str("threshold = 'p95 < 100ms'\nflow = 'browse'").unwrap();
+        let mut r = Recorder::new(layout(), std::slice::from_ref(&slo), Duration::ZERO).unwrap();
+        r.exclude_warmup(Duration::from_secs(2));
+        // A slow, failing warm-up second, then one good measured request.
+        let slow = Sample::plain(ms(1500), ms(1500), ms(4500), Outcome::Error(ErrorKind::Reset));
+        r.record_step(StepId(0), &slow);
+        r.record_flow(FlowId(0), &slow);
+        r.record_dropped(FlowId(0), ms(1999));
+        let good = Sample::plain(ms(2000), ms(2000), ms(2010), Outcome::Status(200));
+        r.record_step(StepId(0), &good);
+        r.record_flow(FlowId(0), &good);
+        assert_eq!((r.overall().total(), r.dropped()), (1, 0));
+        assert_eq!(r.overall().availability(), 1.0);
+        assert_eq!(r.flow(FlowId(0)).unwrap().0.total(), 1);
+        assert!(r.verdicts(std::slice::from_ref(&slo))[0].passed(), "the slow warm-up does not count");
+        r.finish();
+        let requests: Vec<(u64, u64)> = r.overall_series().seconds().iter().map(|s| (s.second, s.requests)).collect();
+        assert_eq!(requests, [(0, 0), (1, 0), (2, 1)]);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct RunConfig {
     /// Where steps with `record` write their operations; its start is set to the
     /// measured phase's start, the clock a scenario's faults run on.
     pub history: Option<Arc<crate::checks::history::History>>,
+    /// Flows meant to start before this offset run but are not measured: the system
+    /// warms up first. Operations they record still go into `history`.
+    pub warmup: Duration,
 }
 
 /// The run could not be carried out.
@@ -121,9 +124,14 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// Requests per second over the run, answered or failed.
+    /// Seconds measured: the run without its warm-up.
+    pub fn measured_secs(&self) -> f64 {
+        self.elapsed.saturating_sub(self.recorder.warmup()).as_secs_f64()
+    }
+
+    /// Requests per second over the measured run, answered or failed.
     pub fn achieved_rate(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
+        let secs = self.measured_secs();
         if secs > 0.0 {
             self.recorder.overall().total() as f64 / secs
         } else {
@@ -152,7 +160,8 @@ pub async fn run(
     let layout =
         workload.flows.iter().map(|f| (f.name.clone(), f.steps.iter().map(|s| s.name.clone()).collect())).collect();
     let grace = config.client.timeout + Duration::from_secs(1);
-    let recorder = Recorder::new(layout, &workload.slos, grace)?;
+    let mut recorder = Recorder::new(layout, &workload.slos, grace)?;
+    recorder.exclude_warmup(config.warmup);
     let users = VirtualUsers::prepare(&workload, &client, &base).await?;
     let start = Instant::now();
     if let Some(history) = &config.history {

@@ -44,7 +44,7 @@ pub fn from_load(meta: RunMeta, result: &RunResult, slos: &[SloSpec]) -> Report 
 /// on its history and end state, and places windows on the faults' actual times).
 pub fn from_load_judged(meta: RunMeta, result: &RunResult, verdicts: &[SloVerdict]) -> Report {
     let rec = &result.recorder;
-    let secs = result.elapsed.as_secs_f64();
+    let secs = result.measured_secs();
     let flows = rec
         .layout()
         .iter()

@@ -285,6 +285,7 @@ pub async fn execute<R: Runtime>(
         max_flows: 10_000_000,
         tick: TICK,
         history: Some(history.clone()),
+        warmup: scenario.load.warmup,
     };
     on_event(Event::Note(format!(
         "load: {} for {}, {} fault(s)",

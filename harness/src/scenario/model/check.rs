@@ -52,6 +52,8 @@ impl RawCapacity {
                     .ok_or_else(|| Located::Here(r.span(), format!("`{}` is not a share like \"5%\"", r.get_ref())))?,
             },
             max_steps: self.max_steps.unwrap_or(d.max_steps),
+            runs: self.runs_per_rate.unwrap_or(d.runs),
+            warmup: opt_duration(&self.warmup, d.warmup)?,
         };
         match plan.problem() {
             None => {}
@@ -61,6 +63,9 @@ impl RawCapacity {
             }
             Some(CapacityProblem::Growth) => return here(span, "capacity: `growth` must be above 1 and at most 10"),
             Some(CapacityProblem::Steps) => return here(span, "capacity: `max_steps` must be from 2 to 64"),
+            Some(CapacityProblem::Runs) => {
+                return here(span, "capacity: `runs_per_rate` must be from 1 to 10 and `warmup` at most 1h")
+            }
         }
         Ok(plan)
     }
@@ -267,7 +272,7 @@ impl RawLoad {
         }
         let connections = self.connections.unwrap_or(64).clamp(1, 10_000);
         let max_in_flight = self.max_in_flight.unwrap_or(1024).clamp(1, 100_000);
-        Ok(LoadPlan { workload, schedule, timeout, connections, max_in_flight })
+        Ok(LoadPlan { workload, schedule, timeout, connections, max_in_flight, warmup: Duration::ZERO })
     }
 }
 

@@ -148,12 +148,20 @@ pub struct LoadPlan {
     pub connections: usize,
     /// The most flows running at once.
     pub max_in_flight: usize,
+    /// The first part of the schedule that runs but is not measured (set by a capacity
+    /// step; zero otherwise).
+    pub warmup: Duration,
 }
 
 impl LoadPlan {
-    /// How long the load lasts.
+    /// How long the load lasts, its warm-up included.
     pub fn duration(&self) -> Duration {
         self.schedule.duration()
+    }
+
+    /// How long the load is measured: its duration after the warm-up.
+    pub fn measured(&self) -> Duration {
+        self.duration().saturating_sub(self.warmup)
     }
 }
 
@@ -295,8 +303,12 @@ pub struct CapacityPlan {
     pub growth: f64,
     /// The search stops when the failing rate is within this share above the passing one.
     pub resolution: f64,
-    /// The most runs of the search, confirmation included.
+    /// The most rates the search tries (each run `runs` times), confirmation included.
     pub max_steps: usize,
+    /// How often each rate is run; it passes only when every run passes.
+    pub runs: usize,
+    /// Each run first runs at its rate this long, unmeasured.
+    pub warmup: Duration,
 }
 
 /// Which bound of a [`CapacityPlan`] is not met.
@@ -308,6 +320,8 @@ pub enum CapacityProblem {
     Growth,
     /// `max_steps` not in 2..=64.
     Steps,
+    /// `runs` not in 1..=10, or a warm-up over an hour.
+    Runs,
 }
 
 impl CapacityPlan {
@@ -320,6 +334,8 @@ impl CapacityPlan {
             Some(CapacityProblem::Growth)
         } else if !(2..=64).contains(&self.max_steps) {
             Some(CapacityProblem::Steps)
+        } else if !(1..=MAX_RUNS).contains(&self.runs) || self.warmup > Duration::from_secs(3600) {
+            Some(CapacityProblem::Runs)
         } else {
             None
         }
@@ -328,16 +344,40 @@ impl CapacityPlan {
 
 impl Default for CapacityPlan {
     fn default() -> Self {
-        Self { start_rate: 10.0, max_rate: 10_000.0, growth: 2.0, resolution: 0.05, max_steps: 16 }
+        Self {
+            start_rate: 10.0,
+            max_rate: 10_000.0,
+            growth: 2.0,
+            resolution: 0.05,
+            max_steps: 16,
+            runs: 3,
+            warmup: Duration::from_secs(5),
+        }
     }
 }
 
+/// The most runs of one rate in a capacity search.
+pub const MAX_RUNS: usize = 10;
+
 impl Scenario {
-    /// The same scenario at a constant arrival rate over its load's duration (a step of
-    /// a capacity search).
-    pub fn at_rate(&self, rate: f64) -> Result<Self, String> {
+    /// The same scenario at a constant arrival rate (a run of a capacity search): first
+    /// `warmup` unmeasured, then its load's duration measured. Faults and SLO windows of
+    /// stated times move with the measured part, so `at = "10s"` is still 10 s into it.
+    pub fn at_rate(&self, rate: f64, warmup: Duration) -> Result<Self, String> {
         let mut s = self.clone();
-        s.load.schedule = ArrivalSchedule::constant(rate, self.load.duration()).map_err(|e| e.to_string())?;
+        s.load.schedule = ArrivalSchedule::constant(rate, warmup + self.load.measured()).map_err(|e| e.to_string())?;
+        s.load.warmup = warmup;
+        for f in &mut s.faults {
+            f.at += warmup;
+            f.until += warmup;
+        }
+        let anchors = self.slo_anchors.iter().chain(std::iter::repeat(&WindowAnchor::Fixed));
+        for (slo, anchor) in s.load.workload.slos.iter_mut().zip(anchors) {
+            if *anchor == WindowAnchor::Fixed && slo.window != Window::WHOLE_RUN {
+                slo.window.start += warmup;
+                slo.window.end = slo.window.end.map(|e| e + warmup);
+            }
+        }
         Ok(s)
     }
 

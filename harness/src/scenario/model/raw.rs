@@ -65,8 +65,14 @@ pub(super) struct RawCapacity {
     /// passing one: "5%" (the default).
     #[schemars(with = "Option<String>")]
     pub(super) resolution: Option<Spanned<String>>,
-    /// The most runs of the search, the confirmation run included (default 16).
+    /// The most rates tried, each run `runs` times, the confirmation included (default 16).
     pub(super) max_steps: Option<usize>,
+    /// How often each rate is run; it passes only when every run passes (default 3, at
+    /// most 10). With 1, the best rate is run once more before it is published.
+    pub(super) runs_per_rate: Option<usize>,
+    /// Each run first runs at its rate this long, unmeasured: "5s" (the default).
+    #[schemars(with = "Option<String>")]
+    pub(super) warmup: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
