@@ -258,6 +258,27 @@ async fn the_closed_loop_counts_no_error_for_connections_the_server_closed_while
     assert!(served >= overall.total() && served <= overall.total() + 4, "served {served}, counted {}", overall.total());
 }
 
+/// The open model's pool checks a kept-alive connection before reusing it: one the
+/// server closed while it sat idle is replaced, not counted as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_models_pool_replaces_connections_the_server_closed_while_idle() {
+    let _serial = SERIAL.lock().await;
+    let (addr, seen) = closing_server().await;
+    // 5 ms apart: each connection is back in the pool, and closed, before its next use.
+    let schedule = ArrivalSchedule::constant(200.0, Duration::from_millis(800)).unwrap();
+    let result = run_get(format!("http://{addr}/"), config(schedule, 2, 1000)).await;
+    let overall = result.recorder.overall();
+    assert_eq!(overall.total(), 160);
+    assert_eq!(
+        overall.failed(),
+        0,
+        "reset {} protocol {}",
+        overall.errors(ErrorKind::Reset),
+        overall.errors(ErrorKind::Protocol)
+    );
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 160, "each request was served once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_after_a_complete_answer_are_a_protocol_error() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

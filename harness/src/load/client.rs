@@ -2,9 +2,11 @@
 //!
 //! At most `connections` connections exist at once, each carrying one request at a
 //! time (no pipelining). A request waits for a free connection; that wait is part of
-//! the corrected latency and not of the service time. The pool is a plain stack of
-//! idle hyper connections: no background tasks besides each connection's own, no
-//! per-request allocation beyond the request itself.
+//! the corrected latency and not of the service time. Both models speak the lean
+//! [`H1`] codec: the open model's pool is a plain stack of idle connections, each
+//! checked for a close by the server before it is reused (replaced, not counted as an
+//! error); the closed loop's virtual users own a [`DedicatedConnection`] each. No
+//! dispatcher task, no channels, buffers reused from request to request.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,10 +18,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -81,8 +79,6 @@ pub struct Exchange {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-type Sender = SendRequest<Full<Bytes>>;
-
 /// A keep-alive pool of HTTP/1.1 connections to one address.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
@@ -93,7 +89,7 @@ pub struct HttpClient {
 struct Pool {
     addr: SocketAddr,
     host: HeaderValue,
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<H1<TcpStream>>>,
     permits: Semaphore,
     timeout: Duration,
 }
@@ -133,32 +129,30 @@ impl HttpClient {
     }
 
     /// Sends `req` and reads the whole answer, within the timeout.
-    pub async fn send(&self, req: Request<Bytes>, keep: Keep<'_>) -> Exchange {
-        let mut req = req.map(Full::new);
+    pub async fn send(&self, mut req: Request<Bytes>, keep: Keep<'_>) -> Exchange {
         req.headers_mut().insert(HOST, self.inner.host.clone());
-        let started = Instant::now();
-        let mut sent = started;
+        let mut sent = Instant::now();
         let pool = &self.inner;
         let result = tokio::time::timeout(pool.timeout, async {
             let Ok(_permit) = pool.permits.acquire().await else {
                 return Err(ErrorKind::Protocol);
             };
-            let mut sender = pool.checkout().await?;
+            let open = pool.idle.lock().map_or(None, |mut idle| idle.pop());
+            let mut link = Link { pool: pool.clone(), open };
             sent = Instant::now();
-            let resp = sender.send_request(req).await.map_err(classify)?;
-            let status = resp.status().as_u16();
-            let mut headers = Vec::new();
-            for name in keep.headers {
-                headers.extend(resp.headers().get_all(name).iter().map(|v| (name.clone(), v.clone())));
+            let answer = link.attempt(&req, keep, &mut sent).await;
+            if let Some(conn) = link.open.take() {
+                // Only a connection whose answer was whole and reusable is still open.
+                if let Ok(mut idle) = pool.idle.lock() {
+                    idle.push(conn);
+                }
             }
-            let body = read_body(resp.into_body(), keep.body).await?;
-            pool.checkin(sender);
-            Ok((status, body, headers))
+            answer
         })
         .await;
         let done = Instant::now();
         let (outcome, body, headers) = match result {
-            Ok(Ok((status, body, headers))) => (Outcome::Status(status), body, headers),
+            Ok(Ok(answer)) => (Outcome::Status(answer.status), answer.body, answer.headers),
             Ok(Err(kind)) => (Outcome::Error(kind), None, Vec::new()),
             Err(_) => (Outcome::Error(ErrorKind::Timeout), None, Vec::new()),
         };
@@ -304,63 +298,4 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
-
-    async fn checkout(&self) -> Result<Sender, ErrorKind> {
-        loop {
-            let next = self.idle.lock().map_or(None, |mut idle| idle.pop());
-            let Some(mut sender) = next else { break };
-            if sender.ready().await.is_ok() {
-                return Ok(sender);
-            }
-        }
-        self.connect().await
-    }
-
-    async fn connect(&self) -> Result<Sender, ErrorKind> {
-        let stream = self.tcp().await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(classify)?;
-        tokio::spawn(async move {
-            // The connection ends when the server closes it or the sender is dropped;
-            // its requests see the error, so there is nothing to report here.
-            let _ = conn.await;
-        });
-        Ok(sender)
-    }
-
-    fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(sender);
-        }
-    }
-}
-
-async fn read_body(mut body: Incoming, keep: bool) -> Result<Option<Bytes>, ErrorKind> {
-    if keep {
-        let bytes = body.collect().await.map_err(classify)?.to_bytes();
-        return Ok((bytes.len() <= MAX_CAPTURE_BODY).then_some(bytes));
-    }
-    while let Some(frame) = body.frame().await {
-        frame.map_err(classify)?;
-    }
-    Ok(None)
-}
-
-fn classify(e: hyper::Error) -> ErrorKind {
-    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
-        return ErrorKind::Reset;
-    }
-    let mut source = std::error::Error::source(&e);
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as Io;
-            if matches!(io.kind(), Io::ConnectionReset | Io::BrokenPipe | Io::ConnectionAborted) {
-                return ErrorKind::Reset;
-            }
-        }
-        source = inner.source();
-    }
-    ErrorKind::Protocol
 }

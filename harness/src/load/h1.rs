@@ -1,8 +1,9 @@
-//! A lean HTTP/1.1 exchange over one connection, for the closed loop.
+//! A lean HTTP/1.1 exchange over one connection, for both load models.
 //!
-//! A closed-loop virtual user owns its connection and sends one request at a time, so
-//! it needs no dispatcher, no channels and no body streams: the request is encoded into
-//! a reused buffer and written at once, and the response is parsed in place with
+//! A connection carries one request at a time (a closed-loop virtual user owns one; the
+//! open model takes one from its pool per request), so it needs no dispatcher, no
+//! channels and no body streams: the request is encoded into a reused buffer and
+//! written at once, and the response is parsed in place with
 //! `httparse` (the parser hyper uses) from a reused read buffer. That is what lets the
 //! generator spend less CPU per request than wrk (see `ci/bench-vs-wrk.sh`).
 //!
@@ -55,6 +56,12 @@ pub(crate) struct H1<S> {
     write: Vec<u8>,
     /// Whether any byte of an answer came during the current exchange.
     got: bool,
+}
+
+impl<S> std::fmt::Debug for H1<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H1").field("buffered", &self.read.len()).finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Copy)]

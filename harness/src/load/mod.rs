@@ -21,4 +21,5 @@ pub mod slo;
 mod starter;
 pub mod stats;
 pub mod template;
+mod timer;
 pub mod workload;

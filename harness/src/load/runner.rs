@@ -6,12 +6,12 @@
 //! says or the run says it was not. Every loop is bounded: by the schedule's end, by
 //! `max_requests`, and by a drain deadline after the schedule ends.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 use tokio::time::sleep_until;
 
@@ -210,29 +210,24 @@ struct Pacer<'a, F> {
 }
 
 impl<F: FnMut(&Progress) -> Control> Pacer<'_, F> {
-    /// Starts flows at the schedule's arrival times from a [`Starter`] thread while
-    /// this task reports progress; returns (scheduled, started).
+    /// Starts flows at the schedule's arrival times (see [`Starter`]) and reports
+    /// progress between them; returns (scheduled, started).
     async fn open(&mut self, open: &OpenSchedule) -> (u64, u64) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let starter = Starter {
-            schedule: open.clone(),
-            max_flows: self.config.max_flows,
-            max_in_flight: self.config.max_in_flight,
-            stop: stop.clone(),
-            runtime: tokio::runtime::Handle::current(),
-        };
-        let shared = self.shared.clone();
-        let mut starting = tokio::task::spawn_blocking(move || starter.run(shared));
-        loop {
+        let shared = self.shared;
+        let mut starter = Starter::new(open.clone(), self.config.max_flows, self.config.max_in_flight, shared);
+        let start = shared.ctx.start;
+        while starter.start_due(shared) {
             tokio::select! {
-                done = &mut starting => return done.unwrap_or((0, 0)),
+                biased;
                 _ = sleep_until(self.next_tick.into()) => {
                     if self.tick(Instant::now()) {
-                        stop.store(true, Ordering::Relaxed);
+                        break;
                     }
                 }
+                _ = starter.wait(start) => {}
             }
         }
+        (starter.scheduled, starter.started)
     }
 
     /// Runs `connections` virtual users back to back until `duration` is over.
@@ -245,7 +240,7 @@ impl<F: FnMut(&Progress) -> Control> Pacer<'_, F> {
             let (shared, budget) = (shared.clone(), budget.clone());
             let seed = shared.ctx.workload.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             workers.spawn(async move {
-                let mut rng = StdRng::seed_from_u64(seed);
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let mut connection = DedicatedConnection::new(&shared.ctx.client);
                 let total_weight = shared.ctx.workload.total_weight();
                 let mut k = worker as u64;

@@ -1,65 +1,100 @@
-//! The open-model starter: a plain thread that sleeps until each arrival time and
-//! hands the flow to the async runtime.
+//! The open-model starter: starts each flow at its arrival time from a task of the
+//! runtime itself, whatever happened to earlier flows.
 //!
-//! The runtime's timers have a 1 ms granularity and round up, which would make every
-//! start up to a millisecond late, and that lateness would show in the corrected
-//! latency. A thread sleeping with the OS timer wakes within tens of microseconds.
+//! No thread paces the schedule and no start is a wake-up of its own: the starter
+//! sleeps on a [`PreciseTimer`] until the next arrival is due, then starts every flow
+//! due by then in one go. At high rates it wakes at most once per [`BATCH`], so a
+//! wake-up starts several flows; that is the timer floor, and the most a start is late
+//! by the starter's doing (each flow's latency still runs from its intended time, and
+//! the recorder reports the actual lateness).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::runtime::Handle;
+use rand_chacha::ChaCha8Rng;
 
 use super::flow::run_flow;
 use super::recorder::FlowId;
 use super::runner::Shared;
 use super::schedule::OpenSchedule;
+use super::timer::PreciseTimer;
 
-/// The longest the starter sleeps before looking at the stop flag again.
-const STOP_POLL: Duration = Duration::from_millis(20);
+/// The shortest time between two wake-ups of the starter: arrivals closer together are
+/// started in one batch.
+pub(crate) const BATCH: Duration = Duration::from_micros(200);
 
-/// What the starter needs besides the shared run state.
+/// Where the starter is in the schedule.
 pub(crate) struct Starter {
-    pub(crate) schedule: OpenSchedule,
-    pub(crate) max_flows: u64,
-    pub(crate) max_in_flight: usize,
-    pub(crate) stop: Arc<AtomicBool>,
-    pub(crate) runtime: Handle,
+    schedule: OpenSchedule,
+    max_flows: u64,
+    max_in_flight: usize,
+    /// Draws the flow of each start, in start order: the same seed, the same flows.
+    rng: ChaCha8Rng,
+    total_weight: u64,
+    timer: PreciseTimer,
+    last_wake: Option<Instant>,
+    /// Arrivals handled so far (started or dropped).
+    pub(crate) scheduled: u64,
+    /// Flows started so far.
+    pub(crate) started: u64,
 }
 
 impl Starter {
-    /// Starts flows at the schedule's arrival times until the schedule ends, `max_flows`
-    /// is reached or `stop` is set; returns (scheduled, started). Blocks the thread.
-    pub(crate) fn run(self, shared: Arc<Shared>) -> (u64, u64) {
+    /// A starter at the beginning of `schedule`, drawing flows from `seed`.
+    pub(crate) fn new(schedule: OpenSchedule, max_flows: u64, max_in_flight: usize, shared: &Shared) -> Self {
+        let workload = &shared.ctx.workload;
+        Self {
+            schedule,
+            max_flows,
+            max_in_flight,
+            rng: ChaCha8Rng::seed_from_u64(workload.seed),
+            total_weight: workload.total_weight(),
+            timer: PreciseTimer::new(),
+            last_wake: None,
+            scheduled: 0,
+            started: 0,
+        }
+    }
+
+    /// Starts (or drops, at the in-flight limit) every flow due by now; false once the
+    /// schedule or `max_flows` is over.
+    pub(crate) fn start_due(&mut self, shared: &Arc<Shared>) -> bool {
         let ctx = &shared.ctx;
-        let mut rng = StdRng::seed_from_u64(ctx.workload.seed);
-        let total_weight = ctx.workload.total_weight();
-        let (mut k, mut started) = (0u64, 0u64);
-        while k < self.max_flows && !self.stop.load(Ordering::Relaxed) {
-            let Some(at) = self.schedule.arrival(k) else { break };
-            let due = ctx.start + at;
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep((due - now).min(STOP_POLL));
-                continue;
+        let elapsed = ctx.start.elapsed();
+        while self.scheduled < self.max_flows {
+            let Some(at) = self.schedule.arrival(self.scheduled) else { return false };
+            if at > elapsed {
+                return true;
             }
-            let ticket = if total_weight > 1 { rng.random_range(0..total_weight) } else { 0 };
+            let k = self.scheduled;
+            self.scheduled += 1;
+            let ticket = if self.total_weight > 1 { self.rng.random_range(0..self.total_weight) } else { 0 };
             let flow = FlowId(ctx.workload.flow_for_ticket(ticket));
             if shared.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
                 if let Ok(mut rec) = shared.recorder.lock() {
                     rec.record_dropped(flow, at);
                 }
-            } else {
-                shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                started += 1;
-                let (shared, mut client) = (shared.clone(), ctx.client.clone());
-                self.runtime.spawn(async move { run_flow(shared, flow, k, at, &mut client).await });
+                continue;
             }
-            k += 1;
+            shared.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.started += 1;
+            let (shared, mut client) = (shared.clone(), ctx.client.clone());
+            tokio::spawn(async move { run_flow(shared, flow, k, at, &mut client).await });
         }
-        (k, started)
+        false
+    }
+
+    /// Waits until the next arrival is due, but no sooner than [`BATCH`] after the last
+    /// wake-up.
+    pub(crate) async fn wait(&mut self, start: Instant) {
+        let Some(at) = self.schedule.arrival(self.scheduled) else { return };
+        let mut due = start + at;
+        if let Some(last) = self.last_wake {
+            due = due.max(last + BATCH);
+        }
+        self.timer.sleep_until(due).await;
+        self.last_wake = Some(Instant::now());
     }
 }
