@@ -12,7 +12,7 @@ use rand::Rng;
 
 use super::Installed;
 use crate::faults::seed::DecisionKey;
-use crate::faults::toxics::{self, Event, Stage, Timed};
+use crate::faults::toxics::{self, Event, Joining, Stage, Timed};
 
 /// Who the connection is, for seeding decisions.
 #[derive(Clone, Debug)]
@@ -36,17 +36,24 @@ struct Slot {
 pub(crate) struct Chain {
     id: ConnectionId,
     slots: Vec<Slot>,
+    /// Whether bytes have passed this direction, so a new stage joins mid-stream.
+    carried: bool,
 }
 
 impl Chain {
     /// An empty chain for the connection `id`.
     pub(crate) fn new(id: ConnectionId) -> Self {
-        Self { id, slots: Vec::new() }
+        Self { id, slots: Vec::new(), carried: false }
     }
 
     /// Whether no stage acts on this connection (the link may take its fast path).
     pub(crate) fn is_idle(&self) -> bool {
         self.slots.iter().all(|s| s.stage.is_none())
+    }
+
+    /// Notes that bytes passed this direction.
+    pub(crate) fn note_traffic(&mut self) {
+        self.carried = true;
     }
 
     /// Whether the toxic `uid` is still in the chain.
@@ -83,7 +90,10 @@ impl Chain {
         let acts = rng.random::<f32>() < installed.toxic.toxicity;
         Slot {
             uid: installed.uid,
-            stage: acts.then(|| toxics::stage(&installed.toxic.kind, rng, now, installed.uid)),
+            stage: acts.then(|| {
+                let joining = if self.carried { Joining::MidStream } else { Joining::AtStart };
+                toxics::stage(&installed.toxic.kind, rng, now, joining, installed.uid)
+            }),
             last_out: None,
         }
     }
@@ -113,16 +123,22 @@ impl Chain {
     }
 
     fn run_from(&mut self, start: usize, mut events: Vec<Timed>, out: &mut Vec<Timed>) {
-        for slot in self.slots.iter_mut().skip(start) {
+        // Only the last stage that answers requests knows which reach the server.
+        let last_answering = self.slots.iter().rposition(|s| s.stage.as_ref().is_some_and(|st| st.answers()));
+        for (i, slot) in self.slots.iter_mut().enumerate().skip(start) {
             let Some(stage) = slot.stage.as_mut() else {
                 continue;
             };
+            let marks_forwarded = last_answering == Some(i);
             let mut next = Vec::with_capacity(events.len());
             for event in events {
                 match event.event {
                     Event::Data(_) | Event::Eof => stage.on_event(event, &mut next),
                     _ => next.push(event),
                 }
+            }
+            if stage.answers() && !marks_forwarded {
+                next.retain(|e| !matches!(e.event, Event::Request { .. }));
             }
             // A stage never lets a later event overtake an earlier one.
             for event in &mut next {

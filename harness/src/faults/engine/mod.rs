@@ -5,6 +5,7 @@
 //! toxic list is published on a watch channel every link of the proxy follows; a toxic
 //! gets a new `uid` whenever it is added or updated, so links know to rebuild its stage.
 
+mod answers;
 mod chain;
 mod link;
 mod listener;

@@ -1,11 +1,13 @@
 //! `http_abort` (Gauntlet extension): a touched HTTP request is not forwarded; the proxy
 //! answers it itself with `status_code`, once the whole request has arrived, and keeps
-//! the connection open for the next request.
+//! the connection open for the next request. Its answer takes the place of the
+//! request's response: the link answering the client writes it after the responses
+//! owed to the requests forwarded before it.
 
 use bytes::Bytes;
 
 use super::http_framing::{touched, Piece, RequestFramer};
-use super::{Event, Stage, Timed};
+use super::{Event, Joining, Stage, Timed};
 use crate::faults::model::HttpMatch;
 use crate::faults::seed::DecisionRng;
 
@@ -22,9 +24,16 @@ pub(super) struct HttpAbort {
 }
 
 impl HttpAbort {
-    pub(super) fn new(status: u16, body: &str, matching: HttpMatch, rng: DecisionRng, uid: u64) -> Self {
+    pub(super) fn new(
+        status: u16,
+        body: &str,
+        matching: HttpMatch,
+        rng: DecisionRng,
+        joining: Joining,
+        uid: u64,
+    ) -> Self {
         Self {
-            framer: RequestFramer::new(),
+            framer: RequestFramer::joining(joining),
             matching,
             answer: answer(status, body, true),
             head_answer: answer(status, body, false),
@@ -50,6 +59,10 @@ fn answer(status: u16, body: &str, with_body: bool) -> Bytes {
 }
 
 impl Stage for HttpAbort {
+    fn answers(&self) -> bool {
+        true
+    }
+
     fn on_event(&mut self, input: Timed, out: &mut Vec<Timed>) {
         let Event::Data(data) = input.event else {
             out.push(input);
@@ -64,6 +77,8 @@ impl Stage for HttpAbort {
                     self.is_head = method.eq_ignore_ascii_case("HEAD");
                     self.aborting = Some(abort);
                     if !abort {
+                        let head = Event::Request { head: self.is_head };
+                        out.push(Timed::new(input.at, head));
                         out.push(Timed::new(input.at, Event::Data(bytes)));
                     }
                 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::http_framing::{touched, Piece, RequestFramer};
-use super::{ms, Event, Stage, Timed};
+use super::{ms, Event, Joining, Stage, Timed};
 use crate::faults::model::HttpMatch;
 use crate::faults::seed::DecisionRng;
 
@@ -18,8 +18,8 @@ pub(super) struct HttpDelay {
 }
 
 impl HttpDelay {
-    pub(super) fn new(delay: u64, matching: HttpMatch, rng: DecisionRng) -> Self {
-        Self { framer: RequestFramer::new(), matching, delay: ms(delay), rng, current: Duration::ZERO }
+    pub(super) fn new(delay: u64, matching: HttpMatch, rng: DecisionRng, joining: Joining) -> Self {
+        Self { framer: RequestFramer::joining(joining), matching, delay: ms(delay), rng, current: Duration::ZERO }
     }
 }
 

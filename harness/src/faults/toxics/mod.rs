@@ -8,6 +8,7 @@ mod bandwidth;
 mod http_abort;
 mod http_delay;
 mod http_framing;
+mod http_response;
 mod latency;
 mod limit_data;
 mod reset_peer;
@@ -23,6 +24,7 @@ use super::model::ToxicKind;
 use super::seed::DecisionRng;
 
 pub use http_framing::{Piece, RequestFramer};
+pub use http_response::{Framed, ResponseFramer};
 
 /// What travels through a chain of toxics.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,8 +38,14 @@ pub enum Event {
     /// Reset the whole connection (both sockets, TCP RST).
     Reset,
     /// Write these bytes to the client on the other direction (an HTTP answer made by
-    /// the proxy itself).
+    /// the proxy itself), after the responses owed to the requests forwarded before.
     Reply(Bytes),
+    /// The request whose head follows is forwarded (a `HEAD` request when `head`): the
+    /// other direction owes its response before any later [`Event::Reply`].
+    Request {
+        /// Whether the request is a `HEAD` request, whose response has no body.
+        head: bool,
+    },
 }
 
 /// An event with the instant it leaves a stage, and the toxic that made it (0 for data
@@ -79,11 +87,26 @@ pub trait Stage: Send {
 
     /// Called when the toxic is removed from the open connection.
     fn on_removed(&mut self, _now: Instant, _out: &mut Vec<Timed>) {}
+
+    /// Whether the stage answers requests itself ([`Event::Reply`]) and marks the ones
+    /// it forwards ([`Event::Request`]).
+    fn answers(&self) -> bool {
+        false
+    }
 }
 
-/// The stage for `kind` on a connection, starting `now`; `uid` identifies the toxic
-/// and `rng` is its seeded generator on this connection.
-pub fn stage(kind: &ToxicKind, rng: DecisionRng, now: Instant, uid: u64) -> Box<dyn Stage> {
+/// Where on its connection a stage starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Joining {
+    /// Before the first byte.
+    AtStart,
+    /// After bytes have passed: HTTP stages find the next request boundary first.
+    MidStream,
+}
+
+/// The stage for `kind` on a connection, starting `now` at `joining`; `uid` identifies
+/// the toxic and `rng` is its seeded generator on this connection.
+pub fn stage(kind: &ToxicKind, rng: DecisionRng, now: Instant, joining: Joining, uid: u64) -> Box<dyn Stage> {
     match kind {
         ToxicKind::Latency { latency, jitter } => Box::new(latency::Latency::new(*latency, *jitter, rng)),
         ToxicKind::Bandwidth { rate } => Box::new(bandwidth::Bandwidth::new(*rate)),
@@ -95,9 +118,11 @@ pub fn stage(kind: &ToxicKind, rng: DecisionRng, now: Instant, uid: u64) -> Box<
         }
         ToxicKind::LimitData { bytes } => Box::new(limit_data::LimitData::new(*bytes, uid)),
         ToxicKind::HttpAbort { status_code, body, matching } => {
-            Box::new(http_abort::HttpAbort::new(*status_code, body, matching.clone(), rng, uid))
+            Box::new(http_abort::HttpAbort::new(*status_code, body, matching.clone(), rng, joining, uid))
         }
-        ToxicKind::HttpDelay { delay, matching } => Box::new(http_delay::HttpDelay::new(*delay, matching.clone(), rng)),
+        ToxicKind::HttpDelay { delay, matching } => {
+            Box::new(http_delay::HttpDelay::new(*delay, matching.clone(), rng, joining))
+        }
     }
 }
 
@@ -122,7 +147,7 @@ mod tests {
 
     fn run(kind: ToxicKind, inputs: Vec<Timed>) -> Vec<Timed> {
         let now = inputs.first().map_or_else(Instant::now, |t| t.at);
-        let mut stage = stage(&kind, rng(), now, 9);
+        let mut stage = stage(&kind, rng(), now, Joining::AtStart, 9);
         let mut out = Vec::new();
         for input in inputs {
             stage.on_event(input, &mut out);
@@ -173,14 +198,14 @@ mod tests {
     #[test]
     fn timeout_closes_at_its_deadline_or_on_removal() {
         let t0 = Instant::now();
-        let mut s = stage(&ToxicKind::Timeout { timeout: 50 }, rng(), t0, 4);
+        let mut s = stage(&ToxicKind::Timeout { timeout: 50 }, rng(), t0, Joining::AtStart, 4);
         let mut out = Vec::new();
         s.on_event(data(t0, b"dropped"), &mut out);
         assert!(out.is_empty());
         assert_eq!(s.deadline(), Some(t0 + ms(50)));
         s.on_deadline(t0 + ms(50), &mut out);
         assert_eq!(out.first().map(|t| (&t.event, t.origin)), Some((&Event::Close, 4)));
-        let mut held = stage(&ToxicKind::Timeout { timeout: 0 }, rng(), t0, 5);
+        let mut held = stage(&ToxicKind::Timeout { timeout: 0 }, rng(), t0, Joining::AtStart, 5);
         assert_eq!(held.deadline(), None);
         let mut out = Vec::new();
         held.on_removed(t0, &mut out);
