@@ -413,7 +413,7 @@ impl Link {
 
 async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
-        tokio::time::sleep_until(at.into()).await;
+        super::timer::sleep_until(at).await;
     }
 }
 

@@ -11,6 +11,7 @@ mod link;
 mod listener;
 #[cfg(target_os = "linux")]
 mod splice;
+mod timer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
