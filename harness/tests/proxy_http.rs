@@ -360,3 +360,53 @@ async fn a_toxic_added_mid_body_touches_the_next_requests_on_the_connection() {
     }
     assert_eq!(served.load(Ordering::Relaxed), 4, "aborted requests reached the server");
 }
+
+/// The paths an `http_abort` with toxicity 0.5 aborts when 8 tasks share a pooled
+/// client and send 25 distinct requests each, interleaved as the scheduler pleases.
+async fn aborted_under_concurrency(seed: u64) -> std::collections::BTreeSet<String> {
+    let (_server, client) = server(seed).await;
+    let addr = proxy_to(&client, "web", path_echo().await).await;
+    let mut toxic = Toxic::new(
+        ToxicKind::HttpAbort { status_code: 503, body: "injected".into(), matching: matching(100.0, None, None) },
+        Stream::Upstream,
+    );
+    toxic.toxicity = 0.5;
+    client.add_toxic("web", &toxic).await.expect("added");
+    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(4).build().expect("client");
+    let mut tasks = Vec::new();
+    for task in 0..8u64 {
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut aborted = Vec::new();
+            for i in 0..25u64 {
+                // Vary the interleaving from run to run.
+                let nanos = u64::from(Instant::now().elapsed().subsec_nanos() ^ std::process::id());
+                tokio::time::sleep(Duration::from_micros((nanos + task * 37 + i) % 700)).await;
+                let path = format!("/r/{task}/{i}");
+                let resp = http.get(format!("http://{addr}{path}")).send().await.expect("response");
+                match resp.status().as_u16() {
+                    503 => aborted.push(path),
+                    200 => assert_eq!(resp.text().await.expect("body"), path),
+                    other => panic!("status {other} for {path}"),
+                }
+            }
+            aborted
+        }));
+    }
+    let mut aborted = std::collections::BTreeSet::new();
+    for task in tasks {
+        aborted.extend(tokio::time::timeout(STEP, task).await.expect("in time").expect("task"));
+    }
+    aborted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_aborts_the_same_requests_under_concurrency() {
+    let a = aborted_under_concurrency(7).await;
+    let b = aborted_under_concurrency(7).await;
+    let c = aborted_under_concurrency(8).await;
+    // Binomial(200, 0.5): sd 7.1; 5.6 sd either side.
+    assert!((60..=140).contains(&a.len()), "{} of 200 aborted at toxicity 0.5", a.len());
+    assert_eq!(a, b, "same seed, different requests aborted");
+    assert_ne!(a, c, "different seeds, same 200 decisions");
+}

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use super::Installed;
 use crate::faults::seed::DecisionKey;
-use crate::faults::toxics::{self, Event, Joining, Stage, Timed};
+use crate::faults::toxics::{self, Draws, Event, Joining, RequestDraws, Stage, Timed};
 
 /// Who the connection is, for seeding decisions.
 #[derive(Clone, Debug)]
@@ -79,20 +79,30 @@ impl Chain {
     }
 
     fn new_slot(&self, installed: &Installed, now: Instant) -> Slot {
+        let toxic = &installed.toxic;
         let key = DecisionKey {
             seed: self.id.seed,
             proxy: &self.id.proxy,
             connection: self.id.ordinal,
-            toxic: &installed.toxic.name,
+            toxic: &toxic.name,
             revision: installed.revision,
         };
         let mut rng = key.rng();
-        let acts = rng.random::<f32>() < installed.toxic.toxicity;
+        // An HTTP toxic draws its toxicity per request, not per connection.
+        let acts = toxic.kind.is_http() || rng.random::<f32>() < toxic.toxicity;
+        let requests = RequestDraws::new(
+            self.id.seed,
+            self.id.proxy.clone(),
+            toxic.name.as_str().into(),
+            installed.revision,
+            toxic.toxicity,
+            installed.occurrences.clone(),
+        );
         Slot {
             uid: installed.uid,
             stage: acts.then(|| {
                 let joining = if self.carried { Joining::MidStream } else { Joining::AtStart };
-                toxics::stage(&installed.toxic.kind, rng, now, joining, installed.uid)
+                toxics::stage(&toxic.kind, Draws { connection: rng, requests }, now, joining, installed.uid)
             }),
             last_out: None,
         }

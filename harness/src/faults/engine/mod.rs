@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use super::error::ApiError;
 use super::model::{Proxy, ProxyConfig, Stream, Toxic};
+use super::seed::Occurrences;
 use listener::Running;
 
 /// A toxic as installed on a proxy.
@@ -33,6 +34,8 @@ pub(crate) struct Installed {
     pub uid: u64,
     /// How often this toxic was updated (part of its decision seed).
     pub revision: u64,
+    /// How often each request came to this version of the toxic (HTTP toxics).
+    pub occurrences: Arc<Occurrences>,
 }
 
 /// The connection-wide signal both links of a connection follow; it only ever rises.
@@ -287,6 +290,7 @@ impl Engine {
             toxic: toxic.clone(),
             uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
             revision: 0,
+            occurrences: Arc::default(),
         });
         entry.publish(stream);
         Ok(toxic)
@@ -310,6 +314,7 @@ impl Engine {
             toxic: current.toxic.patched(body)?,
             uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
             revision: current.revision + 1,
+            occurrences: Arc::default(),
         };
         let toxic = updated.toxic.clone();
         entry.toxics[d][p] = updated;

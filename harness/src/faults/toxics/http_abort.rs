@@ -6,10 +6,9 @@
 
 use bytes::Bytes;
 
-use super::http_framing::{touched, Piece, RequestFramer};
+use super::http_framing::{Piece, RequestDraws, RequestFramer};
 use super::{Event, Joining, Stage, Timed};
 use crate::faults::model::HttpMatch;
-use crate::faults::seed::DecisionRng;
 
 /// The http_abort toxic on one connection.
 pub(super) struct HttpAbort {
@@ -17,7 +16,7 @@ pub(super) struct HttpAbort {
     matching: HttpMatch,
     answer: Bytes,
     head_answer: Bytes,
-    rng: DecisionRng,
+    draws: RequestDraws,
     aborting: Option<bool>,
     is_head: bool,
     uid: u64,
@@ -28,7 +27,7 @@ impl HttpAbort {
         status: u16,
         body: &str,
         matching: HttpMatch,
-        rng: DecisionRng,
+        draws: RequestDraws,
         joining: Joining,
         uid: u64,
     ) -> Self {
@@ -37,7 +36,7 @@ impl HttpAbort {
             matching,
             answer: answer(status, body, true),
             head_answer: answer(status, body, false),
-            rng,
+            draws,
             aborting: None,
             is_head: false,
             uid,
@@ -72,8 +71,8 @@ impl Stage for HttpAbort {
         self.framer.feed(data, &mut pieces);
         for piece in pieces {
             match piece {
-                Piece::Head { method, path, bytes } => {
-                    let abort = touched(&self.matching, &method, &path, &mut self.rng);
+                Piece::Head { method, path, id, bytes } => {
+                    let abort = self.draws.touched(&self.matching, &method, &path, id.as_deref());
                     self.is_head = method.eq_ignore_ascii_case("HEAD");
                     self.aborting = Some(abort);
                     if !abort {

@@ -7,11 +7,13 @@
 //! to an open connection) or loses its place passes bytes on as they come until a
 //! request line starts within one read, and frames from there.
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes, BytesMut};
 use rand::Rng;
 
 use crate::faults::model::HttpMatch;
-use crate::faults::seed::DecisionRng;
+use crate::faults::seed::{request_digest, Occurrences, RequestKey};
 
 /// The longest request head the framer waits for before giving up on HTTP.
 const MAX_HEAD: usize = 64 * 1024;
@@ -31,6 +33,8 @@ pub enum Piece {
         method: String,
         /// The request target, e.g. `/v1/orders?x=1`.
         path: String,
+        /// The `Idempotency-Key` or `X-Request-Id` header, if the request has one.
+        id: Option<String>,
         /// The head's bytes, as received.
         bytes: Bytes,
     },
@@ -186,8 +190,11 @@ impl RequestFramer {
         let mut length = 0u64;
         let mut chunked = false;
         let mut bad = false;
+        let mut id = None;
         for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
+            if h.name.eq_ignore_ascii_case("idempotency-key") || h.name.eq_ignore_ascii_case("x-request-id") {
+                id = id.or_else(|| std::str::from_utf8(h.value).ok().map(|v| v.trim().to_string()));
+            } else if h.name.eq_ignore_ascii_case("content-length") {
                 match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
                     Some(n) => length = n,
                     None => bad = true,
@@ -201,7 +208,7 @@ impl RequestFramer {
         if method.eq_ignore_ascii_case("CONNECT") {
             self.upgrade_after = true;
         }
-        out.push(Piece::Head { method, path, bytes: head });
+        out.push(Piece::Head { method, path, id, bytes: head });
         if bad {
             self.state = State::Resync { scanned: 0 };
         } else if chunked {
@@ -262,10 +269,52 @@ impl RequestFramer {
     }
 }
 
-/// Whether a request is touched by a fault: it matches, and the seeded draw falls
-/// within the percentage.
-pub(super) fn touched(matching: &HttpMatch, method: &str, path: &str, rng: &mut DecisionRng) -> bool {
-    matching.matches(method, path) && rng.random::<f64>() * 100.0 < matching.percentage
+/// The seeded decisions of one HTTP toxic, one per request: keyed by the request
+/// itself (method, target, request id, and how often it came before on this proxy),
+/// not by the connection that carries it, so concurrent clients that interleave
+/// differently from run to run still get the same decision for the same request.
+#[derive(Clone, Debug)]
+pub struct RequestDraws {
+    seed: u64,
+    proxy: Arc<str>,
+    toxic: Arc<str>,
+    revision: u64,
+    toxicity: f32,
+    occurrences: Arc<Occurrences>,
+}
+
+impl RequestDraws {
+    /// The draws of toxic `toxic` (at `revision`, touching a `toxicity` share of the
+    /// requests) on proxy `proxy`, counting repeated requests in `occurrences`.
+    pub(crate) fn new(
+        seed: u64,
+        proxy: Arc<str>,
+        toxic: Arc<str>,
+        revision: u64,
+        toxicity: f32,
+        occurrences: Arc<Occurrences>,
+    ) -> Self {
+        Self { seed, proxy, toxic, revision, toxicity, occurrences }
+    }
+
+    /// Whether a request is touched by the fault: it matches, and its seeded draws fall
+    /// within the toxicity and the percentage.
+    pub(super) fn touched(&self, matching: &HttpMatch, method: &str, path: &str, id: Option<&str>) -> bool {
+        if !matching.matches(method, path) {
+            return false;
+        }
+        let digest = request_digest(method, path, id);
+        let key = RequestKey {
+            seed: self.seed,
+            proxy: &self.proxy,
+            toxic: &self.toxic,
+            revision: self.revision,
+            digest,
+            occurrence: self.occurrences.next(digest),
+        };
+        let mut rng = key.rng();
+        rng.random::<f32>() < self.toxicity && rng.random::<f64>() * 100.0 < matching.percentage
+    }
 }
 
 pub(super) fn take_len(remaining: u64, available: usize) -> usize {

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use super::model::ToxicKind;
 use super::seed::DecisionRng;
 
-pub use http_framing::{Piece, RequestFramer};
+pub use http_framing::{Piece, RequestDraws, RequestFramer};
 pub use http_response::{Framed, ResponseFramer};
 
 /// What travels through a chain of toxics.
@@ -104,9 +104,19 @@ pub enum Joining {
     MidStream,
 }
 
+/// How a stage decides: `connection` is its seeded generator on this connection (TCP
+/// toxics), `requests` its per-request draws (HTTP toxics).
+pub struct Draws {
+    /// The generator keyed by the connection.
+    pub connection: DecisionRng,
+    /// The draws keyed by each request.
+    pub requests: RequestDraws,
+}
+
 /// The stage for `kind` on a connection, starting `now` at `joining`; `uid` identifies
-/// the toxic and `rng` is its seeded generator on this connection.
-pub fn stage(kind: &ToxicKind, rng: DecisionRng, now: Instant, joining: Joining, uid: u64) -> Box<dyn Stage> {
+/// the toxic.
+pub fn stage(kind: &ToxicKind, draws: Draws, now: Instant, joining: Joining, uid: u64) -> Box<dyn Stage> {
+    let Draws { connection: rng, requests } = draws;
     match kind {
         ToxicKind::Latency { latency, jitter } => Box::new(latency::Latency::new(*latency, *jitter, rng)),
         ToxicKind::Bandwidth { rate } => Box::new(bandwidth::Bandwidth::new(*rate)),
@@ -118,10 +128,10 @@ pub fn stage(kind: &ToxicKind, rng: DecisionRng, now: Instant, joining: Joining,
         }
         ToxicKind::LimitData { bytes } => Box::new(limit_data::LimitData::new(*bytes, uid)),
         ToxicKind::HttpAbort { status_code, body, matching } => {
-            Box::new(http_abort::HttpAbort::new(*status_code, body, matching.clone(), rng, joining, uid))
+            Box::new(http_abort::HttpAbort::new(*status_code, body, matching.clone(), requests, joining, uid))
         }
         ToxicKind::HttpDelay { delay, matching } => {
-            Box::new(http_delay::HttpDelay::new(*delay, matching.clone(), rng, joining))
+            Box::new(http_delay::HttpDelay::new(*delay, matching.clone(), requests, joining))
         }
     }
 }
@@ -141,8 +151,11 @@ mod tests {
     use crate::faults::model::HttpMatch;
     use crate::faults::seed::DecisionKey;
 
-    fn rng() -> DecisionRng {
-        DecisionKey { seed: 3, proxy: "p", connection: 0, toxic: "t", revision: 0 }.rng()
+    fn rng() -> Draws {
+        Draws {
+            connection: DecisionKey { seed: 3, proxy: "p", connection: 0, toxic: "t", revision: 0 }.rng(),
+            requests: RequestDraws::new(3, "p".into(), "t".into(), 0, 1.0, Default::default()),
+        }
     }
 
     fn run(kind: ToxicKind, inputs: Vec<Timed>) -> Vec<Timed> {
@@ -210,6 +223,29 @@ mod tests {
         let mut out = Vec::new();
         held.on_removed(t0, &mut out);
         assert_eq!(out.first().map(|t| &t.event), Some(&Event::Close));
+    }
+
+    #[test]
+    fn jitter_is_drawn_per_byte_offset_not_per_read() {
+        let t0 = Instant::now();
+        let kind = ToxicKind::Latency { latency: 50, jitter: 40 };
+        let delays = |reads: &[&'static [u8]]| -> Vec<(usize, Duration)> {
+            let out = run(kind.clone(), reads.iter().map(|r| data(t0, r)).collect());
+            let mut offset = 0;
+            out.iter()
+                .zip(reads)
+                .map(|(t, r)| {
+                    let at = offset;
+                    offset += r.len();
+                    (at, t.at - t0)
+                })
+                .collect()
+        };
+        let whole = delays(&[b"ab", b"cd", b"ef"]);
+        let split = delays(&[b"ab", b"c", b"d", b"ef"]);
+        let same_offsets: Vec<_> = split.iter().filter(|(o, _)| *o != 3).copied().collect();
+        assert_eq!(whole, same_offsets, "a different split of the reads changed the delays");
+        assert!(whole.iter().any(|(_, d)| *d != ms(50)), "no jitter: {whole:?}");
     }
 
     #[test]
