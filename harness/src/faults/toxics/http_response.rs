@@ -148,6 +148,14 @@ impl ResponseFramer {
     fn head(&mut self, data: &mut Bytes, answers_head: bool) -> Option<Bytes> {
         let before = self.pending.len();
         self.pending.extend_from_slice(data);
+        // Bytes that cannot begin a response (the framer started in the middle of one)
+        // are not held back waiting for a head that will not come.
+        let start = &self.pending[..self.pending.len().min(5)];
+        if !b"HTTP/".starts_with(start) {
+            data.advance(data.len());
+            self.state = State::Passthrough;
+            return Some(self.pending.split().freeze());
+        }
         let Some(end) = find_head_end(&self.pending, before.saturating_sub(3)) else {
             data.advance(data.len());
             if self.pending.len() > MAX_HEAD {
@@ -278,5 +286,10 @@ mod tests {
         let mut data = Bytes::from_static(b"\x00binary\r\n\r\nmore");
         assert!(matches!(g.next(&mut data, false), Some(Framed::Bytes(_))));
         assert!(g.is_passthrough());
+        // The middle of a body is passed on at once, not held as a partial head.
+        let mut h = ResponseFramer::new();
+        let mut data = Bytes::from_static(b"rest of a body");
+        assert_eq!(h.next(&mut data, false), Some(Framed::Bytes(Bytes::from_static(b"rest of a body"))));
+        assert!(h.is_passthrough() && data.is_empty());
     }
 }
