@@ -225,3 +225,188 @@ async fn the_same_seed_aborts_the_same_requests() {
     assert_eq!(a, b, "same seed, different requests aborted");
     assert_ne!(a, c, "different seeds, same 40 decisions");
 }
+
+/// An axum server that answers every request with its own path, so a client can tell
+/// which request an answer belongs to: `/slow/..` after 150 ms, `/chunked/..` with a
+/// chunked body, `/empty/..` with 204 and no body.
+async fn path_echo() -> SocketAddr {
+    async fn answer(uri: axum::http::Uri) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let path = uri.path().to_string();
+        if path.starts_with("/slow/") {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        if path.starts_with("/empty/") {
+            return axum::http::StatusCode::NO_CONTENT.into_response();
+        }
+        if path.starts_with("/chunked/") {
+            let parts: Vec<Result<String, std::io::Error>> = vec![Ok(path.clone()), Ok(String::new()), Ok("!".into())];
+            return axum::body::Body::from_stream(futures::stream::iter(parts)).into_response();
+        }
+        path.into_response()
+    }
+    let router = Router::new().fallback(answer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// Reads one HTTP/1.1 response (sized, chunked, or bodiless for `HEAD` and 204) and
+/// returns its status and body.
+async fn read_framed_response(reader: &mut BufReader<TcpStream>, head_request: bool) -> (u16, String) {
+    async fn line(reader: &mut BufReader<TcpStream>) -> String {
+        let mut line = String::new();
+        let n = tokio::time::timeout(STEP, reader.read_line(&mut line)).await.expect("response in time").expect("read");
+        assert!(n > 0, "connection closed mid-response");
+        line.trim_end().to_string()
+    }
+    let status: u16 = line(reader).await.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let (mut length, mut chunked) = (0usize, false);
+    loop {
+        let header = line(reader).await;
+        if header.is_empty() {
+            break;
+        }
+        let (k, v) = header.split_once(':').expect("header");
+        if k.eq_ignore_ascii_case("content-length") {
+            length = v.trim().parse().expect("length");
+        } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = v.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    if head_request || status == 204 || status == 304 {
+        return (status, String::new());
+    }
+    let mut body = Vec::new();
+    if chunked {
+        for _ in 0..1000 {
+            let size = usize::from_str_radix(&line(reader).await, 16).expect("chunk size");
+            let mut chunk = vec![0u8; size + 2];
+            reader.read_exact(&mut chunk).await.expect("chunk");
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        reader.read_exact(&mut body).await.expect("body");
+    }
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_aborts_are_answered_in_request_order() {
+    let (_server, client) = server(25).await;
+    let addr = proxy_to(&client, "web", path_echo().await).await;
+    abort(&client, "web", 503, matching(100.0, None, Some("/abort/"))).await;
+    let mut reader = BufReader::new(connect(addr).await);
+    // (method, path, expected status, expected body)
+    let requests = [
+        ("GET", "/slow/1", 200, "/slow/1"),
+        ("GET", "/abort/2", 503, "injected"),
+        ("HEAD", "/slow/3", 200, ""),
+        ("GET", "/abort/4", 503, "injected"),
+        ("GET", "/chunked/5", 200, "/chunked/5!"),
+        ("HEAD", "/abort/6", 503, ""),
+        ("GET", "/empty/7", 204, ""),
+        ("POST", "/abort/8", 503, "injected"),
+        ("GET", "/slow/9", 200, "/slow/9"),
+    ];
+    let mut wire = Vec::new();
+    for (method, path, ..) in requests {
+        let body = if method == "POST" { "content-length: 4\r\n\r\nbody" } else { "\r\n" };
+        wire.extend_from_slice(format!("{method} {path} HTTP/1.1\r\nhost: x\r\n{body}").as_bytes());
+    }
+    // All requests in one write: the answers to aborted ones must not overtake the
+    // answers still owed to the requests before them.
+    reader.get_mut().write_all(&wire).await.expect("write");
+    for (method, path, status, body) in requests {
+        let got = read_framed_response(&mut reader, method == "HEAD").await;
+        assert_eq!(got, (status, body.to_string()), "answer to {method} {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_toxic_added_mid_body_touches_the_next_requests_on_the_connection() {
+    let (_server, client) = server(26).await;
+    let (upstream, served) = app().await;
+    let addr = proxy_to(&client, "web", upstream).await;
+    let mut reader = BufReader::new(connect(addr).await);
+    let order =
+        |body: &str| format!("POST /v1/orders HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    // A request whose body is half sent when the toxics arrive.
+    let first = order("0123456789");
+    let (sent, rest) = first.split_at(first.len() - 5);
+    reader.get_mut().write_all(sent.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    abort(&client, "web", 503, matching(100.0, None, Some("/v1/orders"))).await;
+    let delay = ToxicKind::HttpDelay { delay: 120, matching: matching(100.0, None, Some("/v1/items")) };
+    add(&client, "web", delay, Stream::Upstream).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    reader.get_mut().write_all(rest.as_bytes()).await.expect("write");
+    assert_eq!(read_framed_response(&mut reader, false).await, (200, "order 0123456789".to_string()));
+    // The requests after it on the same keep-alive connection are touched.
+    for i in 0..3 {
+        reader.get_mut().write_all(order(&format!("o{i}")).as_bytes()).await.expect("write");
+        assert_eq!(read_framed_response(&mut reader, false).await, (503, "injected".to_string()), "order {i}");
+        let start = Instant::now();
+        reader.get_mut().write_all(b"GET /v1/items HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+        assert_eq!(read_framed_response(&mut reader, false).await, (200, "items".to_string()));
+        assert!(start.elapsed() >= Duration::from_millis(115), "request {i} not delayed: {:?}", start.elapsed());
+    }
+    assert_eq!(served.load(Ordering::Relaxed), 4, "aborted requests reached the server");
+}
+
+/// The paths an `http_abort` with toxicity 0.5 aborts when 8 tasks share a pooled
+/// client and send 25 distinct requests each, interleaved as the scheduler pleases.
+async fn aborted_under_concurrency(seed: u64) -> std::collections::BTreeSet<String> {
+    let (_server, client) = server(seed).await;
+    let addr = proxy_to(&client, "web", path_echo().await).await;
+    let mut toxic = Toxic::new(
+        ToxicKind::HttpAbort { status_code: 503, body: "injected".into(), matching: matching(100.0, None, None) },
+        Stream::Upstream,
+    );
+    toxic.toxicity = 0.5;
+    client.add_toxic("web", &toxic).await.expect("added");
+    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(4).build().expect("client");
+    let mut tasks = Vec::new();
+    for task in 0..8u64 {
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut aborted = Vec::new();
+            for i in 0..25u64 {
+                // Vary the interleaving from run to run.
+                let nanos = u64::from(Instant::now().elapsed().subsec_nanos() ^ std::process::id());
+                tokio::time::sleep(Duration::from_micros((nanos + task * 37 + i) % 700)).await;
+                let path = format!("/r/{task}/{i}");
+                let resp = http.get(format!("http://{addr}{path}")).send().await.expect("response");
+                match resp.status().as_u16() {
+                    503 => aborted.push(path),
+                    200 => assert_eq!(resp.text().await.expect("body"), path),
+                    other => panic!("status {other} for {path}"),
+                }
+            }
+            aborted
+        }));
+    }
+    let mut aborted = std::collections::BTreeSet::new();
+    for task in tasks {
+        aborted.extend(tokio::time::timeout(STEP, task).await.expect("in time").expect("task"));
+    }
+    aborted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_aborts_the_same_requests_under_concurrency() {
+    let a = aborted_under_concurrency(7).await;
+    let b = aborted_under_concurrency(7).await;
+    let c = aborted_under_concurrency(8).await;
+    // Binomial(200, 0.5): sd 7.1; 5.6 sd either side.
+    assert!((60..=140).contains(&a.len()), "{} of 200 aborted at toxicity 0.5", a.len());
+    assert_eq!(a, b, "same seed, different requests aborted");
+    assert_ne!(a, c, "different seeds, same 200 decisions");
+}

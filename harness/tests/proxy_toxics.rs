@@ -36,6 +36,37 @@ async fn latency_adds_the_configured_delay_at_the_median() {
     assert!(added >= ms(38) && added <= ms(42), "latency 40ms added {added:?} at the median");
 }
 
+/// The median round trip added by a `latency` toxic of `latency_ms`, against the same
+/// echo server reached directly; samples alternate so both see the same machine.
+async fn added_round_trip(latency_ms: u64) -> Duration {
+    let (_server, client) = server(11).await;
+    let echo = echo_server().await;
+    let addr = proxy_to(&client, "echo", echo).await;
+    add(&client, "echo", ToxicKind::Latency { latency: latency_ms, jitter: 0 }, Stream::Downstream).await;
+    let mut direct = connect(echo).await;
+    let mut proxied = connect(addr).await;
+    let (mut base, mut slowed) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        base.push(round_trip(&mut direct, b"ping").await.1);
+        let (back, took) = round_trip(&mut proxied, b"ping").await;
+        assert_eq!(back, b"ping");
+        slowed.push(took);
+    }
+    let (base, slowed) = (median(base), median(slowed));
+    let added = slowed.saturating_sub(base);
+    eprintln!("latency {latency_ms} ms: median round trip direct {base:?}, proxied {slowed:?}, added {added:?}");
+    added
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_is_precise_to_well_under_a_millisecond() {
+    for latency in [1, 20] {
+        let added = added_round_trip(latency).await;
+        let error = added.as_secs_f64() * 1000.0 - latency as f64;
+        assert!(error.abs() <= 0.3, "latency {latency} ms added {added:?} at the median ({error:+.3} ms)");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jitter_spreads_the_delay_within_its_bounds() {
     let (_server, client) = server(2).await;

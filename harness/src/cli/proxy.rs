@@ -26,28 +26,35 @@ pub fn run(args: ProxyArgs) -> Result<Outcome, CliError> {
         let server = ProxyServer::start(&args.listen, seed)
             .await
             .with_context(|| format!("could not start the fault proxy API on {}", args.listen))?;
+        // Listening before announcing: a supervisor that stops the proxy as soon as it
+        // is announced must not kill it with the signal's default action.
+        let stopped = stop_signal()?;
         println!("gauntlet proxy: Toxiproxy API on {} (seed {seed}); Ctrl-C stops it", server.url());
-        stopped().await?;
+        stopped.await?;
         server.shutdown().await;
         Ok(Outcome::Passed)
     })
 }
 
-/// Waits for Ctrl-C, or SIGTERM where there is one (a supervisor stopping the proxy).
-async fn stopped() -> anyhow::Result<()> {
+/// Listens for Ctrl-C, and SIGTERM where there is one (a supervisor stopping the
+/// proxy), from now on; the future ends at the first of them.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("could not listen for SIGTERM")?;
-        tokio::select! {
-            interrupted = tokio::signal::ctrl_c() => interrupted.context("could not wait for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
-        Ok(())
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("could not listen for Ctrl-C")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            Ok(())
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.context("could not wait for Ctrl-C")
+        Ok(async { tokio::signal::ctrl_c().await.context("could not wait for Ctrl-C") })
     }
 }
 

@@ -23,10 +23,18 @@
 //!
 //! # Semantics, where they differ from Toxiproxy
 //!
-//! - Every random choice (toxicity per connection, latency jitter, slicer sizes, the share
-//!   of HTTP requests a fault touches) comes from a generator seeded by the server seed,
-//!   the proxy name, the connection's ordinal on its proxy, the toxic's name and its
-//!   revision. The same seed and the same order of connections give the same decisions.
+//! - Every random choice of a TCP toxic (toxicity per connection, latency jitter per
+//!   byte offset, slicer sizes) comes from a generator seeded by the server seed, the
+//!   proxy name, the connection's ordinal on its proxy, the toxic's name and its
+//!   revision: the same seed and the same order of connections give the same decisions.
+//!   An HTTP toxic decides per request (toxicity and percentage), keyed by the seed, the
+//!   proxy, the toxic and the request (method, target, `Idempotency-Key` or
+//!   `X-Request-Id`, and its occurrence on the proxy), whatever connection carries it.
+//! - `http_abort`'s answer is written after the responses owed to the requests before
+//!   it on the connection (responses are framed while answers are owed), and HTTP toxics
+//!   added to an open connection start at the next request boundary.
+//! - Delays are kept to well under a millisecond (a timer thread finishes tokio's
+//!   1 ms-tick sleeps).
 //! - Negative attribute values, a toxicity outside `0..=1` and attributes of the wrong
 //!   JSON type are refused with a 400 naming the field (Toxiproxy accepts some of them).
 //! - End of stream is forwarded as a TCP half-close, so a client that half-closes still

@@ -294,7 +294,8 @@ pub struct Toxic {
     pub name: String,
     /// The direction it acts on.
     pub stream: Stream,
-    /// Probability, decided once per connection, that the toxic acts on it (`0..=1`).
+    /// Probability that the toxic acts (`0..=1`): decided once per connection, or per
+    /// request for the HTTP toxics.
     pub toxicity: f32,
     /// What it does.
     pub kind: ToxicKind,

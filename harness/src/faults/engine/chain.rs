@@ -12,7 +12,7 @@ use rand::Rng;
 
 use super::Installed;
 use crate::faults::seed::DecisionKey;
-use crate::faults::toxics::{self, Event, Stage, Timed};
+use crate::faults::toxics::{self, Draws, Event, Joining, RequestDraws, Stage, Timed};
 
 /// Who the connection is, for seeding decisions.
 #[derive(Clone, Debug)]
@@ -36,17 +36,24 @@ struct Slot {
 pub(crate) struct Chain {
     id: ConnectionId,
     slots: Vec<Slot>,
+    /// Whether bytes have passed this direction, so a new stage joins mid-stream.
+    carried: bool,
 }
 
 impl Chain {
     /// An empty chain for the connection `id`.
     pub(crate) fn new(id: ConnectionId) -> Self {
-        Self { id, slots: Vec::new() }
+        Self { id, slots: Vec::new(), carried: false }
     }
 
     /// Whether no stage acts on this connection (the link may take its fast path).
     pub(crate) fn is_idle(&self) -> bool {
         self.slots.iter().all(|s| s.stage.is_none())
+    }
+
+    /// Notes that bytes passed this direction.
+    pub(crate) fn note_traffic(&mut self) {
+        self.carried = true;
     }
 
     /// Whether the toxic `uid` is still in the chain.
@@ -72,18 +79,31 @@ impl Chain {
     }
 
     fn new_slot(&self, installed: &Installed, now: Instant) -> Slot {
+        let toxic = &installed.toxic;
         let key = DecisionKey {
             seed: self.id.seed,
             proxy: &self.id.proxy,
             connection: self.id.ordinal,
-            toxic: &installed.toxic.name,
+            toxic: &toxic.name,
             revision: installed.revision,
         };
         let mut rng = key.rng();
-        let acts = rng.random::<f32>() < installed.toxic.toxicity;
+        // An HTTP toxic draws its toxicity per request, not per connection.
+        let acts = toxic.kind.is_http() || rng.random::<f32>() < toxic.toxicity;
+        let requests = RequestDraws::new(
+            self.id.seed,
+            self.id.proxy.clone(),
+            toxic.name.as_str().into(),
+            installed.revision,
+            toxic.toxicity,
+            installed.occurrences.clone(),
+        );
         Slot {
             uid: installed.uid,
-            stage: acts.then(|| toxics::stage(&installed.toxic.kind, rng, now, installed.uid)),
+            stage: acts.then(|| {
+                let joining = if self.carried { Joining::MidStream } else { Joining::AtStart };
+                toxics::stage(&toxic.kind, Draws { connection: rng, requests }, now, joining, installed.uid)
+            }),
             last_out: None,
         }
     }
@@ -113,16 +133,22 @@ impl Chain {
     }
 
     fn run_from(&mut self, start: usize, mut events: Vec<Timed>, out: &mut Vec<Timed>) {
-        for slot in self.slots.iter_mut().skip(start) {
+        // Only the last stage that answers requests knows which reach the server.
+        let last_answering = self.slots.iter().rposition(|s| s.stage.as_ref().is_some_and(|st| st.answers()));
+        for (i, slot) in self.slots.iter_mut().enumerate().skip(start) {
             let Some(stage) = slot.stage.as_mut() else {
                 continue;
             };
+            let marks_forwarded = last_answering == Some(i);
             let mut next = Vec::with_capacity(events.len());
             for event in events {
                 match event.event {
                     Event::Data(_) | Event::Eof => stage.on_event(event, &mut next),
                     _ => next.push(event),
                 }
+            }
+            if stage.answers() && !marks_forwarded {
+                next.retain(|e| !matches!(e.event, Event::Request { .. }));
             }
             // A stage never lets a later event overtake an earlier one.
             for event in &mut next {

@@ -17,6 +17,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use super::answers::{Exchange, OwedAnswers};
 use super::chain::{Chain, ConnectionId};
 use super::{Installed, ProxyMetrics, Signal};
 use crate::faults::model::Stream;
@@ -37,10 +38,11 @@ pub(crate) struct LinkParts {
     pub chain: watch::Receiver<Arc<Vec<Installed>>>,
     /// The connection-wide close/reset signal.
     pub signal: Arc<watch::Sender<Signal>>,
-    /// Answers to write to this link's destination, made by the other direction.
-    pub inbox: mpsc::Receiver<Bytes>,
-    /// Answers for the other direction's destination.
-    pub outbox: mpsc::Sender<Bytes>,
+    /// Requests the other direction forwarded or answered, whose answers this link
+    /// writes to its destination in order.
+    pub inbox: mpsc::Receiver<Exchange>,
+    /// Requests this link forwarded or answered, for the other direction.
+    pub outbox: mpsc::Sender<Exchange>,
     /// Byte counters of the proxy.
     pub metrics: Arc<ProxyMetrics>,
 }
@@ -88,6 +90,7 @@ struct Link {
     last_at: Option<Instant>,
     src_open: bool,
     inbox_open: bool,
+    answers: OwedAnswers,
     #[cfg(target_os = "linux")]
     splicer: Option<super::splice::Splicer>,
 }
@@ -107,6 +110,7 @@ impl Link {
             last_at: None,
             src_open: true,
             inbox_open: true,
+            answers: OwedAnswers::default(),
             #[cfg(target_os = "linux")]
             splicer: super::splice::Splicer::new(),
         }
@@ -129,7 +133,7 @@ impl Link {
             if let Some(exit) = self.signalled() {
                 return exit;
             }
-            let step = if self.chain.is_idle() && self.queue.is_empty() {
+            let step = if self.chain.is_idle() && self.queue.is_empty() && !self.answers.framing() {
                 if !self.src_open {
                     let _ = self.dst.shutdown().await;
                     return Exit::Finished;
@@ -167,15 +171,19 @@ impl Link {
                 }
                 None
             }
-            reply = self.parts.inbox.recv(), if self.inbox_open => self.write_reply(reply).await,
+            exchange = self.parts.inbox.recv(), if self.inbox_open => self.take_exchange(exchange).await,
             read = self.src.read(buf) => match read {
                 Ok(0) => {
                     self.src_open = false;
                     None
                 }
                 Ok(n) => {
-                    let slice = buf.get(..n).unwrap_or_default();
+                    self.chain.note_traffic();
                     self.count_received(n);
+                    let slice = buf.get(..n).unwrap_or_default();
+                    if self.answers.framing() || !self.parts.inbox.is_empty() {
+                        return self.write_data(Bytes::copy_from_slice(slice)).await;
+                    }
                     if self.dst.write_all(slice).await.is_err() {
                         return Some(Exit::Closed);
                     }
@@ -200,7 +208,7 @@ impl Link {
                 }
                 return None;
             }
-            reply = self.parts.inbox.recv(), if self.inbox_open => return self.write_reply(reply).await,
+            exchange = self.parts.inbox.recv(), if self.inbox_open => return self.take_exchange(exchange).await,
             ready = self.src.as_ref().readable() => {
                 if let Err(e) = ready {
                     return Some(read_error(&e));
@@ -215,6 +223,7 @@ impl Link {
                 None
             }
             Ok(Some(n)) => {
+                self.chain.note_traffic();
                 self.count_received(n);
                 self.count_sent(n);
                 None
@@ -243,10 +252,9 @@ impl Link {
                     self.follow_chain();
                 }
             }
-            reply = self.parts.inbox.recv(), if self.inbox_open => {
-                match reply {
-                    Some(bytes) => self.enqueue(Timed::new(Instant::now(), Event::Data(bytes))),
-                    None => self.inbox_open = false,
+            exchange = self.parts.inbox.recv(), if self.inbox_open => {
+                if let Some(exit) = self.take_exchange(exchange).await {
+                    return Some(exit);
                 }
             }
             _ = sleep_until(wake), if wake.is_some() => {}
@@ -256,6 +264,7 @@ impl Link {
                     self.through_chain(Timed::new(Instant::now(), Event::Eof));
                 }
                 Ok(n) => {
+                    self.chain.note_traffic();
                     self.count_received(n);
                     self.through_chain(Timed::new(Instant::now(), Event::Data(rbuf.freeze())));
                 }
@@ -265,15 +274,44 @@ impl Link {
         self.dispatch_due().await
     }
 
-    async fn write_reply(&mut self, reply: Option<Bytes>) -> Option<Exit> {
-        match reply {
-            Some(bytes) => {
-                if self.dst.write_all(&bytes).await.is_err() {
-                    return Some(Exit::Closed);
-                }
-                self.count_sent(bytes.len());
+    /// Records what the other direction did with a request, and writes the injected
+    /// answers that are due.
+    async fn take_exchange(&mut self, exchange: Option<Exchange>) -> Option<Exit> {
+        let Some(exchange) = exchange else {
+            self.inbox_open = false;
+            return None;
+        };
+        let mut out = Vec::new();
+        self.answers.push(exchange, &mut out);
+        self.write_all(out).await
+    }
+
+    /// Takes the exchanges already sent by the other direction: they happened before
+    /// the server could answer the bytes about to be written.
+    fn catch_up_exchanges(&mut self, out: &mut Vec<Bytes>) {
+        while let Ok(exchange) = self.parts.inbox.try_recv() {
+            self.answers.push(exchange, out);
+        }
+    }
+
+    /// Writes bytes from the source, with the injected answers due between them.
+    async fn write_data(&mut self, bytes: Bytes) -> Option<Exit> {
+        let mut out = Vec::new();
+        self.catch_up_exchanges(&mut out);
+        if self.answers.framing() {
+            self.answers.frame(bytes, &mut out);
+        } else {
+            out.push(bytes);
+        }
+        self.write_all(out).await
+    }
+
+    async fn write_all(&mut self, out: Vec<Bytes>) -> Option<Exit> {
+        for bytes in out {
+            if self.dst.write_all(&bytes).await.is_err() {
+                return Some(Exit::Closed);
             }
-            None => self.inbox_open = false,
+            self.count_sent(bytes.len());
         }
         None
     }
@@ -336,20 +374,28 @@ impl Link {
             match due.event {
                 Event::Data(bytes) => {
                     self.queued_bytes = self.queued_bytes.saturating_sub(bytes.len());
-                    if self.dst.write_all(&bytes).await.is_err() {
-                        return Some(Exit::Closed);
+                    if let Some(exit) = self.write_data(bytes).await {
+                        return Some(exit);
                     }
-                    self.count_sent(bytes.len());
                 }
                 Event::Eof => {
+                    let mut out = Vec::new();
+                    self.catch_up_exchanges(&mut out);
+                    self.answers.finish(&mut out);
+                    if let Some(exit) = self.write_all(out).await {
+                        return Some(exit);
+                    }
                     let _ = self.dst.shutdown().await;
                     return Some(Exit::Finished);
                 }
                 Event::Close => return Some(Exit::Closed),
                 Event::Reset => return Some(Exit::Reset),
+                // The other direction may be gone; then there is no one to answer.
                 Event::Reply(bytes) => {
-                    // The other direction may be gone; then there is no one to answer.
-                    let _ = self.parts.outbox.send(bytes).await;
+                    let _ = self.parts.outbox.send(Exchange::Injected(bytes)).await;
+                }
+                Event::Request { head } => {
+                    let _ = self.parts.outbox.send(Exchange::Forwarded { head }).await;
                 }
             }
         }
@@ -367,7 +413,7 @@ impl Link {
 
 async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
-        tokio::time::sleep_until(at.into()).await;
+        super::timer::sleep_until(at).await;
     }
 }
 

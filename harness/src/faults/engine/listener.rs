@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::answers::Exchange;
 use super::chain::ConnectionId;
 use super::link::{self, LinkParts};
 use super::{ProxyShared, Signal};
@@ -18,8 +18,8 @@ use crate::faults::model::Stream;
 
 /// How long a proxy waits to connect to its upstream before giving up on a client.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Answers the HTTP toxics may queue for the other direction.
-const REPLY_QUEUE: usize = 64;
+/// Requests forwarded or answered that one direction may queue for the other.
+const EXCHANGE_QUEUE: usize = 64;
 /// Send and receive buffer of a proxy socket whose peer is on this host.
 const LOOPBACK_BUFFER: usize = 4 * 1024 * 1024;
 
@@ -130,8 +130,8 @@ async fn serve(client: TcpStream, upstream: Arc<str>, shared: Arc<ProxyShared>, 
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
 
     let id = ConnectionId { seed: shared.seed, proxy: shared.name.clone(), ordinal };
-    let (to_client, for_client) = mpsc::channel::<Bytes>(REPLY_QUEUE);
-    let (to_server, for_server) = mpsc::channel::<Bytes>(REPLY_QUEUE);
+    let (to_client, for_client) = mpsc::channel::<Exchange>(EXCHANGE_QUEUE);
+    let (to_server, for_server) = mpsc::channel::<Exchange>(EXCHANGE_QUEUE);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let parts = |stream: Stream, inbox, outbox| LinkParts {

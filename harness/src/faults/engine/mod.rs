@@ -5,11 +5,13 @@
 //! toxic list is published on a watch channel every link of the proxy follows; a toxic
 //! gets a new `uid` whenever it is added or updated, so links know to rebuild its stage.
 
+mod answers;
 mod chain;
 mod link;
 mod listener;
 #[cfg(target_os = "linux")]
 mod splice;
+mod timer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,7 @@ use tokio::sync::watch;
 
 use super::error::ApiError;
 use super::model::{Proxy, ProxyConfig, Stream, Toxic};
+use super::seed::Occurrences;
 use listener::Running;
 
 /// A toxic as installed on a proxy.
@@ -31,6 +34,8 @@ pub(crate) struct Installed {
     pub uid: u64,
     /// How often this toxic was updated (part of its decision seed).
     pub revision: u64,
+    /// How often each request came to this version of the toxic (HTTP toxics).
+    pub occurrences: Arc<Occurrences>,
 }
 
 /// The connection-wide signal both links of a connection follow; it only ever rises.
@@ -285,6 +290,7 @@ impl Engine {
             toxic: toxic.clone(),
             uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
             revision: 0,
+            occurrences: Arc::default(),
         });
         entry.publish(stream);
         Ok(toxic)
@@ -308,6 +314,7 @@ impl Engine {
             toxic: current.toxic.patched(body)?,
             uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
             revision: current.revision + 1,
+            occurrences: Arc::default(),
         };
         let toxic = updated.toxic.clone();
         entry.toxics[d][p] = updated;

@@ -1,13 +1,14 @@
 //! `http_abort` (Gauntlet extension): a touched HTTP request is not forwarded; the proxy
 //! answers it itself with `status_code`, once the whole request has arrived, and keeps
-//! the connection open for the next request.
+//! the connection open for the next request. Its answer takes the place of the
+//! request's response: the link answering the client writes it after the responses
+//! owed to the requests forwarded before it.
 
 use bytes::Bytes;
 
-use super::http_framing::{touched, Piece, RequestFramer};
-use super::{Event, Stage, Timed};
+use super::http_framing::{Piece, RequestDraws, RequestFramer};
+use super::{Event, Joining, Stage, Timed};
 use crate::faults::model::HttpMatch;
-use crate::faults::seed::DecisionRng;
 
 /// The http_abort toxic on one connection.
 pub(super) struct HttpAbort {
@@ -15,20 +16,27 @@ pub(super) struct HttpAbort {
     matching: HttpMatch,
     answer: Bytes,
     head_answer: Bytes,
-    rng: DecisionRng,
+    draws: RequestDraws,
     aborting: Option<bool>,
     is_head: bool,
     uid: u64,
 }
 
 impl HttpAbort {
-    pub(super) fn new(status: u16, body: &str, matching: HttpMatch, rng: DecisionRng, uid: u64) -> Self {
+    pub(super) fn new(
+        status: u16,
+        body: &str,
+        matching: HttpMatch,
+        draws: RequestDraws,
+        joining: Joining,
+        uid: u64,
+    ) -> Self {
         Self {
-            framer: RequestFramer::new(),
+            framer: RequestFramer::joining(joining),
             matching,
             answer: answer(status, body, true),
             head_answer: answer(status, body, false),
-            rng,
+            draws,
             aborting: None,
             is_head: false,
             uid,
@@ -50,6 +58,10 @@ fn answer(status: u16, body: &str, with_body: bool) -> Bytes {
 }
 
 impl Stage for HttpAbort {
+    fn answers(&self) -> bool {
+        true
+    }
+
     fn on_event(&mut self, input: Timed, out: &mut Vec<Timed>) {
         let Event::Data(data) = input.event else {
             out.push(input);
@@ -59,11 +71,13 @@ impl Stage for HttpAbort {
         self.framer.feed(data, &mut pieces);
         for piece in pieces {
             match piece {
-                Piece::Head { method, path, bytes } => {
-                    let abort = touched(&self.matching, &method, &path, &mut self.rng);
+                Piece::Head { method, path, id, bytes } => {
+                    let abort = self.draws.touched(&self.matching, &method, &path, id.as_deref());
                     self.is_head = method.eq_ignore_ascii_case("HEAD");
                     self.aborting = Some(abort);
                     if !abort {
+                        let head = Event::Request { head: self.is_head };
+                        out.push(Timed::new(input.at, head));
                         out.push(Timed::new(input.at, Event::Data(bytes)));
                     }
                 }

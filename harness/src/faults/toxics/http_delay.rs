@@ -3,23 +3,22 @@
 
 use std::time::Duration;
 
-use super::http_framing::{touched, Piece, RequestFramer};
-use super::{ms, Event, Stage, Timed};
+use super::http_framing::{Piece, RequestDraws, RequestFramer};
+use super::{ms, Event, Joining, Stage, Timed};
 use crate::faults::model::HttpMatch;
-use crate::faults::seed::DecisionRng;
 
 /// The http_delay toxic on one connection.
 pub(super) struct HttpDelay {
     framer: RequestFramer,
     matching: HttpMatch,
     delay: Duration,
-    rng: DecisionRng,
+    draws: RequestDraws,
     current: Duration,
 }
 
 impl HttpDelay {
-    pub(super) fn new(delay: u64, matching: HttpMatch, rng: DecisionRng) -> Self {
-        Self { framer: RequestFramer::new(), matching, delay: ms(delay), rng, current: Duration::ZERO }
+    pub(super) fn new(delay: u64, matching: HttpMatch, draws: RequestDraws, joining: Joining) -> Self {
+        Self { framer: RequestFramer::joining(joining), matching, delay: ms(delay), draws, current: Duration::ZERO }
     }
 }
 
@@ -33,8 +32,8 @@ impl Stage for HttpDelay {
         self.framer.feed(data, &mut pieces);
         for piece in pieces {
             match piece {
-                Piece::Head { method, path, bytes } => {
-                    let delay = touched(&self.matching, &method, &path, &mut self.rng);
+                Piece::Head { method, path, id, bytes } => {
+                    let delay = self.draws.touched(&self.matching, &method, &path, id.as_deref());
                     self.current = if delay { self.delay } else { Duration::ZERO };
                     out.push(Timed::new(input.at + self.current, Event::Data(bytes)));
                 }

@@ -3,18 +3,26 @@
 //!
 //! Bytes that do not parse as an HTTP/1.1 request, and everything after a `CONNECT` or
 //! an `Upgrade`, are handed on as [`Piece::Raw`]: the framer never breaks a stream it
-//! does not understand.
+//! does not understand. A framer that starts in the middle of a stream (a toxic added
+//! to an open connection) or loses its place passes bytes on as they come until a
+//! request line starts within one read, and frames from there.
+
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use rand::Rng;
 
 use crate::faults::model::HttpMatch;
-use crate::faults::seed::DecisionRng;
+use crate::faults::seed::{request_digest, Occurrences, RequestKey};
 
 /// The longest request head the framer waits for before giving up on HTTP.
 const MAX_HEAD: usize = 64 * 1024;
 /// The longest chunk-size or trailer line.
 const MAX_LINE: usize = 8 * 1024;
+/// How many bytes the framer scans for a request boundary before it gives up on HTTP.
+const MAX_RESYNC: u64 = 64 * 1024 * 1024;
+/// The methods a resynchronising framer recognises a request line by.
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
 /// A part of the request stream.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +33,8 @@ pub enum Piece {
         method: String,
         /// The request target, e.g. `/v1/orders?x=1`.
         path: String,
+        /// The `Idempotency-Key` or `X-Request-Id` header, if the request has one.
+        id: Option<String>,
         /// The head's bytes, as received.
         bytes: Bytes,
     },
@@ -39,11 +49,21 @@ pub enum Piece {
 #[derive(Debug)]
 enum State {
     Head,
-    Body { remaining: u64 },
+    Body {
+        remaining: u64,
+    },
     ChunkSize,
-    ChunkData { remaining: u64 },
-    ChunkDataEnd { remaining: usize },
+    ChunkData {
+        remaining: u64,
+    },
+    ChunkDataEnd {
+        remaining: usize,
+    },
     Trailer,
+    /// Looking for the next request line; `scanned` bytes so far.
+    Resync {
+        scanned: u64,
+    },
     Passthrough,
 }
 
@@ -67,6 +87,20 @@ impl RequestFramer {
         Self { state: State::Head, pending: BytesMut::new(), upgrade_after: false }
     }
 
+    /// A framer joining a connection that may be in the middle of a request: it frames
+    /// from the first request line that starts within one read.
+    pub fn mid_stream() -> Self {
+        Self { state: State::Resync { scanned: 0 }, pending: BytesMut::new(), upgrade_after: false }
+    }
+
+    /// The framer for a stage joining its connection at `joining`.
+    pub(super) fn joining(joining: super::Joining) -> Self {
+        match joining {
+            super::Joining::AtStart => Self::new(),
+            super::Joining::MidStream => Self::mid_stream(),
+        }
+    }
+
     /// Feeds the next bytes of the stream and pushes the pieces they complete.
     pub fn feed(&mut self, data: Bytes, out: &mut Vec<Piece>) {
         let mut data = data;
@@ -76,6 +110,7 @@ impl RequestFramer {
                     out.push(Piece::Raw(data));
                     return;
                 }
+                State::Resync { scanned } => self.resync(scanned, &mut data, out),
                 State::Head => self.feed_head(&mut data, out),
                 State::Body { remaining } => {
                     let take = take_len(remaining, data.len());
@@ -92,7 +127,7 @@ impl RequestFramer {
                         match chunk_size(&line) {
                             Some(0) => self.state = State::Trailer,
                             Some(n) => self.state = State::ChunkData { remaining: n },
-                            None => self.state = State::Passthrough,
+                            None => self.state = State::Resync { scanned: 0 },
                         }
                         out.push(Piece::Body(line));
                     }
@@ -146,7 +181,7 @@ impl RequestFramer {
         let mut headers = [httparse::EMPTY_HEADER; 96];
         let mut req = httparse::Request::new(&mut headers);
         let Ok(httparse::Status::Complete(_)) = req.parse(&head) else {
-            self.state = State::Passthrough;
+            self.state = State::Resync { scanned: head.len() as u64 };
             out.push(Piece::Raw(head));
             return;
         };
@@ -155,8 +190,11 @@ impl RequestFramer {
         let mut length = 0u64;
         let mut chunked = false;
         let mut bad = false;
+        let mut id = None;
         for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
+            if h.name.eq_ignore_ascii_case("idempotency-key") || h.name.eq_ignore_ascii_case("x-request-id") {
+                id = id.or_else(|| std::str::from_utf8(h.value).ok().map(|v| v.trim().to_string()));
+            } else if h.name.eq_ignore_ascii_case("content-length") {
                 match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()) {
                     Some(n) => length = n,
                     None => bad = true,
@@ -170,15 +208,34 @@ impl RequestFramer {
         if method.eq_ignore_ascii_case("CONNECT") {
             self.upgrade_after = true;
         }
-        out.push(Piece::Head { method, path, bytes: head });
+        out.push(Piece::Head { method, path, id, bytes: head });
         if bad {
-            self.state = State::Passthrough;
+            self.state = State::Resync { scanned: 0 };
         } else if chunked {
             self.state = State::ChunkSize;
         } else if length > 0 {
             self.state = State::Body { remaining: length };
         } else {
             self.finish(out);
+        }
+    }
+
+    /// Passes `data` on up to the first request line that starts in it, and frames from
+    /// there; gives up on HTTP after [`MAX_RESYNC`] bytes without one.
+    fn resync(&mut self, scanned: u64, data: &mut Bytes, out: &mut Vec<Piece>) {
+        match request_line_start(data) {
+            Some(start) => {
+                if start > 0 {
+                    out.push(Piece::Raw(data.split_to(start)));
+                }
+                self.pending.clear();
+                self.state = State::Head;
+            }
+            None => {
+                let scanned = scanned + data.len() as u64;
+                out.push(Piece::Raw(data.split_to(data.len())));
+                self.state = if scanned > MAX_RESYNC { State::Passthrough } else { State::Resync { scanned } };
+            }
         }
     }
 
@@ -207,26 +264,99 @@ impl RequestFramer {
     }
 
     fn give_up(&mut self, out: &mut Vec<Piece>) {
-        self.state = State::Passthrough;
+        self.state = State::Resync { scanned: self.pending.len() as u64 };
         out.push(Piece::Raw(self.pending.split().freeze()));
     }
 }
 
-/// Whether a request is touched by a fault: it matches, and the seeded draw falls
-/// within the percentage.
-pub(super) fn touched(matching: &HttpMatch, method: &str, path: &str, rng: &mut DecisionRng) -> bool {
-    matching.matches(method, path) && rng.random::<f64>() * 100.0 < matching.percentage
+/// The seeded decisions of one HTTP toxic, one per request: keyed by the request
+/// itself (method, target, request id, and how often it came before on this proxy),
+/// not by the connection that carries it, so concurrent clients that interleave
+/// differently from run to run still get the same decision for the same request.
+#[derive(Clone, Debug)]
+pub struct RequestDraws {
+    seed: u64,
+    proxy: Arc<str>,
+    toxic: Arc<str>,
+    revision: u64,
+    toxicity: f32,
+    occurrences: Arc<Occurrences>,
 }
 
-fn take_len(remaining: u64, available: usize) -> usize {
+impl RequestDraws {
+    /// The draws of toxic `toxic` (at `revision`, touching a `toxicity` share of the
+    /// requests) on proxy `proxy`, counting repeated requests in `occurrences`.
+    pub(crate) fn new(
+        seed: u64,
+        proxy: Arc<str>,
+        toxic: Arc<str>,
+        revision: u64,
+        toxicity: f32,
+        occurrences: Arc<Occurrences>,
+    ) -> Self {
+        Self { seed, proxy, toxic, revision, toxicity, occurrences }
+    }
+
+    /// Whether a request is touched by the fault: it matches, and its seeded draws fall
+    /// within the toxicity and the percentage.
+    pub(super) fn touched(&self, matching: &HttpMatch, method: &str, path: &str, id: Option<&str>) -> bool {
+        if !matching.matches(method, path) {
+            return false;
+        }
+        let digest = request_digest(method, path, id);
+        let key = RequestKey {
+            seed: self.seed,
+            proxy: &self.proxy,
+            toxic: &self.toxic,
+            revision: self.revision,
+            digest,
+            occurrence: self.occurrences.next(digest),
+        };
+        let mut rng = key.rng();
+        rng.random::<f32>() < self.toxicity && rng.random::<f64>() * 100.0 < matching.percentage
+    }
+}
+
+pub(super) fn take_len(remaining: u64, available: usize) -> usize {
     usize::try_from(remaining).unwrap_or(usize::MAX).min(available)
 }
 
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+pub(super) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     buf.get(from..)?.windows(4).position(|w| w == b"\r\n\r\n").map(|i| from + i + 4)
 }
 
-fn chunk_size(line: &[u8]) -> Option<u64> {
+/// Where the first whole request line in `data` starts: a line `METHOD SP target SP
+/// HTTP/1.x CRLF` whose method may follow the end of a body on the same line.
+fn request_line_start(data: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    while let Some(i) = data.get(line_start..)?.iter().position(|b| *b == b'\n') {
+        let end = line_start + i;
+        if let Some(start) = data.get(line_start..end).and_then(method_start) {
+            return Some(line_start + start);
+        }
+        line_start = end + 1;
+    }
+    None
+}
+
+/// Where the method begins in `line` (up to its `\n`) if it ends as a request line.
+fn method_start(line: &[u8]) -> Option<usize> {
+    let line = line.strip_suffix(b"\r")?;
+    let version = line.get(line.len().checked_sub(8)?..)?;
+    if !(version == b"HTTP/1.1" || version == b"HTTP/1.0") {
+        return None;
+    }
+    let rest = line.get(..line.len() - 8)?.strip_suffix(b" ")?;
+    let space = rest.iter().rposition(|b| *b == b' ')?;
+    let target = rest.get(space + 1..)?;
+    if target.is_empty() || !target.iter().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let before = rest.get(..space)?;
+    METHODS.iter().find(|m| before.ends_with(m.as_bytes())).map(|m| before.len() - m.len())
+}
+
+pub(super) fn chunk_size(line: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(line).ok()?;
     let size = text.trim_end_matches(['\r', '\n']).split(';').next()?.trim();
     u64::from_str_radix(size, 16).ok()
@@ -345,5 +475,36 @@ mod tests {
     #[test]
     fn non_http_passes_through() {
         assert_eq!(summary(&frame(&[b"\x00\x01binary\r\n\r\n", b"more"])), "R12 R4");
+    }
+
+    fn frame_mid_stream(chunks: &[&[u8]]) -> String {
+        let mut f = RequestFramer::mid_stream();
+        let mut out = Vec::new();
+        for c in chunks {
+            f.feed(Bytes::copy_from_slice(c), &mut out);
+        }
+        summary(&out)
+    }
+
+    #[test]
+    fn a_framer_joining_mid_body_frames_from_the_next_request() {
+        // The rest of a sized body, then the next request in the same read.
+        assert_eq!(frame_mid_stream(&[b"6789", b"0GET /b HTTP/1.1\r\nhost: x\r\n\r\n"]), "R4 R1 H(GET /b) E");
+        // A body that ends in a line of its own, and a head split across reads.
+        assert_eq!(
+            frame_mid_stream(&[
+                b"a: b\r\n\r\nPOST /c HTTP/1.1\r\ncontent",
+                b"-length: 2\r\n\r\nokHEAD /d HTTP/1.0\r\n\r\n"
+            ]),
+            "R8 H(POST /c) B2 E H(HEAD /d) E"
+        );
+        // Body bytes that only look like a version are passed on.
+        assert_eq!(frame_mid_stream(&[b"x HTTP/1.1\r\n", b"GET  HTTP/1.1\r\n"]), "R12 R15");
+    }
+
+    #[test]
+    fn a_bad_head_does_not_stop_framing_for_good() {
+        let s = summary(&frame(&[b"GET /a HTTP/1.1\r\nbad header\r\n\r\n", b"GET /b HTTP/1.1\r\n\r\n"]));
+        assert_eq!(s, "R31 H(GET /b) E");
     }
 }

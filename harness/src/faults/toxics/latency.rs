@@ -1,30 +1,35 @@
 //! `latency`: every chunk leaves `latency` ± `jitter` ms after it arrived. Chunks keep
-//! their order, so a later chunk never overtakes an earlier one.
+//! their order, so a later chunk never overtakes an earlier one. The jitter of a chunk
+//! is drawn for the byte offset it starts at, so it does not depend on how many reads
+//! came before.
 
 use std::time::Duration;
 
 use rand::Rng;
 
 use super::{ms, Event, Stage, Timed};
-use crate::faults::seed::DecisionRng;
+use crate::faults::seed::{draw_at, DecisionRng};
 
 /// The latency toxic on one connection.
 pub(super) struct Latency {
     latency: u64,
     jitter: u64,
-    rng: DecisionRng,
+    key: u64,
+    offset: u64,
 }
 
 impl Latency {
-    pub(super) fn new(latency: u64, jitter: u64, rng: DecisionRng) -> Self {
-        Self { latency, jitter, rng }
+    pub(super) fn new(latency: u64, jitter: u64, mut rng: DecisionRng) -> Self {
+        Self { latency, jitter, key: rng.random(), offset: 0 }
     }
 
-    fn delay(&mut self) -> Duration {
+    fn delay(&mut self, len: usize) -> Duration {
+        let at = self.offset;
+        self.offset = self.offset.saturating_add(len as u64);
         if self.jitter == 0 {
             return ms(self.latency);
         }
-        let spread = self.rng.random_range(0..self.jitter.saturating_mul(2));
+        let spread = draw_at(self.key, at, self.jitter.saturating_mul(2));
         ms(self.latency.saturating_add(spread).saturating_sub(self.jitter))
     }
 }
@@ -34,7 +39,7 @@ impl Stage for Latency {
         // End of stream is not delayed itself; it follows the delayed data (the chain
         // keeps events in order).
         let by = match input.event {
-            Event::Data(_) => self.delay(),
+            Event::Data(ref bytes) => self.delay(bytes.len()),
             _ => Duration::ZERO,
         };
         out.push(input.delayed(by));

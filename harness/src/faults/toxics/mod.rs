@@ -8,6 +8,7 @@ mod bandwidth;
 mod http_abort;
 mod http_delay;
 mod http_framing;
+mod http_response;
 mod latency;
 mod limit_data;
 mod reset_peer;
@@ -22,7 +23,8 @@ use bytes::Bytes;
 use super::model::ToxicKind;
 use super::seed::DecisionRng;
 
-pub use http_framing::{Piece, RequestFramer};
+pub use http_framing::{Piece, RequestDraws, RequestFramer};
+pub use http_response::{Framed, ResponseFramer};
 
 /// What travels through a chain of toxics.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,8 +38,14 @@ pub enum Event {
     /// Reset the whole connection (both sockets, TCP RST).
     Reset,
     /// Write these bytes to the client on the other direction (an HTTP answer made by
-    /// the proxy itself).
+    /// the proxy itself), after the responses owed to the requests forwarded before.
     Reply(Bytes),
+    /// The request whose head follows is forwarded (a `HEAD` request when `head`): the
+    /// other direction owes its response before any later [`Event::Reply`].
+    Request {
+        /// Whether the request is a `HEAD` request, whose response has no body.
+        head: bool,
+    },
 }
 
 /// An event with the instant it leaves a stage, and the toxic that made it (0 for data
@@ -79,11 +87,36 @@ pub trait Stage: Send {
 
     /// Called when the toxic is removed from the open connection.
     fn on_removed(&mut self, _now: Instant, _out: &mut Vec<Timed>) {}
+
+    /// Whether the stage answers requests itself ([`Event::Reply`]) and marks the ones
+    /// it forwards ([`Event::Request`]).
+    fn answers(&self) -> bool {
+        false
+    }
 }
 
-/// The stage for `kind` on a connection, starting `now`; `uid` identifies the toxic
-/// and `rng` is its seeded generator on this connection.
-pub fn stage(kind: &ToxicKind, rng: DecisionRng, now: Instant, uid: u64) -> Box<dyn Stage> {
+/// Where on its connection a stage starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Joining {
+    /// Before the first byte.
+    AtStart,
+    /// After bytes have passed: HTTP stages find the next request boundary first.
+    MidStream,
+}
+
+/// How a stage decides: `connection` is its seeded generator on this connection (TCP
+/// toxics), `requests` its per-request draws (HTTP toxics).
+pub struct Draws {
+    /// The generator keyed by the connection.
+    pub connection: DecisionRng,
+    /// The draws keyed by each request.
+    pub requests: RequestDraws,
+}
+
+/// The stage for `kind` on a connection, starting `now` at `joining`; `uid` identifies
+/// the toxic.
+pub fn stage(kind: &ToxicKind, draws: Draws, now: Instant, joining: Joining, uid: u64) -> Box<dyn Stage> {
+    let Draws { connection: rng, requests } = draws;
     match kind {
         ToxicKind::Latency { latency, jitter } => Box::new(latency::Latency::new(*latency, *jitter, rng)),
         ToxicKind::Bandwidth { rate } => Box::new(bandwidth::Bandwidth::new(*rate)),
@@ -95,9 +128,11 @@ pub fn stage(kind: &ToxicKind, rng: DecisionRng, now: Instant, uid: u64) -> Box<
         }
         ToxicKind::LimitData { bytes } => Box::new(limit_data::LimitData::new(*bytes, uid)),
         ToxicKind::HttpAbort { status_code, body, matching } => {
-            Box::new(http_abort::HttpAbort::new(*status_code, body, matching.clone(), rng, uid))
+            Box::new(http_abort::HttpAbort::new(*status_code, body, matching.clone(), requests, joining, uid))
         }
-        ToxicKind::HttpDelay { delay, matching } => Box::new(http_delay::HttpDelay::new(*delay, matching.clone(), rng)),
+        ToxicKind::HttpDelay { delay, matching } => {
+            Box::new(http_delay::HttpDelay::new(*delay, matching.clone(), requests, joining))
+        }
     }
 }
 
@@ -116,13 +151,16 @@ mod tests {
     use crate::faults::model::HttpMatch;
     use crate::faults::seed::DecisionKey;
 
-    fn rng() -> DecisionRng {
-        DecisionKey { seed: 3, proxy: "p", connection: 0, toxic: "t", revision: 0 }.rng()
+    fn rng() -> Draws {
+        Draws {
+            connection: DecisionKey { seed: 3, proxy: "p", connection: 0, toxic: "t", revision: 0 }.rng(),
+            requests: RequestDraws::new(3, "p".into(), "t".into(), 0, 1.0, Default::default()),
+        }
     }
 
     fn run(kind: ToxicKind, inputs: Vec<Timed>) -> Vec<Timed> {
         let now = inputs.first().map_or_else(Instant::now, |t| t.at);
-        let mut stage = stage(&kind, rng(), now, 9);
+        let mut stage = stage(&kind, rng(), now, Joining::AtStart, 9);
         let mut out = Vec::new();
         for input in inputs {
             stage.on_event(input, &mut out);
@@ -173,18 +211,41 @@ mod tests {
     #[test]
     fn timeout_closes_at_its_deadline_or_on_removal() {
         let t0 = Instant::now();
-        let mut s = stage(&ToxicKind::Timeout { timeout: 50 }, rng(), t0, 4);
+        let mut s = stage(&ToxicKind::Timeout { timeout: 50 }, rng(), t0, Joining::AtStart, 4);
         let mut out = Vec::new();
         s.on_event(data(t0, b"dropped"), &mut out);
         assert!(out.is_empty());
         assert_eq!(s.deadline(), Some(t0 + ms(50)));
         s.on_deadline(t0 + ms(50), &mut out);
         assert_eq!(out.first().map(|t| (&t.event, t.origin)), Some((&Event::Close, 4)));
-        let mut held = stage(&ToxicKind::Timeout { timeout: 0 }, rng(), t0, 5);
+        let mut held = stage(&ToxicKind::Timeout { timeout: 0 }, rng(), t0, Joining::AtStart, 5);
         assert_eq!(held.deadline(), None);
         let mut out = Vec::new();
         held.on_removed(t0, &mut out);
         assert_eq!(out.first().map(|t| &t.event), Some(&Event::Close));
+    }
+
+    #[test]
+    fn jitter_is_drawn_per_byte_offset_not_per_read() {
+        let t0 = Instant::now();
+        let kind = ToxicKind::Latency { latency: 50, jitter: 40 };
+        let delays = |reads: &[&'static [u8]]| -> Vec<(usize, Duration)> {
+            let out = run(kind.clone(), reads.iter().map(|r| data(t0, r)).collect());
+            let mut offset = 0;
+            out.iter()
+                .zip(reads)
+                .map(|(t, r)| {
+                    let at = offset;
+                    offset += r.len();
+                    (at, t.at - t0)
+                })
+                .collect()
+        };
+        let whole = delays(&[b"ab", b"cd", b"ef"]);
+        let split = delays(&[b"ab", b"c", b"d", b"ef"]);
+        let same_offsets: Vec<_> = split.iter().filter(|(o, _)| *o != 3).copied().collect();
+        assert_eq!(whole, same_offsets, "a different split of the reads changed the delays");
+        assert!(whole.iter().any(|(_, d)| *d != ms(50)), "no jitter: {whole:?}");
     }
 
     #[test]
