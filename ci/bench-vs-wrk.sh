@@ -10,7 +10,8 @@
 # First both run as a closed loop (wrk's only mode) on one thread with the same
 # connections. Then gauntlet runs the open model (the mode whose latency is corrected
 # for coordinated omission) at fixed rates, OPEN_RATES (default "1000 15000"), and its
-# CPU per request is set against wrk's closed-loop CPU per request from the same run.
+# CPU per request is set against wrk's closed-loop CPU per request from the same run;
+# an entry RATE:BATCH sets `--start-batch` (default "1000 15000 15000:2ms").
 # Goals: at 15,000 req/s no more CPU per request than wrk's closed loop (ratio >= 1); at
 # 1,000 req/s at most twice it (ratio >= 0.5): at low rates each start is a timer
 # wake-up of its own (the starter's floor is one wake-up per 200 us at most).
@@ -88,10 +89,13 @@ printf 'overall: wrk %.0f req/cpu-s, gauntlet %.0f req/cpu-s, ratio gauntlet/wrk
 
 # The open model at fixed rates, against wrk's closed loop above.
 wrk_rate=$(calc "$total_w / $cpu_w")
-for rate in ${OPEN_RATES:-1000 15000}; do
+for entry in ${OPEN_RATES:-1000 15000 15000:2ms}; do
+    rate=${entry%%:*}
+    batch=200us
+    [ "$entry" = "$rate" ] || batch=${entry#*:}
     out=$(mktemp)
     TIMEFORMAT='%U %S'
-    cpu=$( { time "$gauntlet" load "$url" --rate "$rate" -d "${seconds}s" -c "$connections" --threads 1 >"$out" 2>&1; } 2>&1 )
+    cpu=$( { time "$gauntlet" load "$url" --rate "$rate" --start-batch "$batch" -d "${seconds}s" -c "$connections" --threads 1 >"$out" 2>&1; } 2>&1 )
     gr=$(awk '/^summary:/ {print $2}' "$out")
     dropped=$(awk '/^flow starts:/ {print $NF}' "$out")
     errors=$(awk '/^errors:/ {s=0; for (i=3; i<=NF; i+=2) s+=$i; print s}' "$out")
@@ -99,8 +103,8 @@ for rate in ${OPEN_RATES:-1000 15000}; do
     p99=$(sed -n 's/.*latency (corrected, from intended send):.*p99 \([0-9.]*ms\).*/\1/p' "$out" | head -1)
     rm -f "$out"
     gc=$(echo "$cpu" | awk '{print $1 + $2}')
-    printf 'open model %5d req/s: gauntlet %d req / %.2f cpu-s = %.0f req/cpu-s (%.1f us/req), wrk closed loop %.0f req/cpu-s (%.1f us/req), ratio %.2f; dropped %s, errors %s, corrected p99 %s, send lateness %s\n' \
-        "$rate" "$gr" "$gc" "$(calc "$gr / $gc")" "$(calc "$gc / $gr * 1000000")" \
+    printf 'open model %5d req/s, start batch %5s: gauntlet %d req / %.2f cpu-s = %.0f req/cpu-s (%.1f us/req), wrk closed loop %.0f req/cpu-s (%.1f us/req), ratio %.2f; dropped %s, errors %s, corrected p99 %s, send lateness %s\n' \
+        "$rate" "$batch" "$gr" "$gc" "$(calc "$gr / $gc")" "$(calc "$gc / $gr * 1000000")" \
         "$wrk_rate" "$(calc "1000000 / $wrk_rate")" "$(calc "($gr / $gc) / $wrk_rate")" \
         "$dropped" "$errors" "$p99" "$late"
 done

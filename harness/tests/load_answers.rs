@@ -97,6 +97,7 @@ async fn drive(workload: &Workload, schedule: ArrivalSchedule) -> RunResult {
         tick: Duration::from_millis(250),
         history: None,
         warmup: Duration::ZERO,
+        batch: gauntlet::load::runner::DEFAULT_BATCH,
     };
     run(Arc::new(workload.clone()), config, |_| Control::Continue).await.unwrap()
 }

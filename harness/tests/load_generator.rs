@@ -26,6 +26,7 @@ fn config(schedule: ArrivalSchedule, connections: usize, max_in_flight: usize) -
         tick: Duration::from_millis(250),
         history: None,
         warmup: Duration::ZERO,
+        batch: gauntlet::load::runner::DEFAULT_BATCH,
     }
 }
 

@@ -41,6 +41,12 @@ pub struct LoadArgs {
     /// and connections are warm; --duration is measured after it.
     #[arg(long, default_value = "0s", requires = "rate")]
     pub warmup: HumanDuration,
+    /// Open model: arrivals closer together than this start in one wake-up of the
+    /// generator. Finer sends closer to their intended time; coarser spends less CPU per
+    /// request at high rates (each start is at most this late by the generator's
+    /// choice; the summary's send lateness shows what it was).
+    #[arg(long, default_value = "200us", value_name = "DURATION")]
+    pub start_batch: HumanDuration,
     /// Connections (the closed loop's virtual users; the open model's pool size).
     #[arg(long, short = 'c', default_value_t = 64)]
     pub connections: usize,
@@ -178,6 +184,9 @@ fn plan(args: &LoadArgs) -> Result<(Workload, ArrivalSchedule, RunConfig), CliEr
     if args.timeout.0.is_zero() || args.progress.0 < Duration::from_millis(10) {
         return Err(bad("--timeout must be positive and --progress at least 10ms"));
     }
+    if args.start_batch.0 > Duration::from_millis(100) {
+        return Err(bad("--start-batch must be at most 100ms (it is how late a start may be)"));
+    }
     let connections = match &schedule {
         ArrivalSchedule::Closed { connections, .. } => *connections,
         ArrivalSchedule::Open(_) => args.connections,
@@ -190,6 +199,7 @@ fn plan(args: &LoadArgs) -> Result<(Workload, ArrivalSchedule, RunConfig), CliEr
         tick: args.progress.0,
         history: None,
         warmup: args.warmup.0,
+        batch: args.start_batch.0,
     };
     Ok((workload, schedule, config))
 }

@@ -41,7 +41,14 @@ pub struct RunConfig {
     /// Flows meant to start before this offset run but are not measured: the system
     /// warms up first. Operations they record still go into `history`.
     pub warmup: Duration,
+    /// Open model: the shortest time between two wake-ups of the starter; arrivals
+    /// closer together start in one wake-up ([`DEFAULT_BATCH`] unless tuned).
+    pub batch: Duration,
 }
+
+/// The starter's default wake-up floor: fine enough that a start is at most 0.2 ms late
+/// by the generator's choice.
+pub const DEFAULT_BATCH: Duration = Duration::from_micros(200);
 
 /// The run could not be carried out.
 #[derive(Debug, Error)]
@@ -214,7 +221,7 @@ impl<F: FnMut(&Progress) -> Control> Pacer<'_, F> {
     /// progress between them; returns (scheduled, started).
     async fn open(&mut self, open: &OpenSchedule) -> (u64, u64) {
         let shared = self.shared;
-        let mut starter = Starter::new(open.clone(), self.config.max_flows, self.config.max_in_flight, shared);
+        let mut starter = Starter::new(open.clone(), self.config, shared);
         let start = shared.ctx.start;
         while starter.start_due(shared) {
             tokio::select! {

@@ -286,6 +286,7 @@ pub async fn execute<R: Runtime>(
         tick: TICK,
         history: Some(history.clone()),
         warmup: scenario.load.warmup,
+        batch: crate::load::runner::DEFAULT_BATCH,
     };
     on_event(Event::Note(format!(
         "load: {} for {}, {} fault(s)",
