@@ -18,7 +18,7 @@ fn stale_answers_while_the_catalog_is_down_fail_a_browse_availability_slo() {
                 [load]\nworkload = \"WORKLOAD\"\nschedule = { mode = \"constant\", rate = 8, duration = \"16s\" }\n\
                 [[fault]]\nedge = \"gateway->catalog\"\ntoxic = \"down\"\nat = \"3s\"\nfor = \"10s\"\n\
                 [[slo]]\nthreshold = \"availability >= 99.9%\"\nflow = \"browse\"\n\
-                [[slo]]\nthreshold = \"availability_including_degraded >= 30%\"\nflow = \"browse\"\n\
+                [[slo]]\nthreshold = \"availability_including_degraded >= 1%\"\nflow = \"browse\"\n\
                 [recovery]\nduration = \"3s\"\nsettle = \"10s\"\n";
     let file = scenario_file(dir.path(), "catalog-down", body);
     let out = gauntlet_run(dir.path(), &file, &[]);
@@ -26,13 +26,25 @@ fn stale_answers_while_the_catalog_is_down_fail_a_browse_availability_slo() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     let strict = verdict_line(&stdout, |l| l.contains("availability >= 99.9%"));
     assert!(strict.contains("FAIL"), "stale answers are not available: {stdout}");
-    let lenient = verdict_line(&stdout, |l| l.contains("availability_including_degraded"));
-    assert!(lenient.contains("PASS"), "but they were answered: {stdout}");
     let report = report_json(&stdout);
+    // Counting stale answers as good (the lenient metric) raises the same flow's figure:
+    // they were answered, just not available. (How much depends on where the gateway's
+    // breaker to catalog is in its cycle when the fault ends, so no fixed bound here.)
+    let observed = |metric: &str| {
+        let slo = report["slos"].as_array().unwrap().iter().find(|s| s["metric"] == metric);
+        slo.and_then(|s| s["observed"].as_f64()).unwrap_or_else(|| panic!("{metric}: {stdout}"))
+    };
+    assert!(
+        observed("availability_including_degraded") > observed("availability"),
+        "stale answers count only in the lenient figure: {stdout}"
+    );
     let browse = report["flows"].as_array().unwrap().iter().find(|f| f["name"] == "browse").unwrap();
-    let degraded: u64 =
-        browse["steps"].as_array().unwrap().iter().map(|s| s["stats"]["degraded"].as_u64().unwrap()).sum();
+    let list = browse["steps"].as_array().unwrap().iter().find(|s| s["name"] == "list").unwrap();
+    let degraded = list["stats"]["degraded"].as_u64().unwrap();
     assert!(degraded > 0, "report.json carries the degraded count per step: {browse}");
+    // Every list read was answered (stale while catalog was away), none was available then.
+    assert_eq!(list["stats"]["availability_including_degraded"].as_f64(), Some(1.0), "{list}");
+    assert!(list["stats"]["availability"].as_f64().unwrap() < 1.0, "{list}");
 }
 
 #[test]
