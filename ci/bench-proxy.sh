@@ -15,19 +15,10 @@
 # already built.
 set -euo pipefail
 
-connections=${1:-32}
-seconds=${2:-5}
-rounds=${3:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
 for tool in wrk curl; do
     command -v "$tool" >/dev/null || { echo "bench-proxy: $tool is not installed (apt-get install $tool)" >&2; exit 2; }
 done
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -q -p gauntlet --bin gauntlet --example load_target
-fi
-gauntlet="$root/target/release/gauntlet"
-target="$root/target/release/examples/load_target"
+source "$(dirname "$0")/bench-common.sh"
 
 work=$(mktemp -d)
 "$target" 0 >"$work/target.log" 2>&1 &
@@ -51,7 +42,6 @@ echo "target http://$addr/, proxy slot http://$listen/, $connections connections
 
 # CPU seconds a process has used so far (utime + stime from /proc/PID/stat).
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-calc() { awk "BEGIN { print $1 }"; }
 
 # Runs wrk at URL; prints "REQUESTS TARGET_CPU PROXY_CPU".
 measure() {

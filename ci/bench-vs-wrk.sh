@@ -18,12 +18,6 @@
 # Needs `wrk` (Debian package `wrk`); installs it with apt-get when missing and root.
 set -euo pipefail
 
-connections=${1:-32}
-seconds=${2:-5}
-rounds=${3:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq wrk >/dev/null
@@ -34,11 +28,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 # BENCH_NO_BUILD=1 uses the release binaries already built.
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -q -p gauntlet --bin gauntlet --example load_target
-fi
-gauntlet="$root/target/release/gauntlet"
-target="$root/target/release/examples/load_target"
+source "$(dirname "$0")/bench-common.sh"
 
 log=$(mktemp)
 "$target" 0 >"$log" 2>&1 &
@@ -71,7 +61,6 @@ measure() {
     echo "$requests $(echo "$cpu" | awk '{print $1 + $2}')"
 }
 
-calc() { awk "BEGIN { print $1 }"; }
 
 total_g=0; cpu_g=0; total_w=0; cpu_w=0
 for round in $(seq 1 "$rounds"); do
