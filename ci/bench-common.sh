@@ -12,3 +12,11 @@ gauntlet="$root/target/release/gauntlet"
 target="$root/target/release/examples/load_target"
 
 calc() { awk "BEGIN { print $1 }"; }
+
+# Builds ci/NAME.c (a floor reference: the least a bare C program spends on the same
+# job) into DIR/NAME with the system's C compiler; prints nothing, fails loudly.
+build_floor() {
+    local name=$1 dir=$2
+    command -v cc >/dev/null || { echo "bench: a C compiler is needed for the floor reference (apt-get install gcc)" >&2; exit 2; }
+    cc -O2 -o "$dir/$name" "$root/ci/$name.c"
+}

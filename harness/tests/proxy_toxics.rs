@@ -342,3 +342,39 @@ async fn absurd_attribute_values_hold_data_without_a_panic() {
         .expect("read");
     assert_eq!(&buf, b"patience");
 }
+
+/// With no toxic, a streaming source is spliced and small messages are read and written:
+/// bulk and small messages alternate on one connection intact and in order, and a toxic
+/// added after a bulk transfer still acts on that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_and_small_messages_alternate_intact_and_a_toxic_still_acts_after_bulk() {
+    use tokio::io::AsyncReadExt;
+    let (_server, client) = server(12).await;
+    let addr = proxy_to(&client, "echo", echo_server().await).await;
+    let (mut rd, mut wr) = connect(addr).await.into_split();
+    for round in 0..3u8 {
+        let bulk: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i.wrapping_mul(31) >> 3) as u8 ^ round).collect();
+        let expected = bulk.clone();
+        // Written while it is read back: the echo's buffers could not hold it all.
+        let writer = tokio::spawn(async move {
+            wr.write_all(&bulk).await.expect("bulk written");
+            wr
+        });
+        let mut back = vec![0u8; expected.len()];
+        tokio::time::timeout(STEP, rd.read_exact(&mut back)).await.expect("bulk back in time").expect("bulk back");
+        wr = writer.await.expect("writer");
+        assert!(back == expected, "round {round}: the bulk bytes came back changed");
+        let small = [b's', b'm', b'a', b'l', b'l', round];
+        wr.write_all(&small).await.expect("small written");
+        let mut back = [0u8; 6];
+        tokio::time::timeout(STEP, rd.read_exact(&mut back)).await.expect("small back in time").expect("small");
+        assert_eq!(back, small, "round {round}: the small message after the bulk");
+    }
+    add(&client, "echo", ToxicKind::Latency { latency: 100, jitter: 0 }, Stream::Upstream).await;
+    let start = Instant::now();
+    wr.write_all(b"late").await.expect("written");
+    let mut back = [0u8; 4];
+    tokio::time::timeout(STEP, rd.read_exact(&mut back)).await.expect("back in time").expect("back");
+    assert_eq!(&back, b"late");
+    assert!(start.elapsed() >= ms(98), "the toxic did not act after bulk: {:?}", start.elapsed());
+}

@@ -50,8 +50,11 @@ impl PreciseTimer {
                     break;
                 }
                 let Ok(mut ready) = fd.readable().await else { break };
-                // Consume the expiration; a spurious readiness just waits again.
-                let _ = ready.try_io(|fd| fd.get_ref().consume());
+                // The expiration is not read: arming the timer again resets its count
+                // (timerfd_settime(2)), so a read would be one system call per wake-up
+                // for nothing. Readiness is cleared by hand instead; a spurious one (an
+                // expiry of an earlier arming) only makes the loop arm and wait again.
+                ready.clear_ready();
             }
         }
         tokio::time::sleep_until(deadline.into()).await;
@@ -78,12 +81,6 @@ mod linux {
         pub(super) fn arm(&self, after: Duration) -> nix::Result<()> {
             let after = after.max(Duration::from_nanos(1));
             self.0.set(Expiration::OneShot(TimeSpec::from_duration(after)), TimerSetTimeFlags::empty())
-        }
-
-        /// Reads the expiration count; `WouldBlock` when it has not fired.
-        pub(super) fn consume(&self) -> std::io::Result<()> {
-            let mut count = [0u8; 8];
-            nix::unistd::read(self.0.as_fd().as_raw_fd(), &mut count).map(drop).map_err(std::io::Error::from)
         }
     }
 

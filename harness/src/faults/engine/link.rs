@@ -2,7 +2,10 @@
 //! chain, writes the destination socket when each event is due.
 //!
 //! With no toxic acting on the connection the link copies bytes straight through (the
-//! fast path); otherwise events wait in a bounded queue until their time. The chain is
+//! fast path); otherwise events wait in a bounded queue until their time. The fast path
+//! reads and writes while messages are small (one system call each way; tokio knows a
+//! short read drained the socket), and moves bulk with `splice(2)` once a read fills the
+//! whole buffer, until a batch comes back short. The chain is
 //! watched while the connection is open, so adding a toxic slows a connection that is
 //! already open, and removing one releases what it held back without losing data.
 
@@ -93,6 +96,8 @@ struct Link {
     answers: OwedAnswers,
     #[cfg(target_os = "linux")]
     splicer: Option<super::splice::Splicer>,
+    /// The last read filled the whole buffer: the source is streaming, so it is spliced.
+    bulk: bool,
 }
 
 impl Link {
@@ -113,6 +118,7 @@ impl Link {
             answers: OwedAnswers::default(),
             #[cfg(target_os = "linux")]
             splicer: super::splice::Splicer::new(),
+            bulk: false,
         }
     }
 
@@ -159,7 +165,7 @@ impl Link {
     /// Copies one read straight through.
     async fn fast_step(&mut self, buf: &mut [u8]) -> Option<Exit> {
         #[cfg(target_os = "linux")]
-        if self.splicer.is_some() {
+        if self.bulk && self.splicer.is_some() {
             return self.splice_step().await;
         }
         tokio::select! {
@@ -180,6 +186,7 @@ impl Link {
                 Ok(n) => {
                     self.chain.note_traffic();
                     self.count_received(n);
+                    self.bulk = n == buf.len();
                     let slice = buf.get(..n).unwrap_or_default();
                     if self.answers.framing() || !self.parts.inbox.is_empty() {
                         return self.write_data(Bytes::copy_from_slice(slice)).await;
@@ -223,6 +230,9 @@ impl Link {
                 None
             }
             Ok(Some(n)) => {
+                // A short batch drained the source: back to plain reads, which cost one
+                // call where a splice costs two and a failed third to find it empty.
+                self.bulk = n >= splicer.batch();
                 self.chain.note_traffic();
                 self.count_received(n);
                 self.count_sent(n);

@@ -42,6 +42,11 @@ impl Splicer {
         Some(Self { read, write, batch })
     }
 
+    /// The most one batch moves.
+    pub(crate) fn batch(&self) -> usize {
+        self.batch
+    }
+
     /// Moves what `src` has now into `dst`: `Ok(None)` when nothing was ready after
     /// all, `Ok(Some(0))` at the end of the stream, `Ok(Some(n))` after moving `n` bytes.
     pub(crate) async fn forward(&mut self, src: &TcpStream, dst: &TcpStream) -> Result<Option<usize>, SpliceError> {
