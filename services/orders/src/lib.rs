@@ -6,17 +6,22 @@
 //! - [`saga`]: the decision table (pure) and the executor that drives one order at a time.
 //! - [`recovery`]: resumes open orders at start-up and sweeps for stuck ones.
 //! - [`upstreams`]: typed calls to catalog and payments.
+//! - [`outbox`]: the published events (placed, paid, cancelled), queued with the event.
+//! - [`relay`]: publishes the outbox to the broker (NATS JetStream), in order, after acks.
 //! - [`api`]: the HTTP routes.
 //!
 //! Configuration, besides the kit's: `SHOP_UPSTREAM_CATALOG`, `SHOP_UPSTREAM_PAYMENTS`
 //! (required), `SHOP_ORDERS_INLINE_DEADLINE` (3s), `SHOP_ORDERS_SAGA_DEADLINE` (30s),
 //! `SHOP_ORDERS_SETTLE` (5s), `SHOP_ORDERS_STEP_ATTEMPTS` (8),
-//! `SHOP_ORDERS_SWEEP_INTERVAL` (5s), `SHOP_DB_SYNC` (`normal` or `full`), and in debug
-//! builds the break switches of `SHOP_TEST_BREAK` (`shop_kit::breakage`).
+//! `SHOP_ORDERS_SWEEP_INTERVAL` (5s), `SHOP_DB_SYNC` (`normal` or `full`),
+//! `SHOP_UPSTREAM_BROKER` (optional, `nats://host:port`: the relay runs only with it), and
+//! in debug builds the break switches of `SHOP_TEST_BREAK` (`shop_kit::breakage`).
 
 pub mod api;
 pub mod events;
+pub mod outbox;
 pub mod recovery;
+pub mod relay;
 pub mod saga;
 pub mod store;
 pub mod upstreams;
@@ -94,12 +99,18 @@ pub async fn build(config: ServiceConfig, env: Env, metrics: Metrics) -> anyhow:
         .with_context(|| format!("opening {}", path.display()))?
         .with_breakage(settings.breakage);
     let db = store.db().clone();
+    let broker = config.broker("broker")?;
+    if let Some(urls) = &broker {
+        let metrics = relay::RelayMetrics::register(&metrics);
+        relay::spawn(outbox::Outbox::new(db.clone()), urls.clone(), relay::RelayConfig::default(), metrics);
+    }
     let saga = Saga::new(store, Upstreams { catalog, payments }, settings.saga, settings.breakage);
     recovery::spawn(&saga, settings.recovery);
     let router = api::router(api::AppState {
         saga,
         inline_deadline: settings.inline_deadline,
         admin_token: config.admin_token.clone(),
+        relay: broker.is_some(),
     });
     Ok(ServiceApp::new(config, metrics, router).with_db(db))
 }
