@@ -43,7 +43,10 @@ fn the_events_cluster_file_adds_a_broker_node_behind_the_proxy() {
     assert_eq!(broker.scheme, "nats");
     assert_eq!(broker.ready, Probe::Tcp);
     assert_eq!(broker.install.as_deref(), Some("apt-get install nats-server"));
-    assert!(spec.edges.contains(&Edge { from: "orders".into(), to: "broker".into() }));
+    for (from, to) in [("orders", "broker"), ("notifications", "broker"), ("gateway", "notifications")] {
+        assert!(spec.edges.contains(&Edge { from: from.into(), to: to.into() }), "edge {from}->{to}");
+    }
+    assert_eq!(spec.service("notifications").unwrap().run, RunSpec::Binary("shop-notifications".into()));
     let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
     let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
     assert!(pos("broker") < pos("orders"), "the broker starts before its producers: {names:?}");

@@ -57,18 +57,6 @@ pub struct OrdersConfig {
 impl OrdersConfig {
     /// Reads the settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let sync = match env.raw("SHOP_DB_SYNC").map(|s| s.trim().to_ascii_lowercase()) {
-            None => Sync::Normal,
-            Some(s) if s == "normal" => Sync::Normal,
-            Some(s) if s == "full" => Sync::Full,
-            Some(s) => {
-                return Err(ConfigError::Malformed {
-                    var: "SHOP_DB_SYNC".into(),
-                    value: s,
-                    expected: "normal or full".into(),
-                })
-            }
-        };
         Ok(Self {
             inline_deadline: env.duration_or("SHOP_ORDERS_INLINE_DEADLINE", Duration::from_secs(3))?,
             saga: SagaConfig::from_env(env)?,
@@ -76,7 +64,7 @@ impl OrdersConfig {
                 interval: env.duration_or("SHOP_ORDERS_SWEEP_INTERVAL", RecoveryConfig::default().interval)?,
                 ..RecoveryConfig::default()
             },
-            sync,
+            sync: Sync::from_env(env)?,
             breakage: Breakage::from_env(env)?,
         })
     }

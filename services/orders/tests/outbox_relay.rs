@@ -31,7 +31,7 @@ async fn record_orders(store: &Store, from: usize, to: usize) {
         let user = format!("user-{}", i % 7);
         let s = OrderState::placed(&id, &user, vec![LineItem { product_id: 1, quantity: 1 }], at(0));
         store.place(s.clone(), None).await.unwrap();
-        let steps = if i % 2 == 0 {
+        let steps = if i.is_multiple_of(2) {
             vec![
                 OrderEvent::StockReserved { reservation_id: format!("r{i}"), total_minor: 500, currency: "EUR".into() },
                 OrderEvent::PaymentCaptured { charge_id: format!("c{i}") },
