@@ -86,3 +86,19 @@ fn with_skip_dedup_a_redelivery_notifies_twice_and_events_delivered_names_the_or
         .collect();
     assert_eq!(broken, ["notified-twice"], "{events}");
 }
+
+#[test]
+fn the_broker_killed_scenario_loses_no_event_and_checkouts_keep_working() {
+    if !nats_server_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_common::workspace().join("scenarios/broker-killed.toml");
+    let out = gauntlet_run(dir.path(), &file, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "the shipped scenario passes:\n{}", show(&out));
+    assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
+    let report = report_json(&stdout);
+    let text = report.to_string();
+    assert!(text.contains("broker-0"), "the report names the killed broker: {text}");
+}

@@ -132,9 +132,13 @@ pub async fn run(outbox: Outbox, urls: Vec<String>, config: RelayConfig, metrics
                     tracing::warn!(error = %e, "outbox relay: publish failed, retrying");
                     update_lag(&outbox, &metrics).await;
                     tokio::time::sleep(backoff.next()).await;
-                    // The client reconnects by itself; a lost stream is made again.
-                    if matches!(e, RelayError::Publish { .. }) && ensure_stream(&context).await.is_err() {
-                        break;
+                    // The client reconnects by itself; a lost stream is made again (bounded,
+                    // so the lag on /metrics stays current while the broker is away).
+                    if matches!(e, RelayError::Publish { .. }) {
+                        let made = tokio::time::timeout(config.ack_timeout * 2, ensure_stream(&context)).await;
+                        if matches!(made, Ok(Err(_))) {
+                            break;
+                        }
                     }
                 }
             }
@@ -187,7 +191,15 @@ async fn relay_batch(
     let mut acked = Vec::with_capacity(batch.len());
     let mut failure = None;
     for message in &batch {
-        match publish(context, message).await {
+        // Bounded as a whole: a disconnected client may hold the send itself, not only the ack.
+        let sent = tokio::time::timeout(config.ack_timeout * 2, publish(context, message)).await;
+        let sent = sent.unwrap_or_else(|_| {
+            Err(RelayError::Publish {
+                event_id: message.event_id.clone(),
+                detail: format!("no ack within {:?}", config.ack_timeout * 2),
+            })
+        });
+        match sent {
             Ok(()) => {
                 acked.push(message.seq);
                 metrics.published.inc();
