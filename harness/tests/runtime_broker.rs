@@ -2,7 +2,8 @@
 //! JetStream broker started from a `command` with its port and data folder filled in,
 //! ready by a TCP check, reached by its consumer through the fault proxy under a
 //! `nats://` URL, killed with SIGKILL and restarted with its store kept. And a missing
-//! `nats-server` is one clear error that says what to install.
+//! `nats-server` is one clear error that says what to install. And the whole events
+//! cluster: seven nodes, a checkout notified to its user through the gateway.
 //!
 //! Tests that need `nats-server` skip (saying why) where it is not installed, and fail
 //! instead under `GAUNTLET_REQUIRE_NATS=1`, which CI sets after installing it.
@@ -150,6 +151,80 @@ async fn a_missing_broker_program_says_what_to_install_and_starts_nothing() {
     assert!(err.contains("gauntlet-test-no-such-nats-server"), "names the program: {err}");
     assert!(err.contains("apt-get install nats-server"), "says what to install: {err}");
     assert!(rt.status().iter().all(|n| n.handle.is_empty()), "nothing was started: {:?}", rt.status());
+    rt.teardown().await.unwrap();
+    proxy.shutdown().await;
+}
+
+/// The shop's event-driven half, brought up as `gauntlet up --cluster
+/// services/cluster-events.toml` brings it up: seven nodes, and a checkout through the
+/// gateway reaches its user as a notification, through the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_shop_runs_seven_nodes_and_a_checkout_is_notified_through_the_gateway() {
+    if nats_server().is_none() {
+        return;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let binaries = Binaries::for_dir(&workspace, "debug").unwrap();
+    let names: Vec<String> =
+        ["shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway", "shop-notifications"]
+            .map(String::from)
+            .to_vec();
+    binaries.ensure(&names, &|m| eprintln!("{m}")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ClusterSpec::load(&workspace.join("services/cluster-events.toml")).unwrap();
+    let plan = ClusterPlan::new(spec, &dir.path().join("run"), Ports::Ephemeral, &ReplicaOverrides::new()).unwrap();
+    let proxy = ProxyServer::start("127.0.0.1:0", 1).await.unwrap();
+    let wiring = Wiring::Toxiproxy { client: ToxiproxyClient::new(proxy.url()) };
+    let mut rt = ProcessRuntime::new(plan, binaries, wiring, Ledger::new(dir.path()), "b3");
+    rt.start(&|m| eprintln!("{m}")).await.unwrap();
+    let status = rt.status();
+    assert_eq!(status.len(), 7, "six services and the broker: {status:?}");
+    assert!(status.iter().all(|n| n.state == NodeState::Ready), "{status:?}");
+
+    let base = rt.ingress_urls()[0].clone();
+    let http = reqwest::Client::new();
+    let user = serde_json::json!({"email": "events@example.com", "name": "Ada", "password": "correct horse"});
+    let res = http.post(format!("{base}/api/v1/users")).json(&user).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let login: serde_json::Value = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({"email": "events@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let order: serde_json::Value = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"items": [{"product_id": 3, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "PAID", "{order}");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mine = loop {
+        let res = http.get(format!("{base}/api/v1/notifications")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.unwrap();
+        if !body["items"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let items = mine["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one notification for the paid order: {mine}");
+    assert_eq!(items[0]["order_id"], order["id"]);
+    assert_eq!(items[0]["kind"], "ORDER_PAID");
+    let anonymous = http.get(format!("{base}/api/v1/notifications")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401, "a user's notifications need their token");
+
     rt.teardown().await.unwrap();
     proxy.shutdown().await;
 }
