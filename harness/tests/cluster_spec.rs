@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use gauntlet::cluster::spec::{fill_placeholders, Probe};
 use gauntlet::cluster::{ClusterSpec, Edge, RunSpec};
 
 fn shop_file() -> std::path::PathBuf {
@@ -28,6 +29,38 @@ fn the_shop_cluster_file_parses() {
     assert_eq!(spec.service("catalog").unwrap().env["SHOP_CATALOG_SEED_PRODUCTS"], "100");
     assert_eq!(spec.upstream_var("payments"), "SHOP_UPSTREAM_PAYMENTS");
     assert_eq!(spec.providers_of("orders").collect::<Vec<_>>(), vec!["catalog", "payments"]);
+}
+
+#[test]
+fn the_events_cluster_file_adds_a_broker_node_behind_the_proxy() {
+    let spec = ClusterSpec::load(&shop_file().with_file_name("cluster-events.toml")).unwrap();
+    let broker = spec.service("broker").expect("a broker service");
+    let RunSpec::Command(cmd) = &broker.run else { panic!("the broker is a command: {:?}", broker.run) };
+    assert_eq!(cmd[0], "nats-server");
+    for placeholder in ["{port}", "{data_dir}"] {
+        assert!(cmd.iter().any(|a| a == placeholder), "the command fills in {placeholder}: {cmd:?}");
+    }
+    assert_eq!(broker.scheme, "nats");
+    assert_eq!(broker.ready, Probe::Tcp);
+    assert_eq!(broker.install.as_deref(), Some("apt-get install nats-server"));
+    for (from, to) in [("orders", "broker"), ("notifications", "broker"), ("gateway", "notifications")] {
+        assert!(spec.edges.contains(&Edge { from: from.into(), to: to.into() }), "edge {from}->{to}");
+    }
+    assert_eq!(spec.service("notifications").unwrap().run, RunSpec::Binary("shop-notifications".into()));
+    let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("broker") < pos("orders"), "the broker starts before its producers: {names:?}");
+    // The default cluster has no broker, so the README's main command needs no nats-server.
+    let default = ClusterSpec::load(&shop_file()).unwrap();
+    assert!(default.service("broker").is_none());
+    assert_eq!(default.service("orders").unwrap().ready, Probe::Http("/ready".into()));
+}
+
+#[test]
+fn placeholders_are_filled_in_per_node() {
+    let cmd: Vec<String> = ["srv", "--port={port}", "{host}:{port}", "{data_dir}/store"].map(String::from).to_vec();
+    let filled = fill_placeholders(&cmd, "127.0.0.1", 7010, Path::new("/runs/r/data/broker-0"));
+    assert_eq!(filled, ["srv", "--port=7010", "127.0.0.1:7010", "/runs/r/data/broker-0/store"]);
 }
 
 const BASE: &str = r#"name = "c"
@@ -69,7 +102,27 @@ const MISTAKES: &[(&str, &str, &str)] = &[
     (
         "path without slash",
         "name = \"c\"\n[services.a]\nbinary = \"x\"\nport = 7000\nhealth = \"health\"\n",
-        "5:10|is not a path",
+        "5:10|is not a path nor \"tcp\"",
+    ),
+    (
+        "unknown command placeholder",
+        "name = \"c\"\n[services.a]\ncommand = [\"srv\", \"--dir\", \"{datadir}\"]\nport = 7000\n",
+        "3:11|unknown placeholder {datadir}",
+    ),
+    (
+        "unclosed command placeholder",
+        "name = \"c\"\n[services.a]\ncommand = [\"srv\", \"{port\"]\nport = 7000\n",
+        "3:11|without its",
+    ),
+    (
+        "bad scheme",
+        "name = \"c\"\n[services.a]\nbinary = \"x\"\nport = 7000\nscheme = \"Nats://\"\n",
+        "5:10|is not a URL scheme",
+    ),
+    (
+        "install for a cargo binary",
+        "name = \"c\"\n[services.a]\nbinary = \"x\"\nport = 7000\ninstall = \"apt-get install x\"\n",
+        "5:11|applies only to a `command`",
     ),
     (
         "unknown ingress",
@@ -124,7 +177,7 @@ fn each_mistake_is_reported_where_it_is() {
 fn the_schema_describes_every_key() {
     let schema = gauntlet::cluster::spec::json_schema();
     let text = schema.to_string();
-    for key in ["ingress", "edges", "replicas", "ready_timeout", "database", "binary", "command"] {
+    for key in ["ingress", "edges", "replicas", "ready_timeout", "database", "binary", "command", "scheme", "install"] {
         assert!(text.contains(key), "schema lacks {key}");
     }
 }

@@ -11,12 +11,19 @@
 //! | o4 | k4 | unknown (timeout, no id) | PAID | p2 x3 = 450 | committed | captured 450 |
 //! | - | k5 | fail 409 | - | | | |
 //! | - | k6 | unknown (reset, no id) | - | | | |
+//!
+//! Every order that ended has one notification of its outcome for its user, and the
+//! outbox is drained. The mutations of the other invariants keep the notifications in
+//! step with the orders they change ([`notify_ended`]), so each breaks its clause alone.
 
 use std::time::Duration;
 
 use super::history::{OpOutcome, Operation};
 use super::orders::PLACE_ORDER;
-use super::state::{ChargeRecord, LedgerSummary, OrderLine, OrderRecord, ReservationRecord, ShopState, StockLevel};
+use super::state::{
+    ChargeRecord, EventsState, LedgerSummary, NotificationRecord, OrderLine, OrderRecord, OutboxLag, ReservationRecord,
+    ShopState, StockLevel,
+};
 
 /// A history and the state it left.
 #[derive(Clone, Debug)]
@@ -104,8 +111,41 @@ pub fn consistent() -> Fixture {
             reservation(3, "o3", "released", &[(1, 1)]),
             reservation(4, "o4", "committed", &[(2, 3)]),
         ],
+        events: None,
     };
-    Fixture { history, state }
+    let mut f = Fixture { history, state };
+    notify_ended(&mut f);
+    f
+}
+
+/// A notification of `order`'s outcome `kind` for `user`.
+pub fn notification(order: &str, user: &str, kind: &str) -> NotificationRecord {
+    NotificationRecord {
+        order_id: order.into(),
+        user_id: user.into(),
+        kind: kind.into(),
+        event_id: format!("{order}:{}", if kind == "ORDER_PAID" { 4 } else { 3 }),
+    }
+}
+
+/// Makes the events part agree with the orders: one notification per ended order, the
+/// outbox drained.
+pub fn notify_ended(f: &mut Fixture) {
+    let notifications = f
+        .state
+        .orders
+        .iter()
+        .filter_map(|o| {
+            let kind = match o.status.as_str() {
+                "PAID" => "ORDER_PAID",
+                "CANCELLED" => "ORDER_CANCELLED",
+                _ => return None,
+            };
+            Some(notification(&o.id, o.user_id.as_deref().unwrap_or("u1"), kind))
+        })
+        .collect();
+    let outbox = Some(OutboxLag { relay: true, unsent: 0, oldest_unsent_age_ms: None });
+    f.state.events = Some(EventsState { outbox, notifications, dead_letters: 0 });
 }
 
 /// Sets an order's status.
@@ -116,6 +156,16 @@ pub fn set_status(f: &mut Fixture, id: &str, status: &str) {
 fn mutated(change: impl FnOnce(&mut Fixture)) -> Fixture {
     let mut f = consistent();
     change(&mut f);
+    notify_ended(&mut f);
+    f
+}
+
+/// A change to the events part alone (the orders stay as they are).
+fn events_mutated(change: impl FnOnce(&mut Fixture, &mut EventsState)) -> Fixture {
+    let mut f = consistent();
+    let mut events = f.state.events.take().expect("the fixture has events");
+    change(&mut f, &mut events);
+    f.state.events = Some(events);
     f
 }
 
@@ -123,10 +173,13 @@ fn mutated(change: impl FnOnce(&mut Fixture)) -> Fixture {
 /// targets first; a second only where the anomaly cannot exist without it) and the state.
 pub fn mutations() -> Vec<(&'static [&'static str], Fixture)> {
     let mut all: Vec<(&'static [&'static str], Fixture)> = Vec::new();
-    for (clause, f) in order_mutations().into_iter().chain(stock_mutations()).chain(money_mutations()) {
+    let every =
+        order_mutations().into_iter().chain(stock_mutations()).chain(money_mutations()).chain(event_mutations());
+    for (clause, f) in every {
         let breaks: &'static [&'static str] = match clause {
             // A pending order is, by definition, also not terminal.
             "unknown-not-terminal" => &["unknown-not-terminal", "non-terminal"],
+            "notified-not-terminal" => &["notified-not-terminal", "non-terminal"],
             other => Box::leak(Box::new([other])),
         };
         all.push((breaks, f));
@@ -234,5 +287,28 @@ pub fn money_mutations() -> Vec<(&'static str, Fixture)> {
         ("ledger-not-paid-total", mutated(|f| f.state.ledger.net_minor = 700)),
         // o3's key charged twice, both refunded.
         ("key-charged-twice", mutated(|f| f.state.charges.push(charge(5, "o3", 100, "refunded", 100)))),
+    ]
+}
+
+/// For each clause of `events_delivered`, a state that breaks it alone.
+pub fn event_mutations() -> Vec<(&'static str, Fixture)> {
+    vec![
+        // The paid o4's event never reached the consumer.
+        ("notification-missing", events_mutated(|_, e| e.notifications.retain(|n| n.order_id != "o4"))),
+        // o1's paid event was redelivered and acted on again.
+        ("notified-twice", events_mutated(|_, e| e.notifications.push(notification("o1", "u1", "ORDER_PAID")))),
+        // o3 never ended, yet its user was told it was cancelled.
+        ("notified-not-terminal", events_mutated(|f, _| set_status(f, "o3", "PENDING"))),
+        // A notification for an order that does not exist.
+        ("orphan-notification", events_mutated(|_, e| e.notifications.push(notification("o9", "u1", "ORDER_PAID")))),
+        // o1's notification went to another user.
+        ("wrong-user", events_mutated(|_, e| e.notifications[0].user_id = "u2".into())),
+        // The cancelled o2 was told it was paid.
+        ("wrong-outcome", events_mutated(|_, e| e.notifications[1].kind = "ORDER_PAID".into())),
+        // Three events never left the orders service.
+        (
+            "outbox-not-drained",
+            events_mutated(|_, e| e.outbox = Some(OutboxLag { relay: true, unsent: 3, oldest_unsent_age_ms: Some(9) })),
+        ),
     ]
 }

@@ -1,5 +1,6 @@
 //! The services' end state, as their admin endpoints (`GET /v1/admin/state`) answer it:
-//! orders, the payments ledger, the catalog's stock and reservations.
+//! orders, the payments ledger, the catalog's stock and reservations, and where the
+//! cluster has its event-driven half, orders' outbox and the notifications sent.
 
 use std::time::Duration;
 
@@ -117,6 +118,57 @@ pub struct ReservationRecord {
     pub items: Vec<OrderLine>,
 }
 
+/// How far the orders service's outbox relay is behind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OutboxLag {
+    /// Whether a relay publishes it (a broker is configured).
+    #[serde(default)]
+    pub relay: bool,
+    /// Published events the broker has not acknowledged yet.
+    pub unsent: u64,
+    /// How long the oldest of them has waited.
+    #[serde(default)]
+    pub oldest_unsent_age_ms: Option<u64>,
+}
+
+/// A notification the notifications service recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct NotificationRecord {
+    /// The order it tells of (text).
+    #[serde(deserialize_with = "id_text")]
+    pub order_id: String,
+    /// The user it went to (text).
+    #[serde(deserialize_with = "id_text")]
+    pub user_id: String,
+    /// `ORDER_PAID` or `ORDER_CANCELLED`.
+    pub kind: String,
+    /// The event it was made from.
+    #[serde(default)]
+    pub event_id: String,
+}
+
+/// The event-driven half's end state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EventsState {
+    /// The orders service's outbox lag (`None` when its admin state has none).
+    pub outbox: Option<OutboxLag>,
+    /// Every notification.
+    pub notifications: Vec<NotificationRecord>,
+    /// How many messages the consumer gave up on.
+    pub dead_letters: usize,
+}
+
+impl EventsState {
+    /// Whether delivery has caught up with `orders`: nothing left in the outbox and every
+    /// ended order notified (what the settle phase waits for).
+    pub fn caught_up(&self, orders: &[OrderRecord]) -> bool {
+        let drained = self.outbox.as_ref().is_none_or(|o| o.unsent == 0);
+        let notified: std::collections::BTreeSet<&str> =
+            self.notifications.iter().map(|n| n.order_id.as_str()).collect();
+        drained && orders.iter().filter(|o| o.is_terminal()).all(|o| notified.contains(o.id.as_str()))
+    }
+}
+
 /// Everything the checkers look at, from the three stateful services.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ShopState {
@@ -130,6 +182,9 @@ pub struct ShopState {
     pub products: Vec<StockLevel>,
     /// Every reservation.
     pub reservations: Vec<ReservationRecord>,
+    /// The event-driven half, where the cluster has a notifications service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsState>,
 }
 
 fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -152,6 +207,15 @@ fn opt_id_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 #[derive(Deserialize)]
 struct OrdersState {
     orders: Vec<OrderRecord>,
+    #[serde(default)]
+    outbox: Option<OutboxLag>,
+}
+
+#[derive(Deserialize)]
+struct NotificationsState {
+    notifications: Vec<NotificationRecord>,
+    #[serde(default)]
+    dead_letters: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +239,8 @@ pub struct AdminEndpoints {
     pub payments: String,
     /// The catalog service's base URL.
     pub catalog: String,
+    /// The notifications service's base URL, where the cluster has one.
+    pub notifications: Option<String>,
     /// `SHOP_ADMIN_TOKEN`.
     pub token: String,
 }
@@ -212,12 +278,25 @@ impl AdminEndpoints {
             .context("reading the payments admin state")?;
         let catalog: CatalogState = serde_json::from_str(&get(&self.catalog).await.context("catalog admin state")?)
             .context("reading the catalog admin state")?;
+        let events = match &self.notifications {
+            Some(url) => {
+                let n: NotificationsState = serde_json::from_str(&get(url).await.context("notifications admin state")?)
+                    .context("reading the notifications admin state")?;
+                Some(EventsState {
+                    outbox: orders.outbox,
+                    notifications: n.notifications,
+                    dead_letters: n.dead_letters.len(),
+                })
+            }
+            None => None,
+        };
         Ok(ShopState {
             orders: orders.orders,
             charges: payments.charges,
             ledger: payments.summary,
             products: catalog.products,
             reservations: catalog.reservations,
+            events,
         })
     }
 }
@@ -243,5 +322,16 @@ mod tests {
         .unwrap();
         assert_eq!(p.charges[0].order_id, "5");
         assert_eq!(p.charges[0].net_minor(), 822);
+        assert_eq!(o.outbox, None, "an orders service without an outbox still reads");
+        let o: OrdersState =
+            serde_json::from_str(r#"{"orders":[],"outbox":{"relay":true,"unsent":2,"oldest_unsent_age_ms":40}}"#)
+                .unwrap();
+        assert_eq!(o.outbox, Some(OutboxLag { relay: true, unsent: 2, oldest_unsent_age_ms: Some(40) }));
+        let n: NotificationsState = serde_json::from_str(
+            r#"{"notifications":[{"id":1,"user_id":"7","order_id":"o1","event_id":"o1:4","kind":"ORDER_PAID",
+            "text":"Your order o1 is paid.","created_ms":1}],"processed_events":2,"dead_letters":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(n.notifications[0].user_id, "7");
     }
 }

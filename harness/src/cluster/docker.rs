@@ -216,7 +216,9 @@ impl DockerRuntime {
         };
         let reach = |s: &Slot, bound: &str| match ingress_index.get(&s.proxy_name()) {
             Some(i) => format!("http://127.0.0.1:{}", ingress_ports[*i]),
-            None => format!("http://{proxy_host}:{}", bound.rsplit(':').next().unwrap_or_default()),
+            None => {
+                format!("{}://{proxy_host}:{}", self.plan.scheme_of(s), bound.rsplit(':').next().unwrap_or_default())
+            }
         };
         let urls = self
             .wiring
@@ -274,7 +276,7 @@ impl DockerRuntime {
     async fn wait_node(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
         let node = self.plan.node(id).cloned().ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
         let port = self.nodes.get(id).map(|n| n.host_port).unwrap_or_default();
-        let url = format!("http://127.0.0.1:{port}{}", node.service.ready);
+        let url = node.service.ready.target(&format!("127.0.0.1:{port}"));
         let cid = self.nodes.get(id).map(|n| n.id.clone()).unwrap_or_default();
         let result =
             poll_ready(&id.to_string(), &url, node.service.ready_timeout, &node.log_file, exit_probe(cid)).await;

@@ -65,7 +65,8 @@ impl Runtime for ExternalRuntime {
         let log = self.plan.run_dir.join("logs").join("external.log");
         for (id, svc, url, state) in &mut self.states {
             let spec = self.plan.spec.service(svc).expect("states come from the spec");
-            let r = poll_ready(id, &format!("{url}{}", spec.ready), spec.ready_timeout, &log, || None).await;
+            let authority = url.strip_prefix("http://").unwrap_or(url);
+            let r = poll_ready(id, &spec.ready.target(authority), spec.ready_timeout, &log, || None).await;
             *state = if r.is_ok() { NodeState::Ready } else { NodeState::Exited };
             r?;
         }

@@ -182,6 +182,11 @@ impl ClusterPlan {
         self.nodes.iter().find(|n| &n.id == id)
     }
 
+    /// The URL scheme a slot's consumers reach its provider by (`http`, `nats`, ...).
+    pub fn scheme_of(&self, slot: &Slot) -> &str {
+        self.spec.service(&slot.edge.to).map_or("http", |s| s.scheme.as_str())
+    }
+
     /// The slots into node `id` and those carrying its own calls: its edges, and no
     /// other replica's.
     pub fn slots_touching<'a>(&'a self, id: &'a NodeId) -> impl Iterator<Item = &'a Slot> + 'a {

@@ -15,7 +15,7 @@ use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
 use super::plan::{ClusterPlan, NodeId, NodePlan};
 use super::readiness::{levels, poll_ready, wait_ready};
 use super::runtime::{NodeOp, NodeState, NodeStatus, Readiness, Runtime, RuntimeError};
-use super::spec::RunSpec;
+use super::spec::{fill_placeholders, RunSpec};
 use super::wiring::{self, Wiring};
 
 /// How long a gracefully stopped node may take before it is killed.
@@ -31,6 +31,19 @@ fn exited(pid: u32) -> Option<String> {
             _ => None,
         },
     }
+}
+
+/// Where `program` is: itself if it has a folder, else the first executable of that
+/// name on PATH.
+fn find_program(program: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.components().count() > 1 {
+        return executable(program).then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| executable(p))
 }
 
 struct Proc {
@@ -98,12 +111,46 @@ impl ProcessRuntime {
             RunSpec::Binary(b) => (self.binaries.path(b), Vec::new()),
             RunSpec::External => (PathBuf::from("/nonexistent"), Vec::new()),
             RunSpec::Command(c) => {
-                let base = self.plan.spec.file.parent().unwrap_or(std::path::Path::new("."));
-                let prog = PathBuf::from(&c[0]);
-                let prog = if prog.components().count() > 1 && prog.is_relative() { base.join(prog) } else { prog };
-                (prog, c[1..].to_vec())
+                let c = fill_placeholders(c, &node.addr.ip().to_string(), node.addr.port(), &node.data_dir);
+                (self.command_program(&c[0]), c[1..].to_vec())
             }
         }
+    }
+
+    /// A command's program: a path with a folder is relative to the cluster file's; a
+    /// bare name is looked up on PATH when the node starts.
+    fn command_program(&self, program: &str) -> PathBuf {
+        let base = self.plan.spec.file.parent().unwrap_or(std::path::Path::new("."));
+        let prog = PathBuf::from(program);
+        if prog.components().count() > 1 && prog.is_relative() {
+            base.join(prog)
+        } else {
+            prog
+        }
+    }
+
+    /// Every command's program exists, or the error names it and what to install: checked
+    /// before anything starts, so a missing `nats-server` is one clear line, not a
+    /// half-started cluster.
+    fn check_programs(&self) -> Result<(), RuntimeError> {
+        for s in &self.plan.spec.services {
+            let RunSpec::Command(c) = &s.run else { continue };
+            let prog = self.command_program(&c[0]);
+            if find_program(&prog).is_some() {
+                continue;
+            }
+            let what = if prog.components().count() > 1 {
+                format!("{} does not exist or is not executable", prog.display())
+            } else {
+                format!("program `{}` is not on PATH", prog.display())
+            };
+            let hint = match &s.install {
+                Some(i) => format!("; install it: {i}"),
+                None => String::new(),
+            };
+            return Err(RuntimeError::Start { node: s.name.clone(), detail: format!("{what}{hint}") });
+        }
+        Ok(())
     }
 
     fn spawn(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
@@ -221,6 +268,7 @@ impl Runtime for ProcessRuntime {
             )));
         }
         bins.dedup();
+        self.check_programs()?;
         self.binaries.ensure(&bins, progress)?;
         let urls = wiring::open_local(&self.wiring, &self.plan).await?;
         self.upstreams = wiring::upstream_env(&self.plan, &urls);
@@ -318,7 +366,7 @@ impl Runtime for ProcessRuntime {
         let node = self.plan.node(id).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?.clone();
         let pid = self.procs.get(id).map_or(0, |p| p.pid);
         Ok(Some(Box::pin(async move {
-            let url = format!("{}{}", node.url(), node.service.ready);
+            let url = node.service.ready.target(&node.addr.to_string());
             // The child stays with the runtime; whether it died is read from /proc.
             let exited = move || exited(pid);
             poll_ready(&node.id.to_string(), &url, node.service.ready_timeout, &node.log_file, exited).await

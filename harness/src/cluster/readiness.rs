@@ -10,6 +10,8 @@ use super::runtime::RuntimeError;
 
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(20);
+/// How long one readiness check may take.
+const POLL_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Nodes grouped by dependency depth: level 0 calls no one; level n calls only nodes
 /// of lower levels. Nodes of one level can start together.
@@ -32,10 +34,10 @@ pub fn levels(plan: &ClusterPlan) -> Vec<Vec<NodeId>> {
     out
 }
 
-/// Polls `node`'s readiness path until it answers 200, its process exits, or its
-/// timeout passes.
+/// Polls `node`'s readiness probe until it holds, its process exits, or its timeout
+/// passes.
 pub async fn wait_ready(node: &NodePlan, mut child: Option<&mut Child>) -> Result<(), RuntimeError> {
-    let url = format!("{}{}", node.url(), node.service.ready);
+    let url = node.service.ready.target(&node.addr.to_string());
     let exited = move || {
         let c = child.as_deref_mut()?;
         match c.try_wait() {
@@ -46,8 +48,9 @@ pub async fn wait_ready(node: &NodePlan, mut child: Option<&mut Child>) -> Resul
     poll_ready(&node.id.to_string(), &url, node.service.ready_timeout, &node.log_file, exited).await
 }
 
-/// Polls `url` until it answers 2xx, `exited` says the node is gone, or `timeout`
-/// passes; the error quotes the end of the node's log.
+/// Polls `url` until it answers 2xx (a `tcp://host:port` target: until a connection is
+/// accepted), `exited` says the node is gone, or `timeout` passes; the error quotes the
+/// end of the node's log.
 pub async fn poll_ready(
     node: &str,
     url: &str,
@@ -55,7 +58,7 @@ pub async fn poll_ready(
     log: &std::path::Path,
     mut exited: impl FnMut() -> Option<String>,
 ) -> Result<(), RuntimeError> {
-    let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().expect("a plain client builds");
+    let http = reqwest::Client::builder().timeout(POLL_TIMEOUT).build().expect("a plain client builds");
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(how) = exited() {
@@ -64,10 +67,17 @@ pub async fn poll_ready(
                 detail: format!("{how} before it was ready; its log ends:\n{}", tail(log, 15)),
             });
         }
-        let last = match http.get(url).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => format!("{url} answered {}", r.status()),
-            Err(e) => format!("{url}: {e}"),
+        let last = match url.strip_prefix("tcp://") {
+            Some(addr) => match tokio::time::timeout(POLL_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => format!("{url}: {e}"),
+                Err(_) => format!("{url}: no connection within {POLL_TIMEOUT:?}"),
+            },
+            None => match http.get(url).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => format!("{url} answered {}", r.status()),
+                Err(e) => format!("{url}: {e}"),
+            },
         };
         if Instant::now() >= deadline {
             return Err(RuntimeError::NotReady {

@@ -14,6 +14,12 @@
 //! port = 7003
 //! database = true            # gets SHOP_DB=<its data dir>/<name>.db
 //! replicas = 1
+//! [services.broker]            # an infrastructure node: any program
+//! command = ["nats-server", "--jetstream", "--port", "{port}", "--store_dir", "{data_dir}"]
+//! port = 7010
+//! scheme = "nats"            # consumers get SHOP_UPSTREAM_BROKER=nats://<proxy>
+//! ready = "tcp"              # ready once it accepts a connection (no HTTP)
+//! install = "apt-get install nats-server"   # said when the program is missing
 //! ```
 //!
 //! Every mistake is a [`SpecError`] naming the file, line and column and saying what
@@ -49,6 +55,39 @@ impl fmt::Display for SpecError {
     }
 }
 
+/// The placeholders a `command` may hold, filled in per node when it starts.
+pub const PLACEHOLDERS: [&str; 3] = ["{port}", "{data_dir}", "{host}"];
+
+/// How a node's liveness or readiness is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET <path>` answers 2xx.
+    Http(String),
+    /// A TCP connection to the node's port is accepted (infrastructure without HTTP,
+    /// e.g. a NATS server, which opens its client port once JetStream is up).
+    Tcp,
+}
+
+impl Probe {
+    /// What to poll for a node listening at `authority` (`host:port`): an `http://` URL
+    /// or a `tcp://host:port` address.
+    pub fn target(&self, authority: &str) -> String {
+        match self {
+            Probe::Http(path) => format!("http://{authority}{path}"),
+            Probe::Tcp => format!("tcp://{authority}"),
+        }
+    }
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Probe::Http(path) => f.write_str(path),
+            Probe::Tcp => f.write_str("tcp"),
+        }
+    }
+}
+
 /// How a service's process is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunSpec {
@@ -72,9 +111,13 @@ pub struct ServiceSpec {
     /// The port of the first replica; replica `i` listens on `port + i` (process runtime).
     pub port: u16,
     pub replicas: u32,
-    pub health: String,
-    pub ready: String,
+    pub health: Probe,
+    pub ready: Probe,
     pub ready_timeout: Duration,
+    /// The URL scheme consumers reach it by (`http`, or e.g. `nats` for a broker).
+    pub scheme: String,
+    /// What to install when its program is missing, e.g. `apt-get install nats-server`.
+    pub install: Option<String>,
     /// Whether the service gets a database file (`SHOP_DB`).
     pub database: bool,
     /// Its whole environment: the defaults, then its own.
@@ -174,7 +217,12 @@ impl ClusterSpec {
                 (Some(b), None) => {
                     return Err(at(b.span(), "`binary` is empty".into(), Some("name a cargo binary of this workspace")))
                 }
-                (None, Some(c)) if !c.get_ref().is_empty() => RunSpec::Command(c.get_ref().clone()),
+                (None, Some(c)) if !c.get_ref().is_empty() => {
+                    check_placeholders(c.get_ref()).map_err(|m| {
+                        at(c.span(), m, Some("a command may hold {port}, {data_dir} and {host}, filled in per node"))
+                    })?;
+                    RunSpec::Command(c.get_ref().clone())
+                }
                 (None, Some(c)) => {
                     return Err(at(
                         c.span(),
@@ -243,19 +291,49 @@ impl ClusterSpec {
                 }
                 ports.insert(p, (svc_name.clone(), svc.port.span()));
             }
-            let path = |v: &Option<Spanned<String>>,
-                        default: &Option<Spanned<String>>,
-                        fallback: &str|
-             -> Result<String, SpecError> {
+            let probe = |v: &Option<Spanned<String>>,
+                         default: &Option<Spanned<String>>,
+                         fallback: &str|
+             -> Result<Probe, SpecError> {
                 match v.as_ref().or(default.as_ref()) {
+                    Some(p) if p.get_ref() == "tcp" => Ok(Probe::Tcp),
                     Some(p) if !p.get_ref().starts_with('/') => Err(at(
                         p.span(),
-                        format!("{:?} is not a path", p.get_ref()),
-                        Some("paths start with /, e.g. /health"),
+                        format!("{:?} is not a path nor \"tcp\"", p.get_ref()),
+                        Some("an HTTP path starts with /, e.g. /health; \"tcp\" checks that the port accepts connections"),
                     )),
-                    Some(p) => Ok(p.get_ref().clone()),
-                    None => Ok(fallback.to_string()),
+                    Some(p) => Ok(Probe::Http(p.get_ref().clone())),
+                    None => Ok(Probe::Http(fallback.to_string())),
                 }
+            };
+            let scheme = match &svc.scheme {
+                Some(s) if !valid_scheme(s.get_ref()) => {
+                    return Err(at(
+                        s.span(),
+                        format!("{:?} is not a URL scheme", s.get_ref()),
+                        Some("lower-case letters, digits, '+', '-' or '.', starting with a letter, e.g. \"nats\""),
+                    ))
+                }
+                Some(s) => s.get_ref().clone(),
+                None => "http".to_string(),
+            };
+            let install = match &svc.install {
+                Some(i) if i.get_ref().trim().is_empty() => {
+                    return Err(at(
+                        i.span(),
+                        "`install` is empty".into(),
+                        Some("say how to get the program, e.g. \"apt-get install nats-server\""),
+                    ))
+                }
+                Some(i) if !matches!(run, RunSpec::Command(_)) => {
+                    return Err(at(
+                        i.span(),
+                        "`install` applies only to a `command`".into(),
+                        Some("remove it, or run the service with `command`"),
+                    ))
+                }
+                Some(i) => Some(i.get_ref().trim().to_string()),
+                None => None,
             };
             let ready_timeout = match &svc.ready_timeout {
                 Some(t) => {
@@ -272,9 +350,11 @@ impl ClusterSpec {
                 urls,
                 port,
                 replicas,
-                health: path(&svc.health, &defaults.health, "/health")?,
-                ready: path(&svc.ready, &defaults.ready, "/ready")?,
+                health: probe(&svc.health, &defaults.health, "/health")?,
+                ready: probe(&svc.ready, &defaults.ready, "/ready")?,
                 ready_timeout,
+                scheme,
+                install,
                 database: svc.database.unwrap_or(false),
                 env,
             });
@@ -387,6 +467,41 @@ fn start_order(
     Ok(order)
 }
 
+/// Every `{...}` in `command` is one of [`PLACEHOLDERS`].
+fn check_placeholders(command: &[String]) -> Result<(), String> {
+    for arg in command {
+        let mut rest = arg.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("{arg:?} has a '{{' without its '}}'"));
+            };
+            let placeholder = &rest[open..open + close + 1];
+            if !PLACEHOLDERS.contains(&placeholder) {
+                return Err(format!("unknown placeholder {placeholder} in {arg:?}"));
+            }
+            rest = &rest[open + close + 1..];
+        }
+    }
+    Ok(())
+}
+
+/// `command` with its placeholders filled in for one node.
+pub fn fill_placeholders(command: &[String], host: &str, port: u16, data_dir: &Path) -> Vec<String> {
+    command
+        .iter()
+        .map(|a| {
+            a.replace("{port}", &port.to_string())
+                .replace("{host}", host)
+                .replace("{data_dir}", &data_dir.display().to_string())
+        })
+        .collect()
+}
+
+fn valid_scheme(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 40
@@ -457,10 +572,10 @@ struct RawCluster {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
-    /// Liveness path, default /health.
+    /// Liveness: an HTTP path (default /health), or "tcp".
     #[schemars(with = "Option<String>")]
     health: Option<Spanned<String>>,
-    /// Readiness path, default /ready.
+    /// Readiness: an HTTP path (default /ready), or "tcp".
     #[schemars(with = "Option<String>")]
     ready: Option<Spanned<String>>,
     /// How long a service may take to become ready, e.g. "15s".
@@ -477,7 +592,7 @@ struct RawService {
     /// A cargo binary of this workspace (built when missing).
     #[schemars(with = "Option<String>")]
     binary: Option<Spanned<String>>,
-    /// Or a program and its arguments.
+    /// Or a program and its arguments; {port}, {data_dir} and {host} are filled in per node.
     #[schemars(with = "Option<Vec<String>>")]
     command: Option<Spanned<Vec<String>>>,
     /// A prebuilt image for the docker runtime.
@@ -492,15 +607,21 @@ struct RawService {
     /// Replicas, 1 to 16 (default 1).
     #[schemars(with = "Option<u32>")]
     replicas: Option<Spanned<u32>>,
-    /// Liveness path.
+    /// Liveness: an HTTP path, or "tcp" (the port accepts connections).
     #[schemars(with = "Option<String>")]
     health: Option<Spanned<String>>,
-    /// Readiness path.
+    /// Readiness: an HTTP path, or "tcp" (the port accepts connections).
     #[schemars(with = "Option<String>")]
     ready: Option<Spanned<String>>,
     /// Readiness timeout, e.g. "15s".
     #[schemars(with = "Option<String>")]
     ready_timeout: Option<Spanned<String>>,
+    /// The URL scheme its consumers get in their upstream variable, default "http" (e.g. "nats").
+    #[schemars(with = "Option<String>")]
+    scheme: Option<Spanned<String>>,
+    /// What to install when the `command`'s program is missing, e.g. "apt-get install nats-server".
+    #[schemars(with = "Option<String>")]
+    install: Option<Spanned<String>>,
     /// Whether the service gets a database file (SHOP_DB).
     database: Option<bool>,
     /// Environment added to the defaults.

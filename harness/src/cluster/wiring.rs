@@ -45,7 +45,7 @@ impl Wiring {
         match self {
             Wiring::Direct => {
                 for s in &plan.slots {
-                    out.insert(s.proxy_name(), format!("http://{}", (addressing.upstream)(s)));
+                    out.insert(s.proxy_name(), format!("{}://{}", plan.scheme_of(s), (addressing.upstream)(s)));
                 }
             }
             Wiring::Toxiproxy { client } => {
@@ -142,7 +142,7 @@ pub async fn open_local(wiring: &Wiring, plan: &ClusterPlan) -> Result<SlotUrls,
     let addressing = SlotAddressing {
         upstream: &|s: &Slot| s.upstream.to_string(),
         listen: &|_: &Slot| "127.0.0.1:0".to_string(),
-        reach: &|_: &Slot, bound: &str| format!("http://{bound}"),
+        reach: &|s: &Slot, bound: &str| format!("{}://{bound}", plan.scheme_of(s)),
     };
     wiring.open(plan, &addressing).await
 }

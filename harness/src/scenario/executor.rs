@@ -202,7 +202,13 @@ pub fn admin_endpoints(plan: &ClusterPlan, nodes: &[NodeStatus]) -> anyhow::Resu
         .find(|n| n.id.service == "orders")
         .and_then(|n| n.env.get("SHOP_ADMIN_TOKEN").cloned())
         .unwrap_or_else(|| DEV_ADMIN_TOKEN.to_string());
-    Ok(AdminEndpoints { orders: url("orders")?, payments: url("payments")?, catalog: url("catalog")?, token })
+    Ok(AdminEndpoints {
+        orders: url("orders")?,
+        payments: url("payments")?,
+        catalog: url("catalog")?,
+        notifications: url("notifications").ok(),
+        token,
+    })
 }
 
 /// Which faults are in place, so they can be undone whatever happens.
@@ -547,6 +553,7 @@ pub fn run_checks(
             "no_lost_orders" => checks::orders::no_lost_orders(history, state, history_complete),
             "orders_terminate" => checks::orders::orders_terminate(state, waited, bound),
             "money_conserved" => checks::money::money_conserved(state),
+            "events_delivered" => checks::events::events_delivered(state),
             _ => checks::stock::stock_conserved(state, true),
         })
         .collect()
@@ -990,7 +997,8 @@ async fn settle(admin: &AdminEndpoints, recovery: Recovery) -> anyhow::Result<(S
         let state = admin.fetch(Duration::from_secs(10)).await;
         let now = Instant::now();
         match state {
-            Ok(s) if s.orders.iter().all(|o| o.is_terminal()) || now >= deadline => {
+            // Where events are delivered, settled also means delivery caught up.
+            Ok(s) if settled(&s) || now >= deadline => {
                 return Ok((s, started.elapsed()));
             }
             Ok(_) => {}
@@ -999,6 +1007,12 @@ async fn settle(admin: &AdminEndpoints, recovery: Recovery) -> anyhow::Result<(S
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Every order ended, and (with the event-driven half) the outbox drained and every
+/// ended order was notified.
+fn settled(state: &ShopState) -> bool {
+    state.orders.iter().all(|o| o.is_terminal()) && state.events.as_ref().is_none_or(|e| e.caught_up(&state.orders))
 }
 
 /// Counts of operations by outcome, for the summary line.

@@ -15,16 +15,20 @@ pub fn workspace() -> PathBuf {
 pub fn binaries() {
     let b = Binaries::for_dir(&workspace(), "debug").unwrap();
     let names: Vec<String> =
-        ["shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway"].map(String::from).to_vec();
+        ["shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway", "shop-notifications"]
+            .map(String::from)
+            .to_vec();
     b.ensure(&names, &|m| eprintln!("{m}")).unwrap();
 }
 
-/// A scenario file in `dir` whose cluster and workload are the shop's.
+/// A scenario file in `dir` whose cluster and workload are the shop's (`CLUSTER`, or
+/// `EVENTS_CLUSTER` for the shop with its broker and notifications).
 pub fn scenario_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     let ws = workspace();
     let text = format!(
         "name = \"{name}\"\ndescription = \"Hypothesis: see the test.\"\nseed = 5\n{body}",
         body = body
+            .replace("EVENTS_CLUSTER", &ws.join("services/cluster-events.toml").display().to_string())
             .replace("CLUSTER", &ws.join("services/cluster.toml").display().to_string())
             .replace("WORKLOAD", &ws.join("scenarios/workloads/shop.toml").display().to_string())
     );

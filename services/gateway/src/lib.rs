@@ -26,11 +26,14 @@ pub struct Gateway {
     users: UpstreamClient,
     catalog: UpstreamClient,
     orders: UpstreamClient,
+    /// Present where the deployment has the event-driven half (`SHOP_UPSTREAM_NOTIFICATIONS`).
+    notifications: Option<UpstreamClient>,
     keys: JwtKeys,
     products: Arc<fallback::StaleCache>,
 }
 
-/// Builds the gateway from its configuration: upstreams `users`, `catalog`, `orders`;
+/// Builds the gateway from its configuration: upstreams `users`, `catalog`, `orders`
+/// and, optionally, `notifications`;
 /// `SHOP_GATEWAY_RATE` (requests per second per client, default 200) and
 /// `SHOP_GATEWAY_BURST` (default 400).
 pub async fn build(config: ServiceConfig, env: Env, metrics: Metrics) -> anyhow::Result<ServiceApp> {
@@ -50,6 +53,10 @@ pub async fn build(config: ServiceConfig, env: Env, metrics: Metrics) -> anyhow:
         catalog: client("catalog", Duration::from_secs(1))?,
         // Placing an order waits for the saga (up to the orders service's inline deadline).
         orders: client("orders", Duration::from_secs(6))?,
+        notifications: match config.upstreams.contains_key("notifications") {
+            true => Some(client("notifications", Duration::from_secs(2))?),
+            false => None,
+        },
         keys: JwtKeys::hs256(&config.jwt_secret),
         products: Arc::new(fallback::StaleCache::new(1024)),
     };

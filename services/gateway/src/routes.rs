@@ -26,6 +26,7 @@ pub fn router(gateway: Gateway, rate: RateLimit) -> Router {
         .route("/api/v1/products/{id}", get(product))
         .route("/api/v1/orders", post(place_order).get(my_orders))
         .route("/api/v1/orders/{id}", get(order))
+        .route("/api/v1/notifications", get(my_notifications))
         .with_state(gateway)
         .layer(middleware::from_fn_with_state(limit_state, limit))
 }
@@ -128,4 +129,14 @@ async fn order(State(g): State<Gateway>, headers: HeaderMap, Path(id): Path<Stri
         }
     }
     Ok(relay(res))
+}
+
+async fn my_notifications(State(g): State<Gateway>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let claims = g.authenticate(&headers)?;
+    let Some(notifications) = &g.notifications else {
+        return Err(ApiError::not_found(
+            "notifications are not part of this deployment (no SHOP_UPSTREAM_NOTIFICATIONS)",
+        ));
+    };
+    forward(notifications, UpstreamRequest::get(format!("/v1/notifications?user_id={}", segment(&claims.sub)?))).await
 }

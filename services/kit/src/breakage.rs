@@ -35,17 +35,20 @@ pub enum Switch {
     CommitCancelled,
     /// orders: compensation records the refunds without making them.
     SkipRefund,
+    /// notifications: a redelivered order event is acted on again (no processed-event check).
+    SkipDedup,
 }
 
 impl Switch {
     /// Every switch.
-    pub const ALL: [Switch; 6] = [
+    pub const ALL: [Switch; 7] = [
         Self::SkipIdempotency,
         Self::SkipCompensation,
         Self::DuplicateOrder,
         Self::ReleasePaid,
         Self::CommitCancelled,
         Self::SkipRefund,
+        Self::SkipDedup,
     ];
 
     /// The switch's name in [`ENV_VAR`].
@@ -57,6 +60,7 @@ impl Switch {
             Self::ReleasePaid => "release-paid",
             Self::CommitCancelled => "commit-cancelled",
             Self::SkipRefund => "skip-refund",
+            Self::SkipDedup => "skip-dedup",
         }
     }
 

@@ -176,22 +176,46 @@ impl ServiceConfig {
         })
     }
 
-    /// The replica URLs of upstream `name`, or an error naming the variable to set.
+    /// The replica URLs of HTTP upstream `name`, or an error naming the variable to set.
     pub fn upstream(&self, name: &str) -> Result<Vec<String>, ConfigError> {
-        self.upstreams.get(name).cloned().ok_or_else(|| ConfigError::Missing {
-            var: format!("SHOP_UPSTREAM_{}", name.to_ascii_uppercase()),
-            hint: format!(
-                "set it to the base URL(s) of the {name} service, comma-separated, e.g. http://127.0.0.1:7002"
-            ),
-        })
+        self.upstream_of_scheme(name, "http", "http://127.0.0.1:7002")
+    }
+
+    /// The URLs of message broker `name` (`SHOP_UPSTREAM_<NAME>=nats://host:port[,...]`),
+    /// or `None` when the variable is not set: a service without a broker runs without
+    /// its event-driven half.
+    pub fn broker(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        if !self.upstreams.contains_key(name) {
+            return Ok(None);
+        }
+        self.upstream_of_scheme(name, "nats", "nats://127.0.0.1:4222").map(Some)
+    }
+
+    fn upstream_of_scheme(&self, name: &str, scheme: &str, example: &str) -> Result<Vec<String>, ConfigError> {
+        let var = format!("SHOP_UPSTREAM_{}", name.to_ascii_uppercase());
+        let urls = self.upstreams.get(name).cloned().ok_or_else(|| ConfigError::Missing {
+            var: var.clone(),
+            hint: format!("set it to the base URL(s) of the {name} service, comma-separated, e.g. {example}"),
+        })?;
+        if let Some(u) = urls.iter().find(|u| !u.starts_with(&format!("{scheme}://"))) {
+            return Err(ConfigError::Malformed {
+                var,
+                value: urls.join(","),
+                expected: format!("{scheme}:// URLs ({u} is not one), e.g. {example}"),
+            });
+        }
+        Ok(urls)
     }
 }
+
+/// The URL schemes an upstream may have: HTTP services, and NATS for a message broker.
+const UPSTREAM_SCHEMES: &[&str] = &["http", "nats"];
 
 fn parse_upstream_urls(var: &str, value: &str) -> Result<Vec<String>, ConfigError> {
     let malformed = |why: &dyn Display| ConfigError::Malformed {
         var: var.into(),
         value: value.into(),
-        expected: format!("comma-separated http:// base URLs ({why})"),
+        expected: format!("comma-separated http:// (or, for a broker, nats://) base URLs ({why})"),
     };
     let urls: Vec<String> = value
         .split(',')
@@ -204,8 +228,8 @@ fn parse_upstream_urls(var: &str, value: &str) -> Result<Vec<String>, ConfigErro
     }
     for u in &urls {
         let uri: http::Uri = u.parse().map_err(|e| malformed(&e))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(malformed(&format!("{u} is not an http://host:port URL")));
+        if !uri.scheme_str().is_some_and(|s| UPSTREAM_SCHEMES.contains(&s)) || uri.host().is_none() {
+            return Err(malformed(&format!("{u} is not an http://host:port or nats://host:port URL")));
         }
     }
     Ok(urls)
@@ -260,6 +284,21 @@ mod tests {
         assert!(c.upstream("payments").unwrap_err().to_string().contains("SHOP_UPSTREAM_PAYMENTS"));
         let bad = base().with("SHOP_UPSTREAM_CATALOG", "ftp://x");
         assert!(ServiceConfig::from_env(&bad, "x", 1, true).is_err());
+    }
+
+    #[test]
+    fn a_broker_is_a_nats_upstream_and_optional() {
+        let c = ServiceConfig::from_env(&base(), "x", 1, true).unwrap();
+        assert_eq!(c.broker("broker").unwrap(), None, "no broker: the service runs without one");
+        let env =
+            base().with("SHOP_UPSTREAM_BROKER", "nats://127.0.0.1:4222").with("SHOP_UPSTREAM_CATALOG", "nats://x:1");
+        let c = ServiceConfig::from_env(&env, "x", 1, true).unwrap();
+        assert_eq!(c.broker("broker").unwrap(), Some(vec!["nats://127.0.0.1:4222".to_string()]));
+        let err = c.upstream("catalog").unwrap_err().to_string();
+        assert!(err.contains("SHOP_UPSTREAM_CATALOG") && err.contains("http://"), "{err}");
+        let env = base().with("SHOP_UPSTREAM_BROKER", "http://127.0.0.1:4222");
+        let err = ServiceConfig::from_env(&env, "x", 1, true).unwrap().broker("broker").unwrap_err().to_string();
+        assert!(err.contains("nats://"), "{err}");
     }
 
     #[test]

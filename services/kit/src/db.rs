@@ -41,6 +41,21 @@ pub enum Sync {
     Full,
 }
 
+impl Sync {
+    /// `SHOP_DB_SYNC`: `normal` (the default) or `full`, in any case.
+    pub fn from_env(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+        match env.raw("SHOP_DB_SYNC").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("normal") => Ok(Self::Normal),
+            Some("full") => Ok(Self::Full),
+            Some(other) => Err(crate::config::ConfigError::Malformed {
+                var: "SHOP_DB_SYNC".into(),
+                value: other.into(),
+                expected: "normal or full".into(),
+            }),
+        }
+    }
+}
+
 /// A pooled SQLite database with its migrations applied.
 #[derive(Clone)]
 pub struct Db {

@@ -72,6 +72,12 @@ impl Metrics {
         Self { registry, http_requests, http_latency, in_flight, breaker_state, upstream_calls }
     }
 
+    /// Adds a service's own metric to what `/metrics` exports; a name taken twice is an
+    /// error.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// Sets the exported state of one replica's breaker.
     pub fn set_breaker(&self, upstream: &str, replica: &str, state: BreakerGauge) {
         self.breaker_state.with_label_values(&[upstream, replica]).set(state as i64);

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::events::{LineItem, Order, OrderState, Status, Timestamp};
+use crate::outbox::{Lag, Outbox};
 use crate::saga::{Saga, Start};
 use crate::store::{KeyedOrder, Placement, StoreError};
 
@@ -34,6 +35,8 @@ pub struct AppState {
     /// How long `POST /v1/orders` waits for the saga before answering 202.
     pub inline_deadline: Duration,
     pub admin_token: String,
+    /// Whether the outbox relay runs (a broker is configured).
+    pub relay: bool,
 }
 
 /// The service's routes.
@@ -232,11 +235,24 @@ async fn list_user_orders(
 #[derive(Serialize)]
 struct AdminState {
     orders: Vec<KeyedOrder>,
+    outbox: OutboxState,
+}
+
+/// The outbox's lag, read after the orders.
+#[derive(Serialize)]
+struct OutboxState {
+    /// Whether a relay publishes it (a broker is configured).
+    relay: bool,
+    #[serde(flatten)]
+    lag: Lag,
 }
 
 async fn admin_state(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<AdminState>, ApiError> {
     shop_kit::auth::require_admin(&headers, &app.admin_token)?;
-    Ok(Json(AdminState { orders: app.saga.store().list_all_keyed().await? }))
+    let store = app.saga.store();
+    let orders = store.list_all_keyed().await?;
+    let lag = Outbox::new(store.db().clone()).lag(Timestamp::now()).await.map_err(StoreError::from)?;
+    Ok(Json(AdminState { orders, outbox: OutboxState { relay: app.relay, lag } }))
 }
 
 #[cfg(test)]

@@ -6,17 +6,22 @@
 //! - [`saga`]: the decision table (pure) and the executor that drives one order at a time.
 //! - [`recovery`]: resumes open orders at start-up and sweeps for stuck ones.
 //! - [`upstreams`]: typed calls to catalog and payments.
+//! - [`outbox`]: the published events (placed, paid, cancelled), queued with the event.
+//! - [`relay`]: publishes the outbox to the broker (NATS JetStream), in order, after acks.
 //! - [`api`]: the HTTP routes.
 //!
 //! Configuration, besides the kit's: `SHOP_UPSTREAM_CATALOG`, `SHOP_UPSTREAM_PAYMENTS`
 //! (required), `SHOP_ORDERS_INLINE_DEADLINE` (3s), `SHOP_ORDERS_SAGA_DEADLINE` (30s),
 //! `SHOP_ORDERS_SETTLE` (5s), `SHOP_ORDERS_STEP_ATTEMPTS` (8),
-//! `SHOP_ORDERS_SWEEP_INTERVAL` (5s), `SHOP_DB_SYNC` (`normal` or `full`), and in debug
-//! builds the break switches of `SHOP_TEST_BREAK` (`shop_kit::breakage`).
+//! `SHOP_ORDERS_SWEEP_INTERVAL` (5s), `SHOP_DB_SYNC` (`normal` or `full`),
+//! `SHOP_UPSTREAM_BROKER` (optional, `nats://host:port`: the relay runs only with it), and
+//! in debug builds the break switches of `SHOP_TEST_BREAK` (`shop_kit::breakage`).
 
 pub mod api;
 pub mod events;
+pub mod outbox;
 pub mod recovery;
+pub mod relay;
 pub mod saga;
 pub mod store;
 pub mod upstreams;
@@ -52,18 +57,6 @@ pub struct OrdersConfig {
 impl OrdersConfig {
     /// Reads the settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let sync = match env.raw("SHOP_DB_SYNC").map(|s| s.trim().to_ascii_lowercase()) {
-            None => Sync::Normal,
-            Some(s) if s == "normal" => Sync::Normal,
-            Some(s) if s == "full" => Sync::Full,
-            Some(s) => {
-                return Err(ConfigError::Malformed {
-                    var: "SHOP_DB_SYNC".into(),
-                    value: s,
-                    expected: "normal or full".into(),
-                })
-            }
-        };
         Ok(Self {
             inline_deadline: env.duration_or("SHOP_ORDERS_INLINE_DEADLINE", Duration::from_secs(3))?,
             saga: SagaConfig::from_env(env)?,
@@ -71,7 +64,7 @@ impl OrdersConfig {
                 interval: env.duration_or("SHOP_ORDERS_SWEEP_INTERVAL", RecoveryConfig::default().interval)?,
                 ..RecoveryConfig::default()
             },
-            sync,
+            sync: Sync::from_env(env)?,
             breakage: Breakage::from_env(env)?,
         })
     }
@@ -94,12 +87,18 @@ pub async fn build(config: ServiceConfig, env: Env, metrics: Metrics) -> anyhow:
         .with_context(|| format!("opening {}", path.display()))?
         .with_breakage(settings.breakage);
     let db = store.db().clone();
+    let broker = config.broker("broker")?;
+    if let Some(urls) = &broker {
+        let metrics = relay::RelayMetrics::register(&metrics);
+        relay::spawn(outbox::Outbox::new(db.clone()), urls.clone(), relay::RelayConfig::default(), metrics);
+    }
     let saga = Saga::new(store, Upstreams { catalog, payments }, settings.saga, settings.breakage);
     recovery::spawn(&saga, settings.recovery);
     let router = api::router(api::AppState {
         saga,
         inline_deadline: settings.inline_deadline,
         admin_token: config.admin_token.clone(),
+        relay: broker.is_some(),
     });
     Ok(ServiceApp::new(config, metrics, router).with_db(db))
 }

@@ -1,5 +1,6 @@
-//! The orders database: the event log (the truth), the `orders` projection (for reads)
-//! and the idempotency keys of place-order.
+//! The orders database: the event log (the truth), the `orders` projection (for reads),
+//! the idempotency keys of place-order, and the outbox of published events
+//! ([`crate::outbox`]), queued in the transaction that appends them.
 //!
 //! Appends are optimistic: an event is written as version `n + 1` of its order only if
 //! nobody wrote it first; `PRIMARY KEY (order_id, version)` decides, so two executors
@@ -18,6 +19,7 @@ use shop_kit::db::sqlite::{self, params, OptionalExtension};
 use shop_kit::db::{Db, DbError, Sync};
 
 use crate::events::{LineItem, Order, OrderEvent, OrderState, Status, Timestamp};
+use crate::outbox;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -58,6 +60,8 @@ CREATE TABLE idempotency_keys (
 ALTER TABLE orders ADD COLUMN idempotency_key TEXT;
 UPDATE orders SET idempotency_key = (SELECT key FROM idempotency_keys k WHERE k.order_id = orders.id);
 ",
+    // Events recorded before the outbox existed are not published.
+    crate::outbox::MIGRATION,
 ];
 
 /// A store failure.
@@ -145,6 +149,7 @@ impl Store {
                 }
                 insert_event(tx, &state.id, 1, &event, state.created_at)?;
                 write_projection(tx, &state)?;
+                outbox::enqueue(tx, &event, &state)?;
                 if let Some((key, request)) = &key {
                     tx.execute("UPDATE orders SET idempotency_key = ?1 WHERE id = ?2", params![key, state.id])?;
                     if key_is_new {
@@ -173,7 +178,9 @@ impl Store {
                     }
                     r => r?,
                 }
-                write_projection(tx, &next)
+                write_projection(tx, &next)?;
+                outbox::enqueue(tx, &event, &next)?;
+                Ok(())
             })
             .await
     }

@@ -59,21 +59,8 @@ fn open_db(config: &ServiceConfig, env: &Env) -> anyhow::Result<Db> {
         var: "SHOP_DB".into(),
         hint: "set it to the SQLite file of the payments service, e.g. SHOP_DB=./data/payments.db".into(),
     })?;
-    Db::open(path, store::MIGRATIONS, db_sync(env)?)
+    Db::open(path, store::MIGRATIONS, Sync::from_env(env)?)
         .with_context(|| format!("opening the payments database {}", path.display()))
-}
-
-/// `SHOP_DB_SYNC`: `normal` (durable against a process crash, the default) or `full`.
-fn db_sync(env: &Env) -> Result<Sync, ConfigError> {
-    match env.raw("SHOP_DB_SYNC").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("normal") => Ok(Sync::Normal),
-        Some("full") => Ok(Sync::Full),
-        Some(other) => Err(ConfigError::Malformed {
-            var: "SHOP_DB_SYNC".into(),
-            value: other.into(),
-            expected: "normal or full".into(),
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -93,7 +80,7 @@ mod tests {
 
     #[test]
     fn db_sync_is_parsed() {
-        assert_eq!(db_sync(&Env::default()).unwrap(), Sync::Normal);
-        assert!(db_sync(&Env::from_pairs([("SHOP_DB_SYNC", "x")])).is_err());
+        assert_eq!(Sync::from_env(&Env::default()).unwrap(), Sync::Normal);
+        assert!(Sync::from_env(&Env::from_pairs([("SHOP_DB_SYNC", "x")])).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::checks::INVARIANTS;
+use crate::checks::{DEFAULT_INVARIANTS, INVARIANTS};
 use crate::cluster::plan::{ReplicaOverrides, CLIENT};
 use crate::cluster::{ClusterSpec, Edge, NodeId, NodeOp};
 use crate::faults::spec::{EdgeAction, EdgeFault};
@@ -146,7 +146,7 @@ impl RawScenario {
             slo_anchors.push(anchor);
         }
         let invariants = match self.invariants {
-            None => INVARIANTS.iter().map(|s| s.to_string()).collect(),
+            None => DEFAULT_INVARIANTS.iter().map(|s| s.to_string()).collect(),
             Some(list) => {
                 let mut seen = Vec::new();
                 for i in list {

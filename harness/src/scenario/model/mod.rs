@@ -36,6 +36,7 @@
 //! during = "faults"                   # or "recovery", "f1", "10s..25s"; or after = "30s"
 //!
 //! invariants = ["no_lost_orders", "orders_terminate", "money_conserved", "stock_conserved"]
+//! # (the default; "events_delivered" too on services/cluster-events.toml)
 //!
 //! [recovery]
 //! duration = "10s"                    # load goes on this long after the last fault
@@ -281,7 +282,8 @@ pub struct Scenario {
     pub load: LoadPlan,
     /// The fault timeline, by start time.
     pub faults: Vec<Fault>,
-    /// The invariants checked after recovery (names from [`INVARIANTS`]).
+    /// The invariants checked after recovery (names from [`INVARIANTS`]; when the file
+    /// names none, [`crate::checks::DEFAULT_INVARIANTS`]).
     pub invariants: Vec<String>,
     /// The recovery phase.
     pub recovery: Recovery,

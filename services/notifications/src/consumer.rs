@@ -1,0 +1,253 @@
+//! The durable JetStream consumer of order events.
+//!
+//! At-least-once delivery made effectively-once: each message is acted on in one
+//! transaction that also records its event id ([`Store::apply`]), and acknowledged only
+//! after that commit. A crash or a lost ack redelivers it; the second time it is a
+//! duplicate and is only acknowledged. A message that fails `max_attempts` times (a
+//! poison message: not an order event, or a store that keeps failing) is published to
+//! the dead-letter subject `dlq.orders.<subject tail>` (stream [`DLQ_STREAM`]), kept in
+//! the database, and terminated, so it never blocks the ones behind it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::{self, stream, Message};
+use futures::StreamExt;
+use prometheus::IntCounterVec;
+use shop_kit::metrics::Metrics;
+
+use crate::event::OrderEvent;
+use crate::store::{Applied, DeadLetter, Store};
+
+/// The stream of order events (created by whichever of orders and notifications comes first).
+pub const STREAM: &str = "ORDERS";
+/// Its subjects.
+pub const SUBJECTS: &str = "orders.>";
+/// The durable consumer's name: the broker remembers what it has acknowledged.
+pub const DURABLE: &str = "notifications";
+/// The stream that keeps dead letters.
+pub const DLQ_STREAM: &str = "ORDERS_DLQ";
+/// Dead letters are published under this prefix plus the original subject's tail.
+pub const DLQ_PREFIX: &str = "dlq.orders.";
+
+/// How the consumer behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Deliveries of one message before it is dead-lettered (`SHOP_NOTIFICATIONS_MAX_ATTEMPTS`).
+    pub max_attempts: i64,
+    /// How long the broker waits for an ack before redelivering (`SHOP_NOTIFICATIONS_ACK_WAIT`).
+    pub ack_wait: Duration,
+    /// A slow sender: how long sending one notification takes (`SHOP_NOTIFICATIONS_SEND_DELAY`).
+    pub send_delay: Duration,
+    /// The first and the longest wait between reconnects while the broker is away.
+    pub backoff: (Duration, Duration),
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            ack_wait: Duration::from_secs(10),
+            send_delay: Duration::ZERO,
+            backoff: (Duration::from_millis(50), Duration::from_secs(2)),
+        }
+    }
+}
+
+/// `shop_notifications_events_total{outcome}`: notified, nothing_to_tell, duplicate,
+/// failed (to be retried), dead_lettered.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    pub events: IntCounterVec,
+}
+
+impl ConsumerMetrics {
+    /// Creates the consumer's metrics and registers them with `metrics`.
+    pub fn register(metrics: &Metrics) -> Self {
+        let events = IntCounterVec::new(
+            prometheus::Opts::new("notifications_events_total", "Order events handled, by outcome"),
+            &["outcome"],
+        )
+        .expect("static metric");
+        let _ = metrics.register(Box::new(events.clone()));
+        Self { events }
+    }
+}
+
+/// Why consuming stopped (it starts over after a backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("broker at {url}: {detail}")]
+    Broker { url: String, detail: String },
+}
+
+/// Starts consuming on the current runtime, for ever.
+pub fn spawn(store: Store, urls: Vec<String>, config: ConsumerConfig, metrics: ConsumerMetrics) {
+    tokio::spawn(run(store, urls, config, metrics));
+}
+
+/// Consumes for ever: connects, makes sure the streams and the durable consumer exist,
+/// handles messages, and on any failure waits and starts over.
+pub async fn run(store: Store, urls: Vec<String>, config: ConsumerConfig, metrics: ConsumerMetrics) {
+    let mut wait = config.backoff.0;
+    loop {
+        match consume(&store, &urls, &config, &metrics).await {
+            Ok(()) => wait = config.backoff.0,
+            Err(e) => {
+                tracing::warn!(error = %e, "notifications consumer: broker unavailable, retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(config.backoff.1);
+            }
+        }
+    }
+}
+
+async fn consume(
+    store: &Store,
+    urls: &[String],
+    config: &ConsumerConfig,
+    metrics: &ConsumerMetrics,
+) -> Result<(), ConsumeError> {
+    let broker = |detail: String| ConsumeError::Broker { url: urls.join(","), detail };
+    let max_delay = config.backoff.1;
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .name("shop-notifications consumer")
+        .reconnect_delay_callback(move |n| (Duration::from_millis(50) * n.min(100) as u32).min(max_delay))
+        .connect(urls)
+        .await
+        .map_err(|e| broker(e.to_string()))?;
+    let js = jetstream::new(client);
+    let orders = ensure_stream(&js, STREAM, SUBJECTS).await.map_err(broker)?;
+    ensure_stream(&js, DLQ_STREAM, &format!("{DLQ_PREFIX}>")).await.map_err(broker)?;
+    let consumer: jetstream::consumer::Consumer<pull::Config> = orders
+        .get_or_create_consumer(
+            DURABLE,
+            pull::Config {
+                durable_name: Some(DURABLE.to_string()),
+                filter_subject: SUBJECTS.to_string(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                // Attempts are counted here: the broker never gives up on a message by itself.
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| broker(e.to_string()))?;
+    tracing::info!(broker = urls.join(","), "notifications consumer: consuming");
+    let mut messages = consumer.messages().await.map_err(|e| broker(e.to_string()))?;
+    while let Some(next) = messages.next().await {
+        match next {
+            Ok(message) => handle(store, &js, &message, config, metrics).await,
+            Err(e) => return Err(broker(e.to_string())),
+        }
+    }
+    Err(broker("the message stream ended".into()))
+}
+
+async fn ensure_stream(js: &jetstream::Context, name: &str, subjects: &str) -> Result<stream::Stream, String> {
+    js.get_or_create_stream(stream::Config {
+        name: name.to_string(),
+        subjects: vec![subjects.to_string()],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(10 * 60),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("stream {name}: {e}"))
+}
+
+/// Acts on one message, then acknowledges it (or asks for it again, or gives up on it).
+async fn handle(
+    store: &Store,
+    js: &jetstream::Context,
+    message: &Message,
+    config: &ConsumerConfig,
+    m: &ConsumerMetrics,
+) {
+    let (attempt, seq) = match message.info() {
+        Ok(info) => (info.delivered, info.stream_sequence),
+        Err(_) => (1, 0),
+    };
+    let outcome = match OrderEvent::parse(&message.payload) {
+        Ok(event) => {
+            if event.kind.is_terminal() && !config.send_delay.is_zero() {
+                tokio::time::sleep(config.send_delay).await;
+            }
+            store.apply(event, now_ms()).await.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let ack = match outcome {
+        Ok(applied) => {
+            let label = match applied {
+                Applied::Notified => "notified",
+                Applied::NothingToTell => "nothing_to_tell",
+                Applied::Duplicate => "duplicate",
+            };
+            m.events.with_label_values(&[label]).inc();
+            message.ack().await
+        }
+        Err(reason) if attempt >= config.max_attempts => {
+            tracing::warn!(seq, attempt, reason, "notifications consumer: giving up on a message (dead letter)");
+            match dead_letter(store, js, message, seq, attempt, reason).await {
+                Ok(()) => {
+                    m.events.with_label_values(&["dead_lettered"]).inc();
+                    message.ack_with(AckKind::Term).await
+                }
+                // Not kept anywhere yet: let it come again.
+                Err(e) => {
+                    tracing::warn!(seq, error = e, "notifications consumer: cannot dead-letter, retrying");
+                    message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
+                }
+            }
+        }
+        Err(reason) => {
+            tracing::warn!(seq, attempt, reason, "notifications consumer: message failed, will retry");
+            m.events.with_label_values(&["failed"]).inc();
+            let delay = Duration::from_millis(100 * attempt.clamp(1, 50) as u64);
+            message.ack_with(AckKind::Nak(Some(delay))).await
+        }
+    };
+    if let Err(e) = ack {
+        // Redelivered after ack_wait, and then recognised as a duplicate.
+        tracing::warn!(seq, error = %e, "notifications consumer: ack not sent");
+    }
+}
+
+/// Publishes the message to the dead-letter subject (acknowledged by its stream, a
+/// repeat dropped by its id) and keeps it in the database.
+async fn dead_letter(
+    store: &Store,
+    js: &jetstream::Context,
+    message: &Message,
+    seq: u64,
+    attempts: i64,
+    reason: String,
+) -> Result<(), String> {
+    let tail = message.subject.as_str().strip_prefix("orders.").unwrap_or(message.subject.as_str());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("dlq:{seq}").as_str());
+    headers.insert("Gauntlet-Dead-Letter-Reason", reason.replace(['\r', '\n'], " ").as_str());
+    let ack = js
+        .publish_with_headers(format!("{DLQ_PREFIX}{tail}"), headers, message.payload.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map_err(|e| e.to_string())?;
+    let letter = DeadLetter {
+        stream_seq: i64::try_from(seq).unwrap_or(i64::MAX),
+        subject: message.subject.to_string(),
+        payload: String::from_utf8_lossy(&message.payload).into_owned(),
+        reason,
+        attempts,
+        created_ms: now_ms(),
+    };
+    store.dead_letter(letter).await.map_err(|e| e.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
