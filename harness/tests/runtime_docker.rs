@@ -169,3 +169,108 @@ fn nothing_outlives_a_docker_harness_killed_with_sigkill() {
         panic!("containers still there 2 s after kill -9 of the harness: {left:?}");
     }
 }
+
+/// `nats-server`, if installed; a missing one is an error under `GAUNTLET_REQUIRE_NATS=1`.
+fn nats_installed() -> bool {
+    let found = Command::new("nats-server").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        let required = std::env::var("GAUNTLET_REQUIRE_NATS").is_ok_and(|v| v == "1");
+        assert!(!required, "GAUNTLET_REQUIRE_NATS=1 but nats-server is not installed (apt-get install nats-server)");
+        eprintln!("skipped: nats-server is not installed (apt-get install nats-server)");
+    }
+    found
+}
+
+/// The notifications of the user behind `token`, once there are `want` (or after 20 s).
+async fn notifications(http: &reqwest::Client, base: &str, token: &str, want: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let res = http.get(format!("{base}/api/v1/notifications")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= want || std::time::Instant::now() > deadline {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The events shop as containers: the broker's image is built from the installed
+/// `nats-server` (no registry), seven nodes come up, a checkout reaches its user as a
+/// notification; with the broker container killed a checkout still succeeds, and once
+/// the broker is back (its store kept in the run's data folder) the outbox drains and
+/// that order is notified too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_shop_runs_as_seven_containers_and_survives_a_killed_broker() {
+    if !docker_or_skip() || !nats_installed() {
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let spec = ClusterSpec::load(&workspace().join("services/cluster-events.toml")).unwrap();
+    let plan = ClusterPlan::new(spec, &runs.path().join("run"), Ports::Fixed, &ReplicaOverrides::new()).unwrap();
+    let binaries = Binaries::for_dir(&workspace(), "debug").unwrap();
+    let run_id = format!("docker-events-{}", std::process::id());
+    let mut rt = DockerRuntime::new(
+        plan,
+        binaries,
+        PathBuf::from(env!("CARGO_BIN_EXE_gauntlet")),
+        Ledger::new(runs.path()),
+        &run_id,
+        7,
+    );
+    if let Err(e) = rt.start(&|m| eprintln!("{m}")).await {
+        let _ = rt.teardown().await;
+        panic!("the docker runtime did not start the events shop: {e}");
+    }
+    let status = rt.status();
+    assert_eq!(status.len(), 7, "six services and the broker: {status:?}");
+    assert!(status.iter().all(|n| n.state == NodeState::Ready), "{status:?}");
+    assert!(status.iter().any(|n| n.service == "broker"), "{status:?}");
+
+    let base = rt.ingress_urls()[0].clone();
+    let http = reqwest::Client::new();
+    let user = json!({"email": "ev@example.com", "name": "Ev", "password": "correct horse"});
+    assert_eq!(http.post(format!("{base}/api/v1/users")).json(&user).send().await.unwrap().status(), 201);
+    let login: Value = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"email": "ev@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let checkout = || async {
+        let order: Value = http
+            .post(format!("{base}/api/v1/orders"))
+            .bearer_auth(&token)
+            .json(&json!({"items": [{"product_id": 4, "quantity": 1}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(order["status"], "PAID", "{order}");
+        order
+    };
+    let first = checkout().await;
+    let items = notifications(&http, &base, &token, 1).await;
+    assert_eq!(items.len(), 1, "the paid order notified once: {items:?}");
+    assert_eq!(items[0]["order_id"], first["id"]);
+
+    let broker = NodeId { service: "broker".into(), replica: 0 };
+    rt.node_op(&broker, NodeOp::Kill).await.unwrap();
+    let second = checkout().await;
+    rt.node_op(&broker, NodeOp::Restart).await.unwrap();
+    let items = notifications(&http, &base, &token, 2).await;
+    let ids: Vec<&Value> = items.iter().map(|n| &n["order_id"]).collect();
+    assert_eq!(items.len(), 2, "both orders notified once each: {items:?}");
+    assert!(ids.contains(&&second["id"]), "the order paid while the broker was down: {items:?}");
+
+    let label = format!("label=dev.gauntlet.run={run_id}");
+    rt.teardown().await.unwrap();
+    assert!(docker_lines(&["ps", "-aq", "--filter", &label]).is_empty(), "containers left behind");
+}

@@ -292,9 +292,11 @@ impl Shutdown {
 
 /// A table of nodes, for people.
 pub fn render_nodes(nodes: &[NodeStatus]) -> String {
-    let mut out = format!("{:<14} {:<12} {:<22} {}\n", "NODE", "STATE", "ADDRESS", "PID");
+    // The node column fits the longest name (`notifications-0` is 15 wide).
+    let w = nodes.iter().map(|n| n.id.len()).max().unwrap_or(0).max(14);
+    let mut out = format!("{:<w$} {:<12} {:<22} {}\n", "NODE", "STATE", "ADDRESS", "PID");
     for n in nodes {
-        out.push_str(&format!("{:<14} {:<12} {:<22} {}\n", n.id, n.state.to_string(), n.addr, n.handle));
+        out.push_str(&format!("{:<w$} {:<12} {:<22} {}\n", n.id, n.state.to_string(), n.addr, n.handle));
     }
     out.trim_end().to_string()
 }

@@ -1,9 +1,63 @@
-//! Finding the services' binaries, and building the ones that are missing.
+//! Finding the services' binaries, and building the ones that are missing; finding the
+//! programs of `command` services.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::runtime::RuntimeError;
+use super::{ClusterSpec, RunSpec};
+
+/// Where `program` is: itself if it has a folder, else the first executable of that
+/// name on PATH.
+pub fn find_program(program: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.components().count() > 1 {
+        return executable(program).then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| executable(p))
+}
+
+/// A command's program: a path with a folder is relative to the cluster file's; a bare
+/// name is looked up on PATH when the node starts.
+pub fn command_program(spec: &ClusterSpec, program: &str) -> PathBuf {
+    let base = spec.file.parent().unwrap_or(Path::new("."));
+    let prog = PathBuf::from(program);
+    if prog.components().count() > 1 && prog.is_relative() {
+        base.join(prog)
+    } else {
+        prog
+    }
+}
+
+/// Every command's program exists, or the error names it and what to install: checked
+/// before anything starts, so a missing `nats-server` is one clear line, not a
+/// half-started cluster. With `images`, a service that names an `image` needs no
+/// program (the docker runtime runs the image).
+pub fn check_programs(spec: &ClusterSpec, images: bool) -> Result<(), RuntimeError> {
+    for s in &spec.services {
+        let RunSpec::Command(c) = &s.run else { continue };
+        if images && s.image.is_some() {
+            continue;
+        }
+        let prog = command_program(spec, &c[0]);
+        if find_program(&prog).is_some() {
+            continue;
+        }
+        let what = if prog.components().count() > 1 {
+            format!("{} does not exist or is not executable", prog.display())
+        } else {
+            format!("program `{}` is not on PATH", prog.display())
+        };
+        let hint = match &s.install {
+            Some(i) => format!("; install it: {i}"),
+            None => String::new(),
+        };
+        return Err(RuntimeError::Start { node: s.name.clone(), detail: format!("{what}{hint}") });
+    }
+    Ok(())
+}
 
 /// Where a workspace's binaries are, and with which cargo profile they are built.
 #[derive(Debug, Clone)]

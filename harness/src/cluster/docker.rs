@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,13 +20,13 @@ use testcontainers::core::{IntoContainerPort, Mount};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use super::binaries::Binaries;
-use super::images::{image_for, LocalImage};
+use super::binaries::{check_programs, command_program, find_program, Binaries};
+use super::images::{image_for, image_for_program, LocalImage};
 use super::ledger::{self, Ledger, LedgerEntry};
 use super::plan::{ClusterPlan, NodeId, Slot, CLIENT};
 use super::readiness::{levels, poll_ready};
 use super::runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
-use super::spec::RunSpec;
+use super::spec::{fill_placeholders, RunSpec};
 use super::wiring::{self, SlotAddressing, Wiring};
 use crate::faults::client::ToxiproxyClient;
 
@@ -245,9 +245,18 @@ impl DockerRuntime {
             env.insert("SHOP_DB".into(), format!("{DATA_DIR}/{}.db", node.service.name));
         }
         env.extend(self.upstreams.get(id).cloned().unwrap_or_default());
+        // A command's arguments, filled in for the container: it listens on every
+        // interface of its own network namespace and keeps its files in the data mount.
+        let args = match (&node.service.run, &node.service.image) {
+            (RunSpec::Command(c), None) => {
+                fill_placeholders(c, "0.0.0.0", node.service.port, Path::new(DATA_DIR)).split_off(1)
+            }
+            _ => Vec::new(),
+        };
         let started = ServiceContainer {
             image,
             port: node.service.port,
+            args,
             env,
             log: node.log_file.clone(),
             data: DataDir::Bind(data),
@@ -312,6 +321,8 @@ pub enum DataDir {
 pub struct ServiceContainer {
     pub image: LocalImage,
     pub port: u16,
+    /// Arguments after the image's entry point (none for our services).
+    pub args: Vec<String>,
     /// `SHOP_BIND` and `SHOP_PORT` are set from `port`; the rest is the service's.
     pub env: BTreeMap<String, String>,
     pub log: PathBuf,
@@ -360,6 +371,9 @@ impl ServiceContainer {
                     let _ = f.write_all(bytes);
                 }
             });
+        if !self.args.is_empty() {
+            req = req.with_cmd(self.args);
+        }
         if let Some(name) = self.name {
             req = req.with_container_name(name);
         }
@@ -443,16 +457,28 @@ impl Runtime for DockerRuntime {
         engine_available()
             .map_err(|why| RuntimeError::Unsupported(format!("the docker runtime needs a Docker engine: {why}")))?;
         let t0 = Instant::now();
+        check_programs(&self.plan.spec, true)?;
         let mut bins: Vec<(String, String)> = Vec::new();
+        // A `command` without an `image` runs its installed program in an image built the
+        // way ours are (FROM scratch + the program + its libraries).
+        let mut programs: Vec<(String, PathBuf)> = Vec::new();
         for s in &self.plan.spec.services {
             match &s.run {
                 RunSpec::Binary(b) => bins.push((s.name.clone(), b.clone())),
                 RunSpec::Command(_) | RunSpec::External if s.image.is_some() => {}
-                RunSpec::Command(_) | RunSpec::External => {
+                RunSpec::Command(c) => {
+                    let program = command_program(&self.plan.spec, &c[0]);
+                    let found = find_program(&program).ok_or_else(|| RuntimeError::Start {
+                        node: s.name.clone(),
+                        detail: format!("program `{}` is not on PATH", program.display()),
+                    })?;
+                    programs.push((s.name.clone(), found));
+                }
+                RunSpec::External => {
                     return Err(RuntimeError::Unsupported(format!(
-                    "service {} has a `command` but no `image`: the docker runtime needs one of `binary` or `image`",
-                    s.name
-                )))
+                        "service {} is external (`urls`) and has no `image`: the docker runtime needs a `binary`, a `command` or an `image`",
+                        s.name
+                    )))
                 }
             }
         }
@@ -461,6 +487,10 @@ impl Runtime for DockerRuntime {
         progress("building images (FROM scratch + binary + its libraries)");
         for (svc, bin) in &bins {
             let image = image_for(&self.binaries.path(bin)).await?;
+            self.images.insert(svc.clone(), image);
+        }
+        for (svc, program) in &programs {
+            let image = image_for_program(program).await?;
             self.images.insert(svc.clone(), image);
         }
         for s in &self.plan.spec.services {

@@ -10,7 +10,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::binaries::Binaries;
+use super::binaries::{check_programs, command_program, Binaries};
 use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
 use super::plan::{ClusterPlan, NodeId, NodePlan};
 use super::readiness::{levels, poll_ready, wait_ready};
@@ -31,19 +31,6 @@ fn exited(pid: u32) -> Option<String> {
             _ => None,
         },
     }
-}
-
-/// Where `program` is: itself if it has a folder, else the first executable of that
-/// name on PATH.
-fn find_program(program: &std::path::Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable =
-        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if program.components().count() > 1 {
-        return executable(program).then(|| program.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| executable(p))
 }
 
 struct Proc {
@@ -117,40 +104,8 @@ impl ProcessRuntime {
         }
     }
 
-    /// A command's program: a path with a folder is relative to the cluster file's; a
-    /// bare name is looked up on PATH when the node starts.
     fn command_program(&self, program: &str) -> PathBuf {
-        let base = self.plan.spec.file.parent().unwrap_or(std::path::Path::new("."));
-        let prog = PathBuf::from(program);
-        if prog.components().count() > 1 && prog.is_relative() {
-            base.join(prog)
-        } else {
-            prog
-        }
-    }
-
-    /// Every command's program exists, or the error names it and what to install: checked
-    /// before anything starts, so a missing `nats-server` is one clear line, not a
-    /// half-started cluster.
-    fn check_programs(&self) -> Result<(), RuntimeError> {
-        for s in &self.plan.spec.services {
-            let RunSpec::Command(c) = &s.run else { continue };
-            let prog = self.command_program(&c[0]);
-            if find_program(&prog).is_some() {
-                continue;
-            }
-            let what = if prog.components().count() > 1 {
-                format!("{} does not exist or is not executable", prog.display())
-            } else {
-                format!("program `{}` is not on PATH", prog.display())
-            };
-            let hint = match &s.install {
-                Some(i) => format!("; install it: {i}"),
-                None => String::new(),
-            };
-            return Err(RuntimeError::Start { node: s.name.clone(), detail: format!("{what}{hint}") });
-        }
-        Ok(())
+        command_program(&self.plan.spec, program)
     }
 
     fn spawn(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
@@ -268,7 +223,7 @@ impl Runtime for ProcessRuntime {
             )));
         }
         bins.dedup();
-        self.check_programs()?;
+        check_programs(&self.plan.spec, false)?;
         self.binaries.ensure(&bins, progress)?;
         let urls = wiring::open_local(&self.wiring, &self.plan).await?;
         self.upstreams = wiring::upstream_env(&self.plan, &urls);

@@ -49,7 +49,7 @@ pub async fn wait_ready(node: &NodePlan, mut child: Option<&mut Child>) -> Resul
 }
 
 /// Polls `url` until it answers 2xx (a `tcp://host:port` target: until a connection is
-/// accepted), `exited` says the node is gone, or `timeout` passes; the error quotes the
+/// accepted and kept, see [`tcp_probe`]), `exited` says the node is gone, or `timeout` passes; the error quotes the
 /// end of the node's log.
 pub async fn poll_ready(
     node: &str,
@@ -68,10 +68,9 @@ pub async fn poll_ready(
             });
         }
         let last = match url.strip_prefix("tcp://") {
-            Some(addr) => match tokio::time::timeout(POLL_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => format!("{url}: {e}"),
-                Err(_) => format!("{url}: no connection within {POLL_TIMEOUT:?}"),
+            Some(addr) => match tcp_probe(addr).await {
+                Ok(()) => return Ok(()),
+                Err(why) => format!("{url}: {why}"),
             },
             None => match http.get(url).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
@@ -87,6 +86,27 @@ pub async fn poll_ready(
             });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How long a TCP probe watches an accepted connection for a close.
+const TCP_HOLD: Duration = Duration::from_millis(150);
+
+/// A TCP node is ready when a connection is accepted and is not closed at once: Docker's
+/// port publisher accepts on the host and only then finds the container's port shut,
+/// and closes. A server that speaks first (NATS sends INFO) is ready at its first byte.
+async fn tcp_probe(addr: &str) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let mut stream = match tokio::time::timeout(POLL_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no connection within {POLL_TIMEOUT:?}")),
+    };
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(TCP_HOLD, stream.read(&mut byte)).await {
+        Ok(Ok(0)) => Err("the connection was accepted and closed at once".into()),
+        Ok(Err(e)) => Err(format!("the connection was accepted, then: {e}")),
+        Ok(Ok(_)) | Err(_) => Ok(()),
     }
 }
 

@@ -295,6 +295,7 @@ impl ProviderContainer {
         let started = ServiceContainer {
             image,
             port: CONTAINER_PORT,
+            args: Vec::new(),
             env,
             log: log.clone(),
             data: DataDir::Scratch,
