@@ -46,29 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/users/{user_id}/orders", get(list_user_orders))
         .route("/v1/admin/state", get(admin_state))
-        .merge(shop_kit::contract::with_state_route(Router::new(), post(provider_state)))
+        .merge(crate::contract::routes())
         .with_state(state)
-}
-
-/// Contract-test mode only (see `shop_kit::contract`): sets up the provider state a
-/// pact interaction names, and answers the values the interaction may inject.
-async fn provider_state(
-    State(app): State<AppState>,
-    Json(change): Json<shop_kit::contract::StateChange>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if change.needs_no_setup() {
-        return Ok(Json(serde_json::json!({})));
-    }
-    match change.state.as_str() {
-        "an order exists for user 7" => {
-            let id = uuid::Uuid::now_v7().to_string();
-            let items = vec![LineItem { product_id: 1, quantity: 1 }];
-            app.saga.store().place(OrderState::placed(&id, "7", items, Timestamp::now()), None).await?;
-            Ok(Json(serde_json::json!({ "order_id": id, "user_id": "7" })))
-        }
-        "no order nope-404 exists" | "the saga's upstreams are slow" => Ok(Json(serde_json::json!({}))),
-        other => Err(ApiError::bad_request(format!("orders knows no provider state {other:?}"))),
-    }
 }
 
 /// The body of `POST /v1/orders`, as sent. Numbers are wide so that a bad value gets a
