@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use shop_kit::auth::{Admin, AdminToken};
 use shop_kit::{ApiError, Json, Path};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -226,8 +227,13 @@ struct OutboxState {
     lag: Lag,
 }
 
-async fn admin_state(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<AdminState>, ApiError> {
-    shop_kit::auth::require_admin(&headers, &app.admin_token)?;
+impl AdminToken for AppState {
+    fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+}
+
+async fn admin_state(_: Admin, State(app): State<AppState>) -> Result<Json<AdminState>, ApiError> {
     let store = app.saga.store();
     let orders = store.list_all_keyed().await?;
     let lag = Outbox::new(store.db().clone()).lag(Timestamp::now()).await.map_err(StoreError::from)?;
