@@ -4,7 +4,8 @@
 #   1. the consumer contract tests (they fail when a committed pact in contracts/pacts/
 #      is stale; GAUNTLET_UPDATE_PACTS=1 rewrites them),
 #   2. provider verification of every pact (JUnit XML in runs/contracts/junit.xml),
-#   3. can-i-deploy for every service, from the verification matrix.
+#   3. can-i-deploy for every service, from the verification matrix (notifications
+#      too: it takes part only as the consumer of orders' message pact).
 #
 #   ci/contract-gate.sh [--profile debug|release]
 #
@@ -20,8 +21,8 @@ release_flag=()
 
 log() { printf '\n==> %s\n' "$*"; }
 
-log "consumer contract tests (orders, gateway)"
-cargo test "${release_flag[@]}" -p shop-orders -p shop-gateway --test pact_consumer
+log "consumer contract tests (orders, gateway, notifications)"
+cargo test "${release_flag[@]}" -p shop-orders -p shop-gateway -p shop-notifications --test pact_consumer
 
 log "building gauntlet and the providers ($profile)"
 cargo build "${release_flag[@]}" -p gauntlet -p shop-users -p shop-catalog -p shop-orders -p shop-payments --bins
@@ -33,6 +34,6 @@ start=$(date +%s%N)
 echo "verification wall time: $(( ($(date +%s%N) - start) / 1000000 )) ms"
 
 log "can-i-deploy"
-for service in gateway users catalog orders payments; do
+for service in gateway users catalog orders payments notifications; do
   "$gauntlet" contracts can-i-deploy --service "$service"
 done

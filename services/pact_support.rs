@@ -1,7 +1,9 @@
 //! One pact file per edge, built one interaction (and one mock server) at a time, then
 //! compared with the committed copy in `contracts/pacts/`.
 //!
-//! Shared by the consumers' pact tests (`services/*/tests/pact_consumer.rs` include it with `#[path]`).
+//! Shared by the consumers' pact tests (`services/*/tests/pact_consumer.rs` include it with
+//! `#[path]`): HTTP interactions against a mock server, message interactions through
+//! [`PactFile::builder`].
 
 use std::path::{Path, PathBuf};
 
@@ -31,13 +33,21 @@ impl PactFile {
         description: &str,
         build: impl FnOnce(&mut InteractionBuilder),
     ) -> Box<dyn ValidatingMockServer> {
-        let mut pact = PactBuilder::new_v4(self.consumer, self.provider);
-        pact.with_output_dir(self.scratch.path());
+        let mut pact = self.builder();
         pact.interaction(description, "", |mut i| {
             build(&mut i);
             i
         });
         pact.start_mock_server(None, None)
+    }
+
+    /// A V4 pact builder of this edge that writes into the scratch directory (merged
+    /// with what is there): for message interactions, whose pact is written when the
+    /// builder's `messages()` iterator is dropped.
+    pub fn builder(&self) -> PactBuilder {
+        let mut pact = PactBuilder::new_v4(self.consumer, self.provider);
+        pact.with_output_dir(self.scratch.path());
+        pact
     }
 
     fn file_name(&self) -> String {

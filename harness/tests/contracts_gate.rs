@@ -1,7 +1,8 @@
 //! The contract gate end to end, through the `gauntlet` binary and the real service
 //! binaries: verification passes as committed; a provider that drops a field a consumer
 //! reads fails verification, makes can-i-deploy say no (exit 1), and `contracts diff`
-//! names the field. Bad input exits 2 naming the file.
+//! names the field. The same for the message pact of notifications->orders: orders
+//! publishing `ORDER_PAID` without `user_id` fails it. Bad input exits 2 naming the file.
 //!
 //! Needs the service binaries (`cargo build -p shop-users -p shop-catalog -p shop-orders
 //! -p shop-payments`); `gauntlet contracts verify` builds missing ones itself.
@@ -79,6 +80,54 @@ fn dropping_a_field_a_consumer_reads_fails_the_gate() {
 }
 
 #[test]
+fn an_order_paid_message_without_the_user_fails_the_message_pact() {
+    let scratch = tempfile::tempdir().unwrap();
+    let matrix = scratch.path().join("verifications.json");
+    let junit = scratch.path().join("junit.xml");
+    let (m, j) = (matrix.to_str().unwrap(), junit.to_str().unwrap());
+    let verify = ["contracts", "verify", "--provider", "orders", "--matrix", m, "--junit", j];
+    let can_i_deploy = ["contracts", "can-i-deploy", "--service", "notifications", "--matrix", m];
+
+    let ok = gauntlet(&verify, &[]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let out = text(&ok);
+    for message in ["an order was placed", "an order was paid", "an order was cancelled"] {
+        let line = out.lines().find(|l| l.contains("notifications->orders") && l.contains(message));
+        assert!(line.is_some_and(|l| l.ends_with("ok")), "{message} is verified: {out}");
+    }
+    let yes = gauntlet(&can_i_deploy, &[]);
+    assert_eq!(yes.status.code(), Some(0), "{}", text(&yes));
+    assert!(text(&yes).contains("can notifications be deployed? yes"), "{}", text(&yes));
+
+    // orders' relay would now publish ORDER_PAID without user_id (a debug break switch).
+    let broken = gauntlet(&verify, &[("SHOP_TEST_BREAK", "paid-without-user")]);
+    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken));
+    let out = text(&broken);
+    let paid = out.lines().find(|l| l.contains("notifications->orders") && l.contains("an order was paid")).unwrap();
+    assert!(paid.contains("FAILED") && paid.contains("missing the following keys: user_id"), "{out}");
+    assert!(out.contains("7 interactions, 1 failed"), "only that message breaks: {out}");
+    let no = gauntlet(&can_i_deploy, &[]);
+    assert_eq!(no.status.code(), Some(1), "{}", text(&no));
+    assert!(text(&no).contains("can notifications be deployed? no") && text(&no).contains("FAILED"), "{}", text(&no));
+
+    // The same change as a pact: OrderPaid without user_id breaks notifications.
+    let old = workspace().join("contracts/pacts/notifications-orders.json");
+    let mut pact: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
+    for i in pact["interactions"].as_array_mut().unwrap() {
+        if i["description"] == "an order was paid" {
+            i["contents"]["content"].as_object_mut().unwrap().remove("user_id");
+        }
+    }
+    let new = scratch.path().join("notifications-orders.json");
+    std::fs::write(&new, pact.to_string()).unwrap();
+    let diff = gauntlet(&["contracts", "diff", old.to_str().unwrap(), new.to_str().unwrap()], &[]);
+    assert_eq!(diff.status.code(), Some(1), "{}", text(&diff));
+    let out = text(&diff);
+    assert!(out.contains("breaking changes for notifications->orders"), "{out}");
+    assert!(out.contains("\"an order was paid\": message field $.user_id was removed"), "{out}");
+}
+
+#[test]
 fn bad_input_exits_2_and_names_the_file_or_the_provider() {
     let scratch = tempfile::tempdir().unwrap();
     let bad = scratch.path().join("bad.json");
@@ -102,7 +151,8 @@ fn bad_input_exits_2_and_names_the_file_or_the_provider() {
     assert!(text(&out).contains("bad.json"), "{}", text(&out));
 }
 
-/// The provider-state endpoint exists only in contract-test mode.
+/// The provider-state endpoint (and orders' message endpoint) exists only in
+/// contract-test mode.
 #[tokio::test]
 async fn the_state_endpoint_is_absent_in_a_normal_run() {
     let binaries = gauntlet::cluster::binaries::Binaries::for_dir(&workspace(), "debug").unwrap();
@@ -134,8 +184,15 @@ async fn the_state_endpoint_is_absent_in_a_normal_run() {
             .send()
             .await
             .unwrap();
+        let message = http
+            .post(format!("{base}/_pact/message"))
+            .json(&serde_json::json!({"description": "an order was paid"}))
+            .send()
+            .await
+            .unwrap();
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(res.status().as_u16(), 404, "shop-{name} serves the state endpoint outside contract-test mode");
+        assert_eq!(message.status().as_u16(), 404, "shop-{name} produces messages outside contract-test mode");
     }
 }

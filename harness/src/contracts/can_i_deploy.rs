@@ -44,7 +44,7 @@ impl Decision {
     /// The matrix rows relied on, and the missing ones, as a table.
     pub fn render(&self) -> String {
         let mut out = format!(
-            "{:<10} {:<18} {:<10} {:<26} {:<8} {}\n",
+            "{:<13} {:<18} {:<10} {:<26} {:<8} {}\n",
             "CONSUMER", "CONSUMER VERSION", "PROVIDER", "PROVIDER VERSION", "RESULT", "VERIFIED AT"
         );
         for r in &self.requirements {
@@ -54,7 +54,7 @@ impl Decision {
                 None => ("MISSING", "never verified at these versions"),
             };
             out += &format!(
-                "{:<10} {:<18} {:<10} {:<26} {:<8} {}\n",
+                "{:<13} {:<18} {:<10} {:<26} {:<8} {}\n",
                 r.consumer, r.consumer_version, r.provider, r.provider_version, result, time
             );
         }

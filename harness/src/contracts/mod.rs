@@ -3,9 +3,11 @@
 //! Broker as the source of pacts and the sink of results.
 //!
 //! The consumer tests (`services/orders/tests/pact_consumer.rs`,
-//! `services/gateway/tests/pact_consumer.rs`) write one pact per edge into
+//! `services/gateway/tests/pact_consumer.rs`, and the message pact of
+//! `services/notifications/tests/pact_consumer.rs`) write one pact per edge into
 //! `contracts/pacts/`. [`verify`] starts each provider in contract-test mode and replays
-//! every interaction that names it; [`matrix`] records who was verified against whom, at
+//! every interaction that names it (HTTP requests, and asynchronous messages asked of
+//! the provider's message endpoint); [`matrix`] records who was verified against whom, at
 //! which versions; [`can_i_deploy`] answers from that record.
 
 pub mod broker;

@@ -2,7 +2,10 @@
 //! interaction of every pact that names it with `pact_verifier`, and say which passed.
 //!
 //! Each provider runs on its own, with a fresh database and `SHOP_CONTRACT_TEST=1`, so
-//! it serves the provider-state endpoint `POST /_pact/state`: as a process
+//! it serves the provider-state endpoint `POST /_pact/state` and, for the asynchronous
+//! message interactions of message pacts, the message endpoint `POST /_pact/message`
+//! (the verifier posts the interaction's description there and compares the answer, the
+//! message the provider would publish, with the pact): as a process
 //! (`target/<profile>/shop-<name>`) on a free loopback port, or as a container built
 //! locally from that binary (see [`crate::cluster::images`]) with its port published
 //! on 127.0.0.1. Its upstreams point at a closed port: a provider's own calls are not
@@ -40,6 +43,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TEST_MODE_ENV: &str = "SHOP_CONTRACT_TEST";
 /// A service's provider-state endpoint in contract-test mode (`shop_kit::contract::STATE_PATH`).
 pub const STATE_PATH: &str = "/_pact/state";
+/// A message provider's endpoint in contract-test mode, where the verifier asks for the
+/// message an interaction describes (`shop_kit::contract::MESSAGE_PATH`).
+pub const MESSAGE_PATH: &str = "/_pact/message";
 /// The label on a provider's container: `docker ps --filter label=dev.gauntlet.verify`
 /// finds any that a killed `gauntlet` left behind.
 pub const CONTAINER_LABEL: &str = "dev.gauntlet.verify";
@@ -396,12 +402,16 @@ pub async fn replay(
         name: provider.to_string(),
         host: "127.0.0.1".to_string(),
         port: Some(port),
-        transports: vec![ProviderTransport {
-            transport: "http".into(),
-            port: Some(port),
-            path: None,
-            scheme: Some("http".into()),
-        }],
+        transports: vec![
+            ProviderTransport { transport: "http".into(), port: Some(port), path: None, scheme: Some("http".into()) },
+            // Asynchronous messages: pact_verifier posts `{description, providerStates}` here.
+            ProviderTransport {
+                transport: "message".into(),
+                port: Some(port),
+                path: Some(MESSAGE_PATH.into()),
+                scheme: Some("http".into()),
+            },
+        ],
         ..ProviderInfo::default()
     };
     let options = VerificationOptions::<NullRequestFilterExecutor> {
@@ -456,7 +466,7 @@ fn describe(m: &MismatchResult) -> String {
 
 /// The per-interaction table, grouped by edge.
 pub fn render_table(reports: &[ProviderReport]) -> String {
-    let mut out = format!("{:<18} {:<40} {:<52} {:>7}  {}\n", "EDGE", "INTERACTION", "STATE", "TIME", "RESULT");
+    let mut out = format!("{:<22} {:<40} {:<52} {:>7}  {}\n", "EDGE", "INTERACTION", "STATE", "TIME", "RESULT");
     for report in reports {
         for i in &report.interactions {
             let result = match (&i.failure, i.pending) {
@@ -466,7 +476,7 @@ pub fn render_table(reports: &[ProviderReport]) -> String {
             };
             let state = if i.states.is_empty() { "-".to_string() } else { i.states.join(" & ") };
             out += &format!(
-                "{:<18} {:<40} {:<52} {:>5}ms  {}\n",
+                "{:<22} {:<40} {:<52} {:>5}ms  {}\n",
                 format!("{}->{}", i.consumer, i.provider),
                 i.description,
                 state,

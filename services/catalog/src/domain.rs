@@ -17,8 +17,8 @@ pub const QUANTITY: std::ops::RangeInclusive<i64> = 1..=1000;
 pub const MAX_STOCK: i64 = 1_000_000_000;
 /// The longest order id string accepted, in characters.
 pub const MAX_ORDER_ID_CHARS: usize = 128;
-/// The longest idempotency key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 200;
+/// The `Idempotency-Key` of a request (the kit's: 1 to [`MAX_KEY_LEN`] printable ASCII characters).
+pub use shop_kit::idempotency::{IdempotencyKey, MAX_KEY_LEN};
 
 /// A client mistake in one field of a request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -153,32 +153,6 @@ impl OrderRef {
     /// True when the client sent the id as a JSON number.
     pub fn is_number(&self) -> bool {
         matches!(self, Self::Number(_))
-    }
-}
-
-/// The `Idempotency-Key` of a request: 1 to [`MAX_KEY_LEN`] printable ASCII characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    /// The header that carries the key.
-    pub const HEADER: &'static str = "Idempotency-Key";
-
-    /// Checks a raw header value.
-    pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let key = raw.trim();
-        if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(FieldError::new(
-                Self::HEADER,
-                format!("must be 1 to {MAX_KEY_LEN} printable ASCII characters"),
-            ));
-        }
-        Ok(Self(key.to_string()))
-    }
-
-    /// The key as sent (trimmed).
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

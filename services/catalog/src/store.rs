@@ -7,13 +7,11 @@
 //! key can hold stock at most once, even if two requests with it race.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use shop_kit::db::sqlite::{self, params, OptionalExtension, Row, Transaction};
-use shop_kit::db::DbError;
+use shop_kit::db::{DbError, SingleWriter};
 use shop_kit::money::Minor;
 use shop_kit::Db;
-use tokio::sync::Mutex;
 
 use crate::domain::{
     IdempotencyKey, NewProduct, OrderRef, Product, Reservation, ReservationRequest, ReservationStatus, ReservedItem,
@@ -115,7 +113,7 @@ impl Seed {
 #[derive(Clone)]
 pub struct CatalogStore {
     db: Db,
-    writer: Arc<Mutex<()>>,
+    writer: SingleWriter,
 }
 
 const PRODUCT_COLUMNS: &str = "id, sku, name, price_minor, currency, available";
@@ -123,19 +121,17 @@ const PRODUCT_COLUMNS: &str = "id, sku, name, price_minor, currency, available";
 impl CatalogStore {
     /// The catalog tables of `db` (already migrated with [`MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self { db, writer: Arc::default() }
+        Self { writer: SingleWriter::new(db.clone()), db }
     }
 
-    /// Runs `f` in a write transaction, one writer of this process at a time: waiting
-    /// here is fair and wakes on time, where SQLite's busy handler sleeps and retries,
-    /// which stretches the latency tail under contention.
+    /// Runs `f` in a write transaction, one writer of this process at a time (the kit's
+    /// [`SingleWriter`]).
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let _turn = self.writer.lock().await;
-        self.db.write(f).await
+        self.writer.write(f).await
     }
 
     /// Creates the seed products (ids 1..=n) unless this database was seeded before.

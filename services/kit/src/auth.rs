@@ -6,6 +6,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -112,6 +114,25 @@ pub fn require_admin(headers: &HeaderMap, admin_token: &str) -> Result<(), ApiEr
         Ok(())
     } else {
         Err(ApiError::forbidden("the admin token is not valid"))
+    }
+}
+
+/// A service's state that knows the admin token, so its handlers can take [`Admin`].
+pub trait AdminToken {
+    /// `SHOP_ADMIN_TOKEN`, as configured.
+    fn admin_token(&self) -> &str;
+}
+
+/// Proof that a request carries the admin token ([`require_admin`]); extracted before
+/// any body, so an unauthenticated caller learns nothing about what the body should be.
+#[derive(Clone, Copy, Debug)]
+pub struct Admin;
+
+impl<S: AdminToken + Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        require_admin(&parts.headers, state.admin_token()).map(|()| Admin)
     }
 }
 

@@ -37,11 +37,13 @@ pub enum Switch {
     SkipRefund,
     /// notifications: a redelivered order event is acted on again (no processed-event check).
     SkipDedup,
+    /// orders: the `ORDER_PAID` message it publishes leaves out `user_id`.
+    PaidWithoutUser,
 }
 
 impl Switch {
     /// Every switch.
-    pub const ALL: [Switch; 7] = [
+    pub const ALL: [Switch; 8] = [
         Self::SkipIdempotency,
         Self::SkipCompensation,
         Self::DuplicateOrder,
@@ -49,6 +51,7 @@ impl Switch {
         Self::CommitCancelled,
         Self::SkipRefund,
         Self::SkipDedup,
+        Self::PaidWithoutUser,
     ];
 
     /// The switch's name in [`ENV_VAR`].
@@ -61,6 +64,7 @@ impl Switch {
             Self::CommitCancelled => "commit-cancelled",
             Self::SkipRefund => "skip-refund",
             Self::SkipDedup => "skip-dedup",
+            Self::PaidWithoutUser => "paid-without-user",
         }
     }
 

@@ -2,7 +2,10 @@
 //!
 //! With `SHOP_CONTRACT_TEST=1` a service adds `POST /_pact/state` to its admin routes,
 //! where the verifier sets up the provider state an interaction names ("product 42 has
-//! 0 stock"). The endpoint is never routed otherwise: a normal run answers 404.
+//! 0 stock"), and a service that publishes messages adds `POST /_pact/message`, where the
+//! verifier asks for the message an asynchronous-message interaction describes ("an
+//! order was paid") and compares what it gets with the consumer's pact. Neither is ever
+//! routed otherwise: a normal run answers 404.
 //!
 //! `SHOP_CONTRACT_BREAK=drop-field:<name>` (contract-test mode only) removes a field
 //! from every JSON answer, so a test can prove that the contract gate catches a
@@ -10,10 +13,11 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header;
+use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -23,6 +27,11 @@ pub const TEST_MODE_ENV: &str = "SHOP_CONTRACT_TEST";
 pub const BREAK_ENV: &str = "SHOP_CONTRACT_BREAK";
 /// Where the verifier posts provider state changes.
 pub const STATE_PATH: &str = "/_pact/state";
+/// Where the verifier asks a message provider for the message an interaction describes.
+pub const MESSAGE_PATH: &str = "/_pact/message";
+/// The header of a produced message that carries its metadata (base64 of a JSON
+/// object), as `pact_verifier` reads it.
+pub const MESSAGE_METADATA_HEADER: &str = "pact-message-metadata";
 /// The largest answer the break switch rewrites.
 const MAX_REWRITTEN_BODY: usize = 4 << 20;
 
@@ -48,6 +57,40 @@ impl StateChange {
     /// teardown) or an interaction without a state.
     pub fn needs_no_setup(&self) -> bool {
         self.action.as_deref() == Some("teardown") || self.state.trim().is_empty()
+    }
+}
+
+/// What `pact_verifier` posts to [`MESSAGE_PATH`]: the interaction's description (and
+/// its provider states, which a producer may ignore).
+#[derive(Clone, Debug, Deserialize)]
+pub struct MessageRequest {
+    pub description: String,
+    #[serde(default, rename = "providerStates")]
+    pub provider_states: Vec<Value>,
+}
+
+/// A produced message as the verifier expects it: `payload` (JSON) as the body, and
+/// `metadata` (e.g. the subject it is published to) in [`MESSAGE_METADATA_HEADER`].
+pub fn message_response(payload: String, metadata: &Map<String, Value>) -> Response {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(Value::Object(metadata.clone()).to_string());
+    let mut res = Response::new(Body::from(payload));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(value) = HeaderValue::from_str(&encoded) {
+        res.headers_mut().insert(MESSAGE_METADATA_HEADER, value);
+    }
+    res
+}
+
+/// Adds `route` (the service's message producer) at [`MESSAGE_PATH`] in contract-test
+/// mode, and nothing otherwise.
+pub fn with_message_route<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    route: axum::routing::MethodRouter<S>,
+) -> Router<S> {
+    if enabled() {
+        routes.route(MESSAGE_PATH, route)
+    } else {
+        routes
     }
 }
 
@@ -138,5 +181,19 @@ mod tests {
         assert!(c.needs_no_setup());
         let c: StateChange = serde_json::from_str(r#"{"state": "x"}"#).unwrap();
         assert!(!c.needs_no_setup());
+    }
+
+    #[test]
+    fn a_message_carries_its_metadata_as_the_verifier_reads_it() {
+        let r: MessageRequest =
+            serde_json::from_str(r#"{"description": "an order was paid", "providerStates": [{"name": "s"}]}"#).unwrap();
+        assert_eq!((r.description.as_str(), r.provider_states.len()), ("an order was paid", 1));
+        let mut metadata = Map::new();
+        metadata.insert("subject".into(), Value::String("orders.paid".into()));
+        let res = message_response("{}".into(), &metadata);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let raw = res.headers()[MESSAGE_METADATA_HEADER].to_str().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(raw).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&decoded).unwrap(), serde_json::json!({"subject": "orders.paid"}));
     }
 }

@@ -9,6 +9,7 @@
 //! slow query never stalls the async workers.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2::Pool;
@@ -166,6 +167,40 @@ impl Db {
     }
 }
 
+/// A database whose writes this process makes one at a time, in the order they came:
+/// waiting here is fair and wakes on time, where SQLite's busy handler sleeps and
+/// retries, which stretches the latency tail under contention. Reads go straight to the
+/// pool ([`SingleWriter::db`]).
+#[derive(Clone)]
+pub struct SingleWriter {
+    db: Db,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl SingleWriter {
+    /// The single-writer queue of `db` (clones share it).
+    pub fn new(db: Db) -> Self {
+        Self { db, turn: Arc::default() }
+    }
+
+    /// The database, for reads.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Runs `f` in a write transaction (as [`Db::write`]) when every write queued before
+    /// it has finished.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let _turn = self.turn.lock().await;
+        self.db.write(f).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +247,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Db::open(&dir.path().join("x.db"), &["CREATE TABLE a (x);", "NOT SQL"], Sync::Normal).err().unwrap();
         assert!(err.to_string().contains("migration 2"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_single_writer_keeps_every_concurrent_write_and_rolls_back_a_failed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SingleWriter::new(Db::open(&dir.path().join("w.db"), MIGRATIONS, Sync::Normal).unwrap());
+        let writes = (0..16).map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write(move |tx| {
+                        tx.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [i])?;
+                        Ok::<_, DbError>(())
+                    })
+                    .await
+            })
+        });
+        for w in writes.collect::<Vec<_>>() {
+            w.await.unwrap().unwrap();
+        }
+        let n: i64 = writer.db().read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)).await.unwrap();
+        assert_eq!(n, 16);
+        let failed: Result<(), DbError> = writer
+            .write(|tx| {
+                tx.execute("INSERT INTO t (id, v) VALUES (100, 'y')", [])?;
+                tx.execute("INSERT INTO t (id, v) VALUES (100, 'y')", [])?;
+                Ok(())
+            })
+            .await;
+        assert!(failed.is_err());
+        let n: i64 = writer.db().read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)).await.unwrap();
+        assert_eq!(n, 16, "a failed write is rolled back whole");
     }
 }

@@ -14,6 +14,7 @@ pub mod contract;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod logging;
 pub mod metrics;
 pub mod money;

@@ -1,10 +1,10 @@
 //! The HTTP API of notifications (see `services/README.md`, "notifications").
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use shop_kit::auth::{Admin, AdminToken};
 use shop_kit::{ApiError, Json, Query};
 
 use crate::store::{DeadLetter, Notification, Store};
@@ -52,8 +52,13 @@ struct AdminState {
     dead_letters: Vec<DeadLetter>,
 }
 
-async fn admin_state(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<AdminState>, ApiError> {
-    shop_kit::auth::require_admin(&headers, &app.admin_token)?;
+impl AdminToken for AppState {
+    fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+}
+
+async fn admin_state(_: Admin, State(app): State<AppState>) -> Result<Json<AdminState>, ApiError> {
     let (notifications, processed_events, dead_letters) = app.store.state().await?;
     Ok(Json(AdminState { notifications, processed_events, dead_letters }))
 }

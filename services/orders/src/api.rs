@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use shop_kit::auth::{Admin, AdminToken};
 use shop_kit::{ApiError, Json, Path};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -46,29 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/users/{user_id}/orders", get(list_user_orders))
         .route("/v1/admin/state", get(admin_state))
-        .merge(shop_kit::contract::with_state_route(Router::new(), post(provider_state)))
+        .merge(crate::contract::routes())
         .with_state(state)
-}
-
-/// Contract-test mode only (see `shop_kit::contract`): sets up the provider state a
-/// pact interaction names, and answers the values the interaction may inject.
-async fn provider_state(
-    State(app): State<AppState>,
-    Json(change): Json<shop_kit::contract::StateChange>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if change.needs_no_setup() {
-        return Ok(Json(serde_json::json!({})));
-    }
-    match change.state.as_str() {
-        "an order exists for user 7" => {
-            let id = uuid::Uuid::now_v7().to_string();
-            let items = vec![LineItem { product_id: 1, quantity: 1 }];
-            app.saga.store().place(OrderState::placed(&id, "7", items, Timestamp::now()), None).await?;
-            Ok(Json(serde_json::json!({ "order_id": id, "user_id": "7" })))
-        }
-        "no order nope-404 exists" | "the saga's upstreams are slow" => Ok(Json(serde_json::json!({}))),
-        other => Err(ApiError::bad_request(format!("orders knows no provider state {other:?}"))),
-    }
 }
 
 /// The body of `POST /v1/orders`, as sent. Numbers are wide so that a bad value gets a
@@ -247,8 +227,13 @@ struct OutboxState {
     lag: Lag,
 }
 
-async fn admin_state(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<AdminState>, ApiError> {
-    shop_kit::auth::require_admin(&headers, &app.admin_token)?;
+impl AdminToken for AppState {
+    fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+}
+
+async fn admin_state(_: Admin, State(app): State<AppState>) -> Result<Json<AdminState>, ApiError> {
     let store = app.saga.store();
     let orders = store.list_all_keyed().await?;
     let lag = Outbox::new(store.db().clone()).lag(Timestamp::now()).await.map_err(StoreError::from)?;

@@ -9,6 +9,7 @@
 //! - [`outbox`]: the published events (placed, paid, cancelled), queued with the event.
 //! - [`relay`]: publishes the outbox to the broker (NATS JetStream), in order, after acks.
 //! - [`api`]: the HTTP routes.
+//! - [`contract`]: contract-test mode only: provider states and produced messages.
 //!
 //! Configuration, besides the kit's: `SHOP_UPSTREAM_CATALOG`, `SHOP_UPSTREAM_PAYMENTS`
 //! (required), `SHOP_ORDERS_INLINE_DEADLINE` (3s), `SHOP_ORDERS_SAGA_DEADLINE` (30s),
@@ -18,6 +19,7 @@
 //! in debug builds the break switches of `SHOP_TEST_BREAK` (`shop_kit::breakage`).
 
 pub mod api;
+pub mod contract;
 pub mod events;
 pub mod outbox;
 pub mod recovery;

@@ -10,7 +10,8 @@
 //! broker drops the repeat by its message id (the event id, JetStream's `Nats-Msg-Id`).
 
 use serde::{Deserialize, Serialize};
-use shop_kit::db::sqlite::{self, params};
+use shop_kit::breakage::{Breakage, Switch};
+use shop_kit::db::sqlite::{self, params, OptionalExtension};
 use shop_kit::db::{Db, DbError};
 
 use crate::events::{OrderEvent, OrderState, Timestamp};
@@ -89,16 +90,32 @@ impl OrderEventMessage {
     pub fn subject(&self) -> String {
         format!("orders.{}", self.kind.trim_start_matches("ORDER_").to_ascii_lowercase())
     }
+
+    /// The message body the relay publishes: this message as JSON. The break switch
+    /// `paid-without-user` (debug builds) leaves `user_id` out of `ORDER_PAID`.
+    pub fn payload(&self, breakage: Breakage) -> String {
+        let mut json = serde_json::to_value(self).expect("messages are plain data");
+        if self.kind == "ORDER_PAID" && breakage.is_broken(Switch::PaidWithoutUser) {
+            if let Some(fields) = json.as_object_mut() {
+                fields.remove("user_id");
+            }
+        }
+        json.to_string()
+    }
 }
 
 /// Queues the message of `event` (if it is published) in transaction `tx`, the one
 /// that records the event.
-pub(crate) fn enqueue(tx: &sqlite::Transaction<'_>, event: &OrderEvent, after: &OrderState) -> sqlite::Result<()> {
+pub(crate) fn enqueue(
+    tx: &sqlite::Transaction<'_>,
+    event: &OrderEvent,
+    after: &OrderState,
+    breakage: Breakage,
+) -> sqlite::Result<()> {
     let Some(message) = OrderEventMessage::of(event, after) else { return Ok(()) };
-    let payload = serde_json::to_string(&message).expect("messages are plain data");
     tx.execute(
         "INSERT INTO outbox (event_id, subject, payload, created_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![message.event_id, message.subject(), payload, Timestamp::now().millis() as i64],
+        params![message.event_id, message.subject(), message.payload(breakage), Timestamp::now().millis() as i64],
     )?;
     Ok(())
 }
@@ -144,6 +161,21 @@ impl Outbox {
                     Ok(Pending { seq: r.get(0)?, event_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    /// The queued message of event `event_id` (sent or not), as the relay publishes it.
+    pub async fn message(&self, event_id: &str) -> Result<Option<Pending>, DbError> {
+        let event_id = event_id.to_string();
+        self.db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT seq, event_id, subject, payload FROM outbox WHERE event_id = ?1",
+                    [&event_id],
+                    |r| Ok(Pending { seq: r.get(0)?, event_id: r.get(1)?, subject: r.get(2)?, payload: r.get(3)? }),
+                )
+                .optional()?)
             })
             .await
     }
@@ -228,6 +260,22 @@ mod tests {
         assert!(lag.oldest_unsent_age_ms.is_some());
         outbox.mark_sent(vec![left[0].seq]).await.unwrap();
         assert_eq!(outbox.lag(Timestamp::now()).await.unwrap(), Lag { unsent: 0, oldest_unsent_age_ms: None });
+    }
+
+    #[test]
+    fn the_payload_is_the_message_and_paid_without_user_breaks_only_order_paid() {
+        let placed = placed("o1");
+        let message =
+            OrderEventMessage::of(&OrderEvent::Placed { user_id: "u7".into(), items: vec![] }, &placed).unwrap();
+        let broken = Breakage::NONE.with(Switch::PaidWithoutUser);
+        let json: serde_json::Value = serde_json::from_str(&message.payload(broken)).unwrap();
+        assert_eq!(serde_json::from_value::<OrderEventMessage>(json).unwrap(), message, "placed keeps user_id");
+        let paid = OrderEventMessage { kind: "ORDER_PAID".into(), ..message };
+        let whole: serde_json::Value = serde_json::from_str(&paid.payload(Breakage::NONE)).unwrap();
+        assert_eq!(whole["user_id"], "u7");
+        let json: serde_json::Value = serde_json::from_str(&paid.payload(broken)).unwrap();
+        assert_eq!(json.get("user_id").is_none(), cfg!(debug_assertions), "{json}");
+        assert_eq!(json["type"], "ORDER_PAID");
     }
 
     #[tokio::test]

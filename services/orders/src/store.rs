@@ -130,6 +130,7 @@ impl Store {
     pub async fn place(&self, state: OrderState, key: Option<(String, String)>) -> Result<Placement, StoreError> {
         let event = OrderEvent::Placed { user_id: state.user_id.clone(), items: state.items.clone() };
         let duplicate = self.breakage.is_broken(Switch::DuplicateOrder);
+        let breakage = self.breakage;
         self.db
             .write(move |tx| {
                 let mut key_is_new = true;
@@ -149,7 +150,7 @@ impl Store {
                 }
                 insert_event(tx, &state.id, 1, &event, state.created_at)?;
                 write_projection(tx, &state)?;
-                outbox::enqueue(tx, &event, &state)?;
+                outbox::enqueue(tx, &event, &state, breakage)?;
                 if let Some((key, request)) = &key {
                     tx.execute("UPDATE orders SET idempotency_key = ?1 WHERE id = ?2", params![key, state.id])?;
                     if key_is_new {
@@ -167,7 +168,7 @@ impl Store {
     /// Appends `event` as version `next.version` of its order, where `next` is the state
     /// after it; fails with [`StoreError::Conflict`] if that version exists already.
     pub async fn append(&self, next: &OrderState, event: &OrderEvent) -> Result<(), StoreError> {
-        let (next, event) = (next.clone(), event.clone());
+        let (next, event, breakage) = (next.clone(), event.clone(), self.breakage);
         self.db
             .write(move |tx| {
                 match insert_event(tx, &next.id, next.version, &event, next.updated_at) {
@@ -179,7 +180,7 @@ impl Store {
                     r => r?,
                 }
                 write_projection(tx, &next)?;
-                outbox::enqueue(tx, &event, &next)?;
+                outbox::enqueue(tx, &event, &next, breakage)?;
                 Ok(())
             })
             .await

@@ -3,15 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shop_kit::auth::require_admin;
+use shop_kit::auth::{Admin, AdminToken};
 use shop_kit::{ApiError, Json, Path, ProblemKind, Query, ServiceConfig};
 
 use crate::domain::{Charge, ChargeRequest, DeclineRule, FieldError, IdempotencyKey, LedgerSummary, OrderRef};
@@ -75,7 +74,7 @@ async fn provider_state(
         },
         "a captured charge exists for order pact-ord-charged" => {
             let order_id = "pact-ord-charged";
-            let key = IdempotencyKey::parse(&format!("{order_id}:state")).map_err(field_error)?;
+            let key = IdempotencyKey::parse(&format!("{order_id}:state")).map_err(ApiError::from)?;
             let order = OrderRef::parse(&Value::String(order_id.into())).map_err(field_error)?;
             let request = ChargeRequest::parse(order, 1000, "EUR").map_err(field_error)?;
             let rule = DeclineRule { over: None };
@@ -86,28 +85,9 @@ async fn provider_state(
     }
 }
 
-/// Proof that a request carries the admin token; extracted before any body.
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        require_admin(&parts.headers, &state.inner.admin_token).map(|()| Admin)
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(IdempotencyKey::HEADER)
-            .ok_or_else(|| FieldError::missing(IdempotencyKey::HEADER))
-            .map_err(field_error)?;
-        let raw = value.to_str().map_err(|_| field_error(FieldError::new(IdempotencyKey::HEADER, "must be ASCII")))?;
-        IdempotencyKey::parse(raw).map_err(field_error)
+impl AdminToken for AppState {
+    fn admin_token(&self) -> &str {
+        &self.inner.admin_token
     }
 }
 

@@ -7,11 +7,9 @@
 
 use shop_kit::breakage::{Breakage, Switch};
 use shop_kit::db::sqlite::{self, params, OptionalExtension, Row, Transaction};
-use std::sync::Arc;
 
-use shop_kit::db::DbError;
+use shop_kit::db::{DbError, SingleWriter};
 use shop_kit::Db;
-use tokio::sync::Mutex;
 
 use crate::domain::{
     ByStatus, Charge, ChargeRequest, ChargeStatus, DeclineRule, IdempotencyKey, LedgerSummary, OrderRef,
@@ -85,7 +83,7 @@ pub struct KeyedCharge {
 #[derive(Clone)]
 pub struct LedgerStore {
     db: Db,
-    writer: Arc<Mutex<()>>,
+    writer: SingleWriter,
     breakage: Breakage,
 }
 
@@ -95,7 +93,7 @@ const CHARGE_COLUMNS: &str =
 impl LedgerStore {
     /// The ledger of `db` (already migrated with [`MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self { db, writer: Arc::default(), breakage: Breakage::NONE }
+        Self { writer: SingleWriter::new(db.clone()), db, breakage: Breakage::NONE }
     }
 
     /// The same ledger with the break switches `breakage` (debug builds only):
@@ -105,16 +103,14 @@ impl LedgerStore {
         Self { breakage, ..self }
     }
 
-    /// Runs `f` in a write transaction, one writer of this process at a time: waiting
-    /// here is fair and wakes on time, where SQLite's busy handler sleeps and retries,
-    /// which stretches the latency tail under contention.
+    /// Runs `f` in a write transaction, one writer of this process at a time (the kit's
+    /// [`SingleWriter`]).
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let _turn = self.writer.lock().await;
-        self.db.write(f).await
+        self.writer.write(f).await
     }
 
     /// Charges `request` under `key`, once: the decline rule decides a new charge; a key

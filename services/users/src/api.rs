@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use shop_kit::auth::{require_admin, JwtKeys};
+use shop_kit::auth::{Admin, AdminToken, JwtKeys};
 use shop_kit::{ApiError, Json, Path, ServiceConfig};
 
 use crate::domain::{Email, FieldError, Name, Password, Registration, User};
@@ -98,15 +97,9 @@ async fn provider_state(
     }
 }
 
-/// Proof that a request carries the admin token; extracted before any body, so an
-/// unauthenticated caller learns nothing about what the body should be.
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        require_admin(&parts.headers, &state.inner.admin_token).map(|()| Admin)
+impl AdminToken for AppState {
+    fn admin_token(&self) -> &str {
+        &self.inner.admin_token
     }
 }
 

@@ -2,11 +2,9 @@
 //! registration, so two concurrent registrations of one address cannot both succeed.
 
 use shop_kit::db::sqlite::{self, params, OptionalExtension, Row, Transaction};
-use std::sync::Arc;
 
-use shop_kit::db::DbError;
+use shop_kit::db::{DbError, SingleWriter};
 use shop_kit::Db;
-use tokio::sync::Mutex;
 
 use crate::domain::{Email, Name, User};
 
@@ -47,7 +45,7 @@ pub struct Credentials {
 #[derive(Clone)]
 pub struct UserStore {
     db: Db,
-    writer: Arc<Mutex<()>>,
+    writer: SingleWriter,
 }
 
 const USER_COLUMNS: &str = "id, email, name, created_at";
@@ -55,19 +53,17 @@ const USER_COLUMNS: &str = "id, email, name, created_at";
 impl UserStore {
     /// The accounts table of `db` (already migrated with [`MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self { db, writer: Arc::default() }
+        Self { writer: SingleWriter::new(db.clone()), db }
     }
 
-    /// Runs `f` in a write transaction, one writer of this process at a time: waiting
-    /// here is fair and wakes on time, where SQLite's busy handler sleeps and retries,
-    /// which stretches the latency tail under contention.
+    /// Runs `f` in a write transaction, one writer of this process at a time (the kit's
+    /// [`SingleWriter`]).
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let _turn = self.writer.lock().await;
-        self.db.write(f).await
+        self.writer.write(f).await
     }
 
     /// Inserts a new account, or fails with [`StoreError::DuplicateEmail`].
