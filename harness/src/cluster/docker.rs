@@ -5,6 +5,10 @@
 //! itself), so every edge goes through it as with processes. Only the Toxiproxy API,
 //! the ingress slots and each node's port are published, on 127.0.0.1 alone.
 //!
+//! A service run from a `command` (the NATS broker) gets an image built the same way
+//! from the command's program as found on PATH, and runs with the command's arguments,
+//! its placeholders filled in for the container (`{host}` 0.0.0.0, `{data_dir}` /data).
+//!
 //! [`ServiceContainer`] is how one service container starts (environment, data folder,
 //! log, port published on 127.0.0.1); contract verification starts its providers with it.
 
@@ -21,12 +25,13 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::binaries::Binaries;
-use super::images::{image_for, LocalImage};
+use super::images::{image_for, image_for_installed, LocalImage};
 use super::ledger::{self, Ledger, LedgerEntry};
 use super::plan::{ClusterPlan, NodeId, Slot, CLIENT};
+use super::process::{command_program, find_program};
 use super::readiness::{levels, poll_ready};
 use super::runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
-use super::spec::RunSpec;
+use super::spec::{fill_placeholders, RunSpec};
 use super::wiring::{self, SlotAddressing, Wiring};
 use crate::faults::client::ToxiproxyClient;
 
@@ -69,6 +74,8 @@ pub struct DockerRuntime {
     network: String,
     seed: u64,
     images: BTreeMap<String, LocalImage>,
+    /// The arguments of each service run from a `command` (its program is the image's).
+    commands: BTreeMap<String, Vec<String>>,
     proxy: Option<ContainerAsync<GenericImage>>,
     wiring: Wiring,
     upstreams: BTreeMap<NodeId, BTreeMap<String, String>>,
@@ -115,6 +122,7 @@ impl DockerRuntime {
             network,
             seed,
             images: BTreeMap::new(),
+            commands: BTreeMap::new(),
             proxy: None,
             wiring: Wiring::Direct,
             upstreams: BTreeMap::new(),
@@ -245,8 +253,14 @@ impl DockerRuntime {
             env.insert("SHOP_DB".into(), format!("{DATA_DIR}/{}.db", node.service.name));
         }
         env.extend(self.upstreams.get(id).cloned().unwrap_or_default());
+        let args = self
+            .commands
+            .get(&node.service.name)
+            .map(|a| fill_placeholders(a, "0.0.0.0", node.service.port, std::path::Path::new(DATA_DIR)))
+            .unwrap_or_default();
         let started = ServiceContainer {
             image,
+            args,
             port: node.service.port,
             env,
             log: node.log_file.clone(),
@@ -311,6 +325,8 @@ pub enum DataDir {
 #[derive(Debug, Clone)]
 pub struct ServiceContainer {
     pub image: LocalImage,
+    /// Arguments after the image's entry point (none for a shop service).
+    pub args: Vec<String>,
     pub port: u16,
     /// `SHOP_BIND` and `SHOP_PORT` are set from `port`; the rest is the service's.
     pub env: BTreeMap<String, String>,
@@ -360,6 +376,9 @@ impl ServiceContainer {
                     let _ = f.write_all(bytes);
                 }
             });
+        if !self.args.is_empty() {
+            req = req.with_cmd(self.args);
+        }
         if let Some(name) = self.name {
             req = req.with_container_name(name);
         }
@@ -444,15 +463,29 @@ impl Runtime for DockerRuntime {
             .map_err(|why| RuntimeError::Unsupported(format!("the docker runtime needs a Docker engine: {why}")))?;
         let t0 = Instant::now();
         let mut bins: Vec<(String, String)> = Vec::new();
+        let mut programs: Vec<(String, PathBuf)> = Vec::new();
         for s in &self.plan.spec.services {
             match &s.run {
                 RunSpec::Binary(b) => bins.push((s.name.clone(), b.clone())),
                 RunSpec::Command(_) | RunSpec::External if s.image.is_some() => {}
-                RunSpec::Command(_) | RunSpec::External => {
+                RunSpec::Command(c) => {
+                    let program = command_program(&self.plan.spec.file, &c[0]);
+                    let found = find_program(&program).ok_or_else(|| RuntimeError::Start {
+                        node: s.name.clone(),
+                        detail: format!(
+                            "program `{}` is not on PATH (its image is built from it){}",
+                            program.display(),
+                            s.install.as_ref().map(|i| format!("; install it: {i}")).unwrap_or_default()
+                        ),
+                    })?;
+                    programs.push((s.name.clone(), found));
+                    self.commands.insert(s.name.clone(), c[1..].to_vec());
+                }
+                RunSpec::External => {
                     return Err(RuntimeError::Unsupported(format!(
-                    "service {} has a `command` but no `image`: the docker runtime needs one of `binary` or `image`",
-                    s.name
-                )))
+                        "service {} is external but has no `image`: the docker runtime needs one of `binary`, `command` or `image`",
+                        s.name
+                    )))
                 }
             }
         }
@@ -461,6 +494,10 @@ impl Runtime for DockerRuntime {
         progress("building images (FROM scratch + binary + its libraries)");
         for (svc, bin) in &bins {
             let image = image_for(&self.binaries.path(bin)).await?;
+            self.images.insert(svc.clone(), image);
+        }
+        for (svc, program) in &programs {
+            let image = image_for_installed(program).await?;
             self.images.insert(svc.clone(), image);
         }
         for s in &self.plan.spec.services {

@@ -22,13 +22,25 @@ pub struct LocalImage {
     pub tag: String,
 }
 
-/// Builds (once per binary content) the image of `binary`.
+/// Builds (once per binary content) the image of `binary`, one of ours: its tag is
+/// remembered beside it (see [`content_tag`]).
 pub async fn image_for(binary: &Path) -> Result<LocalImage, RuntimeError> {
+    build(binary, true).await
+}
+
+/// Builds (once per content) the image of an installed program (`/usr/sbin/nats-server`):
+/// as [`image_for`], but nothing is written beside a system binary, so it is hashed
+/// at every start.
+pub async fn image_for_installed(program: &Path) -> Result<LocalImage, RuntimeError> {
+    build(program, false).await
+}
+
+async fn build(binary: &Path, remember: bool) -> Result<LocalImage, RuntimeError> {
     let file = binary.file_name().and_then(|f| f.to_str()).unwrap_or("app").to_string();
     // Off the async threads: hashing and `docker image inspect` block.
     let (path, name) = (binary.to_path_buf(), format!("gauntlet/{file}"));
     let (image, built) = tokio::task::spawn_blocking(move || {
-        let image = LocalImage { name, tag: content_tag(&path)? };
+        let image = LocalImage { name, tag: content_tag(&path, remember)? };
         let built = exists(&image);
         Ok::<_, RuntimeError>((image, built))
     })
@@ -60,14 +72,14 @@ pub async fn image_for(binary: &Path) -> Result<LocalImage, RuntimeError> {
 /// The tag of `binary`'s image: a hash of its content. Hashing a debug binary takes
 /// most of a second, so the tag is remembered beside the binary (`.<file>.image-tag`)
 /// with the size and modification time it belongs to; a rebuilt binary is hashed anew.
-fn content_tag(binary: &Path) -> Result<String, RuntimeError> {
+fn content_tag(binary: &Path, remember: bool) -> Result<String, RuntimeError> {
     let context = || format!("reading {}", binary.display());
     let meta = std::fs::metadata(binary).map_err(RuntimeError::io(context()))?;
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     let stamp = format!("{} {}", meta.len(), modified.map(|d| d.as_nanos()).unwrap_or_default());
     let file = binary.file_name().and_then(|f| f.to_str()).unwrap_or("app");
     let memo = binary.with_file_name(format!(".{file}.image-tag"));
-    let remembered = std::fs::read_to_string(&memo).unwrap_or_default();
+    let remembered = if remember { std::fs::read_to_string(&memo).unwrap_or_default() } else { String::new() };
     if let Some((at, tag)) = remembered.trim().rsplit_once(' ') {
         if at == stamp && !tag.is_empty() {
             return Ok(tag.to_string());
@@ -85,7 +97,9 @@ fn content_tag(binary: &Path) -> Result<String, RuntimeError> {
     }
     let tag = format!("{:016x}", h.finish());
     // Only a cache: a read-only target folder just means hashing every time.
-    let _ = std::fs::write(&memo, format!("{stamp} {tag}\n"));
+    if remember {
+        let _ = std::fs::write(&memo, format!("{stamp} {tag}\n"));
+    }
     Ok(tag)
 }
 
@@ -136,11 +150,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("shop-x");
         std::fs::write(&bin, vec![7u8; 3 << 20]).unwrap();
-        let tag = content_tag(&bin).unwrap();
+        let tag = content_tag(&bin, true).unwrap();
         assert!(dir.path().join(".shop-x.image-tag").exists());
-        assert_eq!(content_tag(&bin).unwrap(), tag, "remembered");
+        assert_eq!(content_tag(&bin, true).unwrap(), tag, "remembered");
         std::fs::write(&bin, vec![8u8; (3 << 20) + 1]).unwrap();
-        assert_ne!(content_tag(&bin).unwrap(), tag, "a rebuilt binary gets a new tag");
+        assert_ne!(content_tag(&bin, true).unwrap(), tag, "a rebuilt binary gets a new tag");
     }
 
     #[test]

@@ -35,7 +35,19 @@ fn exited(pid: u32) -> Option<String> {
 
 /// Where `program` is: itself if it has a folder, else the first executable of that
 /// name on PATH.
-fn find_program(program: &std::path::Path) -> Option<PathBuf> {
+/// A command's program as `cluster_file` names it: a path with a folder is relative to
+/// the cluster file's; a bare name stays as it is, to be looked up on PATH.
+pub(super) fn command_program(cluster_file: &std::path::Path, program: &str) -> PathBuf {
+    let base = cluster_file.parent().unwrap_or(std::path::Path::new("."));
+    let prog = PathBuf::from(program);
+    if prog.components().count() > 1 && prog.is_relative() {
+        base.join(prog)
+    } else {
+        prog
+    }
+}
+
+pub(super) fn find_program(program: &std::path::Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable =
         |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
@@ -120,13 +132,7 @@ impl ProcessRuntime {
     /// A command's program: a path with a folder is relative to the cluster file's; a
     /// bare name is looked up on PATH when the node starts.
     fn command_program(&self, program: &str) -> PathBuf {
-        let base = self.plan.spec.file.parent().unwrap_or(std::path::Path::new("."));
-        let prog = PathBuf::from(program);
-        if prog.components().count() > 1 && prog.is_relative() {
-            base.join(prog)
-        } else {
-            prog
-        }
+        command_program(&self.plan.spec.file, program)
     }
 
     /// Every command's program exists, or the error names it and what to install: checked

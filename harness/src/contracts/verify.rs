@@ -293,6 +293,7 @@ impl ProviderContainer {
         let mut env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("SHOP_")).collect();
         env.extend(contract_env(name, &format!("{DATA_DIR}/{name}.db")));
         let started = ServiceContainer {
+            args: Vec::new(),
             image,
             port: CONTAINER_PORT,
             env,
