@@ -274,3 +274,109 @@ async fn the_events_shop_runs_as_seven_containers_and_survives_a_killed_broker()
     rt.teardown().await.unwrap();
     assert!(docker_lines(&["ps", "-aq", "--filter", &label]).is_empty(), "containers left behind");
 }
+
+/// `gauntlet up --runtime docker` on the events cluster, as a user runs it: seven
+/// containers (the broker's image built FROM scratch from the installed nats-server)
+/// and the proxy; a paid order reaches its user as a notification, through orders'
+/// relay, the broker container and notifications; Ctrl-C leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_cluster_runs_as_seven_containers_and_a_paid_order_reaches_its_user() {
+    if !docker_or_skip() || !nats_installed() {
+        return;
+    }
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let runs = tempfile::tempdir().unwrap();
+    let names = ["shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway", "shop-notifications"];
+    Binaries::for_dir(&workspace(), "debug").unwrap().ensure(&names.map(String::from), &|m| eprintln!("{m}")).unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["up", "--runtime", "docker", "--profile", "debug", "--ephemeral-ports", "--runs"])
+        .arg(runs.path())
+        .arg("--cluster")
+        .arg(workspace().join("services/cluster-events.toml"))
+        .current_dir(workspace())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Lines arrive on a thread so that waiting for them is bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = up.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut ingress = None;
+    let mut came_up = false;
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        eprintln!("up: {line}");
+        if let Some(url) = line.strip_prefix("ingress:") {
+            ingress = url.split([',', ' ']).find(|w| w.starts_with("http")).map(String::from);
+        }
+        if line.contains("cluster is up") {
+            came_up = true;
+            break;
+        }
+    }
+    if !came_up {
+        let _ = up.kill();
+        panic!("gauntlet up --runtime docker did not bring the events cluster up: {:?}", up.wait());
+    }
+    let entry = Ledger::new(runs.path()).live().pop().expect("a live ledger entry");
+    let label = format!("label=dev.gauntlet.run={}", entry.run_id);
+    let running = docker_lines(&["ps", "--filter", &label, "--format", "{{.Names}}"]);
+    assert_eq!(running.len(), 8, "seven nodes and the proxy: {running:?}");
+    assert!(running.iter().any(|n| n.contains("broker")), "the broker is a container: {running:?}");
+
+    let base = ingress.expect("gauntlet up printed its ingress");
+    let http = reqwest::Client::new();
+    let user = json!({"email": "d@example.com", "name": "Di", "password": "correct horse"});
+    assert_eq!(http.post(format!("{base}/api/v1/users")).json(&user).send().await.unwrap().status(), 201);
+    let login: Value = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"email": "d@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let order: Value = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&token)
+        .json(&json!({"items": [{"product_id": 3, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "PAID", "{order}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mine = loop {
+        let res = http.get(format!("{base}/api/v1/notifications")).bearer_auth(&token).send().await.unwrap();
+        let body: Value = res.json().await.unwrap();
+        if body["items"].as_array().is_some_and(|i| !i.is_empty()) || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(mine["items"][0]["order_id"], order["id"], "the paid order was notified: {mine}");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(up.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while up.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if up.try_wait().unwrap().is_none() {
+        let _ = up.kill();
+        panic!("gauntlet up did not stop within 60 s of Ctrl-C");
+    }
+    let left = docker_lines(&["ps", "-aq", "--filter", &label]);
+    assert!(left.is_empty(), "containers left behind: {left:?}");
+}

@@ -102,3 +102,181 @@ fn the_broker_killed_scenario_loses_no_event_and_checkouts_keep_working() {
     let text = report.to_string();
     assert!(text.contains("broker-0"), "the report names the killed broker: {text}");
 }
+
+/// The one invariant clause of `events_delivered` named `name`, from the report.
+fn events_clause(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    let events = report["invariants"].as_array().unwrap().iter().find(|i| i["name"] == "events_delivered").unwrap();
+    events["clauses"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
+}
+
+/// The fault labelled by `target` in the report, with its observed effect.
+fn fault(report: &serde_json::Value, target: &str) -> serde_json::Value {
+    let faults = report["faults"].as_array().unwrap();
+    faults.iter().find(|f| f["target"] == target).unwrap_or_else(|| panic!("no fault on {target}: {faults:?}")).clone()
+}
+
+/// The SLO whose threshold starts with `threshold`, from the report.
+fn slo(report: &serde_json::Value, threshold: &str) -> serde_json::Value {
+    let slos = report["slos"].as_array().unwrap();
+    slos.iter()
+        .find(|s| s["name"].as_str().unwrap().starts_with(threshold))
+        .unwrap_or_else(|| panic!("no SLO `{threshold}`: {slos:?}"))
+        .clone()
+}
+
+/// Runs `body` on the events cluster; returns the exit code, stdout and the report.
+fn run_events(name: &str, body: &str) -> (Option<i32>, String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_file(dir.path(), name, body);
+    let out = gauntlet_run(dir.path(), &file, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = report_json(&stdout);
+    eprintln!("{name}: exit {:?}\n{}", out.status.code(), show(&out));
+    (out.status.code(), stdout, report)
+}
+
+const INVARIANTS: &str =
+    "invariants = [\"no_lost_orders\", \"orders_terminate\", \"money_conserved\", \"stock_conserved\", \"events_delivered\"]\n";
+
+/// `scenarios/broker-latency.toml`, shortened: 250 ms on the broker's answers to orders.
+fn broker_latency() -> String {
+    format!(
+        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\n\
+         [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"constant\", rate = 8, duration = \"14s\" }}\n\
+         [[fault]]\nedge = \"orders->broker\"\nstream = \"downstream\"\ntoxic = \"latency\"\nattributes = {{ latency = \"250ms\" }}\nat = \"3s\"\nfor = \"8s\"\n\
+         [[slo]]\nthreshold = \"availability >= 99%\"\n\
+         [[slo]]\nthreshold = \"p95 < 1s\"\nflow = \"checkout\"\nduring = \"faults\"\n\
+         [[slo]]\nthreshold = \"metric orders:shop_outbox_unsent_events max < 1000\"\n\
+         [recovery]\nduration = \"3s\"\nsettle = \"60s\"\n"
+    )
+}
+
+#[test]
+fn slow_broker_acks_back_the_outbox_up_but_checkouts_are_untouched_and_nothing_is_lost() {
+    if !nats_server_installed() {
+        return;
+    }
+    let (code, stdout, report) = run_events("broker-latency", &broker_latency());
+    assert_eq!(code, Some(0), "the healthy build passes:\n{stdout}");
+    assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
+    let slow = fault(&report, "orders->broker");
+    assert!(slow["touched"].as_u64().unwrap() > 0, "the toxic delayed traffic: {slow}");
+    let backlog = slo(&report, "metric orders:shop_outbox_unsent_events max");
+    assert!(backlog["observed"].as_f64().unwrap() >= 2.0, "the outbox lag is visible: {backlog}");
+    let checkouts = slo(&report, "p95 < 1s");
+    assert_eq!(checkouts["status"], "passed", "checkouts did not wait for the broker: {checkouts}");
+}
+
+/// `scenarios/broker-reset-peer.toml`, shortened: resets on every connection carrying
+/// the broker's answers to orders (the shipped file resets half of them; the relay
+/// keeps one connection, so a short run could draw none); the counter of failed
+/// publishes is read as a gauge to see them retried.
+fn broker_reset_peer() -> String {
+    format!(
+        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\n\
+         [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"constant\", rate = 8, duration = \"12s\" }}\n\
+         [[fault]]\nedge = \"orders->broker\"\nstream = \"downstream\"\ntoxic = \"reset_peer\"\nattributes = {{ timeout = 0 }}\nat = \"3s\"\nfor = \"6s\"\n\
+         [[slo]]\nthreshold = \"availability >= 99%\"\n\
+         [[slo]]\nthreshold = \"metric orders:shop_outbox_publish_failures_total max >= 1\"\n\
+         [recovery]\nduration = \"3s\"\nsettle = \"60s\"\n"
+    )
+}
+
+#[test]
+fn broker_resets_fail_publishes_which_are_retried_and_no_event_is_lost_or_doubled() {
+    if !nats_server_installed() {
+        return;
+    }
+    let (code, stdout, report) = run_events("broker-reset-peer", &broker_reset_peer());
+    assert_eq!(code, Some(0), "the healthy build passes:\n{stdout}");
+    assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
+    let resets = fault(&report, "orders->broker");
+    assert!(resets["touched"].as_u64().unwrap() > 0, "the resets touched traffic: {resets}");
+    let failed = slo(&report, "metric orders:shop_outbox_publish_failures_total max");
+    assert_eq!(failed["status"], "passed", "publishes failed and were retried: {failed}");
+    for clause in ["notification-missing", "notified-twice"] {
+        let c = events_clause(&report, clause);
+        assert!(c["checked"].as_u64().unwrap() > 0 && c["violations"] == 0, "{c}");
+    }
+}
+
+/// `scenarios/notifications-killed.toml`, shortened: acks held on the wire, then
+/// notifications killed and restarted; `brk` is its break switches.
+fn notifications_killed(brk: &str) -> String {
+    format!(
+        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\nenv = {{ notifications = {{ SHOP_NOTIFICATIONS_ACK_WAIT = \"2s\"{brk} }} }}\n\
+         [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"constant\", rate = 8, duration = \"12s\" }}\n\
+         [[fault]]\nedge = \"notifications->broker\"\nstream = \"upstream\"\ntoxic = \"timeout\"\nattributes = {{ timeout = 0 }}\nat = \"3s\"\nfor = \"3s\"\n\
+         [[fault]]\nnode = \"notifications-0\"\nop = \"kill\"\nat = \"5s\"\nfor = \"3s\"\n\
+         [[slo]]\nthreshold = \"availability >= 99%\"\n[recovery]\nduration = \"2s\"\nsettle = \"60s\"\n"
+    )
+}
+
+#[test]
+fn notifications_killed_mid_consume_gets_its_unacknowledged_events_again_and_notifies_once() {
+    if !nats_server_installed() {
+        return;
+    }
+    let (code, stdout, report) = run_events("notifications-killed", &notifications_killed(""));
+    assert_eq!(code, Some(0), "the healthy build passes:\n{stdout}");
+    assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
+    let kill = fault(&report, "notifications-0");
+    assert!(kill["touched"].as_u64().unwrap() > 0, "notifications was consuming when it was killed: {kill}");
+    assert!(kill["effect"].as_str().unwrap().contains("in and out of the node before it struck"), "{kill}");
+}
+
+#[test]
+fn notifications_killed_with_skip_dedup_notifies_a_redelivered_event_twice() {
+    if !nats_server_installed() {
+        return;
+    }
+    let (code, stdout, report) =
+        run_events("notifications-killed-broken", &notifications_killed(", SHOP_TEST_BREAK = \"skip-dedup\""));
+    assert_eq!(code, Some(1), "the broken build fails:\n{stdout}");
+    let line = verdict_line(&stdout, |l| l.contains("events_delivered"));
+    assert!(line.contains("INVALID") && line.contains("notified-twice"), "{stdout}");
+    assert!(events_clause(&report, "notified-twice")["violations"].as_u64().unwrap() > 0);
+}
+
+/// `scenarios/slow-consumer.toml`, shortened: a 600 ms sender behind a burst of
+/// checkouts, then a quiet stretch; `bound` is the SLO on its lag.
+fn slow_consumer(bound: &str) -> String {
+    format!(
+        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\nenv = {{ notifications = {{ SHOP_NOTIFICATIONS_SEND_DELAY = \"600ms\" }} }}\n\
+         [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"ramping\", start_rate = 8, stages = [{{ duration = \"8s\", target = 8 }}, {{ duration = \"1s\", target = 1 }}, {{ duration = \"15s\", target = 1 }}] }}\n\
+         [[slo]]\nthreshold = \"metric notifications:shop_notifications_consumer_lag_seconds max < {bound}\"\n\
+         [[slo]]\nthreshold = \"metric notifications:shop_notifications_consumer_lag_seconds max < 3\"\nafter = \"21s\"\n\
+         [recovery]\nsettle = \"60s\"\n"
+    )
+}
+
+#[test]
+fn a_slow_sender_lags_behind_a_burst_and_recovers_within_the_slo_on_its_lag() {
+    if !nats_server_installed() {
+        return;
+    }
+    let (code, stdout, report) = run_events("slow-consumer", &slow_consumer("30"));
+    assert_eq!(code, Some(0), "the healthy build passes:\n{stdout}");
+    assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
+    let peak = slo(&report, "metric notifications:shop_notifications_consumer_lag_seconds max < 30");
+    assert!(peak["observed"].as_f64().unwrap() > 1.0, "the lag grew: {peak}");
+    assert!(peak["samples"].as_u64().unwrap() >= 10, "sampled once a second: {peak}");
+    let after = slo(&report, "metric notifications:shop_notifications_consumer_lag_seconds max < 3");
+    assert_eq!(after["status"], "passed", "and recovered: {after}");
+}
+
+#[test]
+fn a_lag_over_its_slo_fails_the_run_by_that_slo_alone() {
+    if !nats_server_installed() {
+        return;
+    }
+    let (code, stdout, report) = run_events("slow-consumer-over", &slow_consumer("0.5"));
+    assert_eq!(code, Some(1), "a lag over its bound fails:\n{stdout}");
+    let line = verdict_line(&stdout, |l| l.contains("lag_seconds max < 0.5"));
+    assert!(line.starts_with("FAIL") || line.trim_start().starts_with("FAIL"), "{stdout}");
+    let reasons: Vec<&str> =
+        report["verdict"]["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 1, "only the lag SLO fails: {reasons:?}");
+    assert!(reasons[0].contains("shop_notifications_consumer_lag_seconds max < 0.5"), "{reasons:?}");
+    assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
+}

@@ -63,8 +63,15 @@ fn every_library_scenario_parses_with_a_hypothesis_and_faults() {
     for file in files {
         let s = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.description.contains("Hypothesis"), "{}: state the hypothesis", file.display());
-        // A capacity scenario measures the healthy system; every other one is a chaos experiment.
-        assert!(s.capacity.is_some() || !s.faults.is_empty(), "{}: a chaos scenario injects a fault", file.display());
+        // A capacity scenario measures the healthy system; every other one is a chaos
+        // experiment: a fault on its timeline, or one set for the whole run through the
+        // services' environment (slow-consumer's slow sender).
+        let configured = s.cluster.env.values().any(|vars| vars.keys().any(|k| k.ends_with("_DELAY")));
+        assert!(
+            s.capacity.is_some() || !s.faults.is_empty() || configured,
+            "{}: a chaos scenario injects a fault",
+            file.display()
+        );
         assert!(!s.slos().is_empty(), "{}: a scenario judges SLOs", file.display());
         assert!(s.faults_end() + s.recovery.duration <= s.load.duration(), "{}", file.display());
         if s.name == "smoke" {

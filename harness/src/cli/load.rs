@@ -165,9 +165,9 @@ fn plan(args: &LoadArgs) -> Result<(Workload, ArrivalSchedule, RunConfig), CliEr
     }
     for text in &args.slos {
         let threshold: Threshold = text.parse().map_err(|e| bad(format!("--slo: {e}")))?;
-        if threshold.metric.needs_history() {
+        if threshold.metric.scenario_only() {
             return Err(bad(format!(
-                "--slo `{threshold}`: judged over a scenario's order history and end state; use it in a scenario's [[slo]]"
+                "--slo `{threshold}`: judged over a scenario's history, end state or services; use it in a scenario's [[slo]]"
             )));
         }
         workload.slos.push(SloSpec::overall(threshold));

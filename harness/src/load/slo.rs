@@ -55,6 +55,10 @@ pub enum Metric {
     /// `place_order`, by invoke time) that ended PAID once the run settled. Only a
     /// scenario can judge it: it needs the operation history and the services' state.
     PaidShare,
+    /// The highest value a service's gauge showed on its `/metrics`, sampled every
+    /// second while a scenario runs ([`Threshold::gauge`] names which). Only a scenario
+    /// can judge it: the load generator does not see the services.
+    GaugeMax,
 }
 
 impl Metric {
@@ -67,6 +71,27 @@ impl Metric {
     /// the load generator's counts alone.
     pub fn needs_history(self) -> bool {
         matches!(self, Self::PaidShare)
+    }
+
+    /// Whether only a scenario run can judge it (the history, the end state or the
+    /// services' own metrics), not the load generator alone.
+    pub fn scenario_only(self) -> bool {
+        matches!(self, Self::PaidShare | Self::GaugeMax)
+    }
+}
+
+/// A gauge one service exposes on `/metrics`: `orders:shop_outbox_unsent_events`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Gauge {
+    /// The service (its first node is sampled).
+    pub service: String,
+    /// The metric's name as exposed; series with labels are summed.
+    pub name: String,
+}
+
+impl fmt::Display for Gauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.service, self.name)
     }
 }
 
@@ -113,9 +138,13 @@ pub enum ThresholdError {
     /// An unknown metric.
     #[error(
         "unknown metric `{0}`; use p50..p99.99, max, mean, availability, \
-         availability_including_degraded, error_rate, degraded, checks or paid_share (scenarios only)"
+         availability_including_degraded, error_rate, degraded, checks, or in scenarios only \
+         paid_share or `metric <service>:<gauge> max`"
     )]
     Metric(String),
+    /// A gauge bound that is not a number.
+    #[error("`{0}` is not a number; a gauge's bound looks like `500`")]
+    Number(String),
     /// A latency bound that is not a duration.
     #[error("`{0}` is not a duration; latency bounds look like `200ms` or `1.5s`")]
     Latency(String),
@@ -131,8 +160,11 @@ pub struct Threshold {
     pub metric: Metric,
     /// How it must compare.
     pub comparison: Comparison,
-    /// The bound: milliseconds for latencies, a fraction in [0, 1] for ratios.
+    /// The bound: milliseconds for latencies, a fraction in [0, 1] for ratios, the
+    /// gauge's own unit for [`Metric::GaugeMax`].
     pub bound: f64,
+    /// The service gauge a [`Metric::GaugeMax`] samples; `None` for every other metric.
+    pub gauge: Option<Gauge>,
 }
 
 impl FromStr for Threshold {
@@ -155,6 +187,14 @@ impl FromStr for Threshold {
         if lhs.is_empty() || rhs.is_empty() {
             return Err(shape());
         }
+        if let Some(gauge) = lhs.strip_prefix("metric ") {
+            let gauge = parse_gauge(gauge.trim()).ok_or_else(|| ThresholdError::Metric(lhs.to_owned()))?;
+            let bound: f64 = rhs.parse().map_err(|_| ThresholdError::Number(rhs.into()))?;
+            if !bound.is_finite() {
+                return Err(ThresholdError::Number(rhs.into()));
+            }
+            return Ok(Self { metric: Metric::GaugeMax, comparison, bound, gauge: Some(gauge) });
+        }
         let metric = parse_metric(lhs)?;
         let bound = if metric.is_latency() {
             let d: HumanDuration = rhs.parse().map_err(|_| ThresholdError::Latency(rhs.into()))?;
@@ -162,8 +202,17 @@ impl FromStr for Threshold {
         } else {
             parse_ratio(rhs)?
         };
-        Ok(Self { metric, comparison, bound })
+        Ok(Self { metric, comparison, bound, gauge: None })
     }
+}
+
+/// `<service>:<gauge> max`, the only aggregate there is.
+fn parse_gauge(s: &str) -> Option<Gauge> {
+    let (source, aggregate) = s.rsplit_once(char::is_whitespace)?;
+    let (service, name) = source.trim().split_once(':')?;
+    let valid = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    (aggregate == "max" && valid(service) && valid(name))
+        .then(|| Gauge { service: service.to_owned(), name: name.to_owned() })
 }
 
 fn parse_metric(s: &str) -> Result<Metric, ThresholdError> {
@@ -203,6 +252,10 @@ impl fmt::Display for Threshold {
             Metric::Percentile(q) => write!(f, "p{q} {op} {}", fmt_ms(self.bound)),
             Metric::Max => write!(f, "max {op} {}", fmt_ms(self.bound)),
             Metric::Mean => write!(f, "mean {op} {}", fmt_ms(self.bound)),
+            Metric::GaugeMax => match &self.gauge {
+                Some(g) => write!(f, "metric {g} max {op} {}", self.bound),
+                None => write!(f, "metric ? max {op} {}", self.bound),
+            },
             ratio => write!(f, "{} {op} {}%", ratio.name(), self.bound * 100.0),
         }
     }
@@ -221,6 +274,7 @@ impl Metric {
             Self::Degraded => "degraded".into(),
             Self::Checks => "checks".into(),
             Self::PaidShare => "paid_share".into(),
+            Self::GaugeMax => "gauge_max".into(),
         }
     }
 }
@@ -329,9 +383,9 @@ impl<'de> Deserialize<'de> for SloSpec {
         use serde::de::Error;
         let raw = RawSlo::deserialize(d)?;
         let threshold: Threshold = raw.threshold.parse().map_err(D::Error::custom)?;
-        if threshold.metric.needs_history() {
+        if threshold.metric.scenario_only() {
             return Err(D::Error::custom(format!(
-                "`{threshold}` is judged over a scenario's order history and end state: state it in the scenario's [[slo]]"
+                "`{threshold}` is judged over a scenario's history, end state or services: state it in the scenario's [[slo]]"
             )));
         }
         let scope = match (raw.flow, raw.step) {
@@ -362,7 +416,8 @@ pub fn parse_during(s: &str) -> Result<Window, String> {
     Ok(Window { start: start.0, end: Some(end.0) })
 }
 
-/// What a threshold is evaluated against: latencies in milliseconds and outcome counts.
+/// What a threshold is evaluated against: latencies in milliseconds and outcome counts
+/// (for a sampled gauge: the samples in `counts().total`, their highest value as the max).
 pub trait Observable {
     /// The outcome counts.
     fn counts(&self) -> Counts;
@@ -398,6 +453,7 @@ impl Threshold {
             Metric::Percentile(q) => o.latency_percentile_ms(q),
             Metric::Max => o.latency_max_ms(),
             Metric::Mean => o.latency_mean_ms(),
+            Metric::GaugeMax => o.latency_max_ms(),
             Metric::Availability => of(c.available),
             Metric::AvailabilityIncludingDegraded => of(c.available_including_degraded),
             Metric::ErrorRate => 1.0 - of(c.succeeded),
@@ -416,6 +472,8 @@ impl Threshold {
     pub fn format_value(&self, value: f64) -> String {
         if self.metric.is_latency() {
             fmt_ms((value * 1000.0).round() / 1000.0)
+        } else if self.metric == Metric::GaugeMax {
+            format!("{value}")
         } else {
             format!("{:.3}%", value * 100.0)
         }
@@ -490,7 +548,10 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         let t: Threshold = "p95 < 200ms".parse().unwrap();
-        assert_eq!(t, Threshold { metric: Metric::Percentile(95.0), comparison: Comparison::Less, bound: 200.0 });
+        assert_eq!(
+            t,
+            Threshold { metric: Metric::Percentile(95.0), comparison: Comparison::Less, bound: 200.0, gauge: None }
+        );
         let t: Threshold = "p99 < 1s".parse().unwrap();
         assert_eq!(t.bound, 1000.0);
         let t: Threshold = "availability >= 99.9%".parse().unwrap();
@@ -564,6 +625,18 @@ mod tests {
         let only_dropped = stats(Stats::record_dropped);
         assert_eq!(judge("availability >= 99%", &only_dropped).observed, Some(0.0));
         assert_eq!(judge("p95 < 1s", &only_dropped).status, SloStatus::NoData);
+    }
+
+    #[test]
+    fn a_service_gauge_parses_prints_back_and_is_judged_on_its_highest_sample() {
+        let t: Threshold = "metric notifications:shop_notifications_pending max < 500".parse().unwrap();
+        let gauge = Gauge { service: "notifications".into(), name: "shop_notifications_pending".into() };
+        assert_eq!((t.metric, t.bound, t.gauge.as_ref()), (Metric::GaugeMax, 500.0, Some(&gauge)));
+        assert_eq!(t.to_string(), "metric notifications:shop_notifications_pending max < 500");
+        assert!(t.metric.scenario_only() && !t.metric.needs_history());
+        for bad in ["metric orders max < 5", "metric orders:x p95 < 5", "metric :x max < 5", "metric o:x max < 5ms"] {
+            assert!(bad.parse::<Threshold>().is_err(), "{bad}");
+        }
     }
 
     #[test]

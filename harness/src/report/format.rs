@@ -33,6 +33,7 @@ pub fn fmt_slo_value(s: &SloResult) -> String {
         (None, _) => "-".into(),
         (Some(v), Unit::Ms) => fmt_ms(v),
         (Some(v), Unit::Ratio) => fmt_pct(v),
+        (Some(v), Unit::Value) => format!("{}", (v * 1000.0).round() / 1000.0),
     }
 }
 

@@ -180,7 +180,11 @@ fn slo_result(v: &SloVerdict) -> SloResult {
         comparison: comparison.into(),
         threshold: t.bound,
         observed: v.observed.filter(|x| x.is_finite()),
-        unit: if t.metric.is_latency() { Unit::Ms } else { Unit::Ratio },
+        unit: match t.metric {
+            m if m.is_latency() => Unit::Ms,
+            slo::Metric::GaugeMax => Unit::Value,
+            _ => Unit::Ratio,
+        },
         samples: v.samples,
         status: match v.status {
             slo::SloStatus::Passed => SloStatus::Passed,

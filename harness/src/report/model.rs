@@ -220,6 +220,8 @@ pub enum Unit {
     Ms,
     /// A fraction in `[0, 1]`.
     Ratio,
+    /// A service gauge's own unit (events, seconds, ...), as it exposes it.
+    Value,
 }
 
 /// Whether an SLO held.

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::effect::{self, Counters, Effect, InFlight};
+use super::gauges;
 use super::model::{ActualTimes, Fault, FaultAction, FaultTarget, Recovery, Scenario};
 use crate::checks::history::{History, Operation};
 use crate::checks::state::{AdminEndpoints, ShopState};
@@ -26,7 +27,7 @@ use crate::cluster::{ClusterPlan, NodeStatus, Runtime};
 use crate::faults::client::ToxiproxyClient;
 use crate::load::client::ClientConfig;
 use crate::load::runner::{self, Control, Progress, RunConfig};
-use crate::load::slo::{Observable, SloVerdict};
+use crate::load::slo::{Gauge, Metric, Observable, SloVerdict};
 use crate::load::stats::Counts;
 
 /// The admin token services use with `SHOP_DEV_DEFAULTS=1` (`shop_kit::config::DEV_SECRET`).
@@ -211,6 +212,21 @@ pub fn admin_endpoints(plan: &ClusterPlan, nodes: &[NodeStatus]) -> anyhow::Resu
     })
 }
 
+/// The gauges the scenario's SLOs name, each with the `/metrics` URL of the first node
+/// of its service (a service the cluster does not run is sampled never: no data).
+fn gauge_targets<R: Runtime>(scenario: &Scenario, cluster: &mut Cluster<R>) -> Vec<(Gauge, String)> {
+    let nodes = cluster.runtime.status();
+    let mut targets: Vec<(Gauge, String)> = Vec::new();
+    for gauge in scenario.slos().iter().filter_map(|s| s.threshold.gauge.clone()) {
+        let node = nodes.iter().find(|n| n.service == gauge.service);
+        if let Some(node) = node.filter(|_| !targets.iter().any(|(g, _)| *g == gauge)) {
+            let url = format!("http://{}/metrics", node.addr);
+            targets.push((gauge, url));
+        }
+    }
+    targets
+}
+
 /// Which faults are in place, so they can be undone whatever happens.
 #[derive(Default)]
 struct Active {
@@ -300,6 +316,10 @@ pub async fn execute<R: Runtime>(
         humantime::format_duration(scenario.load.duration()),
         scenario.faults.len()
     )));
+    let gauge_stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(gauges::sample(gauge_targets(scenario, cluster), Instant::now(), gauge_stop.clone()));
+    // Whichever way this function returns, the sampler stops.
+    let _stop_sampling = gauges::StopOnDrop(gauge_stop.clone());
     let load = {
         let (stop, latest) = (stop.clone(), latest.clone());
         tokio::spawn(runner::run(Arc::new(workload), config, move |p: &Progress| {
@@ -335,6 +355,8 @@ pub async fn execute<R: Runtime>(
             return Ok(outcome);
         }
     };
+    gauge_stop.store(true, Ordering::Relaxed);
+    let samples = sampler.await.unwrap_or_default();
     timeline?;
     observe_effects(scenario, cluster, &mut outcome, None);
     let result = result.context("the load generator panicked")?.context("the load generator failed")?;
@@ -369,6 +391,10 @@ pub async fn execute<R: Runtime>(
         scenario.slos().to_vec()
     };
     outcome.slos = rec.verdicts(&slos);
+    // Service gauges are judged on their samples, not on the load's requests.
+    for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric == Metric::GaugeMax) {
+        *v = samples.verdict(&v.spec);
+    }
     outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
     if outcome.stopped.is_none() {
         outcome.stopped = result.stopped.clone();
@@ -941,16 +967,22 @@ fn observe_effects<R: Runtime>(
             (FaultAction::Node(_), FaultTarget::Node(node)) => match &obs.in_flight {
                 Some(in_flight) => in_flight.effect(terminal),
                 None => {
+                    // Its calls out count too: a consumer (notifications) is called by
+                    // no one, and what it does goes out over its edge to the broker.
                     let names: Vec<String> = plan
                         .slots
                         .iter()
-                        .filter(|s| s.edge.to == node.service && s.replica == node.replica)
+                        .filter(|s| {
+                            let into = s.edge.to == node.service && s.replica == node.replica;
+                            let out = s.edge.from == node.service && s.from_replica == Some(node.replica);
+                            into || out
+                        })
                         .map(|s| s.proxy_name())
                         .collect();
                     effect::traffic_effect(
                         effect::between(base, at_apply, &names),
                         names.len(),
-                        "into the node before it struck",
+                        "in and out of the node before it struck",
                     )
                 }
             },

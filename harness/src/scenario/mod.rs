@@ -4,11 +4,13 @@
 //! as written, `model::check` its rules, every mistake at
 //! its file:line:column); [`executor`] runs it on a started cluster: the steady-state
 //! check, the load and the fault timeline on one clock, rollbacks whatever happens, the
-//! recovery phase and the invariant checks.
+//! recovery phase and the invariant checks; [`gauges`] samples the services' own
+//! gauges for SLOs on them.
 
 pub mod capacity;
 pub mod effect;
 pub mod executor;
+pub mod gauges;
 pub mod model;
 
 pub use executor::{execute, Cluster, Event, FaultRecord, RunOutcome};

@@ -14,7 +14,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, stream, Message};
 use futures::StreamExt;
-use prometheus::IntCounterVec;
+use prometheus::{Gauge, IntCounterVec};
 use shop_kit::metrics::Metrics;
 
 use crate::event::OrderEvent;
@@ -56,10 +56,13 @@ impl Default for ConsumerConfig {
 }
 
 /// `shop_notifications_events_total{outcome}`: notified, nothing_to_tell, duplicate,
-/// failed (to be retried), dead_lettered.
+/// failed (to be retried), dead_lettered; and the consumer's lag,
+/// `shop_notifications_consumer_lag_seconds`: how long the last message handled had
+/// waited in the stream since it was published (the broker's own timestamp).
 #[derive(Clone)]
 pub struct ConsumerMetrics {
     pub events: IntCounterVec,
+    pub lag: Gauge,
 }
 
 impl ConsumerMetrics {
@@ -71,7 +74,13 @@ impl ConsumerMetrics {
         )
         .expect("static metric");
         let _ = metrics.register(Box::new(events.clone()));
-        Self { events }
+        let lag = Gauge::new(
+            "notifications_consumer_lag_seconds",
+            "How long the last order event handled had waited in the stream since it was published",
+        )
+        .expect("static metric");
+        let _ = metrics.register(Box::new(lag.clone()));
+        Self { events, lag }
     }
 }
 
@@ -169,7 +178,11 @@ async fn handle(
     m: &ConsumerMetrics,
 ) {
     let (attempt, seq) = match message.info() {
-        Ok(info) => (info.delivered, info.stream_sequence),
+        Ok(info) => {
+            let waited_ns = now_ns().saturating_sub(info.published.unix_timestamp_nanos());
+            m.lag.set(waited_ns.max(0) as f64 / 1e9);
+            (info.delivered, info.stream_sequence)
+        }
         Err(_) => (1, 0),
     };
     let outcome = match OrderEvent::parse(&message.payload) {
@@ -246,6 +259,10 @@ async fn dead_letter(
         created_ms: now_ms(),
     };
     store.dead_letter(letter).await.map_err(|e| e.to_string())
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
 }
 
 fn now_ms() -> i64 {

@@ -456,8 +456,8 @@ fn check_slo(
         }
         (None, Some(_)) => return here(span, "`step` needs its `flow`"),
     };
-    if threshold.metric.needs_history() && scope != SloScope::Overall {
-        return here(span, format!("`{threshold}` is over every order placed: drop `flow` and `step`"));
+    if threshold.metric.scenario_only() && scope != SloScope::Overall {
+        return here(span, format!("`{threshold}` is not about requests: drop `flow` and `step`"));
     }
     let (window, anchor) = match (&s.during, &s.after) {
         (None, None) => (Window::WHOLE_RUN, WindowAnchor::Fixed),
