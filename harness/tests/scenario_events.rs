@@ -138,15 +138,36 @@ fn run_events(name: &str, body: &str) -> (Option<i32>, String, serde_json::Value
 const INVARIANTS: &str =
     "invariants = [\"no_lost_orders\", \"orders_terminate\", \"money_conserved\", \"stock_conserved\", \"events_delivered\"]\n";
 
-/// `scenarios/broker-latency.toml`, shortened: 250 ms on the broker's answers to orders.
-fn broker_latency() -> String {
+/// The `[cluster] env` line with the switch that breaks the de-duplication at both ends
+/// (orders' relay publishes without `Nats-Msg-Id`, notifications acts on a repeat
+/// again), after each service's other settings (`orders`, `notifications`: `K = "v", `).
+fn skip_dedup(orders: &str, notifications: &str) -> String {
     format!(
-        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\n\
+        "env = {{ orders = {{ {orders}SHOP_TEST_BREAK = \"skip-dedup\" }}, \
+         notifications = {{ {notifications}SHOP_TEST_BREAK = \"skip-dedup\" }} }}\n"
+    )
+}
+
+/// A broken run failed by `events_delivered` alone, naming `clause`.
+fn assert_broken_by(clause: &str, code: Option<i32>, stdout: &str, report: &serde_json::Value) {
+    assert_eq!(code, Some(1), "the broken build fails:\n{stdout}");
+    let line = verdict_line(stdout, |l| l.contains("events_delivered"));
+    assert!(line.contains("INVALID") && line.contains(clause), "{stdout}");
+    assert!(events_clause(report, clause)["violations"].as_u64().unwrap() > 0);
+}
+
+/// `scenarios/broker-latency.toml`, shortened: 250 ms on the broker's answers to a
+/// relay that waits 250 ms for an ack; `env` is the `[cluster]` env line.
+fn broker_latency(env: &str) -> String {
+    let env = if env.is_empty() { "env = { orders = { SHOP_OUTBOX_ACK_TIMEOUT = \"250ms\" } }\n" } else { env };
+    format!(
+        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\n{env}\
          [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"constant\", rate = 8, duration = \"14s\" }}\n\
-         [[fault]]\nedge = \"orders->broker\"\nstream = \"downstream\"\ntoxic = \"latency\"\nattributes = {{ latency = \"250ms\" }}\nat = \"3s\"\nfor = \"8s\"\n\
+         [[fault]]\nedge = \"orders->broker\"\nstream = \"downstream\"\ntoxic = \"latency\"\nattributes = {{ latency = \"250ms\", jitter = \"50ms\" }}\nat = \"3s\"\nfor = \"8s\"\n\
          [[slo]]\nthreshold = \"availability >= 99%\"\n\
          [[slo]]\nthreshold = \"p95 < 1s\"\nflow = \"checkout\"\nduring = \"faults\"\n\
          [[slo]]\nthreshold = \"metric orders:shop_outbox_unsent_events max < 1000\"\n\
+         [[slo]]\nthreshold = \"metric orders:shop_outbox_duplicate_acks_total max >= 1\"\n\
          [recovery]\nduration = \"3s\"\nsettle = \"60s\"\n"
     )
 }
@@ -156,7 +177,7 @@ fn slow_broker_acks_back_the_outbox_up_but_checkouts_are_untouched_and_nothing_i
     if !nats_server_installed() {
         return;
     }
-    let (code, stdout, report) = run_events("broker-latency", &broker_latency());
+    let (code, stdout, report) = run_events("broker-latency", &broker_latency(""));
     assert_eq!(code, Some(0), "the healthy build passes:\n{stdout}");
     assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
     let slow = fault(&report, "orders->broker");
@@ -165,19 +186,32 @@ fn slow_broker_acks_back_the_outbox_up_but_checkouts_are_untouched_and_nothing_i
     assert!(backlog["observed"].as_f64().unwrap() >= 2.0, "the outbox lag is visible: {backlog}");
     let checkouts = slo(&report, "p95 < 1s");
     assert_eq!(checkouts["status"], "passed", "checkouts did not wait for the broker: {checkouts}");
+    let repeats = slo(&report, "metric orders:shop_outbox_duplicate_acks_total max");
+    assert_eq!(repeats["status"], "passed", "late acks were retried and the broker dropped the repeats: {repeats}");
+}
+
+#[test]
+fn slow_broker_acks_without_de_duplication_publish_an_event_twice() {
+    if !nats_server_installed() {
+        return;
+    }
+    let env = skip_dedup("SHOP_OUTBOX_ACK_TIMEOUT = \"250ms\", ", "");
+    let (code, stdout, report) = run_events("broker-latency-broken", &broker_latency(&env));
+    assert_broken_by("published-twice", code, &stdout, &report);
 }
 
 /// `scenarios/broker-reset-peer.toml`, shortened: resets on every connection carrying
 /// the broker's answers to orders (the shipped file resets half of them; the relay
 /// keeps one connection, so a short run could draw none); the counter of failed
 /// publishes is read as a gauge to see them retried.
-fn broker_reset_peer() -> String {
+fn broker_reset_peer(env: &str) -> String {
     format!(
-        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\n\
+        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\n{env}\
          [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"constant\", rate = 8, duration = \"12s\" }}\n\
          [[fault]]\nedge = \"orders->broker\"\nstream = \"downstream\"\ntoxic = \"reset_peer\"\nattributes = {{ timeout = 0 }}\nat = \"3s\"\nfor = \"6s\"\n\
          [[slo]]\nthreshold = \"availability >= 99%\"\n\
          [[slo]]\nthreshold = \"metric orders:shop_outbox_publish_failures_total max >= 1\"\n\
+         [[slo]]\nthreshold = \"metric orders:shop_outbox_duplicate_acks_total max >= 1\"\n\
          [recovery]\nduration = \"3s\"\nsettle = \"60s\"\n"
     )
 }
@@ -187,17 +221,28 @@ fn broker_resets_fail_publishes_which_are_retried_and_no_event_is_lost_or_double
     if !nats_server_installed() {
         return;
     }
-    let (code, stdout, report) = run_events("broker-reset-peer", &broker_reset_peer());
+    let (code, stdout, report) = run_events("broker-reset-peer", &broker_reset_peer(""));
     assert_eq!(code, Some(0), "the healthy build passes:\n{stdout}");
     assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
     let resets = fault(&report, "orders->broker");
     assert!(resets["touched"].as_u64().unwrap() > 0, "the resets touched traffic: {resets}");
     let failed = slo(&report, "metric orders:shop_outbox_publish_failures_total max");
     assert_eq!(failed["status"], "passed", "publishes failed and were retried: {failed}");
+    let repeats = slo(&report, "metric orders:shop_outbox_duplicate_acks_total max");
+    assert_eq!(repeats["status"], "passed", "a reset cut an ack and the broker dropped the repeat: {repeats}");
     for clause in ["notification-missing", "notified-twice"] {
         let c = events_clause(&report, clause);
         assert!(c["checked"].as_u64().unwrap() > 0 && c["violations"] == 0, "{c}");
     }
+}
+
+#[test]
+fn broker_resets_without_de_duplication_publish_an_event_twice() {
+    if !nats_server_installed() {
+        return;
+    }
+    let (code, stdout, report) = run_events("broker-reset-peer-broken", &broker_reset_peer(&skip_dedup("", "")));
+    assert_broken_by("published-twice", code, &stdout, &report);
 }
 
 /// `scenarios/notifications-killed.toml`, shortened: acks held on the wire, then
@@ -232,20 +277,19 @@ fn notifications_killed_with_skip_dedup_notifies_a_redelivered_event_twice() {
     }
     let (code, stdout, report) =
         run_events("notifications-killed-broken", &notifications_killed(", SHOP_TEST_BREAK = \"skip-dedup\""));
-    assert_eq!(code, Some(1), "the broken build fails:\n{stdout}");
-    let line = verdict_line(&stdout, |l| l.contains("events_delivered"));
-    assert!(line.contains("INVALID") && line.contains("notified-twice"), "{stdout}");
-    assert!(events_clause(&report, "notified-twice")["violations"].as_u64().unwrap() > 0);
+    assert_broken_by("notified-twice", code, &stdout, &report);
 }
 
-/// `scenarios/slow-consumer.toml`, shortened: a 600 ms sender behind a burst of
-/// checkouts, then a quiet stretch; `bound` is the SLO on its lag.
-fn slow_consumer(bound: &str) -> String {
+/// `scenarios/slow-consumer.toml`, shortened: a 600 ms sender with a 3 s ack wait
+/// behind a burst of checkouts, then a quiet stretch; `bound` is the SLO on its lag,
+/// `brk` its break switches.
+fn slow_consumer(bound: &str, brk: &str) -> String {
     format!(
-        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\nenv = {{ notifications = {{ SHOP_NOTIFICATIONS_SEND_DELAY = \"600ms\" }} }}\n\
+        "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\nenv = {{ notifications = {{ SHOP_NOTIFICATIONS_SEND_DELAY = \"600ms\", SHOP_NOTIFICATIONS_ACK_WAIT = \"3s\"{brk} }} }}\n\
          [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"ramping\", start_rate = 8, stages = [{{ duration = \"8s\", target = 8 }}, {{ duration = \"1s\", target = 1 }}, {{ duration = \"15s\", target = 1 }}] }}\n\
          [[slo]]\nthreshold = \"metric notifications:shop_notifications_consumer_lag_seconds max < {bound}\"\n\
          [[slo]]\nthreshold = \"metric notifications:shop_notifications_consumer_lag_seconds max < 3\"\nafter = \"21s\"\n\
+         [[slo]]\nthreshold = \"metric notifications:shop_notifications_redeliveries_total max >= 1\"\n\
          [recovery]\nsettle = \"60s\"\n"
     )
 }
@@ -255,7 +299,7 @@ fn a_slow_sender_lags_behind_a_burst_and_recovers_within_the_slo_on_its_lag() {
     if !nats_server_installed() {
         return;
     }
-    let (code, stdout, report) = run_events("slow-consumer", &slow_consumer("30"));
+    let (code, stdout, report) = run_events("slow-consumer", &slow_consumer("30", ""));
     assert_eq!(code, Some(0), "the healthy build passes:\n{stdout}");
     assert!(verdict_line(&stdout, |l| l.contains("events_delivered")).contains("VALID"), "{stdout}");
     let peak = slo(&report, "metric notifications:shop_notifications_consumer_lag_seconds max < 30");
@@ -263,6 +307,18 @@ fn a_slow_sender_lags_behind_a_burst_and_recovers_within_the_slo_on_its_lag() {
     assert!(peak["samples"].as_u64().unwrap() >= 10, "sampled once a second: {peak}");
     let after = slo(&report, "metric notifications:shop_notifications_consumer_lag_seconds max < 3");
     assert_eq!(after["status"], "passed", "and recovered: {after}");
+    let again = slo(&report, "metric notifications:shop_notifications_redeliveries_total max");
+    assert_eq!(again["status"], "passed", "the broker delivered again what waited past the ack wait: {again}");
+}
+
+#[test]
+fn a_slow_sender_without_de_duplication_sends_a_redelivered_event_twice() {
+    if !nats_server_installed() {
+        return;
+    }
+    let (code, stdout, report) =
+        run_events("slow-consumer-broken", &slow_consumer("30", ", SHOP_TEST_BREAK = \"skip-dedup\""));
+    assert_broken_by("notified-twice", code, &stdout, &report);
 }
 
 #[test]
@@ -270,7 +326,7 @@ fn a_lag_over_its_slo_fails_the_run_by_that_slo_alone() {
     if !nats_server_installed() {
         return;
     }
-    let (code, stdout, report) = run_events("slow-consumer-over", &slow_consumer("0.5"));
+    let (code, stdout, report) = run_events("slow-consumer-over", &slow_consumer("0.5", ""));
     assert_eq!(code, Some(1), "a lag over its bound fails:\n{stdout}");
     let line = verdict_line(&stdout, |l| l.contains("lag_seconds max < 0.5"));
     assert!(line.starts_with("FAIL") || line.trim_start().starts_with("FAIL"), "{stdout}");

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{NotificationRecord, ShopState};
+use super::state::{NotificationRecord, RepeatedEvent, ShopState};
 use super::{CheckResult, Checking, Clause};
 
 /// The clauses of `events_delivered`.
@@ -46,6 +46,12 @@ pub const EVENTS_DELIVERED: &[Clause] = &[
     },
     Clause {
         invariant: "events_delivered",
+        name: "published-twice",
+        rule: "the broker holds each event once: a repeated publish is dropped by its message id \
+               (the consumer met no event id under two stream sequences)",
+    },
+    Clause {
+        invariant: "events_delivered",
         name: "outbox-not-drained",
         rule: "the producer's outbox holds no unsent event once the run settled",
     },
@@ -57,7 +63,8 @@ const NOT_TERMINAL: &Clause = &EVENTS_DELIVERED[2];
 const ORPHAN: &Clause = &EVENTS_DELIVERED[3];
 const WRONG_USER: &Clause = &EVENTS_DELIVERED[4];
 const WRONG_OUTCOME: &Clause = &EVENTS_DELIVERED[5];
-const NOT_DRAINED: &Clause = &EVENTS_DELIVERED[6];
+const PUBLISHED_TWICE: &Clause = &EVENTS_DELIVERED[6];
+const NOT_DRAINED: &Clause = &EVENTS_DELIVERED[7];
 
 /// The notification kind that tells of an order ending in `status`.
 fn kind_for(status: &str) -> Option<&'static str> {
@@ -66,6 +73,18 @@ fn kind_for(status: &str) -> Option<&'static str> {
         "CANCELLED" => Some("ORDER_CANCELLED"),
         _ => None,
     }
+}
+
+/// The counterexample of an order whose events the broker held more than once.
+fn published_twice(order: &str, copies: &[&RepeatedEvent]) -> Option<(String, String, i64)> {
+    if copies.is_empty() {
+        return None;
+    }
+    let events: Vec<String> = copies
+        .iter()
+        .map(|r| format!("{} ({}) at stream sequences {} and {}", r.event_id, r.kind, r.first_seq, r.stream_seq))
+        .collect();
+    Some((format!("order {order}"), format!("published twice: {}", events.join("; ")), copies.len() as i64))
 }
 
 /// Checks the notifications against the orders, and the outbox's drain, clause by
@@ -139,6 +158,20 @@ pub fn events_delivered(state: &ShopState) -> CheckResult {
             ORPHAN,
             Some((format!("order {order}"), format!("no such order, but {} notification(s) for it", notes.len()), 1)),
         );
+    }
+
+    // Every order's events were in the stream once; a repeat of an order the orders
+    // service does not have is judged as well.
+    let mut repeats: BTreeMap<&str, Vec<&RepeatedEvent>> = BTreeMap::new();
+    for r in &events.repeated {
+        repeats.entry(r.order_id.as_str()).or_default().push(r);
+    }
+    for o in &state.orders {
+        let copies = repeats.remove(o.id.as_str()).unwrap_or_default();
+        c.judge(PUBLISHED_TWICE, published_twice(&o.id, &copies));
+    }
+    for (order, copies) in &repeats {
+        c.judge(PUBLISHED_TWICE, published_twice(order, copies));
     }
 
     match &events.outbox {

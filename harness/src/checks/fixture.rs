@@ -21,8 +21,8 @@ use std::time::Duration;
 use super::history::{OpOutcome, Operation};
 use super::orders::PLACE_ORDER;
 use super::state::{
-    ChargeRecord, EventsState, LedgerSummary, NotificationRecord, OrderLine, OrderRecord, OutboxLag, ReservationRecord,
-    ShopState, StockLevel,
+    ChargeRecord, EventsState, LedgerSummary, NotificationRecord, OrderLine, OrderRecord, OutboxLag, RepeatedEvent,
+    ReservationRecord, ShopState, StockLevel,
 };
 
 /// A history and the state it left.
@@ -145,7 +145,7 @@ pub fn notify_ended(f: &mut Fixture) {
         })
         .collect();
     let outbox = Some(OutboxLag { relay: true, unsent: 0, oldest_unsent_age_ms: None });
-    f.state.events = Some(EventsState { outbox, notifications, dead_letters: 0 });
+    f.state.events = Some(EventsState { outbox, notifications, dead_letters: 0, repeated: Vec::new() });
 }
 
 /// Sets an order's status.
@@ -305,6 +305,19 @@ pub fn event_mutations() -> Vec<(&'static str, Fixture)> {
         ("wrong-user", events_mutated(|_, e| e.notifications[0].user_id = "u2".into())),
         // The cancelled o2 was told it was paid.
         ("wrong-outcome", events_mutated(|_, e| e.notifications[1].kind = "ORDER_PAID".into())),
+        // o1's placed event was published twice and the broker kept both.
+        (
+            "published-twice",
+            events_mutated(|_, e| {
+                e.repeated.push(RepeatedEvent {
+                    event_id: "o1:1".into(),
+                    order_id: "o1".into(),
+                    kind: "ORDER_PLACED".into(),
+                    first_seq: 1,
+                    stream_seq: 5,
+                })
+            }),
+        ),
         // Three events never left the orders service.
         (
             "outbox-not-drained",

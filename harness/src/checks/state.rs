@@ -147,6 +147,21 @@ pub struct NotificationRecord {
     pub event_id: String,
 }
 
+/// An event the broker held twice: the consumer met its id under a second stream
+/// sequence (the producer published it again and its message id did not drop it).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RepeatedEvent {
+    pub event_id: String,
+    /// The order it belongs to (text).
+    #[serde(deserialize_with = "id_text")]
+    pub order_id: String,
+    /// Its type, e.g. `ORDER_PLACED`.
+    pub kind: String,
+    /// The stream sequence it was first acted on under, and the repeat's.
+    pub first_seq: i64,
+    pub stream_seq: i64,
+}
+
 /// The event-driven half's end state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct EventsState {
@@ -156,6 +171,8 @@ pub struct EventsState {
     pub notifications: Vec<NotificationRecord>,
     /// How many messages the consumer gave up on.
     pub dead_letters: usize,
+    /// Events the broker held more than once.
+    pub repeated: Vec<RepeatedEvent>,
 }
 
 impl EventsState {
@@ -216,6 +233,8 @@ struct NotificationsState {
     notifications: Vec<NotificationRecord>,
     #[serde(default)]
     dead_letters: Vec<serde_json::Value>,
+    #[serde(default)]
+    repeated_events: Vec<RepeatedEvent>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +305,7 @@ impl AdminEndpoints {
                     outbox: orders.outbox,
                     notifications: n.notifications,
                     dead_letters: n.dead_letters.len(),
+                    repeated: n.repeated_events,
                 })
             }
             None => None,

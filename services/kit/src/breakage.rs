@@ -35,7 +35,9 @@ pub enum Switch {
     CommitCancelled,
     /// orders: compensation records the refunds without making them.
     SkipRefund,
-    /// notifications: a redelivered order event is acted on again (no processed-event check).
+    /// The de-duplication of order events, at both ends: notifications acts on a
+    /// redelivered event again (no processed-event check), and orders' outbox relay
+    /// publishes without `Nats-Msg-Id`, so the broker keeps a repeated publish.
     SkipDedup,
     /// orders: the `ORDER_PAID` message it publishes leaves out `user_id`.
     PaidWithoutUser,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use shop_kit::auth::{Admin, AdminToken};
 use shop_kit::{ApiError, Json, Query};
 
-use crate::store::{DeadLetter, Notification, Store};
+use crate::store::{DeadLetter, Notification, RepeatedEvent, Store};
 
 /// The longest user id accepted.
 pub const MAX_USER_ID: usize = 128;
@@ -50,6 +50,8 @@ struct AdminState {
     notifications: Vec<Notification>,
     processed_events: i64,
     dead_letters: Vec<DeadLetter>,
+    /// Events the broker held more than once (published twice).
+    repeated_events: Vec<RepeatedEvent>,
 }
 
 impl AdminToken for AppState {
@@ -60,5 +62,6 @@ impl AdminToken for AppState {
 
 async fn admin_state(_: Admin, State(app): State<AppState>) -> Result<Json<AdminState>, ApiError> {
     let (notifications, processed_events, dead_letters) = app.store.state().await?;
-    Ok(Json(AdminState { notifications, processed_events, dead_letters }))
+    let repeated_events = app.store.repeats().await?;
+    Ok(Json(AdminState { notifications, processed_events, dead_letters, repeated_events }))
 }

@@ -14,7 +14,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, stream, Message};
 use futures::StreamExt;
-use prometheus::{Gauge, IntCounterVec};
+use prometheus::{Gauge, IntCounter, IntCounterVec};
 use shop_kit::metrics::Metrics;
 
 use crate::event::OrderEvent;
@@ -56,12 +56,15 @@ impl Default for ConsumerConfig {
 }
 
 /// `shop_notifications_events_total{outcome}`: notified, nothing_to_tell, duplicate,
-/// failed (to be retried), dead_lettered; and the consumer's lag,
-/// `shop_notifications_consumer_lag_seconds`: how long the last message handled had
-/// waited in the stream since it was published (the broker's own timestamp).
+/// failed (to be retried), dead_lettered; `shop_notifications_redeliveries_total`: messages
+/// the broker delivered again (a lost or late ack, a crash); and the consumer's lag,
+/// `shop_notifications_consumer_lag_seconds`: how long the last event acted on (not a
+/// repeat of one acted on already) had waited in the stream since it was published
+/// (the broker's own timestamp).
 #[derive(Clone)]
 pub struct ConsumerMetrics {
     pub events: IntCounterVec,
+    pub redeliveries: IntCounter,
     pub lag: Gauge,
 }
 
@@ -80,7 +83,13 @@ impl ConsumerMetrics {
         )
         .expect("static metric");
         let _ = metrics.register(Box::new(lag.clone()));
-        Self { events, lag }
+        let redeliveries = IntCounter::new(
+            "notifications_redeliveries_total",
+            "Order events the broker delivered again (a lost or late ack, a crash)",
+        )
+        .expect("static metric");
+        let _ = metrics.register(Box::new(redeliveries.clone()));
+        Self { events, redeliveries, lag }
     }
 }
 
@@ -177,20 +186,23 @@ async fn handle(
     config: &ConsumerConfig,
     m: &ConsumerMetrics,
 ) {
-    let (attempt, seq) = match message.info() {
-        Ok(info) => {
-            let waited_ns = now_ns().saturating_sub(info.published.unix_timestamp_nanos());
-            m.lag.set(waited_ns.max(0) as f64 / 1e9);
-            (info.delivered, info.stream_sequence)
-        }
-        Err(_) => (1, 0),
+    let (attempt, seq, published_ns) = match message.info() {
+        Ok(info) => (info.delivered, info.stream_sequence, Some(info.published.unix_timestamp_nanos())),
+        Err(_) => (1, 0, None),
     };
+    if attempt > 1 {
+        m.redeliveries.inc();
+    }
     let outcome = match OrderEvent::parse(&message.payload) {
         Ok(event) => {
-            if event.kind.is_terminal() && !config.send_delay.is_zero() {
+            // A slow sender: sending takes this long, but only what was not sent before.
+            if event.kind.is_terminal()
+                && !config.send_delay.is_zero()
+                && !store.is_processed(&event.event_id).await.unwrap_or(false)
+            {
                 tokio::time::sleep(config.send_delay).await;
             }
-            store.apply(event, now_ms()).await.map_err(|e| e.to_string())
+            store.apply_at(event, (seq > 0).then_some(seq), now_ms()).await.map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
     };
@@ -202,6 +214,11 @@ async fn handle(
                 Applied::Duplicate => "duplicate",
             };
             m.events.with_label_values(&[label]).inc();
+            // The lag is how late events are acted on: a repeat of one acted on already
+            // (a redelivery waiting behind the backlog) does not count.
+            if let (Some(published), false) = (published_ns, applied == Applied::Duplicate) {
+                m.lag.set(now_ns().saturating_sub(published).max(0) as f64 / 1e9);
+            }
             message.ack().await
         }
         Err(reason) if attempt >= config.max_attempts => {

@@ -14,7 +14,8 @@ use shop_kit::db::{Db, DbError};
 use crate::event::OrderEvent;
 
 /// The schema, one migration per entry.
-pub const MIGRATIONS: &[&str] = &["
+pub const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE notifications (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id     TEXT NOT NULL,
@@ -42,7 +43,23 @@ CREATE TABLE dead_letters (
     attempts   INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
-"];
+",
+    "
+-- The stream sequence an event was first acted on under, to recognise a repeat the
+-- producer published twice (the broker holds it under a second sequence).
+ALTER TABLE processed_events ADD COLUMN stream_seq INTEGER;
+
+CREATE TABLE repeated_events (
+    event_id   TEXT NOT NULL,
+    stream_seq INTEGER NOT NULL,
+    first_seq  INTEGER NOT NULL,
+    order_id   TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    seen_ms    INTEGER NOT NULL,
+    PRIMARY KEY (event_id, stream_seq)
+) WITHOUT ROWID;
+",
+];
 
 /// One notification sent to a user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -68,6 +85,19 @@ pub struct DeadLetter {
     pub reason: String,
     pub attempts: i64,
     pub created_ms: i64,
+}
+
+/// An event the broker holds more than once: the producer published it twice and the
+/// broker kept both (a repeat its message id should have dropped).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RepeatedEvent {
+    pub event_id: String,
+    pub order_id: String,
+    pub kind: String,
+    /// The stream sequence it was first acted on under.
+    pub first_seq: i64,
+    /// The sequence of the repeat.
+    pub stream_seq: i64,
 }
 
 /// What acting on an event did.
@@ -100,22 +130,59 @@ impl Store {
         Self { breakage, ..self }
     }
 
+    /// True when `event_id` was acted on already (so a slow sender need not send it
+    /// again); always false in the build with [`Switch::SkipDedup`].
+    pub async fn is_processed(&self, event_id: &str) -> Result<bool, DbError> {
+        if self.breakage.is_broken(Switch::SkipDedup) {
+            return Ok(false);
+        }
+        let event_id = event_id.to_string();
+        self.db
+            .read(move |c| {
+                let seen: Option<i64> = c
+                    .query_row("SELECT 1 FROM processed_events WHERE event_id = ?1", [&event_id], |r| r.get(0))
+                    .optional()?;
+                Ok(seen.is_some())
+            })
+            .await
+    }
+
     /// Acts on `event` once: records its notification (if it is terminal) and its id
     /// as processed, in one transaction.
     pub async fn apply(&self, event: OrderEvent, now_ms: i64) -> Result<Applied, DbError> {
+        self.apply_at(event, None, now_ms).await
+    }
+
+    /// [`Store::apply`] for the message at `stream_seq` in the broker's stream: an event
+    /// seen before under another sequence was published twice, and is recorded as a
+    /// [`RepeatedEvent`] (a redelivery comes under the same sequence and is not).
+    pub async fn apply_at(&self, event: OrderEvent, stream_seq: Option<u64>, now_ms: i64) -> Result<Applied, DbError> {
         let skip_dedup = self.breakage.is_broken(Switch::SkipDedup);
+        let stream_seq = stream_seq.and_then(|s| i64::try_from(s).ok());
         self.db
             .write(move |tx| {
-                let seen: Option<i64> = tx
-                    .query_row("SELECT 1 FROM processed_events WHERE event_id = ?1", [&event.event_id], |r| r.get(0))
+                let seen: Option<Option<i64>> = tx
+                    .query_row("SELECT stream_seq FROM processed_events WHERE event_id = ?1", [&event.event_id], |r| {
+                        r.get(0)
+                    })
                     .optional()?;
+                if let (Some(Some(first)), Some(seq)) = (seen, stream_seq) {
+                    if first != seq {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO repeated_events (event_id, stream_seq, first_seq, order_id, kind, seen_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![event.event_id, seq, first, event.order_id, event.kind.as_str(), now_ms],
+                        )?;
+                    }
+                }
                 // The deliberately broken build acts on a redelivery again.
                 if seen.is_some() && !skip_dedup {
                     return Ok(Applied::Duplicate);
                 }
                 tx.execute(
-                    "INSERT OR IGNORE INTO processed_events (event_id, order_id, kind, processed_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![event.event_id, event.order_id, event.kind.as_str(), now_ms],
+                    "INSERT OR IGNORE INTO processed_events (event_id, order_id, kind, processed_ms, stream_seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![event.event_id, event.order_id, event.kind.as_str(), now_ms, stream_seq],
                 )?;
                 if !event.kind.is_terminal() {
                     return Ok(Applied::NothingToTell);
@@ -183,6 +250,27 @@ impl Store {
                 drop(stmt);
                 tx.commit()?;
                 Ok((notifications, processed, letters))
+            })
+            .await
+    }
+
+    /// Every event the broker held more than once, in the order they were seen.
+    pub async fn repeats(&self) -> Result<Vec<RepeatedEvent>, DbError> {
+        self.db
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT event_id, order_id, kind, first_seq, stream_seq FROM repeated_events ORDER BY seen_ms, stream_seq",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(RepeatedEvent {
+                        event_id: r.get(0)?,
+                        order_id: r.get(1)?,
+                        kind: r.get(2)?,
+                        first_seq: r.get(3)?,
+                        stream_seq: r.get(4)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
     }
@@ -268,5 +356,26 @@ mod tests {
         store.dead_letter(letter.clone()).await.unwrap();
         store.dead_letter(letter.clone()).await.unwrap();
         assert_eq!(store.state().await.unwrap().2, vec![letter]);
+    }
+
+    #[tokio::test]
+    async fn an_event_under_a_second_stream_sequence_is_recorded_as_repeated_and_a_redelivery_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, Breakage::NONE);
+        let paid = || event("o1:4", "ORDER_PAID", "o1");
+        assert_eq!(store.apply_at(paid(), Some(7), 1).await.unwrap(), Applied::Notified);
+        // A redelivery: the same message, the same sequence.
+        assert_eq!(store.apply_at(paid(), Some(7), 2).await.unwrap(), Applied::Duplicate);
+        assert!(store.repeats().await.unwrap().is_empty(), "a redelivery is not a repeat");
+        // Published twice: the broker holds it again under sequence 9.
+        assert_eq!(store.apply_at(paid(), Some(9), 3).await.unwrap(), Applied::Duplicate);
+        assert_eq!(store.apply_at(paid(), Some(9), 4).await.unwrap(), Applied::Duplicate);
+        let repeats = store.repeats().await.unwrap();
+        assert_eq!(repeats.len(), 1, "{repeats:?}");
+        assert_eq!((repeats[0].event_id.as_str(), repeats[0].first_seq, repeats[0].stream_seq), ("o1:4", 7, 9));
+        assert_eq!(store.state().await.unwrap().0.len(), 1, "still notified once");
+        // Without a sequence (a test, a contract) nothing can be told.
+        assert_eq!(store.apply(paid(), 5).await.unwrap(), Applied::Duplicate);
+        assert_eq!(store.repeats().await.unwrap().len(), 1);
     }
 }

@@ -15,7 +15,8 @@
 //! (required), `SHOP_ORDERS_INLINE_DEADLINE` (3s), `SHOP_ORDERS_SAGA_DEADLINE` (30s),
 //! `SHOP_ORDERS_SETTLE` (5s), `SHOP_ORDERS_STEP_ATTEMPTS` (8),
 //! `SHOP_ORDERS_SWEEP_INTERVAL` (5s), `SHOP_DB_SYNC` (`normal` or `full`),
-//! `SHOP_UPSTREAM_BROKER` (optional, `nats://host:port`: the relay runs only with it), and
+//! `SHOP_UPSTREAM_BROKER` (optional, `nats://host:port`: the relay runs only with it),
+//! `SHOP_OUTBOX_ACK_TIMEOUT` (2s: how long the relay waits for the broker's ack), and
 //! in debug builds the break switches of `SHOP_TEST_BREAK` (`shop_kit::breakage`).
 
 pub mod api;
@@ -39,6 +40,7 @@ use shop_kit::metrics::Metrics;
 use shop_kit::ServiceApp;
 
 use crate::recovery::RecoveryConfig;
+use crate::relay::RelayConfig;
 use crate::saga::{Saga, SagaConfig};
 use crate::store::Store;
 use crate::upstreams::Upstreams;
@@ -52,13 +54,16 @@ pub struct OrdersConfig {
     pub recovery: RecoveryConfig,
     /// `SHOP_DB_SYNC`: `normal` (durable against a process crash) or `full` (power loss too).
     pub sync: Sync,
-    /// `SHOP_TEST_BREAK`: deliberate defects of the store and the saga (debug builds only).
+    /// The outbox relay's pacing (`SHOP_OUTBOX_ACK_TIMEOUT`), used with a broker.
+    pub relay: RelayConfig,
+    /// `SHOP_TEST_BREAK`: deliberate defects of the store, the saga and the relay (debug builds only).
     pub breakage: Breakage,
 }
 
 impl OrdersConfig {
     /// Reads the settings from `env`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let breakage = Breakage::from_env(env)?;
         Ok(Self {
             inline_deadline: env.duration_or("SHOP_ORDERS_INLINE_DEADLINE", Duration::from_secs(3))?,
             saga: SagaConfig::from_env(env)?,
@@ -67,9 +72,24 @@ impl OrdersConfig {
                 ..RecoveryConfig::default()
             },
             sync: Sync::from_env(env)?,
-            breakage: Breakage::from_env(env)?,
+            relay: relay_config(env, breakage)?,
+            breakage,
         })
     }
+}
+
+fn relay_config(env: &Env, breakage: Breakage) -> Result<RelayConfig, ConfigError> {
+    let defaults = RelayConfig::default();
+    let var = "SHOP_OUTBOX_ACK_TIMEOUT";
+    let ack_timeout = env.duration_or(var, defaults.ack_timeout)?;
+    if !(Duration::from_millis(50)..=Duration::from_secs(60)).contains(&ack_timeout) {
+        return Err(ConfigError::Malformed {
+            var: var.into(),
+            value: format!("{ack_timeout:?}"),
+            expected: "a duration from 50ms to 60s".into(),
+        });
+    }
+    Ok(RelayConfig { ack_timeout, breakage, ..defaults })
 }
 
 /// Builds the orders service: opens its database, makes the clients of catalog and
@@ -92,7 +112,7 @@ pub async fn build(config: ServiceConfig, env: Env, metrics: Metrics) -> anyhow:
     let broker = config.broker("broker")?;
     if let Some(urls) = &broker {
         let metrics = relay::RelayMetrics::register(&metrics);
-        relay::spawn(outbox::Outbox::new(db.clone()), urls.clone(), relay::RelayConfig::default(), metrics);
+        relay::spawn(outbox::Outbox::new(db.clone()), urls.clone(), settings.relay.clone(), metrics);
     }
     let saga = Saga::new(store, Upstreams { catalog, payments }, settings.saga, settings.breakage);
     recovery::spawn(&saga, settings.recovery);
@@ -121,6 +141,10 @@ mod tests {
         assert_eq!((c.saga.deadline, c.sync), (Duration::from_secs(60), Sync::Full));
         let err = OrdersConfig::from_env(&Env::default().with("SHOP_ORDERS_INLINE_DEADLINE", "soon")).unwrap_err();
         assert!(err.to_string().contains("SHOP_ORDERS_INLINE_DEADLINE"), "{err}");
+        let c = OrdersConfig::from_env(&Env::default().with("SHOP_OUTBOX_ACK_TIMEOUT", "200ms")).unwrap();
+        assert_eq!(c.relay.ack_timeout, Duration::from_millis(200));
+        let err = OrdersConfig::from_env(&Env::default().with("SHOP_OUTBOX_ACK_TIMEOUT", "1ms")).unwrap_err();
+        assert!(err.to_string().contains("SHOP_OUTBOX_ACK_TIMEOUT") && err.to_string().contains("50ms"), "{err}");
         let err = OrdersConfig::from_env(&Env::default().with("SHOP_DB_SYNC", "sometimes")).unwrap_err();
         assert!(err.to_string().contains("normal or full"), "{err}");
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use prometheus::{Gauge, IntCounter, IntGauge};
+use shop_kit::breakage::{Breakage, Switch};
 use shop_kit::metrics::Metrics;
 
 use crate::events::Timestamp;
@@ -28,10 +29,14 @@ pub struct RelayConfig {
     pub batch: u32,
     /// How often an empty outbox is looked at again.
     pub idle_poll: Duration,
-    /// How long a publish may wait for the broker's ack before it is retried.
+    /// How long a publish may wait for the broker's ack before it is retried
+    /// (`SHOP_OUTBOX_ACK_TIMEOUT`).
     pub ack_timeout: Duration,
     /// The first and the longest wait between retries while the broker is away.
     pub backoff: (Duration, Duration),
+    /// `skip-dedup` (debug builds): publish without `Nats-Msg-Id`, so the broker keeps a
+    /// repeated publish as a second message.
+    pub breakage: Breakage,
 }
 
 impl Default for RelayConfig {
@@ -41,6 +46,7 @@ impl Default for RelayConfig {
             idle_poll: Duration::from_millis(50),
             ack_timeout: Duration::from_secs(2),
             backoff: (Duration::from_millis(50), Duration::from_secs(2)),
+            breakage: Breakage::NONE,
         }
     }
 }
@@ -56,6 +62,9 @@ pub struct RelayMetrics {
     pub published: IntCounter,
     /// `shop_outbox_publish_failures_total`: publishes that failed and will be retried.
     pub failures: IntCounter,
+    /// `shop_outbox_duplicate_acks_total`: publishes the broker acknowledged as a repeat of
+    /// a message id it already stored, and dropped (a retry after a lost or late ack).
+    pub duplicates: IntCounter,
 }
 
 impl RelayMetrics {
@@ -73,12 +82,18 @@ impl RelayMetrics {
                 .expect("static metric"),
             failures: IntCounter::new("outbox_publish_failures_total", "Failed publishes, retried")
                 .expect("static metric"),
+            duplicates: IntCounter::new(
+                "outbox_duplicate_acks_total",
+                "Publishes the broker dropped as a repeat of a message id it already stored",
+            )
+            .expect("static metric"),
         };
         for c in [
             Box::new(m.unsent.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.oldest_age.clone()),
             Box::new(m.published.clone()),
             Box::new(m.failures.clone()),
+            Box::new(m.duplicates.clone()),
         ] {
             // Registered once per service instance; a second relay would share them.
             let _ = metrics.register(c);
@@ -192,7 +207,8 @@ async fn relay_batch(
     let mut failure = None;
     for message in &batch {
         // Bounded as a whole: a disconnected client may hold the send itself, not only the ack.
-        let sent = tokio::time::timeout(config.ack_timeout * 2, publish(context, message)).await;
+        let with_id = !config.breakage.is_broken(Switch::SkipDedup);
+        let sent = tokio::time::timeout(config.ack_timeout * 2, publish(context, message, with_id)).await;
         let sent = sent.unwrap_or_else(|_| {
             Err(RelayError::Publish {
                 event_id: message.event_id.clone(),
@@ -200,9 +216,12 @@ async fn relay_batch(
             })
         });
         match sent {
-            Ok(()) => {
+            Ok(duplicate) => {
                 acked.push(message.seq);
                 metrics.published.inc();
+                if duplicate {
+                    metrics.duplicates.inc();
+                }
             }
             Err(e) => {
                 failure = Some(e);
@@ -218,16 +237,19 @@ async fn relay_batch(
     }
 }
 
-/// Publishes one message with its event id as `Nats-Msg-Id` and waits for the ack.
-async fn publish(context: &jetstream::Context, message: &Pending) -> Result<(), RelayError> {
+/// Publishes one message with its event id as `Nats-Msg-Id` (unless `with_id` is false,
+/// the break switch) and waits for the ack; true when the broker dropped it as a repeat.
+async fn publish(context: &jetstream::Context, message: &Pending, with_id: bool) -> Result<bool, RelayError> {
     let failed = |detail: String| RelayError::Publish { event_id: message.event_id.clone(), detail };
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, message.event_id.as_str());
+    if with_id {
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message.event_id.as_str());
+    }
     let ack = context
         .publish_with_headers(message.subject.clone(), headers, message.payload.clone().into())
         .await
         .map_err(|e| failed(e.to_string()))?;
-    ack.await.map(|_| ()).map_err(|e| failed(e.to_string()))
+    ack.await.map(|ack| ack.duplicate).map_err(|e| failed(e.to_string()))
 }
 
 async fn update_lag(outbox: &Outbox, metrics: &RelayMetrics) {

@@ -257,3 +257,54 @@ fn log_of(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
 }
+
+/// Publishes the outbox of 20 orders, then makes it look unsent again (as if orders had
+/// died between the broker's ack and the mark) and relays it a second time with
+/// `breakage`; returns the stream's length and the relay's duplicate-ack count.
+async fn relay_twice(breakage: shop_kit::breakage::Breakage) -> (u64, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = NatsServer::start(&dir.path().join("broker"));
+    let store = Store::open(&dir.path().join("orders.db"), Sync::Normal).unwrap();
+    let outbox = Outbox::new(store.db().clone());
+    record_orders(&store, 0, 20).await;
+    let metrics = Metrics::new("orders");
+    let relay_metrics = RelayMetrics::register(&metrics);
+    let config = RelayConfig { breakage, ..RelayConfig::default() };
+    for _ in 0..2 {
+        let relay = tokio::spawn(relay::run(outbox.clone(), vec![broker.url()], config.clone(), relay_metrics.clone()));
+        assert!(drained(&outbox, Duration::from_secs(30)).await, "the outbox drains");
+        relay.abort();
+        store
+            .db()
+            .write(|tx| Ok::<_, shop_kit::db::DbError>(tx.execute("UPDATE outbox SET sent_ms = NULL", [])?))
+            .await
+            .unwrap();
+    }
+    let js = jetstream(&broker.url()).await;
+    let duplicates = metrics
+        .render()
+        .lines()
+        .find(|l| l.starts_with("shop_outbox_duplicate_acks_total"))
+        .unwrap_or_default()
+        .to_string();
+    (stream_len(&js).await, duplicates)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_publish_is_dropped_by_its_message_id_and_counted_and_without_the_id_it_is_kept_twice() {
+    if !NatsServer::available() {
+        return;
+    }
+    let (len, duplicates) = relay_twice(shop_kit::breakage::Breakage::NONE).await;
+    assert_eq!(len, 40, "20 orders' placed and terminal events, once each");
+    assert!(duplicates.ends_with(" 40"), "every repeat was acknowledged as a duplicate: {duplicates}");
+
+    // Debug builds honour the break switch: the relay leaves the id out and the broker
+    // keeps every repeat.
+    if cfg!(debug_assertions) {
+        let skip = shop_kit::breakage::Breakage::NONE.with(shop_kit::breakage::Switch::SkipDedup);
+        let (len, duplicates) = relay_twice(skip).await;
+        assert_eq!(len, 80, "without Nats-Msg-Id the broker keeps the repeats");
+        assert!(duplicates.ends_with(" 0"), "{duplicates}");
+    }
+}
