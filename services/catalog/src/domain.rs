@@ -17,7 +17,7 @@ pub const QUANTITY: std::ops::RangeInclusive<i64> = 1..=1000;
 pub const MAX_STOCK: i64 = 1_000_000_000;
 /// The longest order id string accepted, in characters.
 pub const MAX_ORDER_ID_CHARS: usize = 128;
-/// The `Idempotency-Key` of a request (the kit's: 1 to [`MAX_KEY_LEN`] printable ASCII characters).
+/// The `Idempotency-Key` of a request (the kit's rule: 1 to [`MAX_KEY_LEN`] visible ASCII characters).
 pub use shop_kit::idempotency::{IdempotencyKey, MAX_KEY_LEN};
 
 /// A client mistake in one field of a request.
@@ -336,14 +336,5 @@ mod tests {
         assert_eq!(field(NewProduct::parse("S", "Mug", 0, "EUR", 10)), "price_minor");
         assert_eq!(field(NewProduct::parse("S", "Mug", 5, "EURO", 10)), "currency");
         assert_eq!(field(NewProduct::parse("S", "Mug", 5, "EUR", -1)), "stock");
-    }
-
-    #[test]
-    fn idempotency_keys_are_printable_and_bounded() {
-        assert_eq!(IdempotencyKey::parse(" 42:reserve ").unwrap().as_str(), "42:reserve");
-        for bad in ["", "   ", "\u{1}", "é"] {
-            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
-        }
-        assert!(IdempotencyKey::parse(&"k".repeat(201)).is_err());
     }
 }

@@ -234,6 +234,8 @@ async fn bad_reservations_name_the_field() {
     let svc = Service::start().await;
     let no_key = svc.http.post(svc.url("/v1/reservations")).json(&order(json!(1), &[(1, 1)])).send().await.unwrap();
     assert_eq!(problem(no_key, StatusCode::BAD_REQUEST, "bad-request").await["field"], "Idempotency-Key");
+    let spaced = svc.reserve("has space", order(json!(1), &[(1, 1)])).await;
+    assert_eq!(problem(spaced, StatusCode::BAD_REQUEST, "bad-request").await["field"], "Idempotency-Key");
     let many: Vec<(i64, i64)> = (0..51).map(|_| (1, 1)).collect();
     let cases = [
         (order(json!(1), &[(1, 0)]), "items[0].quantity"),

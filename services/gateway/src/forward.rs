@@ -3,7 +3,8 @@
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use shop_kit::client::{ClientError, UpstreamClient, UpstreamRequest, UpstreamResponse, IDEMPOTENCY_KEY};
+use shop_kit::client::{ClientError, UpstreamClient, UpstreamRequest, UpstreamResponse};
+use shop_kit::idempotency::IdempotencyKey;
 use shop_kit::ApiError;
 
 /// Request headers a client may pass through to an upstream.
@@ -11,14 +12,15 @@ const PASSED_REQUEST_HEADERS: &[HeaderName] = &[header::CONTENT_TYPE, header::AC
 /// Response headers passed back to the client.
 const PASSED_RESPONSE_HEADERS: &[HeaderName] = &[header::CONTENT_TYPE, header::RETRY_AFTER, header::LOCATION];
 
-/// Builds the upstream request: method, path, the passed headers, the body, and the
-/// client's idempotency key (or `generated_key` when it sent none and one is wanted).
+/// Builds the upstream request: method, path, the passed headers, the body, and `key`
+/// (a client's `Idempotency-Key` reaches an upstream only as the route decides, checked
+/// and scoped: see `routes::order_key`).
 pub fn upstream_request(
     method: Method,
     path: String,
     headers: &HeaderMap,
     body: Bytes,
-    generated_key: Option<String>,
+    key: Option<&IdempotencyKey>,
 ) -> UpstreamRequest {
     let mut req = UpstreamRequest::new(method, path);
     for name in PASSED_REQUEST_HEADERS {
@@ -26,9 +28,8 @@ pub fn upstream_request(
             req.headers.insert(name.clone(), v.clone());
         }
     }
-    let key = headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_string).or(generated_key);
     if let Some(key) = key {
-        req = req.idempotency_key(&key);
+        req = req.idempotency_key(key.as_str());
     }
     req.body = body;
     req

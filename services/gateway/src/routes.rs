@@ -8,7 +8,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use shop_kit::auth::Claims;
-use shop_kit::client::{UpstreamRequest, IDEMPOTENCY_KEY};
+use shop_kit::client::UpstreamRequest;
+use shop_kit::idempotency::IdempotencyKey;
 use shop_kit::{ApiError, Path, RawBody};
 
 use crate::forward::{failed, forward, mark_stale, relay, upstream_request};
@@ -97,19 +98,20 @@ async fn place_order(
         .map_err(|e| ApiError::bad_request(format!("the body must be a JSON object: {e}")))?;
     order.insert("user_id".into(), claims.sub.clone().into());
     let body = Bytes::from(serde_json::to_vec(&order).map_err(ApiError::internal)?);
+    let key = order_key(&claims, &headers)?;
     let mut headers = headers;
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // A key makes the call safe to retry; the orders service dedupes on it. A client's
-    // own key is scoped to the client so two users' keys never collide.
-    let key = match headers.remove(IDEMPOTENCY_KEY).as_ref().and_then(|v| v.to_str().ok()) {
-        Some(k) if !k.is_empty() && k.len() <= 128 => format!("{}:{k}", claims.sub),
-        Some(_) => {
-            return Err(ApiError::invalid_field("Idempotency-Key", "an idempotency key is 1-128 visible characters"))
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
-    let key = Some(key);
-    forward(&g.orders, upstream_request(Method::POST, "/v1/orders".into(), &headers, body, key)).await
+    forward(&g.orders, upstream_request(Method::POST, "/v1/orders".into(), &headers, body, Some(&key))).await
+}
+
+/// The key an order is placed upstream under, which makes the call safe to retry and
+/// the orders service dedupe it: the client's own (the kit's rule), scoped to the client
+/// (`<user>:<key>`) so two users' keys never collide; or, when it sent none, a fresh one.
+fn order_key(claims: &Claims, headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+    match IdempotencyKey::from_headers(headers)? {
+        Some(key) => Ok(key.scoped(&claims.sub)?),
+        None => Ok(IdempotencyKey::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid key")),
+    }
 }
 
 async fn my_orders(State(g): State<Gateway>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -139,4 +141,38 @@ async fn my_notifications(State(g): State<Gateway>, headers: HeaderMap) -> Resul
         ));
     };
     forward(notifications, UpstreamRequest::get(format!("/v1/notifications?user_id={}", segment(&claims.sub)?))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_kit::ProblemKind;
+
+    fn user(sub: &str) -> Claims {
+        Claims { sub: sub.into(), email: "a@b.c".into(), iat: 0, exp: 0, iss: shop_kit::auth::ISSUER.into() }
+    }
+
+    fn sent(key: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("idempotency-key", key.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn a_clients_key_is_scoped_to_the_client_and_a_missing_one_generated() {
+        assert_eq!(order_key(&user("7"), &sent("client-key-1")).unwrap().as_str(), "7:client-key-1");
+        let generated = order_key(&user("7"), &HeaderMap::new()).unwrap();
+        assert!(uuid::Uuid::parse_str(generated.as_str()).is_ok(), "{generated}");
+        assert_ne!(generated, order_key(&user("7"), &HeaderMap::new()).unwrap());
+    }
+
+    #[test]
+    fn a_bad_key_is_a_400_naming_the_header() {
+        let longest_under_user_7 = "k".repeat(shop_kit::idempotency::MAX_KEY_LEN - 2);
+        assert!(order_key(&user("7"), &sent(&longest_under_user_7)).is_ok());
+        for (sub, bad) in [("7", "has space".to_string()), ("7", "k".repeat(201)), ("42", longest_under_user_7)] {
+            let err = order_key(&user(sub), &sent(&bad)).unwrap_err();
+            assert_eq!((err.kind, &err.extensions["field"]), (ProblemKind::BadRequest, &"Idempotency-Key".into()));
+        }
+    }
 }

@@ -65,6 +65,18 @@ async fn orders_through_the_gateway_keep_stock_ledger_and_orders_in_agreement() 
         .await
         .unwrap();
     assert_eq!(again["id"], placed[1]["id"]);
+    // A key that breaks the kit's rule is refused at the edge, naming the header.
+    let bad = shop
+        .http
+        .post(shop.api("/orders"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "has space")
+        .json(&json!({"items": [{"product_id": 2, "quantity": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().await.unwrap()["field"], "Idempotency-Key");
 
     // Orders belong to their user.
     let mine: Value =

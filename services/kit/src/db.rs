@@ -62,6 +62,8 @@ impl Sync {
 pub struct Db {
     pool: Pool<SqliteConnectionManager>,
     path: PathBuf,
+    /// The queue of its [`SingleWriter`]s: one per opened database, shared by its clones.
+    writer_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Connections in a pool: SQLite serialises writers anyway, so a few serve readers.
@@ -91,7 +93,7 @@ impl Db {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|source| DbError::Open { path: path.to_path_buf(), source })?;
-        let db = Self { pool, path: path.to_path_buf() };
+        let db = Self { pool, path: path.to_path_buf(), writer_turn: Arc::default() };
         db.migrate(migrations)?;
         Ok(db)
     }
@@ -171,6 +173,10 @@ impl Db {
 /// waiting here is fair and wakes on time, where SQLite's busy handler sleeps and
 /// retries, which stretches the latency tail under contention. Reads go straight to the
 /// pool ([`SingleWriter::db`]).
+///
+/// There is one queue per opened [`Db`]: every `SingleWriter` made from it or from a clone
+/// of it waits in the same line, so two parts of a service (orders' store and its outbox
+/// relay) cannot write past each other by holding writers of their own.
 #[derive(Clone)]
 pub struct SingleWriter {
     db: Db,
@@ -178,9 +184,9 @@ pub struct SingleWriter {
 }
 
 impl SingleWriter {
-    /// The single-writer queue of `db` (clones share it).
+    /// The single-writer queue of `db` (the same queue for every clone of `db`).
     pub fn new(db: Db) -> Self {
-        Self { db, turn: Arc::default() }
+        Self { turn: db.writer_turn.clone(), db }
     }
 
     /// The database, for reads.
@@ -279,5 +285,15 @@ mod tests {
         assert!(failed.is_err());
         let n: i64 = writer.db().read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)).await.unwrap();
         assert_eq!(n, 16, "a failed write is rolled back whole");
+    }
+
+    #[test]
+    fn writers_of_one_database_share_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("w.db"), MIGRATIONS, Sync::Normal).unwrap();
+        let (a, b) = (SingleWriter::new(db.clone()), SingleWriter::new(db));
+        assert!(Arc::ptr_eq(&a.turn, &b.turn));
+        let other = SingleWriter::new(Db::open(&dir.path().join("v.db"), MIGRATIONS, Sync::Normal).unwrap());
+        assert!(!Arc::ptr_eq(&a.turn, &other.turn));
     }
 }

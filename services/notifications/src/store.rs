@@ -5,11 +5,14 @@
 //! `processed_events`, written in the same transaction as its notification, and does
 //! nothing. The message is acknowledged only after that transaction commits, so a crash
 //! in between redelivers an event that is then recognised.
+//!
+//! Writes go through the kit's [`SingleWriter`] (one at a time, in arrival order); reads
+//! go straight to the pool.
 
 use serde::Serialize;
 use shop_kit::breakage::{Breakage, Switch};
 use shop_kit::db::sqlite::{params, OptionalExtension};
-use shop_kit::db::{Db, DbError};
+use shop_kit::db::{Db, DbError, SingleWriter};
 
 use crate::event::OrderEvent;
 
@@ -115,13 +118,14 @@ pub enum Applied {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    writer: SingleWriter,
     breakage: Breakage,
 }
 
 impl Store {
     /// The store over `db` (migrated with [`MIGRATIONS`]).
     pub fn new(db: Db) -> Self {
-        Self { db, breakage: Breakage::NONE }
+        Self { writer: SingleWriter::new(db.clone()), db, breakage: Breakage::NONE }
     }
 
     /// The same store with break switches (debug builds only): [`Switch::SkipDedup`]
@@ -159,7 +163,7 @@ impl Store {
     pub async fn apply_at(&self, event: OrderEvent, stream_seq: Option<u64>, now_ms: i64) -> Result<Applied, DbError> {
         let skip_dedup = self.breakage.is_broken(Switch::SkipDedup);
         let stream_seq = stream_seq.and_then(|s| i64::try_from(s).ok());
-        self.db
+        self.writer
             .write(move |tx| {
                 let seen: Option<Option<i64>> = tx
                     .query_row("SELECT stream_seq FROM processed_events WHERE event_id = ?1", [&event.event_id], |r| {
@@ -199,7 +203,7 @@ impl Store {
 
     /// Records a message given up on; a second record of the same stream message is a no-op.
     pub async fn dead_letter(&self, letter: DeadLetter) -> Result<(), DbError> {
-        self.db
+        self.writer
             .write(move |tx| {
                 tx.execute(
                     "INSERT OR IGNORE INTO dead_letters (stream_seq, subject, payload, reason, attempts, created_ms)
@@ -329,6 +333,25 @@ mod tests {
         assert!(store.for_user("u2", 10).await.unwrap().is_empty());
         let (all, processed, letters) = store.state().await.unwrap();
         assert_eq!((all.len(), processed, letters.len()), (2, 3, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_deliveries_of_one_event_notify_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, Breakage::NONE);
+        let deliveries: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.apply(event("o1:4", "ORDER_PAID", "o1"), i).await.unwrap() })
+            })
+            .collect();
+        let mut applied = Vec::new();
+        for d in deliveries {
+            applied.push(d.await.unwrap());
+        }
+        assert_eq!(applied.iter().filter(|&&a| a == Applied::Notified).count(), 1, "{applied:?}");
+        assert_eq!(applied.iter().filter(|&&a| a == Applied::Duplicate).count(), 7, "{applied:?}");
+        assert_eq!(store.state().await.unwrap().0.len(), 1);
     }
 
     #[cfg(debug_assertions)]

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use shop_kit::breakage::{Breakage, Switch};
 use shop_kit::db::sqlite::{self, params, OptionalExtension};
-use shop_kit::db::{Db, DbError};
+use shop_kit::db::{Db, DbError, SingleWriter};
 
 use crate::events::{OrderEvent, OrderState, Timestamp};
 
@@ -142,12 +142,14 @@ pub struct Lag {
 #[derive(Clone)]
 pub struct Outbox {
     db: Db,
+    writer: SingleWriter,
 }
 
 impl Outbox {
-    /// The outbox of `db` (an orders database, migrated).
+    /// The outbox of `db` (an orders database, migrated). Its writes wait in `db`'s
+    /// single-writer queue, behind the store's.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { writer: SingleWriter::new(db.clone()), db }
     }
 
     /// The oldest unsent messages, in publishing order, at most `limit`.
@@ -186,7 +188,7 @@ impl Outbox {
             return Ok(());
         }
         let now = Timestamp::now().millis() as i64;
-        self.db
+        self.writer
             .write(move |tx| {
                 let mut stmt = tx.prepare_cached("UPDATE outbox SET sent_ms = ?1 WHERE seq = ?2")?;
                 for seq in seqs {

@@ -11,12 +11,16 @@
 //! lives beside the log, in `idempotency_keys` (key → the order it made) and on the
 //! projection row (`orders.idempotency_key`, written once when the order is placed), where
 //! the admin state reads it.
+//!
+//! Writes go through the kit's [`SingleWriter`], one at a time in arrival order (the
+//! outbox's marks share the queue: it is the database's); each is still one transaction
+//! holding the event, its projection and its outbox row.
 
 use std::path::Path;
 
 use shop_kit::breakage::{Breakage, Switch};
 use shop_kit::db::sqlite::{self, params, OptionalExtension};
-use shop_kit::db::{Db, DbError, Sync};
+use shop_kit::db::{Db, DbError, SingleWriter, Sync};
 
 use crate::events::{LineItem, Order, OrderEvent, OrderState, Status, Timestamp};
 use crate::outbox;
@@ -105,13 +109,15 @@ pub struct KeyedOrder {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    writer: SingleWriter,
     breakage: Breakage,
 }
 
 impl Store {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path, sync: Sync) -> Result<Self, DbError> {
-        Ok(Self { db: Db::open(path, MIGRATIONS, sync)?, breakage: Breakage::NONE })
+        let db = Db::open(path, MIGRATIONS, sync)?;
+        Ok(Self { writer: SingleWriter::new(db.clone()), db, breakage: Breakage::NONE })
     }
 
     /// The same store with the break switches `breakage` (debug builds only):
@@ -131,7 +137,7 @@ impl Store {
         let event = OrderEvent::Placed { user_id: state.user_id.clone(), items: state.items.clone() };
         let duplicate = self.breakage.is_broken(Switch::DuplicateOrder);
         let breakage = self.breakage;
-        self.db
+        self.writer
             .write(move |tx| {
                 let mut key_is_new = true;
                 if let Some((key, request)) = &key {
@@ -169,7 +175,7 @@ impl Store {
     /// after it; fails with [`StoreError::Conflict`] if that version exists already.
     pub async fn append(&self, next: &OrderState, event: &OrderEvent) -> Result<(), StoreError> {
         let (next, event, breakage) = (next.clone(), event.clone(), self.breakage);
-        self.db
+        self.writer
             .write(move |tx| {
                 match insert_event(tx, &next.id, next.version, &event, next.updated_at) {
                     Err(StoreError::Db(DbError::Sqlite(e)))

@@ -9,7 +9,7 @@ use shop_kit::money::{Currency, Minor};
 
 /// The longest order id string accepted, in characters.
 pub const MAX_ORDER_ID_CHARS: usize = 128;
-/// The `Idempotency-Key` of a request (the kit's: 1 to [`MAX_KEY_LEN`] printable ASCII characters).
+/// The `Idempotency-Key` of a request (the kit's rule: 1 to [`MAX_KEY_LEN`] visible ASCII characters).
 pub use shop_kit::idempotency::{IdempotencyKey, MAX_KEY_LEN};
 
 /// A client mistake in one field of a request.
