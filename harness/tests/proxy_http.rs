@@ -410,3 +410,67 @@ async fn the_same_seed_aborts_the_same_requests_under_concurrency() {
     assert_eq!(a, b, "same seed, different requests aborted");
     assert_ne!(a, c, "different seeds, same 200 decisions");
 }
+
+/// How long each request through a `latency` toxic (100 ms, toxicity 0.5) on `stream`
+/// took to be answered, by path, when 8 tasks share a pooled client and send 20 distinct
+/// requests each. `order` changes the interleaving between runs: the tasks start in
+/// another order, each sends its requests in another order, and short random sleeps
+/// shuffle the rest, so connections open, and carry requests, in another order.
+async fn delayed_under_concurrency(seed: u64, stream: Stream, order: u64) -> std::collections::BTreeSet<String> {
+    let (_server, client) = server(seed).await;
+    let addr = proxy_to(&client, "web", path_echo().await).await;
+    let toxic = Toxic::new(ToxicKind::Latency { latency: 100, jitter: 0 }, stream).with_toxicity(0.5);
+    client.add_toxic("web", &toxic).await.expect("added");
+    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(4).build().expect("client");
+    let mut tasks = Vec::new();
+    for task in 0..8u64 {
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(((task + order * 5) % 8) * 4)).await;
+            let mut delayed = Vec::new();
+            for k in 0..20u64 {
+                let i = if order.is_multiple_of(2) { k } else { 19 - k };
+                let nanos = u64::from(Instant::now().elapsed().subsec_nanos() ^ std::process::id());
+                tokio::time::sleep(Duration::from_micros((nanos + task * 37 + i) % 700)).await;
+                let path = format!("/r/{task}/{i}");
+                let start = Instant::now();
+                let resp = http.get(format!("http://{addr}{path}")).send().await.expect("response");
+                assert_eq!(resp.text().await.expect("body"), path);
+                // Untouched: well under a millisecond on loopback; touched: at least 100 ms.
+                if start.elapsed() > Duration::from_millis(60) {
+                    delayed.push(path);
+                }
+            }
+            delayed
+        }));
+    }
+    let mut delayed = std::collections::BTreeSet::new();
+    for task in tasks {
+        delayed.extend(tokio::time::timeout(STEP, task).await.expect("in time").expect("task"));
+    }
+    delayed
+}
+
+async fn assert_the_same_seed_delays_the_same_requests(stream: Stream) {
+    let a = delayed_under_concurrency(7, stream, 0).await;
+    let b = delayed_under_concurrency(7, stream, 1).await;
+    let c = delayed_under_concurrency(8, stream, 0).await;
+    // Binomial(160, 0.5): sd 6.3; 4.7 sd either side.
+    assert!((50..=110).contains(&a.len()), "{} of 160 delayed at toxicity 0.5 ({stream})", a.len());
+    let differ: Vec<_> = a.symmetric_difference(&b).collect();
+    assert!(differ.is_empty(), "same seed, {} requests decided differently ({stream}): {differ:?}", differ.len());
+    assert_ne!(a, c, "different seeds, same 160 decisions ({stream})");
+}
+
+/// A TCP toxic's toxicity on an HTTP link is drawn per request, keyed by the request,
+/// not by the order in which pooled connections were accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_delays_the_same_requests_under_concurrency_upstream() {
+    assert_the_same_seed_delays_the_same_requests(Stream::Upstream).await;
+}
+
+/// ... and a toxic on the responses decides for each response by its request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_delays_the_same_responses_under_concurrency_downstream() {
+    assert_the_same_seed_delays_the_same_requests(Stream::Downstream).await;
+}
