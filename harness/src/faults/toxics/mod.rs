@@ -152,8 +152,8 @@ pub fn stage(kind: &ToxicKind, draws: Draws, now: Instant, joining: Joining, uid
     }
 }
 
-/// The stage for a TCP toxic `kind` acting on a `toxicity` share that, on a link carrying
-/// HTTP/1.1, decides per request (see [`by_request`]): keyed by each request, and by the
+/// The stage for a TCP toxic `kind` (its toxicity comes with `draws`) that, on a link carrying
+/// HTTP/1.1, decides per request (`ByRequest`): keyed by each request, and by the
 /// connection for bytes no request is known for.
 pub fn stage_by_request(kind: &ToxicKind, draws: Draws, now: Instant, uid: u64) -> Box<dyn Stage> {
     Box::new(by_request::ByRequest::new(kind.clone(), draws, now, uid))
