@@ -471,10 +471,10 @@ async fn assert_the_same_seed_delays_the_same_requests(stream: Stream) {
     let a = delayed_under_concurrency(7, stream, 0).await;
     let b = delayed_under_concurrency(7, stream, 1).await;
     let c = delayed_under_concurrency(8, stream, 0).await;
-    // Binomial(160, 0.5): sd 6.3; 4.7 sd either side.
-    assert!((50..=110).contains(&a.len()), "{} of 160 delayed at toxicity 0.5 ({stream})", a.len());
     let differ: Vec<_> = a.symmetric_difference(&b).collect();
     assert!(differ.is_empty(), "same seed, {} requests decided differently ({stream}): {differ:?}", differ.len());
+    // Binomial(160, 0.5): sd 6.3; 4.7 sd either side.
+    assert!((50..=110).contains(&a.len()), "{} of 160 delayed at toxicity 0.5 ({stream})", a.len());
     assert_ne!(a, c, "different seeds, same 160 decisions ({stream})");
 }
 
