@@ -421,8 +421,14 @@ async fn the_same_seed_aborts_the_same_requests_under_concurrency() {
 async fn touched_under_concurrency(seed: u64, toxic: &Toxic, order: u64) -> (BTreeSet<String>, BTreeSet<String>) {
     let (_server, client) = server(seed).await;
     let addr = proxy_to(&client, "web", path_echo().await).await;
-    client.add_toxic("web", toxic).await.expect("added");
     let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(4).build().expect("client");
+    // Open pooled connections before the toxic comes, as a scenario's load does: the
+    // toxic joins them mid-stream; more connections open while it is there.
+    let warm: Vec<_> = (0..8).map(|i| http.get(format!("http://{addr}/warm/{i}")).send()).collect();
+    for resp in futures::future::join_all(warm).await {
+        assert!(resp.expect("warm-up").status().is_success());
+    }
+    client.add_toxic("web", toxic).await.expect("added");
     let mut tasks = Vec::new();
     for task in 0..8u64 {
         let http = http.clone();

@@ -111,8 +111,15 @@ impl Chain {
         }
         self.tell_requests = spec.tell_requests && self.stream == Stream::Upstream;
         let by_request = spec.toxics.iter().any(|i| toxics::decides_per_request(&i.toxic.kind, i.toxic.toxicity));
-        if (by_request || self.tell_requests) == self.boundaries.is_some() {
-            return removed;
+        self.mark_exchanges(by_request || self.tell_requests, now, out);
+        removed
+    }
+
+    /// Starts or stops marking exchanges; bytes held for a head still arriving run
+    /// through the chain when marking stops.
+    fn mark_exchanges(&mut self, wanted: bool, now: Instant, out: &mut Vec<Timed>) {
+        if wanted == self.boundaries.is_some() {
+            return;
         }
         match self.boundaries.take() {
             Some(mut boundaries) => {
@@ -128,7 +135,6 @@ impl Chain {
                 });
             }
         }
-        removed
     }
 
     fn new_slot(&self, installed: &Installed, now: Instant) -> Slot {
