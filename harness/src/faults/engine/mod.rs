@@ -3,7 +3,9 @@
 //!
 //! Invariants: a proxy is enabled exactly when its listener runs; each direction's
 //! toxic list is published on a watch channel every link of the proxy follows; a toxic
-//! gets a new `uid` whenever it is added or updated, so links know to rebuild its stage.
+//! gets a new `uid` whenever it is added or updated, so links know to rebuild its stage;
+//! the upstream list also says whether a downstream toxic decides per request, so the
+//! links carrying requests tell the others which requests they forwarded, in order.
 
 mod answers;
 mod boundaries;
