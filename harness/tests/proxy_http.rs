@@ -5,6 +5,7 @@
 
 mod proxy_common;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -409,4 +410,109 @@ async fn the_same_seed_aborts_the_same_requests_under_concurrency() {
     assert!((60..=140).contains(&a.len()), "{} of 200 aborted at toxicity 0.5", a.len());
     assert_eq!(a, b, "same seed, different requests aborted");
     assert_ne!(a, c, "different seeds, same 200 decisions");
+}
+
+/// What happened to each request through `toxic` (toxicity 0.5) when 8 tasks share a
+/// pooled client and send 20 distinct requests each: the paths answered late (over
+/// 60 ms; untouched ones take well under a millisecond on loopback), and the paths that
+/// failed. `order` changes the interleaving between runs: the tasks start in another
+/// order, each sends its requests in another order, and short random sleeps shuffle the
+/// rest, so connections open, and carry requests, in another order.
+async fn touched_under_concurrency(seed: u64, toxic: &Toxic, order: u64) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (_server, client) = server(seed).await;
+    let addr = proxy_to(&client, "web", path_echo().await).await;
+    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(4).build().expect("client");
+    // Open pooled connections before the toxic comes, as a scenario's load does: the
+    // toxic joins them mid-stream; more connections open while it is there.
+    let warm: Vec<_> = (0..8).map(|i| http.get(format!("http://{addr}/warm/{i}")).send()).collect();
+    for resp in futures::future::join_all(warm).await {
+        assert!(resp.expect("warm-up").status().is_success());
+    }
+    client.add_toxic("web", toxic).await.expect("added");
+    let mut tasks = Vec::new();
+    for task in 0..8u64 {
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(((task + order * 5) % 8) * 4)).await;
+            let (mut late, mut failed) = (Vec::new(), Vec::new());
+            for k in 0..20u64 {
+                let i = if order.is_multiple_of(2) { k } else { 19 - k };
+                let nanos = u64::from(Instant::now().elapsed().subsec_nanos() ^ std::process::id());
+                tokio::time::sleep(Duration::from_micros((nanos + task * 37 + i) % 700)).await;
+                let path = format!("/r/{task}/{i}");
+                let start = Instant::now();
+                let body = match http.get(format!("http://{addr}{path}")).send().await {
+                    Ok(resp) => resp.text().await,
+                    Err(e) => Err(e),
+                };
+                match body {
+                    Ok(body) => assert_eq!(body, path),
+                    Err(_) => failed.push(path.clone()),
+                }
+                if start.elapsed() > Duration::from_millis(60) {
+                    late.push(path);
+                }
+            }
+            (late, failed)
+        }));
+    }
+    let (mut late, mut failed) = (BTreeSet::new(), BTreeSet::new());
+    for task in tasks {
+        let (l, f) = tokio::time::timeout(STEP, task).await.expect("in time").expect("task");
+        late.extend(l);
+        failed.extend(f);
+    }
+    (late, failed)
+}
+
+/// The paths a `latency` toxic (100 ms, toxicity 0.5) on `stream` delays.
+async fn delayed_under_concurrency(seed: u64, stream: Stream, order: u64) -> BTreeSet<String> {
+    let toxic = Toxic::new(ToxicKind::Latency { latency: 100, jitter: 0 }, stream).with_toxicity(0.5);
+    let (late, failed) = touched_under_concurrency(seed, &toxic, order).await;
+    assert!(failed.is_empty(), "a latency failed requests: {failed:?}");
+    late
+}
+
+async fn assert_the_same_seed_delays_the_same_requests(stream: Stream) {
+    let a = delayed_under_concurrency(7, stream, 0).await;
+    let b = delayed_under_concurrency(7, stream, 1).await;
+    let c = delayed_under_concurrency(8, stream, 0).await;
+    let differ: Vec<_> = a.symmetric_difference(&b).collect();
+    assert!(differ.is_empty(), "same seed, {} requests decided differently ({stream}): {differ:?}", differ.len());
+    // Binomial(160, 0.5): sd 6.3; 4.7 sd either side.
+    assert!((50..=110).contains(&a.len()), "{} of 160 delayed at toxicity 0.5 ({stream})", a.len());
+    assert_ne!(a, c, "different seeds, same 160 decisions ({stream})");
+}
+
+/// A TCP toxic's toxicity on an HTTP link is drawn per request, keyed by the request,
+/// not by the order in which pooled connections were accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_delays_the_same_requests_under_concurrency_upstream() {
+    assert_the_same_seed_delays_the_same_requests(Stream::Upstream).await;
+}
+
+/// ... and a toxic on the responses decides for each response by its request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_delays_the_same_responses_under_concurrency_downstream() {
+    assert_the_same_seed_delays_the_same_requests(Stream::Downstream).await;
+}
+
+/// The paths a `limit_data` toxic (10 bytes, toxicity 0.5) on the responses cuts short.
+async fn cut_under_concurrency(seed: u64, order: u64) -> BTreeSet<String> {
+    let toxic = Toxic::new(ToxicKind::LimitData { bytes: 10 }, Stream::Downstream).with_toxicity(0.5);
+    touched_under_concurrency(seed, &toxic, order).await.1
+}
+
+/// A toxic that ends the connection decides per request too: the response to a touched
+/// request is cut short and its connection closed; the others are whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_cuts_the_same_responses_under_concurrency() {
+    let a = cut_under_concurrency(7, 0).await;
+    let b = cut_under_concurrency(7, 1).await;
+    let c = cut_under_concurrency(8, 0).await;
+    let differ: Vec<_> = a.symmetric_difference(&b).collect();
+    assert!(differ.is_empty(), "same seed, {} requests decided differently: {differ:?}", differ.len());
+    // Binomial(160, 0.5): sd 6.3; 4.7 sd either side.
+    assert!((50..=110).contains(&a.len()), "{} of 160 cut at toxicity 0.5", a.len());
+    assert_ne!(a, c, "different seeds, same 160 decisions");
 }

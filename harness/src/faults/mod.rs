@@ -23,13 +23,36 @@
 //!
 //! # Semantics, where they differ from Toxiproxy
 //!
-//! - Every random choice of a TCP toxic (toxicity per connection, latency jitter per
-//!   byte offset, slicer sizes) comes from a generator seeded by the server seed, the
-//!   proxy name, the connection's ordinal on its proxy, the toxic's name and its
-//!   revision: the same seed and the same order of connections give the same decisions.
-//!   An HTTP toxic decides per request (toxicity and percentage), keyed by the seed, the
-//!   proxy, the toxic and the request (method, target, `Idempotency-Key` or
-//!   `X-Request-Id`, and its occurrence on the proxy), whatever connection carries it.
+//! - Every random choice comes from a generator seeded by the server seed, the proxy
+//!   name, the toxic's name and its revision, and by a stable identity of what it
+//!   decides for:
+//!   - An HTTP toxic decides per request (toxicity and percentage), keyed by the request
+//!     (method, target, `Idempotency-Key` or `X-Request-Id`, and its occurrence on the
+//!     proxy), whatever connection carries it.
+//!   - A TCP toxic that acts on a share of the traffic (`toxicity < 1`) or draws at
+//!     random (latency jitter, slicer sizes) decides per request too on a link that
+//!     carries HTTP/1.1, keyed exactly like the HTTP toxics: upstream for the request's
+//!     bytes, downstream for the response to it (responses are framed and matched to the
+//!     requests forwarded, in order). A latency's jitter is drawn once per request.
+//!     `latency`, `bandwidth` and `slicer` act on that one exchange; `timeout`,
+//!     `reset_peer` and `limit_data` draw per request until one is touched and act from
+//!     that request on the rest of the connection, which they end; `slow_close`, which
+//!     acts on the connection's end only, is decided by the connection's first request.
+//!     Two runs with one seed so make the same decisions for the same requests however
+//!     pooled clients interleave, except that which request is first on a pooled
+//!     connection (for `slow_close`) depends on the interleaving.
+//!   - A link carries HTTP/1.1 when the first read from its client begins with a request
+//!     line (`GET /path HTTP/1.1`); a toxic added to an open HTTP link starts at the next
+//!     request line. Requests are framed only while such a toxic is on the proxy, and
+//!     bytes of another protocol are never held back.
+//!   - Elsewhere the key is the connection's ordinal on its proxy, in accept order: on
+//!     links that are not HTTP (the NATS broker edge), for bytes before a connection's
+//!     first request (a `timeout` on a connection opened and left idle), and for a
+//!     response to a request sent before the toxic came. There the same seed makes the
+//!     same decisions only when connections open in the same order; a latency's jitter
+//!     is drawn per byte offset, so it does not depend on how bytes were split into
+//!     reads. A toxic acting on every connection alike (`toxicity` 1, no random draw)
+//!     needs no key and frames nothing.
 //! - `http_abort`'s answer is written after the responses owed to the requests before
 //!   it on the connection (responses are framed while answers are owed), and HTTP toxics
 //!   added to an open connection start at the next request boundary.

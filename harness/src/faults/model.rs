@@ -294,8 +294,9 @@ pub struct Toxic {
     pub name: String,
     /// The direction it acts on.
     pub stream: Stream,
-    /// Probability that the toxic acts (`0..=1`): decided once per connection, or per
-    /// request for the HTTP toxics.
+    /// Probability that the toxic acts (`0..=1`): decided per request for the HTTP
+    /// toxics, and for TCP toxics on links carrying HTTP/1.1; once per connection
+    /// elsewhere.
     pub toxicity: f32,
     /// What it does.
     pub kind: ToxicKind,

@@ -15,7 +15,8 @@ const MAX_DIGESTS: usize = 100_000;
 /// The generator a toxic uses on one connection.
 pub(crate) type DecisionRng = ChaCha8Rng;
 
-/// What identifies one toxic's decisions on one connection.
+/// What identifies one toxic's decisions on one connection, for the bytes that belong
+/// to no known HTTP request (every byte of a link that is not HTTP/1.1).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DecisionKey<'a> {
     /// The server seed (`--seed`).
@@ -43,7 +44,8 @@ impl DecisionKey<'_> {
 }
 
 /// What identifies one toxic's decision on one HTTP request, whichever connection
-/// carries it: the request's digest and how often that digest came before.
+/// carries it: the request's digest and how often that digest came before. HTTP toxics
+/// and, on links carrying HTTP/1.1, TCP toxics decide with it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RequestKey<'a> {
     /// The server seed (`--seed`).

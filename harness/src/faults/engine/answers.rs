@@ -24,6 +24,8 @@ pub(crate) enum Exchange {
     Forwarded {
         /// Whether it is a `HEAD` request (its response has no body).
         head: bool,
+        /// The request's identity for decisions (`seed::request_digest`).
+        digest: u64,
     },
     /// The proxy answered a request itself with these bytes.
     Injected(Bytes),
@@ -62,7 +64,7 @@ impl OwedAnswers {
     /// injected answers each boundary frees in between.
     pub(crate) fn frame(&mut self, mut data: Bytes, out: &mut Vec<Bytes>) {
         loop {
-            let answers_head = matches!(self.owed.front(), Some(Exchange::Forwarded { head: true }));
+            let answers_head = matches!(self.owed.front(), Some(Exchange::Forwarded { head: true, .. }));
             let Some(framer) = self.framer.as_mut() else {
                 if !data.is_empty() {
                     out.push(data);
@@ -140,9 +142,9 @@ mod tests {
     fn an_injected_answer_waits_for_the_responses_owed_before_it() {
         let mut owed = OwedAnswers::default();
         let mut out = Vec::new();
-        owed.push(Exchange::Forwarded { head: false }, &mut out);
+        owed.push(Exchange::Forwarded { head: false, digest: 1 }, &mut out);
         owed.push(Exchange::Injected(Bytes::from_static(b"X")), &mut out);
-        owed.push(Exchange::Forwarded { head: true }, &mut out);
+        owed.push(Exchange::Forwarded { head: true, digest: 2 }, &mut out);
         owed.push(Exchange::Injected(Bytes::from_static(b"Y")), &mut out);
         assert!(out.is_empty() && owed.framing());
         owed.frame(Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\na"), &mut out);

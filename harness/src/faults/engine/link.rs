@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::answers::{Exchange, OwedAnswers};
 use super::chain::{Chain, ConnectionId};
-use super::{Installed, ProxyMetrics, Signal};
+use super::{ChainSpec, ProxyMetrics, Signal};
 use crate::faults::model::Stream;
 use crate::faults::toxics::{Event, Timed};
 
@@ -38,7 +38,7 @@ pub(crate) struct LinkParts {
     /// Who the connection is, for seeding.
     pub id: ConnectionId,
     /// The proxy's current toxic list for this direction.
-    pub chain: watch::Receiver<Arc<Vec<Installed>>>,
+    pub chain: watch::Receiver<Arc<ChainSpec>>,
     /// The connection-wide close/reset signal.
     pub signal: Arc<watch::Sender<Signal>>,
     /// Requests the other direction forwarded or answered, whose answers this link
@@ -103,7 +103,7 @@ struct Link {
 impl Link {
     fn new(src: OwnedReadHalf, dst: OwnedWriteHalf, parts: LinkParts) -> Self {
         let signal_rx = parts.signal.subscribe();
-        let chain = Chain::new(parts.id.clone());
+        let chain = Chain::new(parts.id.clone(), parts.stream);
         Self {
             src,
             dst,
@@ -184,10 +184,10 @@ impl Link {
                     None
                 }
                 Ok(n) => {
-                    self.chain.note_traffic();
+                    let slice = buf.get(..n).unwrap_or_default();
+                    self.chain.note_traffic(Some(slice));
                     self.count_received(n);
                     self.bulk = n == buf.len();
-                    let slice = buf.get(..n).unwrap_or_default();
                     if self.answers.framing() || !self.parts.inbox.is_empty() {
                         return self.write_data(Bytes::copy_from_slice(slice)).await;
                     }
@@ -233,7 +233,7 @@ impl Link {
                 // A short batch drained the source: back to plain reads, which cost one
                 // call where a splice costs two and a failed third to find it empty.
                 self.bulk = n >= splicer.batch();
-                self.chain.note_traffic();
+                self.chain.note_traffic(None);
                 self.count_received(n);
                 self.count_sent(n);
                 None
@@ -274,8 +274,15 @@ impl Link {
                     self.through_chain(Timed::new(Instant::now(), Event::Eof));
                 }
                 Ok(n) => {
-                    self.chain.note_traffic();
+                    self.chain.note_traffic(Some(&rbuf));
                     self.count_received(n);
+                    // The requests these bytes answer were forwarded before they were
+                    // read: the chain matches responses to them.
+                    let mut out = Vec::new();
+                    self.catch_up_exchanges(&mut out);
+                    if let Some(exit) = self.write_all(out).await {
+                        return Some(exit);
+                    }
                     self.through_chain(Timed::new(Instant::now(), Event::Data(rbuf.freeze())));
                 }
                 Err(e) => return Some(read_error(&e)),
@@ -292,15 +299,24 @@ impl Link {
             return None;
         };
         let mut out = Vec::new();
-        self.answers.push(exchange, &mut out);
+        self.record_exchange(exchange, &mut out);
         self.write_all(out).await
+    }
+
+    /// Records what the other direction did with a request: the chain matches the
+    /// responses to requests forwarded; pushes the injected answers due now.
+    fn record_exchange(&mut self, exchange: Exchange, out: &mut Vec<Bytes>) {
+        if let Exchange::Forwarded { head, digest } = exchange {
+            self.chain.owe_response(head, digest);
+        }
+        self.answers.push(exchange, out);
     }
 
     /// Takes the exchanges already sent by the other direction: they happened before
     /// the server could answer the bytes about to be written.
     fn catch_up_exchanges(&mut self, out: &mut Vec<Bytes>) {
         while let Ok(exchange) = self.parts.inbox.try_recv() {
-            self.answers.push(exchange, out);
+            self.record_exchange(exchange, out);
         }
     }
 
@@ -404,9 +420,10 @@ impl Link {
                 Event::Reply(bytes) => {
                     let _ = self.parts.outbox.send(Exchange::Injected(bytes)).await;
                 }
-                Event::Request { head } => {
-                    let _ = self.parts.outbox.send(Exchange::Forwarded { head }).await;
+                Event::Request { head, digest } => {
+                    let _ = self.parts.outbox.send(Exchange::Forwarded { head, digest }).await;
                 }
+                Event::Response { .. } => {}
             }
         }
         None

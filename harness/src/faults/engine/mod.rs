@@ -3,9 +3,12 @@
 //!
 //! Invariants: a proxy is enabled exactly when its listener runs; each direction's
 //! toxic list is published on a watch channel every link of the proxy follows; a toxic
-//! gets a new `uid` whenever it is added or updated, so links know to rebuild its stage.
+//! gets a new `uid` whenever it is added or updated, so links know to rebuild its stage;
+//! the upstream list also says whether a downstream toxic decides per request, so the
+//! links carrying requests tell the others which requests they forwarded, in order.
 
 mod answers;
+mod boundaries;
 mod chain;
 mod link;
 mod listener;
@@ -23,6 +26,7 @@ use tokio::sync::watch;
 use super::error::ApiError;
 use super::model::{Proxy, ProxyConfig, Stream, Toxic};
 use super::seed::Occurrences;
+use super::toxics;
 use listener::Running;
 
 /// A toxic as installed on a proxy.
@@ -36,6 +40,16 @@ pub(crate) struct Installed {
     pub revision: u64,
     /// How often each request came to this version of the toxic (HTTP toxics).
     pub occurrences: Arc<Occurrences>,
+}
+
+/// What the links of one direction follow.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChainSpec {
+    /// The toxics, in order.
+    pub toxics: Vec<Installed>,
+    /// Whether this direction (upstream) tells the other which requests it forwarded,
+    /// because a toxic there decides per request.
+    pub tell_requests: bool,
 }
 
 /// The connection-wide signal both links of a connection follow; it only ever rises.
@@ -64,7 +78,7 @@ pub(crate) struct ProxyMetrics {
 pub(crate) struct ProxyShared {
     name: Arc<str>,
     seed: u64,
-    chains: [watch::Sender<Arc<Vec<Installed>>>; 2],
+    chains: [watch::Sender<Arc<ChainSpec>>; 2],
     connections: Mutex<HashMap<u64, Arc<watch::Sender<Signal>>>>,
     next_connection: AtomicU64,
     metrics: Arc<ProxyMetrics>,
@@ -115,9 +129,26 @@ impl ProxyEntry {
             .find_map(|(d, list)| list.iter().position(|i| i.toxic.name == name).map(|p| (d, p)))
     }
 
+    /// Publishes the toxics of `stream` to its links; the links carrying requests learn
+    /// whether the responses' toxics decide per request (they must then say which
+    /// requests they forward).
     fn publish(&self, stream: Stream) {
-        let list = Arc::new(self.toxics[stream.index()].clone());
-        self.shared.chains[stream.index()].send_replace(list);
+        let tell_requests = self.toxics[Stream::Downstream.index()]
+            .iter()
+            .any(|i| toxics::decides_per_request(&i.toxic.kind, i.toxic.toxicity));
+        let up = Stream::Upstream.index();
+        let spec =
+            |s: usize| Arc::new(ChainSpec { toxics: self.toxics[s].clone(), tell_requests: s == up && tell_requests });
+        self.shared.chains[stream.index()].send_replace(spec(stream.index()));
+        if stream != Stream::Upstream {
+            self.shared.chains[up].send_if_modified(|current| {
+                let changed = current.tell_requests != tell_requests;
+                if changed {
+                    *current = spec(up);
+                }
+                changed
+            });
+        }
     }
 
     async fn start(&mut self) -> Result<(), ApiError> {
@@ -162,7 +193,7 @@ impl Engine {
         let shared = ProxyShared {
             name: config.name.as_str().into(),
             seed: self.seed,
-            chains: [watch::Sender::new(Arc::new(Vec::new())), watch::Sender::new(Arc::new(Vec::new()))],
+            chains: [watch::Sender::new(Arc::default()), watch::Sender::new(Arc::default())],
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(0),
             metrics: Arc::new(ProxyMetrics::default()),

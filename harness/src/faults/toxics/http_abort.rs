@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::http_framing::{Piece, RequestDraws, RequestFramer};
 use super::{Event, Joining, Stage, Timed};
 use crate::faults::model::HttpMatch;
+use crate::faults::seed::request_digest;
 
 /// The http_abort toxic on one connection.
 pub(super) struct HttpAbort {
@@ -76,7 +77,8 @@ impl Stage for HttpAbort {
                     self.is_head = method.eq_ignore_ascii_case("HEAD");
                     self.aborting = Some(abort);
                     if !abort {
-                        let head = Event::Request { head: self.is_head };
+                        let digest = request_digest(&method, &path, id.as_deref());
+                        let head = Event::Request { head: self.is_head, digest };
                         out.push(Timed::new(input.at, head));
                         out.push(Timed::new(input.at, Event::Data(bytes)));
                     }

@@ -13,7 +13,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use rand::Rng;
 
 use crate::faults::model::HttpMatch;
-use crate::faults::seed::{request_digest, Occurrences, RequestKey};
+use crate::faults::seed::{request_digest, DecisionRng, Occurrences, RequestKey};
 
 /// The longest request head the framer waits for before giving up on HTTP.
 const MAX_HEAD: usize = 64 * 1024;
@@ -60,6 +60,8 @@ enum State {
         remaining: usize,
     },
     Trailer,
+    /// At the start of a connection: HTTP only if the first read begins with a request line.
+    Sniff,
     /// Looking for the next request line; `scanned` bytes so far.
     Resync {
         scanned: u64,
@@ -93,6 +95,24 @@ impl RequestFramer {
         Self { state: State::Resync { scanned: 0 }, pending: BytesMut::new(), upgrade_after: false }
     }
 
+    /// A framer at the start of a connection that is HTTP/1.1 only if the first bytes fed
+    /// begin with a whole request line; otherwise it passes everything through at once,
+    /// never holding bytes of another protocol back.
+    pub fn sniffing() -> Self {
+        Self { state: State::Sniff, pending: BytesMut::new(), upgrade_after: false }
+    }
+
+    /// A framer that passes everything through (a stream known not to be HTTP/1.1).
+    pub fn passthrough() -> Self {
+        Self { state: State::Passthrough, pending: BytesMut::new(), upgrade_after: false }
+    }
+
+    /// Takes the bytes held back waiting for the rest of a head or line (at end of
+    /// stream, or when the framer is dropped), so that none are lost.
+    pub fn take_pending(&mut self) -> Bytes {
+        self.pending.split().freeze()
+    }
+
     /// The framer for a stage joining its connection at `joining`.
     pub(super) fn joining(joining: super::Joining) -> Self {
         match joining {
@@ -109,6 +129,9 @@ impl RequestFramer {
                 State::Passthrough => {
                     out.push(Piece::Raw(data));
                     return;
+                }
+                State::Sniff => {
+                    self.state = if begins_with_request_line(&data) { State::Head } else { State::Passthrough };
                 }
                 State::Resync { scanned } => self.resync(scanned, &mut data, out),
                 State::Head => self.feed_head(&mut data, out),
@@ -303,7 +326,24 @@ impl RequestDraws {
         if !matching.matches(method, path) {
             return false;
         }
-        let digest = request_digest(method, path, id);
+        let mut rng = self.request_rng(request_digest(method, path, id));
+        rng.random::<f32>() < self.toxicity && rng.random::<f64>() * 100.0 < matching.percentage
+    }
+
+    /// The generator of the request with `digest` (see [`request_digest`]) if its
+    /// toxicity draw touches it, for the rest of its draws; `None` if untouched. Counts
+    /// the request as an occurrence either way.
+    pub(super) fn draw(&self, digest: u64) -> Option<DecisionRng> {
+        let mut rng = self.request_rng(digest);
+        (rng.random::<f32>() < self.toxicity).then_some(rng)
+    }
+
+    /// The toxicity this toxic acts with.
+    pub(super) fn toxicity(&self) -> f32 {
+        self.toxicity
+    }
+
+    fn request_rng(&self, digest: u64) -> DecisionRng {
         let key = RequestKey {
             seed: self.seed,
             proxy: &self.proxy,
@@ -312,8 +352,7 @@ impl RequestDraws {
             digest,
             occurrence: self.occurrences.next(digest),
         };
-        let mut rng = key.rng();
-        rng.random::<f32>() < self.toxicity && rng.random::<f64>() * 100.0 < matching.percentage
+        key.rng()
     }
 }
 
@@ -323,6 +362,12 @@ pub(super) fn take_len(remaining: u64, available: usize) -> usize {
 
 pub(super) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     buf.get(from..)?.windows(4).position(|w| w == b"\r\n\r\n").map(|i| from + i + 4)
+}
+
+/// Whether `data` begins with a whole HTTP/1.x request line (`GET /a HTTP/1.1`).
+pub fn begins_with_request_line(data: &[u8]) -> bool {
+    let first_line = data.iter().position(|b| *b == b'\n').and_then(|end| data.get(..end));
+    first_line.and_then(method_start) == Some(0)
 }
 
 /// Where the first whole request line in `data` starts: a line `METHOD SP target SP

@@ -67,6 +67,12 @@ impl ResponseFramer {
         self.state == State::Head && self.pending.is_empty() && !self.ended
     }
 
+    /// Takes the bytes held back waiting for the rest of a head or line (at end of
+    /// stream, or when the framer is dropped), so that none are lost.
+    pub fn take_pending(&mut self) -> Bytes {
+        self.pending.split().freeze()
+    }
+
     /// Whether the framer gave up on HTTP and passes everything through.
     pub fn is_passthrough(&self) -> bool {
         self.state == State::Passthrough

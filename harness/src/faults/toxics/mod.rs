@@ -5,6 +5,7 @@
 //! blocks the others.
 
 mod bandwidth;
+mod by_request;
 mod http_abort;
 mod http_delay;
 mod http_framing;
@@ -23,7 +24,7 @@ use bytes::Bytes;
 use super::model::ToxicKind;
 use super::seed::DecisionRng;
 
-pub use http_framing::{Piece, RequestDraws, RequestFramer};
+pub use http_framing::{begins_with_request_line, Piece, RequestDraws, RequestFramer};
 pub use http_response::{Framed, ResponseFramer};
 
 /// What travels through a chain of toxics.
@@ -41,10 +42,20 @@ pub enum Event {
     /// the proxy itself), after the responses owed to the requests forwarded before.
     Reply(Bytes),
     /// The request whose head follows is forwarded (a `HEAD` request when `head`): the
-    /// other direction owes its response before any later [`Event::Reply`].
+    /// other direction owes its response before any later [`Event::Reply`], and decides
+    /// for that response by `digest`. Toxics that decide per request decide here.
     Request {
         /// Whether the request is a `HEAD` request, whose response has no body.
         head: bool,
+        /// The request's identity for decisions (`seed::request_digest`).
+        digest: u64,
+    },
+    /// The response whose bytes follow answers the request with `digest` (`None`: no
+    /// forwarded request is known for it). Toxics that decide per request decide here;
+    /// the link writes nothing for it.
+    Response {
+        /// The digest of the request it answers.
+        digest: Option<u64>,
     },
 }
 
@@ -93,6 +104,11 @@ pub trait Stage: Send {
     fn answers(&self) -> bool {
         false
     }
+
+    /// Called, in stream order, where a request (upstream) or its response (downstream)
+    /// begins on a link that carries HTTP/1.1: the bytes that follow belong to the
+    /// exchange of the request with `digest` (`None`: a response to no known request).
+    fn on_exchange(&mut self, _digest: Option<u64>, _at: Instant) {}
 }
 
 /// Where on its connection a stage starts.
@@ -134,6 +150,28 @@ pub fn stage(kind: &ToxicKind, draws: Draws, now: Instant, joining: Joining, uid
             Box::new(http_delay::HttpDelay::new(*delay, matching.clone(), requests, joining))
         }
     }
+}
+
+/// The stage for a TCP toxic `kind` (its toxicity comes with `draws`) that, on a link carrying
+/// HTTP/1.1, decides per request (`ByRequest`): keyed by each request, and by the
+/// connection for bytes no request is known for.
+pub fn stage_by_request(kind: &ToxicKind, draws: Draws, now: Instant, uid: u64) -> Box<dyn Stage> {
+    Box::new(by_request::ByRequest::new(kind.clone(), draws, now, uid))
+}
+
+/// Whether a TCP toxic decides per request on a link carrying HTTP/1.1: it acts on a
+/// share of the traffic (`toxicity < 1`) or draws at random (latency jitter, slicer
+/// sizes). Other toxics act on every connection alike and need no request framing.
+pub fn decides_per_request(kind: &ToxicKind, toxicity: f32) -> bool {
+    if kind.is_http() {
+        return false;
+    }
+    toxicity < 1.0
+        || match kind {
+            ToxicKind::Latency { jitter, .. } => *jitter > 0,
+            ToxicKind::Slicer { size_variation, .. } => *size_variation > 0,
+            _ => false,
+        }
 }
 
 /// The longest time a toxic waits: longer is as good as forever, and keeps instant
