@@ -11,6 +11,9 @@
 //! `availability_including_degraded`, `checks_passed`, `checks_failed`, `checks_share`)
 //! and `dropped`; `availability` became strict: degraded answers, failed checks and
 //! dropped starts count against it (without answer rules or drops it is what 1.0 wrote).
+//!
+//! 1.2 added the SLO unit `value` (a service gauge's own unit, for `metric` SLOs, whose
+//! `samples` count the scrapes judged); a 1.1 reader does not know it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion { major: 1, minor: 1 };
+pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion { major: 1, minor: 2 };
 
 /// A `major.minor` schema version; readers accept any minor of a major they know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -254,9 +257,9 @@ pub struct SloResult {
     pub threshold: f64,
     /// The observed value, in `unit`, if anything was recorded.
     pub observed: Option<f64>,
-    /// Milliseconds or a ratio.
+    /// Milliseconds, a ratio, or a gauge's own value.
     pub unit: Unit,
-    /// Requests or flows the observation is based on.
+    /// Requests or flows the observation is based on (scrapes, for a `metric` SLO).
     pub samples: u64,
     /// Passed, failed or no data.
     pub status: SloStatus,
