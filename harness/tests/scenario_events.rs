@@ -286,9 +286,9 @@ fn notifications_killed_with_skip_dedup_notifies_a_redelivered_event_twice() {
 fn slow_consumer(bound: &str, brk: &str) -> String {
     format!(
         "{INVARIANTS}[cluster]\nfile = \"EVENTS_CLUSTER\"\nenv = {{ notifications = {{ SHOP_NOTIFICATIONS_SEND_DELAY = \"600ms\", SHOP_NOTIFICATIONS_ACK_WAIT = \"3s\"{brk} }} }}\n\
-         [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"ramping\", start_rate = 8, stages = [{{ duration = \"8s\", target = 8 }}, {{ duration = \"1s\", target = 1 }}, {{ duration = \"15s\", target = 1 }}] }}\n\
+         [load]\nworkload = \"WORKLOAD\"\nschedule = {{ mode = \"ramping\", start_rate = 8, stages = [{{ duration = \"8s\", target = 8 }}, {{ duration = \"1s\", target = 1 }}, {{ duration = \"20s\", target = 1 }}] }}\n\
          [[slo]]\nthreshold = \"metric notifications:shop_notifications_consumer_lag_seconds max < {bound}\"\n\
-         [[slo]]\nthreshold = \"metric notifications:shop_notifications_consumer_lag_seconds max < 3\"\nafter = \"21s\"\n\
+         [[slo]]\nthreshold = \"metric notifications:shop_notifications_consumer_lag_seconds max < 3\"\nafter = \"26s\"\n\
          [[slo]]\nthreshold = \"metric notifications:shop_notifications_redeliveries_total max >= 1\"\n\
          [recovery]\nsettle = \"60s\"\n"
     )

@@ -32,7 +32,7 @@ pub const DLQ_STREAM: &str = "ORDERS_DLQ";
 pub const DLQ_PREFIX: &str = "dlq.orders.";
 
 /// How the consumer behaves.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConsumerConfig {
     /// Deliveries of one message before it is dead-lettered (`SHOP_NOTIFICATIONS_MAX_ATTEMPTS`).
     pub max_attempts: i64,
@@ -40,6 +40,9 @@ pub struct ConsumerConfig {
     pub ack_wait: Duration,
     /// A slow sender: how long sending one notification takes (`SHOP_NOTIFICATIONS_SEND_DELAY`).
     pub send_delay: Duration,
+    /// A failing sender: the share of sends that fail, from 0 to 1
+    /// (`SHOP_NOTIFICATIONS_SEND_FAILURES`); a failed send is retried like any failure.
+    pub send_failures: f64,
     /// The first and the longest wait between reconnects while the broker is away.
     pub backoff: (Duration, Duration),
 }
@@ -50,6 +53,7 @@ impl Default for ConsumerConfig {
             max_attempts: 5,
             ack_wait: Duration::from_secs(10),
             send_delay: Duration::ZERO,
+            send_failures: 0.0,
             backoff: (Duration::from_millis(50), Duration::from_secs(2)),
         }
     }
@@ -194,16 +198,10 @@ async fn handle(
         m.redeliveries.inc();
     }
     let outcome = match OrderEvent::parse(&message.payload) {
-        Ok(event) => {
-            // A slow sender: sending takes this long, but only what was not sent before.
-            if event.kind.is_terminal()
-                && !config.send_delay.is_zero()
-                && !store.is_processed(&event.event_id).await.unwrap_or(false)
-            {
-                tokio::time::sleep(config.send_delay).await;
-            }
-            store.apply_at(event, (seq > 0).then_some(seq), now_ms()).await.map_err(|e| e.to_string())
-        }
+        Ok(event) => match send(store, &event, config).await {
+            Ok(()) => store.apply_at(event, (seq > 0).then_some(seq), now_ms()).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e.to_string()),
     };
     let ack = match outcome {
@@ -246,6 +244,24 @@ async fn handle(
         // Redelivered after ack_wait, and then recognised as a duplicate.
         tracing::warn!(seq, error = %e, "notifications consumer: ack not sent");
     }
+}
+
+/// The sender: the notification itself is the row [`Store::apply_at`] writes; a slow or
+/// failing sender (settings) makes scenarios interesting. Only what was not sent before
+/// is sent: a repeat is recognised first.
+async fn send(store: &Store, event: &OrderEvent, config: &ConsumerConfig) -> Result<(), String> {
+    let slow = !config.send_delay.is_zero();
+    let failing = config.send_failures > 0.0;
+    if !event.kind.is_terminal() || !(slow || failing) || store.is_processed(&event.event_id).await.unwrap_or(false) {
+        return Ok(());
+    }
+    if slow {
+        tokio::time::sleep(config.send_delay).await;
+    }
+    if failing && rand::random::<f64>() < config.send_failures {
+        return Err("the sender failed (SHOP_NOTIFICATIONS_SEND_FAILURES)".into());
+    }
+    Ok(())
 }
 
 /// Publishes the message to the dead-letter subject (acknowledged by its stream, a

@@ -9,7 +9,8 @@
 //!
 //! Configuration, besides the kit's: `SHOP_UPSTREAM_BROKER` (required, `nats://host:port`),
 //! `SHOP_NOTIFICATIONS_MAX_ATTEMPTS` (5), `SHOP_NOTIFICATIONS_ACK_WAIT` (10s),
-//! `SHOP_NOTIFICATIONS_SEND_DELAY` (0: a slow sender when set), `SHOP_DB_SYNC`, and in debug
+//! `SHOP_NOTIFICATIONS_SEND_DELAY` (0: a slow sender when set),
+//! `SHOP_NOTIFICATIONS_SEND_FAILURES` (0: the share of sends that fail, retried), `SHOP_DB_SYNC`, and in debug
 //! builds the break switch `skip-dedup` of `SHOP_TEST_BREAK`.
 
 pub mod api;
@@ -28,7 +29,7 @@ use shop_kit::{ConfigError, Db, Env, ServiceApp, ServiceConfig};
 use crate::consumer::{ConsumerConfig, ConsumerMetrics};
 
 /// The notifications service's own settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub consumer: ConsumerConfig,
     pub sync: Sync,
@@ -56,11 +57,21 @@ impl Settings {
                 expected: "a duration of at least 100ms".into(),
             });
         }
+        let var = "SHOP_NOTIFICATIONS_SEND_FAILURES";
+        let share: f64 = env.or(var, 0.0, "a share of sends that fail, from 0 to 1 (e.g. 0.2)")?;
+        if !(0.0..=1.0).contains(&share) {
+            return Err(ConfigError::Malformed {
+                var: var.into(),
+                value: share.to_string(),
+                expected: "a share of sends that fail, from 0 to 1 (e.g. 0.2)".into(),
+            });
+        }
         Ok(Self {
             consumer: ConsumerConfig {
                 max_attempts,
                 ack_wait,
                 send_delay: env.duration_or("SHOP_NOTIFICATIONS_SEND_DELAY", Duration::ZERO)?,
+                send_failures: share,
                 ..defaults
             },
             sync: Sync::from_env(env)?,
@@ -106,6 +117,8 @@ mod tests {
             ("SHOP_NOTIFICATIONS_MAX_ATTEMPTS", "0", "from 1 to 100"),
             ("SHOP_NOTIFICATIONS_MAX_ATTEMPTS", "many", "from 1 to 100"),
             ("SHOP_NOTIFICATIONS_ACK_WAIT", "1ms", "at least 100ms"),
+            ("SHOP_NOTIFICATIONS_SEND_FAILURES", "1.5", "from 0 to 1"),
+            ("SHOP_NOTIFICATIONS_SEND_FAILURES", "some", "from 0 to 1"),
             ("SHOP_DB_SYNC", "sometimes", "normal or full"),
         ] {
             let err = Settings::from_env(&Env::default().with(var, bad)).unwrap_err().to_string();

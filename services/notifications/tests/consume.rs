@@ -220,6 +220,33 @@ async fn a_poison_message_is_dead_lettered_after_its_attempts_and_blocks_nothing
     assert_eq!(bad.status(), 400, "a list needs its user");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sender_is_retried_until_every_order_is_notified_once() {
+    if !NatsServer::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = NatsServer::start(&dir.path().join("broker"));
+    let js = jetstream(&broker.url()).await;
+    for order in 0..20 {
+        publish(&js, if order % 2 == 0 { "ORDER_PAID" } else { "ORDER_CANCELLED" }, order, None).await;
+    }
+    let log = dir.path().join("notifications.log");
+    // Half the sends fail; 30 attempts make a dead letter a one-in-a-billion event.
+    let settings = [("SHOP_NOTIFICATIONS_SEND_FAILURES", "0.5"), ("SHOP_NOTIFICATIONS_MAX_ATTEMPTS", "30")];
+    let n = Notifications::start(&dir.path().join("n.db"), &log, &broker.url(), &settings);
+    let state = wait_for(&n, Duration::from_secs(60), |s| count(s, "notifications") >= 20).await;
+    assert_eq!(count(&state, "notifications"), 20, "every order notified, once: {state}\n{}", log_tail(&log));
+    assert_eq!(count(&state, "dead_letters"), 0, "{state}");
+    let metrics = reqwest::get(format!("{}/metrics", n.url)).await.unwrap().text().await.unwrap();
+    let failed = metrics
+        .lines()
+        .find(|l| l.starts_with("shop_notifications_events_total") && l.contains("outcome=\"failed\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(failed >= 1, "sends failed and were retried:\n{metrics}");
+}
+
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
