@@ -10,8 +10,7 @@ use clap::Args;
 use super::run::{Display, RunRuntime};
 use crate::exit::{CliError, Outcome};
 use crate::scenario::capacity::{self, show, Finding, Run, Search};
-use crate::scenario::model::RuntimeChoice;
-use crate::scenario::model::{parse_share, CapacityPlan, CapacityProblem};
+use crate::scenario::model::{parse_share, CapacityPlan, CapacityProblem, RuntimeChoice};
 use crate::scenario::Scenario;
 use crate::world::{interrupt_on_signal, run_id, Launch};
 

@@ -5,7 +5,7 @@
 //! planned deterministic simulation is meant to be one more. The executor, the
 //! checkers and the reports see only this interface and never which world they drive.
 //!
-//! [`open`] assembles a world (runtime, edge proxies, ledger, reaper) from a plan;
+//! [`open()`] assembles a world (runtime, edge proxies, ledger, reaper) from a plan;
 //! [`launch`] runs one scenario on a fresh world from start to teardown;
 //! [`signal`] turns Ctrl-C and SIGTERM into the interrupt both of them honour.
 
