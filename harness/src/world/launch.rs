@@ -2,9 +2,9 @@
 //! takes once and `gauntlet capacity` once per step.
 //!
 //! [`Launch`] resolves where the cluster runs and builds the service binaries once;
-//! [`Launch::run`] plans the cluster with the scenario's environment, assembles the
-//! world (fault proxy, ledger, reaper), starts it (an interrupt tears it down), hands
-//! the executor a ready [`Cluster`], and always tears down. Nothing here prints: what
+//! [`Launch::run`] plans the cluster with the scenario's environment and assembles the
+//! world (fault proxy, ledger, reaper); [`run_on`] starts any [`World`] (an interrupt
+//! tears it down), hands the executor a ready [`Cluster`], and always tears down. Nothing here prints: what
 //! happens goes to the caller's [`LaunchEvent`] sink.
 
 use std::path::{Path, PathBuf};
@@ -153,16 +153,18 @@ impl Launch {
         let binaries = self.binaries.clone();
         let OpenWorld { world, embedded_proxy } =
             open(plan, kind, proxies, |_| Ok(binaries), ledger, &id, scenario.seed).await?;
-        let outcome = drive(scenario, world, interrupt, on_event).await;
+        let outcome = run_on(world, scenario, interrupt, on_event).await;
         OpenWorld::close_proxy(embedded_proxy).await;
         outcome
     }
 }
 
-/// Starts `world`, runs the scenario on it, and always tears down.
-async fn drive<W: World>(
-    scenario: &Scenario,
+/// Starts `world`, runs `scenario` on it, always tears down, and writes `outcome.json`
+/// into the run's folder. [`Launch::run`] calls it with the world it assembled; a world
+/// assembled elsewhere (a simulation) is run the same way.
+pub async fn run_on<W: World>(
     mut world: W,
+    scenario: &Scenario,
     mut interrupt: watch::Receiver<bool>,
     on_event: &(dyn Fn(LaunchEvent) + Sync),
 ) -> Result<RunOutcome, CliError> {

@@ -6,14 +6,15 @@
 //! checkers and the reports see only this interface and never which world they drive.
 //!
 //! [`open()`] assembles a world (runtime, edge proxies, ledger, reaper) from a plan;
-//! [`launch`] runs one scenario on a fresh world from start to teardown;
-//! [`signal`] turns Ctrl-C and SIGTERM into the interrupt both of them honour.
+//! [`launch`] runs one scenario on a fresh world from start to teardown ([`run_on`]
+//! takes any world); [`signal`] turns Ctrl-C and SIGTERM into the interrupt both of
+//! them honour.
 
 pub mod launch;
 pub mod open;
 pub mod signal;
 
-pub use launch::{resolve_runtime, start, Launch, LaunchEvent, Started};
+pub use launch::{resolve_runtime, run_on, start, Launch, LaunchEvent, Started};
 pub use open::{open, AnyWorld, OpenWorld, Proxies, WorldKind};
 pub use signal::{interrupt_on_signal, Shutdown};
 
