@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 
-use super::run::{interrupt_on_signal, Launch, RunRuntime};
+use super::run::{Display, RunRuntime};
 use crate::exit::{CliError, Outcome};
 use crate::scenario::capacity::{self, show, Finding, Run, Search};
-use crate::scenario::model::{parse_share, CapacityPlan, CapacityProblem};
+use crate::scenario::model::{parse_share, CapacityPlan, CapacityProblem, RuntimeChoice};
 use crate::scenario::Scenario;
+use crate::world::{interrupt_on_signal, run_id, Launch};
 
 /// Options of `gauntlet capacity`.
 ///
@@ -75,10 +76,13 @@ pub fn run(args: CapacityArgs) -> Result<Outcome, CliError> {
         scenario.reseed(seed);
     }
     let plan = plan(&scenario, &args)?;
-    let launch = Launch::new(&scenario, args.runtime, &args.profile, &args.runs, None)?;
+    let display = Display::new();
+    let on_event = |e| display.show(e);
+    let launch =
+        Launch::new(&scenario, args.runtime.map(RuntimeChoice::from), &args.profile, &args.runs, None, &on_event)?;
     let out = match &args.out {
         Some(o) => o.clone(),
-        None => args.runs.join(format!("capacity-{}", super::up::run_id(&scenario.name))),
+        None => args.runs.join(format!("capacity-{}", run_id(&scenario.name))),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let duration = scenario.load.measured();
@@ -105,12 +109,12 @@ pub fn run(args: CapacityArgs) -> Result<Outcome, CliError> {
             if i == 0 {
                 n += 1;
             }
-            let (scenario, launch, interrupt) = (&scenario, &launch, interrupt.clone());
+            let (scenario, launch, interrupt, on_event) = (&scenario, &launch, interrupt.clone(), &on_event);
             let at = n;
             async move {
                 eprintln!("\n== step {at}: {} flows/s ({phase:?}), run {} of {runs}", show(rate), i + 1);
                 let stepped = scenario.at_rate(rate, plan.warmup).map_err(CliError::BadInput)?;
-                let outcome = launch.run(&stepped, interrupt.clone()).await?;
+                let outcome = launch.run(&stepped, interrupt.clone(), on_event).await?;
                 if outcome.interrupted || *interrupt.borrow() {
                     return Err(CliError::Harness(anyhow::anyhow!("interrupted during step {at}")));
                 }
@@ -135,7 +139,7 @@ pub fn run(args: CapacityArgs) -> Result<Outcome, CliError> {
         .await
     });
     let search = result?;
-    let files = publish(&search, &scenario, &args, &launch_label(&args, &scenario), &out, started)?;
+    let files = publish(&search, &scenario, &args, &launch_label(&args, launch.runtime()), &out, started)?;
     println!();
     println!("{}", search.markdown(&format!("Capacity of {}", scenario.name), &[]).lines().nth(2).unwrap_or(""));
     for step in &search.steps {
@@ -206,14 +210,10 @@ fn plan(scenario: &Scenario, args: &CapacityArgs) -> Result<CapacityPlan, CliErr
     Err(CliError::BadInput(problem))
 }
 
-fn launch_label(args: &CapacityArgs, scenario: &Scenario) -> String {
-    let runtime = match args.runtime {
-        Some(RunRuntime::Docker) => "docker",
-        Some(RunRuntime::Process) => "process",
-        None => match scenario.cluster.runtime {
-            crate::scenario::model::RuntimeChoice::Docker => "docker",
-            crate::scenario::model::RuntimeChoice::Process => "process",
-        },
+fn launch_label(args: &CapacityArgs, runtime: RuntimeChoice) -> String {
+    let runtime = match runtime {
+        RuntimeChoice::Docker => "docker",
+        RuntimeChoice::Process => "process",
     };
     format!("{runtime} runtime, {} service binaries", args.profile)
 }

@@ -14,7 +14,7 @@ use crate::contracts::verify::{self, ProviderReport, ProviderRuntime, Source};
 use crate::contracts::{can_i_deploy, diff, load_dir, pacts_for_provider, providers, ContractError, PactDoc};
 use crate::exit::{CliError, Outcome};
 
-use super::up::Shutdown;
+use crate::world::Shutdown;
 
 #[derive(Debug, Args)]
 pub struct ContractsArgs {

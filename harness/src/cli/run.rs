@@ -1,28 +1,20 @@
 //! `gauntlet run SCENARIO.toml`: bring the cluster up, run the scenario's load and fault
-//! timeline, check the invariants, print the verdict, tear everything down.
+//! timeline, check the invariants, print the verdict, tear everything down. The run
+//! itself is [`crate::world::Launch`]; this file parses the flags and renders.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use tokio::sync::watch;
 
-use crate::cluster::binaries::Binaries;
-use crate::cluster::docker::DockerRuntime;
-use crate::cluster::ledger::Ledger;
-use crate::cluster::plan::{ClusterPlan, Ports};
-use crate::cluster::process::ProcessRuntime;
-use crate::cluster::wiring::Wiring;
-use crate::cluster::Runtime;
 use crate::exit::{CliError, Outcome};
-use crate::faults::client::ToxiproxyClient;
-use crate::faults::ProxyServer;
-use crate::scenario::executor::{self, admin_endpoints, describe_operations, Cluster, Event, RunOutcome};
+use crate::scenario::executor::{describe_operations, Event, RunOutcome};
 use crate::scenario::model::RuntimeChoice;
 use crate::scenario::Scenario;
+use crate::world::{interrupt_on_signal, reaper_warning, Launch, LaunchEvent};
 
 /// Where the cluster of a run runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,12 +54,15 @@ pub fn run(args: RunArgs) -> Result<Outcome, CliError> {
     if let Some(seed) = args.seed {
         scenario.reseed(seed);
     }
-    let launch = Launch::new(&scenario, args.runtime, &args.profile, &args.runs, args.toxiproxy.clone())?;
+    let display = Display::new();
+    let on_event = |e| display.show(e);
+    let runtime = args.runtime.map(RuntimeChoice::from);
+    let launch = Launch::new(&scenario, runtime, &args.profile, &args.runs, args.toxiproxy.clone(), &on_event)?;
     eprintln!("scenario {} (seed {}): {}", scenario.name, scenario.seed, first_line(&scenario.description));
     let rt = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
-    let outcome = rt.block_on(async move {
+    let outcome = rt.block_on(async {
         let interrupt = interrupt_on_signal();
-        launch.run(&scenario, interrupt).await
+        launch.run(&scenario, interrupt, &on_event).await
     })?;
     print_verdict(&outcome);
     if outcome.interrupted {
@@ -77,101 +72,11 @@ pub fn run(args: RunArgs) -> Result<Outcome, CliError> {
     Ok(if outcome.passed() { Outcome::Passed } else { Outcome::GateFailed })
 }
 
-/// A receiver that turns true on SIGINT or SIGTERM.
-pub(crate) fn interrupt_on_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    // Listening starts now, not when the task first runs.
-    let mut shutdown = super::up::Shutdown::listen();
-    tokio::spawn(async move {
-        shutdown.recv().await;
-        let _ = tx.send(true);
-    });
-    rx
-}
-
-/// Where and how a scenario's cluster runs: one run with `gauntlet run`, many with
-/// `gauntlet capacity`.
-pub(crate) struct Launch {
-    runtime: RuntimeChoice,
-    binaries: Binaries,
-    runs: PathBuf,
-    toxiproxy: Option<String>,
-}
-
-impl Launch {
-    /// Resolves the runtime (the command line's, else the scenario's), the service
-    /// binaries (built when missing) and the runs folder; reaps what crashed runs left.
-    pub(crate) fn new(
-        scenario: &Scenario,
-        runtime: Option<RunRuntime>,
-        profile: &str,
-        runs: &Path,
-        toxiproxy: Option<String>,
-    ) -> Result<Self, CliError> {
-        let runtime = match runtime {
-            Some(RunRuntime::Process) => RuntimeChoice::Process,
-            Some(RunRuntime::Docker) => RuntimeChoice::Docker,
-            None => scenario.cluster.runtime,
-        };
-        if runtime == RuntimeChoice::Docker && toxiproxy.is_some() {
-            return Err(CliError::BadInput("--toxiproxy is for the process runtime".into()));
-        }
-        for r in Ledger::new(runs).reap_dead() {
-            eprintln!("gauntlet: run {} ended without cleaning up; its processes were ended", r.run_id);
-        }
-        let runs = std::path::absolute(runs).context("resolving --runs")?;
-        let file = &scenario.cluster.file;
-        let cluster_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        let binaries =
-            Binaries::for_cluster(&scenario.cluster.spec, &cluster_dir, profile).map_err(anyhow::Error::from)?;
-        Ok(Self { runtime, binaries, runs, toxiproxy })
-    }
-
-    /// Brings a fresh cluster up, runs `scenario` on it and tears it down.
-    pub(crate) async fn run(
-        &self,
-        scenario: &Scenario,
-        interrupt: watch::Receiver<bool>,
-    ) -> Result<RunOutcome, CliError> {
-        let id = super::up::run_id(&scenario.cluster.spec.name);
-        let run_dir = self.runs.join(&id);
-        let mut plan =
-            ClusterPlan::new(scenario.cluster.spec.clone(), &run_dir, Ports::Ephemeral, &scenario.cluster.replicas)
-                .context("planning the cluster")?;
-        for node in &mut plan.nodes {
-            if let Some(env) = scenario.cluster.env.get(&node.id.service) {
-                node.env.extend(env.clone());
-            }
-        }
-        eprintln!("run {id}: {}", run_dir.display());
-        super::up::start_reaper(&self.runs, &id);
-        let ledger = Ledger::new(&self.runs);
-        let binaries = self.binaries.clone();
-        match self.runtime {
-            RuntimeChoice::Process => {
-                let server = match &self.toxiproxy {
-                    Some(_) => None,
-                    None => Some(
-                        ProxyServer::start("127.0.0.1:0", scenario.seed)
-                            .await
-                            .context("could not start the embedded fault proxy")?,
-                    ),
-                };
-                let api = self.toxiproxy.clone().or_else(|| server.as_ref().map(ProxyServer::url)).unwrap_or_default();
-                let wiring = Wiring::Toxiproxy { client: ToxiproxyClient::new(api) };
-                let runtime = ProcessRuntime::new(plan, binaries, wiring, ledger, &id);
-                let outcome =
-                    drive(scenario, runtime, interrupt, |r| (r.ingress_urls().first().cloned(), r.wiring_url())).await;
-                if let Some(server) = server {
-                    server.shutdown().await;
-                }
-                outcome
-            }
-            RuntimeChoice::Docker => {
-                let gauntlet = std::env::current_exe().context("locating the gauntlet binary")?;
-                let runtime = DockerRuntime::new(plan, binaries, gauntlet, ledger, &id, scenario.seed);
-                drive(scenario, runtime, interrupt, |r| (r.ingress_urls().first().cloned(), r.toxiproxy_url())).await
-            }
+impl From<RunRuntime> for RuntimeChoice {
+    fn from(r: RunRuntime) -> Self {
+        match r {
+            RunRuntime::Process => RuntimeChoice::Process,
+            RunRuntime::Docker => RuntimeChoice::Docker,
         }
     }
 }
@@ -180,67 +85,33 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-/// Starts the cluster, runs the scenario, and always tears down.
-async fn drive<R: Runtime>(
-    scenario: &Scenario,
-    mut runtime: R,
-    mut interrupt: watch::Receiver<bool>,
-    urls: impl Fn(&R) -> (Option<String>, Option<String>),
-) -> Result<RunOutcome, CliError> {
-    let t0 = Instant::now();
-    let progress = move |msg: &str| eprintln!("[{:>6.2}s] {msg}", t0.elapsed().as_secs_f64());
-    let started = tokio::select! {
-        r = runtime.start(&progress) => r,
-        _ = interrupt.wait_for(|v| *v) => {
-            eprintln!("interrupted while starting: tearing down");
-            let _ = runtime.teardown().await;
-            return Err(CliError::Harness(anyhow::anyhow!("interrupted before the cluster was up")));
-        }
-    };
-    if let Err(e) = started {
-        let _ = runtime.teardown().await;
-        return Err(CliError::Harness(anyhow::Error::from(e).context("the cluster could not start")));
-    }
-    let (Some(url), Some(api)) = urls(&runtime) else {
-        let _ = runtime.teardown().await;
-        return Err(CliError::Harness(anyhow::anyhow!("the cluster has no ingress URL or no Toxiproxy API")));
-    };
-    let nodes = runtime.status();
-    let admin = match admin_endpoints(runtime.plan(), &nodes) {
-        Ok(a) => Some(a),
-        Err(_) if scenario.invariants.is_empty() => None,
-        Err(e) => {
-            let _ = runtime.teardown().await;
-            return Err(CliError::Harness(e));
-        }
-    };
-    let mut cluster = Cluster { runtime, ingress: url, toxiproxy: ToxiproxyClient::new(api), admin };
-    let display = Display::new();
-    let result = executor::execute(scenario, &mut cluster, interrupt, &|e| display.show(e)).await;
-    display.finish();
-    progress("tearing down");
-    let down = cluster.runtime.teardown().await;
-    let outcome = result.map_err(CliError::Harness)?;
-    down.map_err(|e| CliError::Harness(anyhow::Error::from(e).context("tearing the cluster down")))?;
-    progress("cluster is down");
-    let _ =
-        std::fs::write(outcome.run_dir.join("outcome.json"), serde_json::to_vec_pretty(&outcome).unwrap_or_default());
-    Ok(outcome)
-}
-
-/// The live progress line on a terminal; plain lines every few seconds otherwise.
-struct Display {
+/// What a launch reports, for people: setup lines with their time, the live progress
+/// line on a terminal (plain lines every few seconds otherwise).
+pub(crate) struct Display {
     terminal: bool,
-    started: Instant,
     last_plain: Mutex<Option<Instant>>,
 }
 
 impl Display {
-    fn new() -> Self {
-        Self { terminal: std::io::stderr().is_terminal(), started: Instant::now(), last_plain: Mutex::new(None) }
+    pub(crate) fn new() -> Self {
+        Self { terminal: std::io::stderr().is_terminal(), last_plain: Mutex::new(None) }
     }
 
-    fn show(&self, event: Event) {
+    pub(crate) fn show(&self, event: LaunchEvent) {
+        match event {
+            LaunchEvent::Reaped(r) => {
+                eprintln!("gauntlet: run {} ended without cleaning up; its processes were ended", r.run_id)
+            }
+            LaunchEvent::RunStarted { id, run_dir } => eprintln!("run {id}: {}", run_dir.display()),
+            LaunchEvent::ReaperFailed(e) => eprintln!("{}", reaper_warning(&e)),
+            LaunchEvent::Step { elapsed, message } => eprintln!("[{:>6.2}s] {message}", elapsed.as_secs_f64()),
+            LaunchEvent::InterruptedWhileStarting => eprintln!("interrupted while starting: tearing down"),
+            LaunchEvent::Executor(e) => self.executor(e),
+            LaunchEvent::ExecutorDone => self.finish(),
+        }
+    }
+
+    fn executor(&self, event: Event) {
         let mut err = std::io::stderr().lock();
         match event {
             Event::Note(msg) => {
@@ -271,10 +142,11 @@ impl Display {
                 }
             }
         }
-        let _ = self.started;
     }
 
+    /// Ends one run's live line; the next run starts its plain lines afresh.
     fn finish(&self) {
+        *self.last_plain.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if self.terminal {
             eprintln!();
         }

@@ -1,4 +1,5 @@
-//! `gauntlet up`, `gauntlet status`, `gauntlet down`: run a cluster by hand.
+//! `gauntlet up`, `gauntlet status`, `gauntlet down`: run a cluster by hand. The world
+//! is assembled and started by [`crate::world`]; this file parses flags and renders.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,16 +8,14 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use crate::cluster::binaries::Binaries;
-use crate::cluster::docker::DockerRuntime;
-use crate::cluster::external::ExternalRuntime;
 use crate::cluster::ledger::{self, Ledger, LedgerEntry, Reaped};
 use crate::cluster::plan::{ClusterPlan, Ports, ReplicaOverrides};
-use crate::cluster::process::ProcessRuntime;
-use crate::cluster::wiring::Wiring;
-use crate::cluster::{ClusterSpec, NodeStatus, Runtime};
+use crate::cluster::{ClusterSpec, NodeStatus};
 use crate::exit::{CliError, Outcome};
-use crate::faults::client::ToxiproxyClient;
-use crate::faults::ProxyServer;
+use crate::world::{
+    interrupt_on_signal, open, reaper_warning, run_id, start, start_reaper, OpenWorld, Proxies, Started, World,
+    WorldKind,
+};
 
 /// Where a cluster runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,15 +67,6 @@ pub fn reap(args: ReapArgs) -> Result<Outcome, CliError> {
     let ledger = Ledger::new(&args.runs);
     ledger::watch(&ledger, &args.run_id, args.owner_pid, args.owner_start, REAPER_LIFETIME);
     Ok(Outcome::Passed)
-}
-
-/// Starts the reaper of run `id` (a warning, not a failure, if it cannot start: the
-/// ledger still lets the next `up` or `down` clean up).
-pub fn start_reaper(runs: &Path, id: &str) {
-    let started = std::env::current_exe().and_then(|exe| ledger::spawn_reaper(&exe, runs, id));
-    if let Err(e) = started {
-        eprintln!("warning: could not start the reaper ({e}); if this run is killed, `gauntlet down` cleans up");
-    }
 }
 
 /// Options of `gauntlet up`.
@@ -141,18 +131,6 @@ fn report_reaped(reaped: &[Reaped]) {
     }
 }
 
-/// A fresh, sortable run id.
-pub fn run_id(cluster: &str) -> String {
-    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let t: String = t.chars().filter(char::is_ascii_alphanumeric).collect();
-    // Runs of one process (the steps of `gauntlet capacity`) may start within a second.
-    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    match SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
-        0 => format!("{t}-{cluster}-{}", std::process::id()),
-        n => format!("{t}-{cluster}-{}-{}", std::process::id(), n + 1),
-    }
-}
-
 /// Runs `gauntlet up`.
 pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
     let spec = load_spec(&args.cluster.cluster)?;
@@ -174,120 +152,63 @@ pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
     }
     let id = run_id(&spec.name);
     let runs = std::path::absolute(&args.cluster.runs).context("resolving --runs")?;
-    start_reaper(&runs, &id);
+    if let Err(e) = start_reaper(&runs, &id) {
+        eprintln!("{}", reaper_warning(&e));
+    }
     let run_dir = runs.join(&id);
     let ports = if args.ephemeral_ports { Ports::Ephemeral } else { Ports::Fixed };
     let overrides: ReplicaOverrides = args.replicas.iter().cloned().collect();
     let cluster_dir = args.cluster.cluster.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let kind = match args.runtime {
+        RuntimeKind::Process => WorldKind::Process,
+        RuntimeKind::Docker => WorldKind::Docker,
+        RuntimeKind::External => WorldKind::External,
+    };
+    let proxies = match &args.toxiproxy {
+        _ if args.no_proxies => Proxies::Direct,
+        Some(url) => Proxies::Toxiproxy(url.clone()),
+        None => Proxies::Embedded { listen: Some(args.proxy_listen.clone()) },
+    };
+    let binaries = |spec: &ClusterSpec| {
+        Binaries::for_cluster(spec, cluster_dir, &args.profile).map_err(|e| CliError::Harness(e.into()))
+    };
     let rt = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     rt.block_on(async move {
         let plan = ClusterPlan::new(spec, &run_dir, ports, &overrides).context("planning the cluster")?;
-        let spec = plan.spec.clone();
-        let binaries = || Binaries::for_cluster(&spec, cluster_dir, &args.profile).map_err(anyhow::Error::from);
-        match args.runtime {
-            RuntimeKind::Process => {
-                let mut embedded = None;
-                let wiring = if args.no_proxies {
-                    Wiring::Direct
-                } else if let Some(url) = &args.toxiproxy {
-                    Wiring::Toxiproxy { client: ToxiproxyClient::new(url.clone()) }
-                } else {
-                    let server = ProxyServer::start(&args.proxy_listen, args.seed).await.with_context(|| {
-                        format!("could not start the embedded fault proxy on {} (use --proxy-listen to move it)", args.proxy_listen)
-                    })?;
-                    let client = ToxiproxyClient::new(server.url());
-                    embedded = Some(server);
-                    Wiring::Toxiproxy { client }
-                };
-                let runtime = ProcessRuntime::new(plan, binaries()?, wiring, ledger, &id);
-                let outcome = serve(runtime, |r| (r.ingress_urls().to_vec(), r.wiring_url())).await;
-                if let Some(server) = embedded {
-                    server.shutdown().await;
-                }
-                outcome
-            }
-            RuntimeKind::Docker => {
-                if args.toxiproxy.is_some() || args.no_proxies {
-                    return Err(CliError::BadInput("--toxiproxy and --no-proxies are for the process runtime; the docker runtime runs its own proxy container".into()));
-                }
-                let gauntlet = std::env::current_exe().context("locating the gauntlet binary")?;
-                let runtime = DockerRuntime::new(plan, binaries()?, gauntlet, ledger, &id, args.seed);
-                serve(runtime, |r| (r.ingress_urls().to_vec(), r.toxiproxy_url())).await
-            }
-            RuntimeKind::External => {
-                let runtime = ExternalRuntime::new(plan, ledger, &id, args.toxiproxy.clone()).map_err(|e| CliError::BadInput(e.to_string()))?;
-                serve(runtime, |r| (r.ingress_urls().to_vec(), args.toxiproxy.clone())).await
-            }
-        }
+        let OpenWorld { world, embedded_proxy } = open(plan, kind, proxies, binaries, ledger, &id, args.seed).await?;
+        let outcome = serve(world).await;
+        OpenWorld::close_proxy(embedded_proxy).await;
+        outcome
     })
 }
 
-/// Starts `runtime`, prints its nodes, and keeps it up until SIGINT or SIGTERM.
-async fn serve<R: Runtime>(
-    mut runtime: R,
-    urls: impl Fn(&R) -> (Vec<String>, Option<String>),
-) -> Result<Outcome, CliError> {
+/// Starts `world`, prints its nodes, and keeps it up until SIGINT or SIGTERM.
+async fn serve<W: World>(mut world: W) -> Result<Outcome, CliError> {
     let t0 = Instant::now();
     let progress = move |msg: &str| eprintln!("[{:>6.2}s] {msg}", t0.elapsed().as_secs_f64());
     // One listener for the whole life of the cluster, so no Ctrl-C falls between two.
-    let mut shutdown = Shutdown::listen();
-    let started = tokio::select! {
-        r = runtime.start(&progress) => r,
-        _ = shutdown.recv() => {
+    let mut interrupt = interrupt_on_signal();
+    match start(&mut world, &mut interrupt, &progress).await {
+        Ok(Started::Up) => {}
+        Ok(Started::Interrupted) => {
             eprintln!("interrupted: tearing down");
-            let _ = runtime.teardown().await;
+            let _ = world.teardown().await;
             return Ok(Outcome::HarnessFailed);
         }
-    };
-    if let Err(e) = started {
-        let _ = runtime.teardown().await;
-        return Err(CliError::Harness(anyhow::Error::from(e).context("the cluster could not start")));
+        Err(e) => return Err(CliError::Harness(anyhow::Error::from(e).context("the cluster could not start"))),
     }
-    let (ingress, toxiproxy) = urls(&runtime);
-    println!("{}", render_nodes(&runtime.status()));
-    println!("ingress:   {}", ingress.join(", "));
-    if let Some(url) = toxiproxy {
+    println!("{}", render_nodes(&world.status()));
+    println!("ingress:   {}", world.ingress_urls().join(", "));
+    if let Some(url) = world.fault_api() {
         println!("toxiproxy: {url}");
     }
-    println!("logs:      {}", runtime.plan().run_dir.join("logs").display());
+    println!("logs:      {}", world.plan().run_dir.join("logs").display());
     println!("cluster is up; Ctrl-C (or `gauntlet down`) tears it down");
-    shutdown.recv().await;
+    let _ = interrupt.wait_for(|v| *v).await;
     eprintln!("tearing down");
-    runtime.teardown().await.map_err(anyhow::Error::from)?;
+    world.teardown().await.map_err(anyhow::Error::from)?;
     eprintln!("cluster is down");
     Ok(Outcome::Passed)
-}
-
-/// SIGINT and SIGTERM listeners. Create them before the work they interrupt: a signal
-/// that arrives between two listeners is otherwise lost (tokio only delivers to
-/// listeners that exist when it arrives), and a Ctrl-C would be ignored.
-pub struct Shutdown {
-    int: Option<tokio::signal::unix::Signal>,
-    term: Option<tokio::signal::unix::Signal>,
-}
-
-impl Shutdown {
-    /// Starts listening (inside a runtime).
-    pub fn listen() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        Self { int: signal(SignalKind::interrupt()).ok(), term: signal(SignalKind::terminate()).ok() }
-    }
-
-    /// Waits for SIGINT or SIGTERM received since [`Shutdown::listen`].
-    pub async fn recv(&mut self) {
-        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
-            match s {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        }
-        tokio::select! {
-            _ = one(&mut self.int) => {}
-            _ = one(&mut self.term) => {}
-        }
-    }
 }
 
 /// A table of nodes, for people.

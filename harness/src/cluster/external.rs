@@ -57,6 +57,11 @@ impl ExternalRuntime {
     pub fn ingress_urls(&self) -> &[String] {
         &self.entry.ingress
     }
+
+    /// The Toxiproxy API of the deployment's edge proxies, if it was given one.
+    pub fn toxiproxy_url(&self) -> Option<String> {
+        self.entry.toxiproxy.clone()
+    }
 }
 
 impl Runtime for ExternalRuntime {

@@ -175,7 +175,8 @@ impl RunOutcome {
 }
 
 /// A running cluster as the executor needs it: the runtime, where its ingress is and
-/// its Toxiproxy API.
+/// its Toxiproxy API. [`crate::world::Launch`] builds it from a started
+/// [`crate::world::World`]; the executor never asks which world that is.
 pub struct Cluster<R> {
     /// The runtime, started.
     pub runtime: R,
