@@ -21,6 +21,9 @@ use gauntlet::cluster::wiring::Wiring;
 use gauntlet::cluster::{ClusterSpec, NodeOp, NodeState, Runtime};
 use gauntlet::faults::client::ToxiproxyClient;
 use gauntlet::faults::ProxyServer;
+use shop_common::{checkout, notifications, sign_up};
+
+mod shop_common;
 
 /// `nats-server`, if installed; a missing one is an error under `GAUNTLET_REQUIRE_NATS=1`.
 fn nats_server() -> Option<PathBuf> {
@@ -183,43 +186,10 @@ async fn the_events_shop_runs_seven_nodes_and_a_checkout_is_notified_through_the
 
     let base = rt.ingress_urls()[0].clone();
     let http = reqwest::Client::new();
-    let user = serde_json::json!({"email": "events@example.com", "name": "Ada", "password": "correct horse"});
-    let res = http.post(format!("{base}/api/v1/users")).json(&user).send().await.unwrap();
-    assert_eq!(res.status(), 201);
-    let login: serde_json::Value = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&serde_json::json!({"email": "events@example.com", "password": "correct horse"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_string();
-    let order: serde_json::Value = http
-        .post(format!("{base}/api/v1/orders"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"items": [{"product_id": 3, "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(order["status"], "PAID", "{order}");
-
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mine = loop {
-        let res = http.get(format!("{base}/api/v1/notifications")).bearer_auth(&token).send().await.unwrap();
-        assert_eq!(res.status(), 200);
-        let body: serde_json::Value = res.json().await.unwrap();
-        if !body["items"].as_array().unwrap().is_empty() || Instant::now() > deadline {
-            break body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let items = mine["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "one notification for the paid order: {mine}");
+    let token = sign_up(&http, &base, "events@example.com").await;
+    let order = checkout(&http, &base, &token, 3).await;
+    let items = notifications(&http, &base, &token, 1).await;
+    assert_eq!(items.len(), 1, "one notification for the paid order: {items:?}");
     assert_eq!(items[0]["order_id"], order["id"]);
     assert_eq!(items[0]["kind"], "ORDER_PAID");
     let anonymous = http.get(format!("{base}/api/v1/notifications")).send().await.unwrap();
