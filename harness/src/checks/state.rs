@@ -291,16 +291,35 @@ impl AdminEndpoints {
             }
         };
         use anyhow::Context as _;
-        let orders: OrdersState = serde_json::from_str(&get(&self.orders).await.context("orders admin state")?)
-            .context("reading the orders admin state")?;
-        let payments: PaymentsState = serde_json::from_str(&get(&self.payments).await.context("payments admin state")?)
-            .context("reading the payments admin state")?;
-        let catalog: CatalogState = serde_json::from_str(&get(&self.catalog).await.context("catalog admin state")?)
-            .context("reading the catalog admin state")?;
-        let events = match &self.notifications {
-            Some(url) => {
-                let n: NotificationsState = serde_json::from_str(&get(url).await.context("notifications admin state")?)
-                    .context("reading the notifications admin state")?;
+        let orders = get(&self.orders).await.context("orders admin state")?;
+        let payments = get(&self.payments).await.context("payments admin state")?;
+        let catalog = get(&self.catalog).await.context("catalog admin state")?;
+        let notifications = match &self.notifications {
+            Some(url) => Some(get(url).await.context("notifications admin state")?),
+            None => None,
+        };
+        ShopState::from_admin_json(&orders, &payments, &catalog, notifications.as_deref())
+    }
+}
+
+impl ShopState {
+    /// The shop's state from the bodies of each service's `GET /v1/admin/state` (orders,
+    /// payments, catalog, and notifications when the cluster has it), however they were
+    /// fetched: over TCP by [`AdminEndpoints::fetch`], or over a simulated network.
+    pub fn from_admin_json(
+        orders: &str,
+        payments: &str,
+        catalog: &str,
+        notifications: Option<&str>,
+    ) -> anyhow::Result<ShopState> {
+        use anyhow::Context as _;
+        let orders: OrdersState = serde_json::from_str(orders).context("reading the orders admin state")?;
+        let payments: PaymentsState = serde_json::from_str(payments).context("reading the payments admin state")?;
+        let catalog: CatalogState = serde_json::from_str(catalog).context("reading the catalog admin state")?;
+        let events = match notifications {
+            Some(text) => {
+                let n: NotificationsState =
+                    serde_json::from_str(text).context("reading the notifications admin state")?;
                 Some(EventsState {
                     outbox: orders.outbox,
                     notifications: n.notifications,

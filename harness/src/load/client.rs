@@ -118,6 +118,23 @@ impl HttpClient {
         })
     }
 
+    /// A pool that never connects, for a [`FlowContext`](super::flow::FlowContext)
+    /// whose flows go through another [`Transport`] (a simulated network): it holds the
+    /// `Host` value and the timeout, and any request sent through it fails to connect.
+    pub fn detached(authority: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let host = HeaderValue::from_str(authority)
+            .map_err(|e| ClientError::Resolve { authority: authority.into(), reason: e.to_string() })?;
+        Ok(Self {
+            inner: Arc::new(Pool {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                host,
+                idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(1),
+                timeout,
+            }),
+        })
+    }
+
     /// Each request's time limit.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
@@ -160,8 +177,11 @@ impl HttpClient {
     }
 }
 
-/// Something a flow sends its requests through.
-pub(crate) trait Transport {
+/// Something a flow sends its requests through: the keep-alive pool and dedicated
+/// connections here, or a simulated network (`gauntlet-sim`), which stamps `sent` and
+/// `done` on its own clock.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
     /// Sends `req` and reads the whole answer, within the timeout.
     async fn exchange(&mut self, req: Request<Bytes>, keep: Keep<'_>) -> Exchange;
 }

@@ -31,6 +31,15 @@ pub struct VirtualUsers {
 impl VirtualUsers {
     /// Runs the setup phase (not measured): its steps once per virtual user, in order.
     pub async fn prepare(workload: &Workload, client: &HttpClient, base: &BaseUrl) -> Result<Self, RunError> {
+        Self::prepare_via(workload, &mut client.clone(), base).await
+    }
+
+    /// [`VirtualUsers::prepare`] through any transport.
+    pub async fn prepare_via(
+        workload: &Workload,
+        client: &mut impl Transport,
+        base: &BaseUrl,
+    ) -> Result<Self, RunError> {
         let Some(setup) = &workload.setup else { return Ok(Self::default()) };
         let mut data = Vec::with_capacity(setup.users as usize);
         for user in 0..setup.users {
@@ -40,7 +49,7 @@ impl VirtualUsers {
             for step in &setup.steps {
                 let vars = Vars { vu: &vu, iteration: &vu, user: &captured, workload, captures: &[] };
                 let req = build_request(step, None, base, &vars, &mut draws);
-                let ex = client.send(req, keep(step)).await;
+                let ex = client.exchange(req, keep(step)).await;
                 let judgement = step.rules.judge(ex.outcome, &ex.headers, ex.body.as_deref());
                 let fail = |outcome: String| RunError::Setup { user, step: step.name.clone(), outcome };
                 if judgement.check == Check::Failed {

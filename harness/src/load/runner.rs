@@ -147,6 +147,80 @@ impl RunResult {
     }
 }
 
+/// Runs flows through a transport and on a clock the caller owns, recording into the
+/// same [`Recorder`] and history as [`run`] does: for a simulated network, where the
+/// pacer's timer and the TCP pool of [`run`] cannot go. The caller decides when each
+/// flow starts (its arrival schedule) and hands each its own transport.
+#[derive(Clone)]
+pub struct FlowDriver {
+    shared: Arc<Shared>,
+}
+
+impl FlowDriver {
+    /// A driver over `ctx`, recording into `recorder` and, when given, `history`.
+    pub fn new(ctx: FlowContext, recorder: Recorder, history: Option<Arc<crate::checks::history::History>>) -> Self {
+        let shared = Shared {
+            ctx,
+            recorder: Mutex::new(recorder),
+            in_flight: AtomicUsize::new(0),
+            last_done: AtomicU64::new(0),
+            history,
+        };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// What every flow shares.
+    pub fn context(&self) -> &FlowContext {
+        &self.shared.ctx
+    }
+
+    /// Flow `flow` as start number `k`, meant to start at offset `intended` from the
+    /// context's start, through `transport`: counted in flight from this call (so the
+    /// caller's next in-flight check sees it) until the returned future ends.
+    pub fn run_flow<T: super::client::Transport + 'static>(
+        &self,
+        flow: FlowId,
+        k: u64,
+        intended: Duration,
+        mut transport: T,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        let shared = self.shared.clone();
+        async move { run_flow(shared, flow, k, intended, &mut transport).await }
+    }
+
+    /// Flows started and not yet ended.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Records a start that did not happen (too many in flight).
+    pub fn record_dropped(&self, flow: FlowId, intended: Duration) {
+        if let Ok(mut rec) = self.shared.recorder.lock() {
+            rec.record_dropped(flow, intended);
+        }
+    }
+
+    /// Moves the recorder's clock to `now`; the reason to stop, when an abort condition
+    /// has tripped.
+    pub fn advance(&self, now: Duration) -> Option<String> {
+        let mut rec = self.shared.recorder.lock().unwrap_or_else(PoisonError::into_inner);
+        rec.advance(now);
+        rec.abort_reason().map(str::to_owned)
+    }
+
+    /// Ends the run: the recorder, finished, and when the last answer came. A flow
+    /// still running records into an empty stand-in from here on.
+    pub fn finish(&self) -> Result<(Recorder, Duration), RunError> {
+        let stand_in = Recorder::new(Vec::new(), &[], Duration::ZERO)?;
+        let mut guard = self.shared.recorder.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut recorder = std::mem::replace(&mut *guard, stand_in);
+        drop(guard);
+        recorder.finish();
+        Ok((recorder, Duration::from_micros(self.shared.last_done.load(Ordering::Relaxed))))
+    }
+}
+
 /// Shared by the scheduler and every flow task.
 pub(crate) struct Shared {
     pub(crate) ctx: FlowContext,

@@ -151,6 +151,47 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// A run of `scenario` in `run_dir` before anything happened: every fault planned,
+    /// none applied, nothing judged.
+    pub fn planned(scenario: &Scenario, run_dir: PathBuf) -> Self {
+        Self {
+            scenario: scenario.name.clone(),
+            seed: scenario.seed,
+            run_dir,
+            steady_state_failure: None,
+            steady_state_after: None,
+            stopped: None,
+            interrupted: false,
+            load: LoadSummary::default(),
+            slos: Vec::new(),
+            slo_lines: Vec::new(),
+            faults: scenario
+                .faults
+                .iter()
+                .map(|f| FaultRecord {
+                    label: f.label.clone(),
+                    planned_at: f.at.as_secs_f64(),
+                    planned_until: f.until.as_secs_f64(),
+                    applied_at: None,
+                    removed_at: None,
+                    error: None,
+                    effect: None,
+                    expect_effect: f.expect_effect,
+                    observed: Observed::default(),
+                })
+                .collect(),
+            checks: Vec::new(),
+            operations: BTreeMap::new(),
+            order_statuses: BTreeMap::new(),
+            rollback_errors: Vec::new(),
+            report_files: Vec::new(),
+            reasons: None,
+            baseline: None,
+        }
+    }
+}
+
+impl RunOutcome {
     /// Whether every gate passed: the run was judged (see `judge`) and no gate failed.
     pub fn passed(&self) -> bool {
         self.steady_state_failure.is_none() && !self.interrupted && self.reasons.as_ref().is_some_and(Vec::is_empty)
@@ -244,40 +285,7 @@ pub async fn execute<R: Runtime>(
     mut interrupt: watch::Receiver<bool>,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> anyhow::Result<RunOutcome> {
-    let mut outcome = RunOutcome {
-        scenario: scenario.name.clone(),
-        seed: scenario.seed,
-        run_dir: cluster.runtime.plan().run_dir.clone(),
-        steady_state_failure: None,
-        steady_state_after: None,
-        stopped: None,
-        interrupted: false,
-        load: LoadSummary::default(),
-        slos: Vec::new(),
-        slo_lines: Vec::new(),
-        faults: scenario
-            .faults
-            .iter()
-            .map(|f| FaultRecord {
-                label: f.label.clone(),
-                planned_at: f.at.as_secs_f64(),
-                planned_until: f.until.as_secs_f64(),
-                applied_at: None,
-                removed_at: None,
-                error: None,
-                effect: None,
-                expect_effect: f.expect_effect,
-                observed: Observed::default(),
-            })
-            .collect(),
-        checks: Vec::new(),
-        operations: BTreeMap::new(),
-        order_statuses: BTreeMap::new(),
-        rollback_errors: Vec::new(),
-        report_files: Vec::new(),
-        reasons: None,
-        baseline: None,
-    };
+    let mut outcome = RunOutcome::planned(scenario, cluster.runtime.plan().run_dir.clone());
     let started_at = std::time::SystemTime::now();
 
     on_event(Event::Note("checking the steady state".into()));
@@ -510,7 +518,20 @@ fn judge(
     started_at: std::time::SystemTime,
     on_event: &(dyn Fn(Event) + Sync),
 ) {
-    let report = to_report(scenario, outcome, result, started_at);
+    judge_at(scenario, outcome, result, (started_at, std::time::SystemTime::now()), on_event);
+}
+
+/// Judges a finished run into one verdict (`outcome.reasons`) and writes its report
+/// under `run_dir/report`; `times` are when it started and ended on the clock it ran
+/// on (the simulated one in a simulation, so its report is the same byte for byte).
+pub fn judge_at(
+    scenario: &Scenario,
+    outcome: &mut RunOutcome,
+    result: &runner::RunResult,
+    times: (std::time::SystemTime, std::time::SystemTime),
+    on_event: &(dyn Fn(Event) + Sync),
+) {
+    let report = to_report(scenario, outcome, result, times);
     outcome.reasons = Some(report.failure_reasons());
     match crate::report::write_all(&outcome.run_dir.join("report"), &report) {
         Ok(files) => outcome.report_files = files,
@@ -523,15 +544,10 @@ fn to_report(
     scenario: &Scenario,
     outcome: &RunOutcome,
     result: &runner::RunResult,
-    started_at: std::time::SystemTime,
+    (started_at, ended_at): (std::time::SystemTime, std::time::SystemTime),
 ) -> crate::report::Report {
     use crate::report::model::{FaultRecord as Planned, InvariantResult};
-    let meta = crate::report::RunMeta {
-        name: scenario.name.clone(),
-        seed: scenario.seed,
-        started_at,
-        ended_at: std::time::SystemTime::now(),
-    };
+    let meta = crate::report::RunMeta { name: scenario.name.clone(), seed: scenario.seed, started_at, ended_at };
     let mut report = crate::report::from_load_judged(meta, result, &outcome.slos);
     report.run.steady_state_after = outcome.steady_state_after.clone();
     let secs = |v: Option<f64>| v.map(Duration::from_secs_f64);

@@ -110,7 +110,7 @@ async fn place_order(
 fn order_key(claims: &Claims, headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
     match IdempotencyKey::from_headers(headers)? {
         Some(key) => Ok(key.scoped(&claims.sub)?),
-        None => Ok(IdempotencyKey::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid key")),
+        None => Ok(IdempotencyKey::parse(&shop_kit::platform::uuid_v4().to_string()).expect("a UUID is a valid key")),
     }
 }
 

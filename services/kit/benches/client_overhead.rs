@@ -5,7 +5,9 @@
 //! policy, budget, round-robin, breaker, timeout, trace headers). The ratio of the last
 //! two is the client's overhead.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::routing::get;
 use axum::Router;

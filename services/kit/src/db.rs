@@ -6,7 +6,10 @@
 //! `SHOP_DB_SYNC=full` prevents at the price of an fsync per commit.
 //!
 //! All database work runs on tokio's blocking pool ([`Db::read`], [`Db::write`]) so a
-//! slow query never stalls the async workers.
+//! slow query never stalls the async workers; in a simulated cluster it runs inline on
+//! the calling task instead ([`crate::platform::inline_db`]), where a blocking thread
+//! would finish at a moment the simulator does not choose. The files stay real, one per
+//! node, so a simulated crash keeps exactly what was committed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,12 +128,14 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
+        let work = move || {
             let conn = pool.get()?;
             f(&conn)
-        })
-        .await
-        .map_err(|e| DbError::Join(e.to_string()))?
+        };
+        if crate::platform::inline_db() {
+            return work();
+        }
+        tokio::task::spawn_blocking(work).await.map_err(|e| DbError::Join(e.to_string()))?
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`, so two writers never deadlock
@@ -142,15 +147,17 @@ impl Db {
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
+        let work = move || {
             let mut conn = pool.get().map_err(DbError::from)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(DbError::from)?;
             let out = f(&tx)?;
             tx.commit().map_err(DbError::from)?;
             Ok(out)
-        })
-        .await
-        .map_err(|e| E::from(DbError::Join(e.to_string())))?
+        };
+        if crate::platform::inline_db() {
+            return work();
+        }
+        tokio::task::spawn_blocking(work).await.map_err(|e| E::from(DbError::Join(e.to_string())))?
     }
 
     /// True when a connection can be had and answers a query.

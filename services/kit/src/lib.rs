@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod logging;
 pub mod metrics;
 pub mod money;
+pub mod platform;
 pub mod server;
 pub mod trace;
 

@@ -26,7 +26,7 @@ pub struct TraceContext {
 impl TraceContext {
     /// A new root trace with random ids.
     pub fn new_root() -> Self {
-        let mut rng = rand::rng();
+        let mut rng = crate::platform::rng();
         let mut trace_id = [0u8; 16];
         let mut span_id = [0u8; 8];
         // All-zero ids are invalid in the spec; retry until they are not.
@@ -42,7 +42,7 @@ impl TraceContext {
     /// The context to send to a callee: same trace, a new span id.
     pub fn child(&self) -> Self {
         let mut span_id = [0u8; 8];
-        let mut rng = rand::rng();
+        let mut rng = crate::platform::rng();
         while span_id == [0; 8] {
             rng.fill_bytes(&mut span_id);
         }
@@ -106,7 +106,9 @@ pub fn current() -> Option<RequestContext> {
 pub fn outgoing_headers() -> [(&'static str, String); 2] {
     match current() {
         Some(ctx) => [(TRACEPARENT, ctx.trace.child().to_string()), (REQUEST_ID, ctx.request_id)],
-        None => [(TRACEPARENT, TraceContext::new_root().to_string()), (REQUEST_ID, uuid::Uuid::new_v4().to_string())],
+        None => {
+            [(TRACEPARENT, TraceContext::new_root().to_string()), (REQUEST_ID, crate::platform::uuid_v4().to_string())]
+        }
     }
 }
 

@@ -106,7 +106,7 @@ pub enum ConsumeError {
 
 /// Starts consuming on the current runtime, for ever.
 pub fn spawn(store: Store, urls: Vec<String>, config: ConsumerConfig, metrics: ConsumerMetrics) {
-    tokio::spawn(run(store, urls, config, metrics));
+    shop_kit::platform::spawn(run(store, urls, config, metrics));
 }
 
 /// Consumes for ever: connects, makes sure the streams and the durable consumer exist,
@@ -258,7 +258,7 @@ async fn send(store: &Store, event: &OrderEvent, config: &ConsumerConfig) -> Res
     if slow {
         tokio::time::sleep(config.send_delay).await;
     }
-    if failing && rand::random::<f64>() < config.send_failures {
+    if failing && shop_kit::platform::random::<f64>() < config.send_failures {
         return Err("the sender failed (SHOP_NOTIFICATIONS_SEND_FAILURES)".into());
     }
     Ok(())
@@ -295,9 +295,9 @@ async fn dead_letter(
 }
 
 fn now_ns() -> i128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
+    shop_kit::platform::since_epoch().as_nanos() as i128
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    shop_kit::platform::unix_millis() as i64
 }

@@ -129,7 +129,7 @@ async fn place_order(
     let new = parse_order(req)?;
     let key = key.map(|k| (String::from(k), new.canonical()));
     let store = app.saga.store();
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = shop_kit::platform::uuid_v7().to_string();
     let state = OrderState::placed(&id, &new.user_id, new.items, Timestamp::now());
     match store.place(state, key).await? {
         Placement::Created => {}
@@ -171,7 +171,7 @@ fn spawn_drive(saga: &Saga, order_id: String, start: Start) -> JoinHandle<()> {
             None => drive.await,
         }
     };
-    tokio::spawn(task.instrument(tracing::Span::current()))
+    shop_kit::platform::spawn(task.instrument(tracing::Span::current()))
 }
 
 fn respond(status: StatusCode, order: Order) -> Response {

@@ -37,7 +37,7 @@ async fn provider_state(State(app): State<AppState>, Json(change): Json<StateCha
     }
     match change.state.as_str() {
         "an order exists for user 7" => {
-            let id = uuid::Uuid::now_v7().to_string();
+            let id = shop_kit::platform::uuid_v7().to_string();
             let items = vec![LineItem { product_id: 1, quantity: 1 }];
             app.saga.store().place(OrderState::placed(&id, USER, items, Timestamp::now()), None).await?;
             Ok(Json(serde_json::json!({ "order_id": id, "user_id": USER })))
@@ -79,7 +79,7 @@ async fn produce_message(
         ApiError::bad_request(format!("orders publishes no message {:?}; it knows {KNOWN}", request.description))
     })?;
     let store = app.saga.store();
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = shop_kit::platform::uuid_v7().to_string();
     let mut state = OrderState::placed(&id, USER, vec![LineItem { product_id: 1, quantity: 1 }], Timestamp::now());
     store.place(state.clone(), None).await?;
     for event in &events {

@@ -5,7 +5,7 @@
 //! from the folded state; the API shows the folded state as an [`Order`].
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ pub struct Timestamp(u64);
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Self {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let ms = shop_kit::platform::unix_millis();
         Self(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 

@@ -32,7 +32,7 @@ impl Default for RecoveryConfig {
 /// Starts the worker; it runs as long as the service holds `saga` (and the runtime runs).
 pub fn spawn(saga: &Saga, config: RecoveryConfig) -> JoinHandle<()> {
     let service = saga.downgrade();
-    tokio::spawn(async move {
+    shop_kit::platform::spawn(async move {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
         // At start-up nothing of ours is in flight, so every open order is resumed.
         let mut cutoff = Timestamp::now();
@@ -66,7 +66,7 @@ pub async fn sweep(saga: &Saga, permits: &Arc<Semaphore>, cutoff: Timestamp, bat
         let Some(claim) = saga.claim(&id) else { continue };
         let (saga, permits) = (saga.clone(), permits.clone());
         started += 1;
-        tokio::spawn(async move {
+        shop_kit::platform::spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else { return };
             tracing::info!(order_id = %id, "resuming order");
             if let Err(e) = saga.drive_claimed(claim, Start::Resumed).await {

@@ -117,7 +117,7 @@ pub enum RelayError {
 
 /// Starts the relay of `outbox` to the broker at `urls` on the current runtime.
 pub fn spawn(outbox: Outbox, urls: Vec<String>, config: RelayConfig, metrics: RelayMetrics) {
-    tokio::spawn(run(outbox, urls, config, metrics));
+    shop_kit::platform::spawn(run(outbox, urls, config, metrics));
 }
 
 /// Relays for ever: connects, publishes, and on any failure waits and starts over from
@@ -273,7 +273,10 @@ impl Backoff {
     fn next(&mut self) -> Duration {
         let cap = self.next;
         self.next = (self.next * 2).min(self.bounds.1);
-        let jittered = rand::random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64);
+        let jittered = rand::Rng::random_range(
+            &mut shop_kit::platform::rng(),
+            cap.as_millis() as u64 / 2..=cap.as_millis() as u64,
+        );
         Duration::from_millis(jittered.max(1))
     }
 

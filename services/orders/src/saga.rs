@@ -409,7 +409,7 @@ impl Saga {
                     doubt |= matches!(failure, Failure::Transient(_));
                     match on_failure(action.kind(), failure, past, attempts, config.step_attempts, doubt_before) {
                         Verdict::Retry => {
-                            let mut pause = backoff(attempts, &mut rand::rng());
+                            let mut pause = backoff(attempts, &mut shop_kit::platform::rng());
                             if matches!(action.kind(), StepKind::Reserve | StepKind::Charge) {
                                 pause = pause.min(Timestamp::now().until(deadline));
                             }

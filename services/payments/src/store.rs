@@ -204,7 +204,7 @@ fn charge_in(
     }
     let decline_reason = rule.judge(request);
     let status = if decline_reason.is_some() { ChargeStatus::Declined } else { ChargeStatus::Captured };
-    let created_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let created_at = humantime::format_rfc3339_millis(shop_kit::platform::now()).to_string();
     let inserted = tx.execute(
         "INSERT INTO charges (idempotency_key, fingerprint, order_id, order_id_numeric, amount_minor, currency, status,
                               decline_reason, created_at)

@@ -59,7 +59,7 @@ impl PasswordHasher {
 }
 
 fn hash_now(password: &Password) -> Result<String, HashError> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(HashError::Argon2)?;
+    let salt = SaltString::encode_b64(&shop_kit::platform::random::<[u8; 16]>()).map_err(HashError::Argon2)?;
     Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(HashError::Argon2)
 }
 
@@ -68,6 +68,10 @@ async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
 ) -> Result<T, HashError> {
     let _permit = permits.acquire().await.map_err(|e| HashError::Task(e.to_string()))?;
+    if shop_kit::platform::inline_db() {
+        // A simulated node: no thread the simulator cannot schedule.
+        return work();
+    }
     tokio::task::spawn_blocking(work).await.map_err(|e| HashError::Task(e.to_string()))?
 }
 

@@ -133,5 +133,5 @@ fn is_unique_violation(e: &sqlite::Error) -> bool {
 
 /// Now, as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_millis(shop_kit::platform::now()).to_string()
 }

@@ -11,9 +11,10 @@
 
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::{ClientError, UpstreamResponse};

@@ -99,7 +99,7 @@ impl Policy<UpstreamRequest, UpstreamResponse, ClientError> for RetryPolicy {
         if !self.budget.withdraw() {
             return None;
         }
-        let delay = full_jitter(&self.config, self.attempt, &mut rand::rng());
+        let delay = full_jitter(&self.config, self.attempt, &mut crate::platform::rng());
         self.attempt += 1;
         (self.on_retry)();
         Some(Box::pin(tokio::time::sleep(delay)))

@@ -1,0 +1,22 @@
+//! `gauntlet-sim`: the simulated cluster.
+//!
+//! The same scenario file as `gauntlet run`, but every node of the shop (its real
+//! routers, domains and SQLite stores), the fault layer and the load generator run in
+//! one process on tokio-rs/turmoil's simulated network and time. A run is a function of
+//! its seed: the same seed and build give the same `history.json`, `state.json` and
+//! report, byte for byte, in a fraction of the real run's time.
+//!
+//! - [`net`]: a node's platform (seeded randomness, simulated clock) and HTTP over the
+//!   simulated network, both ways.
+//! - [`fabric`]: the proxies between nodes and their toxics.
+//! - [`load`]: the harness's flow driver on simulated time, the fault timeline, settling.
+//! - [`run`]: one seed, planned, simulated and judged as the real executor judges.
+//! - [`compare`]: the determinism check.
+
+pub mod compare;
+pub mod fabric;
+pub mod load;
+pub mod net;
+pub mod run;
+
+pub use run::{check_supported, run_seed, seed_dir, Refused};

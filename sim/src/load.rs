@@ -1,0 +1,392 @@
+//! The load generator in simulation: the harness's own flow driver (same workload, same
+//! draws, same recorder and history) sending through the simulated network to the
+//! ingress, on simulated time; the fault timeline; then settling and reading the shop's
+//! state for the checkers.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gauntlet::checks::history::{History, Operation};
+use gauntlet::checks::state::ShopState;
+use gauntlet::cluster::plan::Slot;
+use gauntlet::load::client::{Exchange, HttpClient, Keep, Transport, MAX_CAPTURE_BODY};
+use gauntlet::load::flow::{FlowContext, VirtualUsers};
+use gauntlet::load::recorder::{FlowId, Recorder};
+use gauntlet::load::runner::{FlowDriver, RunResult};
+use gauntlet::load::schedule::ArrivalSchedule;
+use gauntlet::load::stats::{ErrorKind, Outcome};
+use gauntlet::load::workload::BaseUrl;
+use gauntlet::scenario::{FaultTarget, Scenario};
+use http::header::HOST;
+use http::{HeaderValue, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::fabric::Link;
+
+/// How often the run checks its abort conditions, as the real pacer's tick.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Per fault: when it was put in place and when taken away, from the load's start.
+pub type FaultTimes = Vec<(Option<Duration>, Option<Duration>)>;
+
+/// What the load host hands back when the simulation ends.
+pub struct LoadOutput {
+    /// Why the steady state did not hold before the load, if it did not.
+    pub steady_before: Option<String>,
+    pub result: Option<RunResult>,
+    pub history: Vec<Operation>,
+    pub history_complete: bool,
+    /// Per fault: when it was put in place and taken away, from the load's start.
+    pub fault_times: FaultTimes,
+    /// The settled state and how long settling took, or why it could not be read.
+    pub state: Result<(ShopState, Duration), String>,
+    /// Why the steady state did not hold again after recovery, if it did not.
+    pub steady_after: Option<String>,
+    /// Simulated time when the load started and when everything ended.
+    pub started: Duration,
+    pub ended: Duration,
+}
+
+/// Where the load goes and what it reads at the end.
+pub struct Targets {
+    /// The ingress slots' fabric addresses (`fabric:<port>`), one per gateway replica.
+    pub ingress: String,
+    /// Each service's admin base address (`orders-0:7003`), for its state.
+    pub admin: AdminHosts,
+    /// Every slot with its link on the fabric, for the fault timeline.
+    pub links: Vec<(Slot, Link)>,
+}
+
+/// The services whose admin state the checkers read.
+pub struct AdminHosts {
+    pub orders: String,
+    pub payments: String,
+    pub catalog: String,
+    pub token: String,
+}
+
+/// The ingress, as the load's client sees it: a keep-alive pool of at most
+/// `connections`, each request within `timeout`, stamped on the simulated clock.
+#[derive(Clone)]
+struct Ingress {
+    authority: String,
+    host: HeaderValue,
+    permits: Arc<Semaphore>,
+    idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+    timeout: Duration,
+    /// The flow context's start on the std clock, and the same moment simulated: an
+    /// exchange is stamped `anchor + (simulated now - t0)`, so only simulated time counts.
+    anchor: std::time::Instant,
+    t0: Instant,
+}
+
+impl Ingress {
+    fn stamp(&self, t: Instant) -> std::time::Instant {
+        self.anchor + t.saturating_duration_since(self.t0)
+    }
+
+    async fn once(&self, req: Request<Bytes>, keep: Keep<'_>, sent: &mut Instant) -> Result<Answer, ErrorKind> {
+        let _permit = self.permits.acquire().await.map_err(|_| ErrorKind::Protocol)?;
+        let pooled = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop().filter(|s| !s.is_closed());
+        let mut sender = match pooled {
+            Some(s) => s,
+            None => crate::net::connect(&self.authority).await.map_err(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+                _ => ErrorKind::Connect,
+            })?,
+        };
+        // The request goes out once a connection is in hand.
+        *sent = Instant::now();
+        sender.ready().await.map_err(|_| ErrorKind::Reset)?;
+        let res = sender.send_request(req.map(Full::new)).await.map_err(|e| {
+            if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+                ErrorKind::Reset
+            } else {
+                ErrorKind::Protocol
+            }
+        })?;
+        let status = res.status().as_u16();
+        let headers = keep
+            .headers
+            .iter()
+            .filter_map(|name| res.headers().get(name).map(|v| (name.clone(), v.clone())))
+            .collect::<Vec<_>>();
+        let body = res.into_body().collect().await.map_err(|_| ErrorKind::Reset)?.to_bytes();
+        if !sender.is_closed() {
+            self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(sender);
+        }
+        let body = (keep.body && body.len() <= MAX_CAPTURE_BODY).then_some(body);
+        Ok(Answer { status, body, headers })
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: Option<Bytes>,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+impl Transport for Ingress {
+    async fn exchange(&mut self, mut req: Request<Bytes>, keep: Keep<'_>) -> Exchange {
+        req.headers_mut().insert(HOST, self.host.clone());
+        let mut sent = Instant::now();
+        let result = tokio::time::timeout(self.timeout, self.once(req, keep, &mut sent)).await;
+        let done = Instant::now();
+        let (outcome, body, headers) = match result {
+            Ok(Ok(a)) => (Outcome::Status(a.status), a.body, a.headers),
+            Ok(Err(kind)) => (Outcome::Error(kind), None, Vec::new()),
+            Err(_) => (Outcome::Error(ErrorKind::Timeout), None, Vec::new()),
+        };
+        Exchange { sent: self.stamp(sent), done: self.stamp(done), outcome, body, headers }
+    }
+}
+
+/// Runs the whole experiment from the load host: steady state, load with the fault
+/// timeline, drain, settle, state, steady state again.
+pub async fn drive(scenario: Arc<Scenario>, targets: Targets, out: Arc<Mutex<Option<LoadOutput>>>) {
+    let output = run(&scenario, &targets).await;
+    *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(output);
+}
+
+async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
+    let sim_start = Instant::now();
+    let since = |t: Instant| t.saturating_duration_since(sim_start);
+    let mut output = LoadOutput {
+        steady_before: None,
+        result: None,
+        history: Vec::new(),
+        history_complete: true,
+        fault_times: vec![(None, None); scenario.faults.len()],
+        state: Err("the run ended before the state was read".into()),
+        steady_after: None,
+        started: Duration::ZERO,
+        ended: Duration::ZERO,
+    };
+    let plan = &scenario.load;
+    let anchor = std::time::Instant::now();
+    let mut ingress = Ingress {
+        authority: targets.ingress.clone(),
+        host: HeaderValue::from_str(&targets.ingress).unwrap_or(HeaderValue::from_static("gateway")),
+        permits: Arc::new(Semaphore::new(plan.connections.max(1))),
+        idle: Arc::default(),
+        timeout: plan.timeout,
+        anchor,
+        t0: sim_start,
+    };
+    if let Err(why) = steady_state(scenario, &mut ingress).await {
+        output.steady_before = Some(why);
+        output.ended = since(Instant::now());
+        return output;
+    }
+    let base = BaseUrl { authority: targets.ingress.clone(), prefix: String::new() };
+    let mut workload = plan.workload.clone();
+    workload.base_url = Some(base.clone());
+    let workload = Arc::new(workload);
+    let users = match VirtualUsers::prepare_via(&workload, &mut ingress.clone(), &base).await {
+        Ok(u) => u,
+        Err(e) => {
+            output.steady_before = Some(format!("the workload's setup failed: {e}"));
+            output.ended = since(Instant::now());
+            return output;
+        }
+    };
+    let layout =
+        workload.flows.iter().map(|f| (f.name.clone(), f.steps.iter().map(|s| s.name.clone()).collect())).collect();
+    let grace = plan.timeout + Duration::from_secs(1);
+    let mut recorder = match Recorder::new(layout, &workload.slos, grace) {
+        Ok(r) => r,
+        Err(e) => {
+            output.steady_before = Some(format!("the workload's SLOs: {e}"));
+            return output;
+        }
+    };
+    recorder.exclude_warmup(plan.warmup);
+
+    // The load's clock starts here, for the flows, the faults and the charts alike.
+    let t0 = Instant::now();
+    output.started = since(t0);
+    ingress.t0 = t0;
+    let Ok(detached) = HttpClient::detached(&targets.ingress, plan.timeout) else {
+        output.steady_before = Some(format!("bad ingress authority {}", targets.ingress));
+        return output;
+    };
+    let history = Arc::new(History::new());
+    let context = FlowContext::new(workload.clone(), detached, base, users, anchor);
+    let longest = context.longest_flow();
+    let driver = FlowDriver::new(context, recorder, Some(history.clone()));
+
+    let times = Arc::new(Mutex::new(output.fault_times.clone()));
+    let timeline =
+        tokio::task::spawn_local(fault_timeline(scenario.faults.clone(), targets.links.clone(), t0, times.clone()));
+
+    let ArrivalSchedule::Open(open) = &plan.schedule else {
+        unreachable!("closed loads are refused before the simulation starts");
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(workload.seed);
+    let total_weight = workload.total_weight();
+    let (mut scheduled, mut started, mut stopped) = (0u64, 0u64, None);
+    let mut next_tick = t0 + TICK;
+    while let Some(at) = open.arrival(scheduled) {
+        while t0 + at > next_tick {
+            tokio::time::sleep_until(next_tick).await;
+            if let Some(why) = driver.advance(next_tick - t0) {
+                stopped = Some(why);
+                break;
+            }
+            next_tick += TICK;
+        }
+        if stopped.is_some() {
+            break;
+        }
+        tokio::time::sleep_until(t0 + at).await;
+        let k = scheduled;
+        scheduled += 1;
+        let ticket = if total_weight > 1 { rng.random_range(0..total_weight) } else { 0 };
+        let flow = FlowId(workload.flow_for_ticket(ticket));
+        if driver.in_flight() >= plan.max_in_flight {
+            driver.record_dropped(flow, at);
+            continue;
+        }
+        started += 1;
+        tokio::task::spawn_local(driver.run_flow(flow, k, at, ingress.clone()));
+    }
+    // Drain: every flow started ends, within the longest a flow can take.
+    let deadline = Instant::now() + longest;
+    while driver.in_flight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = driver.advance(Instant::now() - t0);
+    }
+    // Whatever the load did, every fault comes off.
+    let _ = timeline.await;
+    output.fault_times = times.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let (recorder, last_done) = match driver.finish() {
+        Ok(r) => r,
+        Err(e) => {
+            output.steady_before = Some(format!("the recorder: {e}"));
+            return output;
+        }
+    };
+    let stopped = stopped.or_else(|| recorder.abort_reason().map(str::to_owned));
+    let elapsed = if stopped.is_some() { last_done } else { last_done.max(plan.schedule.duration()) };
+    output.result = Some(RunResult { recorder, elapsed, scheduled, started, stopped, open_model: true });
+    output.history = history.operations();
+    output.history_complete = history.overflow() == 0;
+
+    output.state = settle(scenario, &targets.admin).await;
+    if let Err(why) = steady_state(scenario, &mut ingress).await {
+        output.steady_after = Some(why);
+    }
+    output.ended = since(Instant::now());
+    output
+}
+
+/// Puts each fault in place at its offset from `t0` and takes it away at its end,
+/// recording when each happened.
+async fn fault_timeline(
+    faults: Vec<gauntlet::scenario::Fault>,
+    all: Vec<(Slot, Link)>,
+    t0: Instant,
+    times: Arc<Mutex<FaultTimes>>,
+) {
+    let tasks = faults.iter().enumerate().map(|(i, fault)| {
+        let links: Vec<Link> = all
+            .iter()
+            .filter(|(slot, _)| match &fault.target {
+                FaultTarget::Edge { edge, replica } => slot.edge == *edge && replica.is_none_or(|r| r == slot.replica),
+                FaultTarget::Node(_) => false,
+            })
+            .map(|(_, link)| link.clone())
+            .collect();
+        let (times, action, at, until) = (times.clone(), fault.action.clone(), fault.at, fault.until);
+        async move {
+            tokio::time::sleep_until(t0 + at).await;
+            for link in &links {
+                link.apply(i, &action);
+            }
+            times.lock().unwrap_or_else(PoisonError::into_inner)[i].0 = Some(Instant::now() - t0);
+            tokio::time::sleep_until(t0 + until).await;
+            for link in &links {
+                link.remove(i);
+            }
+            times.lock().unwrap_or_else(PoisonError::into_inner)[i].1 = Some(Instant::now() - t0);
+        }
+    });
+    futures::future::join_all(tasks).await;
+}
+
+/// Every probe answers what it expects, within the steady state's timeout.
+async fn steady_state(scenario: &Scenario, ingress: &mut Ingress) -> Result<(), String> {
+    let deadline = Instant::now() + scenario.steady_state.timeout;
+    for probe in &scenario.steady_state.probes {
+        loop {
+            let mut req = Request::new(Bytes::new());
+            *req.uri_mut() = probe.path.parse().map_err(|e| format!("probe `{}`: bad path: {e}", probe.name))?;
+            let ex = ingress.exchange(req, Keep::default()).await;
+            if ex.outcome == Outcome::Status(probe.expect) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "probe `{}` ({}) did not answer {} within {}: last {:?}",
+                    probe.name,
+                    probe.path,
+                    probe.expect,
+                    humantime::format_duration(scenario.steady_state.timeout),
+                    ex.outcome
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Polls the services' admin state until every order is terminal, or the scenario's
+/// settle bound passes; returns the last state and how long it waited.
+async fn settle(scenario: &Scenario, admin: &AdminHosts) -> Result<(ShopState, Duration), String> {
+    let began = Instant::now();
+    let http = crate::net::SimHttp::default();
+    loop {
+        let state = read_state(&http, admin).await;
+        let waited = began.elapsed();
+        match state {
+            Ok(s) if s.orders.iter().all(|o| o.is_terminal()) => return Ok((s, waited)),
+            Ok(s) if waited >= scenario.recovery.settle => return Ok((s, waited)),
+            Err(e) if waited >= scenario.recovery.settle => return Err(e),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+async fn read_state(http: &crate::net::SimHttp, admin: &AdminHosts) -> Result<ShopState, String> {
+    use shop_kit::platform::Transport as _;
+    let get = |host: &str| {
+        let mut req = Request::new(Bytes::new());
+        *req.uri_mut() = format!("http://{host}/v1/admin/state").parse().expect("host:port makes a URI");
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", admin.token)) {
+            req.headers_mut().insert(http::header::AUTHORIZATION, v);
+        }
+        let sent = http.send(req);
+        let host = host.to_string();
+        async move {
+            let res = tokio::time::timeout(Duration::from_secs(10), sent)
+                .await
+                .map_err(|_| format!("{host}: no admin state within 10s"))??;
+            let text = String::from_utf8_lossy(res.body()).into_owned();
+            if !res.status().is_success() {
+                return Err(format!("{host} admin state answered {}: {text}", res.status()));
+            }
+            Ok(text)
+        }
+    };
+    let orders = get(&admin.orders).await?;
+    let payments = get(&admin.payments).await?;
+    let catalog = get(&admin.catalog).await?;
+    ShopState::from_admin_json(&orders, &payments, &catalog, None).map_err(|e| format!("{e:#}"))
+}

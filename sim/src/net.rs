@@ -1,0 +1,160 @@
+//! HTTP over the simulated network: a node's server (its real axum router, served by
+//! hyper on a turmoil listener) and the client its kit uses to call other nodes.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use shop_kit::platform::{self, Platform, Transport};
+use tower::Service;
+
+/// The wall clock's zero in every simulation: 2026-01-01T00:00:00Z, so a seed gives
+/// the same timestamps whenever it runs.
+pub const EPOCH_SECS: u64 = 1_767_225_600;
+
+/// The wall clock of the simulation: [`EPOCH_SECS`] plus simulated time.
+pub fn wall_clock() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS) + turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// A stable 64-bit digest of a name (FNV-1a), to derive per-node seeds.
+pub fn digest(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// One incarnation of a simulated node: its seeded randomness, the simulated clock, and
+/// its HTTP client over the simulated network.
+pub struct Node {
+    rng: Mutex<ChaCha8Rng>,
+    http: Arc<SimHttp>,
+}
+
+impl Node {
+    /// Node `name` in incarnation `life` (0 at start, +1 per restart) of run `seed`.
+    pub fn new(seed: u64, name: &str, life: u32) -> Arc<Self> {
+        let stream = digest(name) ^ u64::from(life).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Arc::new(Self { rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ stream)), http: Arc::new(SimHttp::default()) })
+    }
+}
+
+impl Platform for Node {
+    fn now(&self) -> SystemTime {
+        wall_clock()
+    }
+
+    fn fill_bytes(&self, dest: &mut [u8]) {
+        self.rng.lock().unwrap_or_else(PoisonError::into_inner).fill_bytes(dest);
+    }
+
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        Some(self.http.clone())
+    }
+}
+
+/// Serves `router` on `port` of the current simulated host until the host stops. Each
+/// connection is served by hyper in a task of the node (`platform::spawn`), and each
+/// request carries its peer address as axum's `ConnectInfo`, as the real server's do.
+pub async fn serve(router: Router, port: u16) -> std::io::Result<()> {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let router = router.clone();
+        platform::spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                let mut router = router.clone();
+                async move { Ok::<_, Infallible>(router.call(req).await.unwrap_or_else(|never| match never {})) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+type Idle = Arc<Mutex<BTreeMap<String, Vec<Sender>>>>;
+
+/// HTTP/1.1 over simulated TCP with a keep-alive pool per authority: what reqwest is in
+/// a real process.
+#[derive(Default)]
+pub struct SimHttp {
+    idle: Idle,
+}
+
+fn take_idle(idle: &Idle, authority: &str) -> Option<Sender> {
+    let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+    let senders = idle.get_mut(authority)?;
+    while let Some(s) = senders.pop() {
+        if !s.is_closed() {
+            return Some(s);
+        }
+    }
+    None
+}
+
+fn put_idle(idle: &Idle, authority: String, sender: Sender) {
+    if !sender.is_closed() {
+        idle.lock().unwrap_or_else(PoisonError::into_inner).entry(authority).or_default().push(sender);
+    }
+}
+
+/// Opens an HTTP/1.1 connection to `authority` (`host:port`) on the simulated network.
+pub async fn connect(authority: &str) -> Result<Sender, std::io::Error> {
+    let (host, port) = split_authority(authority)?;
+    let stream = turmoil::net::TcpStream::connect((host, port)).await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
+    platform::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+fn split_authority(authority: &str) -> Result<(&str, u16), std::io::Error> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not host:port: {authority}"));
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    Ok((host, port.parse().map_err(|_| bad())?))
+}
+
+/// Turns an absolute-URI request into what goes on the wire: origin-form target and a
+/// `Host` header.
+pub fn origin_form(mut req: http::Request<Bytes>) -> Result<(String, http::Request<Full<Bytes>>), String> {
+    let authority = req.uri().authority().map(|a| a.to_string()).ok_or_else(|| format!("no host in {}", req.uri()))?;
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    *req.uri_mut() = target.parse().map_err(|e| format!("bad target {target}: {e}"))?;
+    if let Ok(v) = http::HeaderValue::from_str(&authority) {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+    Ok((authority, req.map(Full::new)))
+}
+
+impl Transport for SimHttp {
+    fn send(&self, request: http::Request<Bytes>) -> BoxFuture<'static, Result<http::Response<Bytes>, String>> {
+        let idle = self.idle.clone();
+        Box::pin(async move {
+            let (authority, request) = origin_form(request)?;
+            let mut sender = match take_idle(&idle, &authority) {
+                Some(s) => s,
+                None => connect(&authority).await.map_err(|e| format!("connecting to {authority}: {e}"))?,
+            };
+            sender.ready().await.map_err(|e| format!("{authority}: {e}"))?;
+            let response = sender.send_request(request).await.map_err(|e| format!("{authority}: {e}"))?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(|e| format!("{authority}: reading the answer: {e}"))?.to_bytes();
+            put_idle(&idle, authority, sender);
+            Ok(http::Response::from_parts(parts, body))
+        })
+    }
+}

@@ -1,0 +1,331 @@
+//! One seed of a scenario in simulation, from the cluster plan to the judged outcome.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use gauntlet::cluster::plan::{ClusterPlan, Ports};
+use gauntlet::load::schedule::ArrivalSchedule;
+use gauntlet::scenario::executor::{self, judge_at, LoadSummary};
+use gauntlet::scenario::{ActualTimes, Event, RunOutcome, Scenario};
+use shop_kit::platform::{self, Platform};
+
+use crate::fabric::{self, Link};
+use crate::load::{AdminHosts, LoadOutput, Targets};
+use crate::net::{self, Node, EPOCH_SECS};
+
+/// Ports of the fabric's proxies: one per slot, from here up.
+const FABRIC_PORTS: u16 = 20_000;
+/// The simulated network's delay per message, drawn uniformly up to this: loopback-like.
+const MAX_MESSAGE_LATENCY: Duration = Duration::from_millis(1);
+/// Simulated time past the scenario's own that the simulation may take before it is
+/// called stuck.
+const MARGIN: Duration = Duration::from_secs(120);
+
+/// Why a scenario cannot be simulated (yet): each reason names what is refused.
+#[derive(Debug)]
+pub struct Refused(pub Vec<String>);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "this scenario cannot be simulated: {}", self.0.join("; "))
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The services the simulator can run, by the binary name the cluster file gives.
+const HOSTED: &[&str] = &["shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway"];
+
+/// The shop binary a service runs, if the simulator hosts it.
+fn hosted(spec: &gauntlet::cluster::ServiceSpec) -> Option<&str> {
+    match &spec.run {
+        gauntlet::cluster::RunSpec::Binary(b) if HOSTED.contains(&b.as_str()) => Some(b),
+        _ => None,
+    }
+}
+
+/// Everything in `scenario` the simulator cannot mean faithfully, or `Ok`.
+pub fn check_supported(scenario: &Scenario) -> Result<(), Refused> {
+    let mut why = Vec::new();
+    for s in &scenario.cluster.spec.services {
+        if hosted(s).is_none() {
+            why.push(format!(
+                "service `{}` runs {:?}, which the simulator does not host (it hosts the shop's users, catalog, payments, orders and gateway; the broker and notifications are not simulated yet)",
+                s.name, s.run
+            ));
+        }
+    }
+    if let ArrivalSchedule::Closed { .. } = scenario.load.schedule {
+        why.push("a closed-loop load (`mode = \"closed\"`): only open-model schedules are simulated".into());
+    }
+    for f in &scenario.faults {
+        if let Some(what) = fabric::unsupported(f) {
+            why.push(format!("fault `{}`: {what}", f.label));
+        }
+    }
+    if why.is_empty() {
+        Ok(())
+    } else {
+        Err(Refused(why))
+    }
+}
+
+/// Runs `scenario` with seed `seed` in simulation, writing into `run_dir` (databases,
+/// `history.json`, `state.json`, the report, `outcome.json`). The same seed and build
+/// give the same files, byte for byte.
+pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path) -> anyhow::Result<RunOutcome> {
+    check_supported(scenario)?;
+    let mut scenario = scenario.clone();
+    scenario.reseed(seed);
+    let scenario = Arc::new(scenario);
+    if run_dir.exists() {
+        std::fs::remove_dir_all(run_dir).with_context(|| format!("clearing {}", run_dir.display()))?;
+    }
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let run_dir = run_dir.canonicalize()?;
+    let plan = ClusterPlan::new(scenario.cluster.spec.clone(), &run_dir, Ports::Fixed, &scenario.cluster.replicas)?;
+
+    // Every slot becomes a proxy on the fabric.
+    let links: Vec<(gauntlet::cluster::plan::Slot, Link)> = plan
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            let provider = plan
+                .nodes
+                .iter()
+                .find(|n| n.id.service == slot.edge.to && n.id.replica == slot.replica)
+                .map(|n| (n.id.to_string(), n.addr.port()))
+                .unwrap_or_default();
+            (slot.clone(), Link::new(slot.proxy_name(), FABRIC_PORTS + i as u16, provider, seed))
+        })
+        .collect();
+    let url_of = |name: &str| {
+        links.iter().find(|(s, _)| s.proxy_name() == name).map(|(_, l)| format!("http://{}:{}", fabric::HOST, l.port))
+    };
+    let slot_urls: BTreeMap<String, String> =
+        plan.slots.iter().filter_map(|s| url_of(&s.proxy_name()).map(|u| (s.proxy_name(), u))).collect();
+    let upstreams = gauntlet::cluster::wiring::upstream_env(&plan, &slot_urls);
+    let ingress = gauntlet::cluster::wiring::ingress_urls(&plan, &slot_urls);
+    let ingress = ingress.first().context("the cluster has no ingress slot")?.trim_start_matches("http://").to_string();
+
+    let total = scenario.load.duration() + scenario.recovery.settle + scenario.steady_state.timeout * 2;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::ZERO)
+        .max_message_latency(MAX_MESSAGE_LATENCY)
+        .simulation_duration(total + MARGIN)
+        .build();
+
+    let fabric_links: Vec<Link> = links.iter().map(|(_, l)| l.clone()).collect();
+    sim.host(fabric::HOST, move || {
+        let links = fabric_links.clone();
+        async move {
+            let serving = links.into_iter().map(|l| tokio::task::spawn_local(l.serve()));
+            for s in futures::future::join_all(serving).await {
+                s??;
+            }
+            Ok(())
+        }
+    });
+
+    let lives: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+    for node in &plan.nodes {
+        let name = node.id.to_string();
+        let mut env: BTreeMap<String, String> = node.env.clone();
+        if let Some(extra) = scenario.cluster.env.get(&node.id.service) {
+            env.extend(extra.clone());
+        }
+        if let Some(up) = upstreams.get(&node.id) {
+            env.extend(up.clone());
+        }
+        env.insert("SHOP_BIND".into(), "0.0.0.0".into());
+        let (service, binary, port) =
+            (node.id.service.clone(), hosted(&node.service).unwrap_or_default().to_string(), node.addr.port());
+        let lives = lives.clone();
+        sim.host(node.id.to_string().as_str(), move || {
+            let life = {
+                let mut lives = lives.lock().unwrap_or_else(PoisonError::into_inner);
+                let l = lives.entry(name.clone()).or_insert(0);
+                *l += 1;
+                *l - 1
+            };
+            let node: Arc<dyn Platform> = Node::new(seed, &name, life);
+            let (env, service, binary) = (env.clone(), service.clone(), binary.clone());
+            platform::scope(Some(node), async move {
+                let app = match build(&binary, &service, port, env).await {
+                    Ok(app) => app,
+                    Err(e) => return Err(format!("{service}: {e:#}").into()),
+                };
+                net::serve(app, port).await?;
+                Ok(())
+            })
+        });
+    }
+
+    let admin = admin_hosts(&plan)?;
+    let targets = Targets { ingress, admin, links: links.clone() };
+    let out: Arc<Mutex<Option<LoadOutput>>> = Arc::default();
+    let load = crate::load::drive(scenario.clone(), targets, out.clone());
+    sim.client("load", async move {
+        load.await;
+        Ok(())
+    });
+    let simulated = sim.run();
+    let output = out.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let output = match (simulated, output) {
+        (_, Some(o)) => o,
+        (Err(e), None) => anyhow::bail!("the simulation failed: {e}"),
+        (Ok(()), None) => anyhow::bail!("the simulation ended without the load's results"),
+    };
+    Ok(judge(&scenario, &run_dir, &links, output))
+}
+
+/// Builds service `service`'s app as its binary would, from `env`.
+async fn build(binary: &str, service: &str, port: u16, env: BTreeMap<String, String>) -> anyhow::Result<axum::Router> {
+    let env = shop_kit::Env::from_pairs(env);
+    let needs_db = binary != "shop-gateway";
+    let config = shop_kit::ServiceConfig::from_env(&env, service, port, needs_db)?;
+    shop_kit::breakage::check_at_start_up(&env, service)?;
+    let metrics = shop_kit::metrics::Metrics::new(service);
+    let app = match binary {
+        "shop-users" => shop_users::build(config, env, metrics).await?,
+        "shop-catalog" => shop_catalog::build(config, env, metrics).await?,
+        "shop-payments" => shop_payments::build(config, env, metrics).await?,
+        "shop-orders" => shop_orders::build(config, env, metrics).await?,
+        "shop-gateway" => shop_gateway::build(config, env, metrics).await?,
+        other => anyhow::bail!("the simulator does not host `{other}`"),
+    };
+    Ok(app.into_router())
+}
+
+fn admin_hosts(plan: &ClusterPlan) -> anyhow::Result<AdminHosts> {
+    let first = |service: &str| {
+        plan.nodes
+            .iter()
+            .find(|n| n.id.service == service)
+            .map(|n| format!("{}:{}", n.id, n.addr.port()))
+            .with_context(|| format!("the cluster has no `{service}` service, whose state the checkers read"))
+    };
+    let token = plan
+        .nodes
+        .iter()
+        .find(|n| n.id.service == "orders")
+        .and_then(|n| n.env.get("SHOP_ADMIN_TOKEN").cloned())
+        .unwrap_or_else(|| executor::DEV_ADMIN_TOKEN.to_string());
+    Ok(AdminHosts { orders: first("orders")?, payments: first("payments")?, catalog: first("catalog")?, token })
+}
+
+/// Judges the simulated run as the real executor judges a real one, and writes the same
+/// files.
+fn judge(
+    scenario: &Scenario,
+    run_dir: &Path,
+    links: &[(gauntlet::cluster::plan::Slot, Link)],
+    output: LoadOutput,
+) -> RunOutcome {
+    let mut outcome = RunOutcome::planned(scenario, run_dir.to_path_buf());
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS);
+    let times = (epoch + output.started, epoch + output.ended);
+    let quiet = |_: Event| {};
+    if let Some(why) = output.steady_before {
+        outcome.steady_state_failure = Some(why);
+        return outcome;
+    }
+    let Some(result) = output.result else {
+        outcome.steady_state_failure = Some("the load did not run".into());
+        return outcome;
+    };
+    for (i, (record, fault)) in outcome.faults.iter_mut().zip(&scenario.faults).enumerate() {
+        let (applied, removed) = output.fault_times[i];
+        record.applied_at = applied.map(|d| d.as_secs_f64());
+        record.removed_at = removed.map(|d| d.as_secs_f64());
+        let mut traffic = gauntlet::scenario::effect::Traffic::default();
+        let mut proxies = 0;
+        for (slot, link) in links {
+            if let gauntlet::scenario::FaultTarget::Edge { edge, replica } = &fault.target {
+                if slot.edge == *edge && replica.is_none_or(|r| r == slot.replica) {
+                    proxies += 1;
+                    let state = link.state.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some((bytes, conns)) = state.touched.get(i) {
+                        traffic.bytes += bytes;
+                        traffic.connections += conns;
+                    }
+                }
+            }
+        }
+        let what = match fault.action {
+            gauntlet::scenario::FaultAction::Down => "refused or cut while down",
+            _ => "acted on by its toxics",
+        };
+        let mut effect = gauntlet::scenario::effect::traffic_effect(traffic, proxies, what);
+        if matches!(fault.action, gauntlet::scenario::FaultAction::Down) {
+            // A link that is down moves no bytes; what it touched is connections.
+            effect.touched = traffic.connections;
+        }
+        record.effect = Some(effect);
+    }
+    let rec = &result.recorder;
+    let overall = rec.overall();
+    outcome.load = LoadSummary {
+        requests: overall.total(),
+        errors: overall.failed(),
+        p95_ms: overall.latency().value_at_quantile(0.95) as f64 / 1000.0,
+        p99_ms: overall.latency().value_at_quantile(0.99) as f64 / 1000.0,
+        availability: overall.availability(),
+        rate: result.achieved_rate(),
+        dropped: rec.dropped(),
+        flows_started: result.started,
+    };
+    let actual: Vec<ActualTimes> = output
+        .fault_times
+        .iter()
+        .map(|(applied, removed)| ActualTimes { applied: *applied, removed: *removed })
+        .collect();
+    let slos = if rec.windows_movable() { scenario.slos_as_run(&actual) } else { scenario.slos().to_vec() };
+    outcome.slos = rec.verdicts(&slos);
+    outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
+    outcome.stopped = result.stopped.clone();
+    for op in &output.history {
+        *outcome.operations.entry(format!("{} {}", op.kind, op.outcome.as_str())).or_default() += 1;
+    }
+    match &output.state {
+        Ok((state, waited)) => {
+            for o in &state.orders {
+                *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
+            }
+            outcome.checks = executor::run_checks(
+                &scenario.invariants,
+                &output.history,
+                output.history_complete,
+                state,
+                *waited,
+                scenario.recovery.settle,
+            );
+            let _ = std::fs::write(
+                run_dir.join("history.json"),
+                serde_json::to_vec_pretty(&output.history).unwrap_or_default(),
+            );
+            let _ = std::fs::write(run_dir.join("state.json"), serde_json::to_vec_pretty(state).unwrap_or_default());
+        }
+        Err(why) => {
+            let why = format!("the services' admin state could not be read: {why}");
+            outcome.checks =
+                scenario.invariants.iter().map(|i| gauntlet::checks::CheckResult::unknown(i, why.clone())).collect();
+        }
+    }
+    outcome.steady_state_after = output.steady_after;
+    judge_at(scenario, &mut outcome, &result, times, &quiet);
+    let _ = std::fs::write(run_dir.join("outcome.json"), serde_json::to_vec_pretty(&outcome).unwrap_or_default());
+    outcome
+}
+
+/// Where a seed's run goes under `out`: `out/seed-<N>`.
+pub fn seed_dir(out: &Path, seed: u64) -> PathBuf {
+    out.join(format!("seed-{seed}"))
+}
