@@ -8,6 +8,7 @@
 //! the HTTP toxics (status aborts, per-request delay), and node faults; see
 //! [`unsupported`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ pub struct Link {
     pub state: Arc<Mutex<LinkState>>,
     /// Wakes every connection when the link goes down.
     cut: Arc<Notify>,
+    /// Whether it carries HTTP/1.1: then toxicity is drawn per request, as the real
+    /// engine draws it on such links; per connection otherwise.
+    http: bool,
 }
 
 /// A link's live toxics and what went through it.
@@ -85,10 +89,10 @@ impl LinkState {
 
 impl Link {
     /// A link `name` on fabric port `port` to `upstream`, drawing from `seed`.
-    pub fn new(name: String, port: u16, upstream: (String, u16), seed: u64) -> Self {
+    pub fn new(name: String, port: u16, upstream: (String, u16), http: bool, seed: u64) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(seed ^ crate::net::digest(&name));
         let state = LinkState { rng: Some(rng), ..LinkState::default() };
-        Self { name, port, upstream, state: Arc::new(Mutex::new(state)), cut: Arc::new(Notify::new()) }
+        Self { name, port, upstream, state: Arc::new(Mutex::new(state)), cut: Arc::new(Notify::new()), http }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
@@ -138,19 +142,22 @@ impl Link {
                 return; // refused: closed at once
             }
         }
-        // Which toxics act on this connection: drawn once per toxic, when the connection
-        // first meets it (toxics also act on connections already open, as Toxiproxy's do).
-        let chosen: Decided = Arc::default();
+        // Which toxics act on this connection: drawn once per toxic (per request on an
+        // HTTP link), when the connection first meets it; toxics also act on connections
+        // already open, as Toxiproxy's do.
+        let conn = Conn::default();
         let Ok(server) = turmoil::net::TcpStream::connect((self.upstream.0.as_str(), self.upstream.1)).await else {
             return;
         };
         let (client_read, client_write) = client.into_split();
         let (server_read, server_write) = server.into_split();
-        let up = self.pump(Stream::Upstream, client_read, server_write, &chosen);
-        let down = self.pump(Stream::Downstream, server_read, client_write, &chosen);
+        let up = self.pump(Stream::Upstream, client_read, server_write, &conn);
+        let down = self.pump(Stream::Downstream, server_read, client_write, &conn);
         let cut = self.cut.clone();
         tokio::select! {
             biased;
+            // A toxic ended the connection (timeout, reset_peer, limit_data): both ways close.
+            _ = conn.end.notified() => {}
             _ = async { tokio::join!(up, down) } => {}
             _ = async {
                 loop {
@@ -169,8 +176,9 @@ impl Link {
         stream: Stream,
         mut from: turmoil::net::tcp::OwnedReadHalf,
         mut to: turmoil::net::tcp::OwnedWriteHalf,
-        chosen: &Decided,
+        conn: &Conn,
     ) {
+        let chosen = &conn.decided;
         let mut buf = vec![0u8; 32 * 1024];
         let mut sent: u64 = 0;
         loop {
@@ -178,6 +186,17 @@ impl Link {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if self.http {
+                // Requests and answers alternate on an HTTP/1.1 connection: the first
+                // bytes up after an answer began are a new request, drawn for anew.
+                match stream {
+                    Stream::Upstream if conn.answering.swap(false, Ordering::Relaxed) => {
+                        chosen.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                    }
+                    Stream::Downstream => conn.answering.store(true, Ordering::Relaxed),
+                    _ => {}
+                }
+            }
             let acting = self.acting(stream, chosen);
             let chunk = &buf[..n];
             for (fault, toxic) in &acting {
@@ -202,16 +221,19 @@ impl Link {
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }
+                        conn.end.notify_one();
                         return;
                     }
                     ToxicKind::ResetPeer { timeout } => {
                         tokio::time::sleep(Duration::from_millis(timeout)).await;
+                        conn.end.notify_one();
                         return;
                     }
                     ToxicKind::LimitData { bytes } => {
                         let room = bytes.saturating_sub(sent) as usize;
                         if room < chunk.len() {
                             let _ = to.write_all(&chunk[..room]).await;
+                            conn.end.notify_one();
                             return;
                         }
                     }
@@ -255,5 +277,15 @@ impl Link {
     }
 }
 
-/// Per connection: whether each toxic it met acts on it.
-type Decided = Arc<Mutex<Vec<((usize, String), bool)>>>;
+/// Per connection (per request on an HTTP link): whether each toxic it met acts on it.
+type Decided = Mutex<Vec<((usize, String), bool)>>;
+
+/// One proxied connection's shared state.
+#[derive(Default)]
+struct Conn {
+    decided: Decided,
+    /// Set once answer bytes flowed since the last request began.
+    answering: AtomicBool,
+    /// Ends the whole connection (both directions).
+    end: Notify,
+}

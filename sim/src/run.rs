@@ -53,13 +53,23 @@ pub fn check_supported(scenario: &Scenario) -> Result<(), Refused> {
     for s in &scenario.cluster.spec.services {
         if hosted(s).is_none() {
             why.push(format!(
-                "service `{}` runs {:?}, which the simulator does not host (it hosts the shop's users, catalog, payments, orders and gateway; the broker and notifications are not simulated yet)",
-                s.name, s.run
+                "service `{}` runs {}, which the simulator does not host (it hosts the shop's users, catalog, payments, orders and gateway; the broker and notifications are not simulated yet)",
+                s.name,
+                match &s.run {
+                    gauntlet::cluster::RunSpec::Binary(b) => format!("binary `{b}`"),
+                    gauntlet::cluster::RunSpec::Command(c) => format!("`{}`", c.first().map_or("", String::as_str)),
+                    gauntlet::cluster::RunSpec::External => "outside the cluster (external)".to_string(),
+                }
             ));
         }
     }
     if let ArrivalSchedule::Closed { .. } = scenario.load.schedule {
         why.push("a closed-loop load (`mode = \"closed\"`): only open-model schedules are simulated".into());
+    }
+    for slo in scenario.slos() {
+        if slo.threshold.metric == gauntlet::load::slo::Metric::GaugeMax {
+            why.push(format!("SLO `{}` on a service gauge (the services' /metrics are not sampled in simulation yet)", slo.threshold));
+        }
     }
     for f in &scenario.faults {
         if let Some(what) = fabric::unsupported(f) {
@@ -100,7 +110,8 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path) -> anyhow::Resul
                 .find(|n| n.id.service == slot.edge.to && n.id.replica == slot.replica)
                 .map(|n| (n.id.to_string(), n.addr.port()))
                 .unwrap_or_default();
-            (slot.clone(), Link::new(slot.proxy_name(), FABRIC_PORTS + i as u16, provider, seed))
+            let http = plan.scheme_of(slot) == "http";
+            (slot.clone(), Link::new(slot.proxy_name(), FABRIC_PORTS + i as u16, provider, http, seed))
         })
         .collect();
     let url_of = |name: &str| {
@@ -299,6 +310,7 @@ fn judge(
             for o in &state.orders {
                 *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
             }
+            executor::judge_on_history(&mut outcome, &output.history, state);
             outcome.checks = executor::run_checks(
                 &scenario.invariants,
                 &output.history,

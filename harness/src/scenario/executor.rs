@@ -448,13 +448,7 @@ pub async fn execute<R: Runtime>(
     for o in &state.orders {
         *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
     }
-    // Business outcomes are judged on the history against the settled state.
-    for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric.needs_history()) {
-        let (placed, paid) = checks::orders::paid_outcome(&ops, &state, v.spec.window);
-        let counts = Outcomes(Counts { total: placed, placed, paid, ..Counts::default() });
-        *v = SloVerdict::judge(&v.spec, Some(&counts));
-    }
-    outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
+    judge_on_history(&mut outcome, &ops, &state);
     let terminal = state.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect();
     observe_effects(scenario, cluster, &mut outcome, Some(&terminal));
     let history_complete = history.overflow() == 0;
@@ -490,6 +484,17 @@ async fn check_steady_state_again<R: Runtime>(
 }
 
 /// Order outcomes as an SLO observes them (`paid_share`); they have no latency.
+/// Judges the SLOs on business outcomes (`paid_share`) on the history against the
+/// settled state, and renders every SLO line again.
+pub fn judge_on_history(outcome: &mut RunOutcome, ops: &[Operation], state: &ShopState) {
+    for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric.needs_history()) {
+        let (placed, paid) = checks::orders::paid_outcome(ops, state, v.spec.window);
+        let counts = Outcomes(Counts { total: placed, placed, paid, ..Counts::default() });
+        *v = SloVerdict::judge(&v.spec, Some(&counts));
+    }
+    outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
+}
+
 struct Outcomes(Counts);
 
 impl Observable for Outcomes {
