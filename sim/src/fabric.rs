@@ -4,14 +4,17 @@
 //! do, with every random draw (jitter, toxicity) from the run's seed.
 //!
 //! Simulated: `down`, and the toxics `latency` (with jitter), `bandwidth`, `timeout`,
-//! `reset_peer`, `limit_data`, `slow_close`. Refused, with the fault named: `slicer` and
-//! the HTTP toxics (status aborts, per-request delay), and node faults; see
+//! `reset_peer`, `limit_data`, `slow_close`; node kill and restart (the simulation
+//! crashes and restarts the host, its files kept) and partition (every slot into and out
+//! of the node cut, as the real runtimes cut its proxies). Refused, with the fault named:
+//! `slicer` and the HTTP toxics (status aborts, per-request delay), stop and pause; see
 //! [`unsupported`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use gauntlet::cluster::NodeOp;
 use gauntlet::faults::model::{Stream, Toxic, ToxicKind};
 use gauntlet::scenario::{Fault, FaultAction};
 use rand::{Rng, SeedableRng};
@@ -26,9 +29,10 @@ pub const HOST: &str = "fabric";
 pub fn unsupported(fault: &Fault) -> Option<String> {
     match &fault.action {
         FaultAction::Down => None,
-        FaultAction::Node(op) => {
-            Some(format!("node operation `{op:?}` (kill, stop, pause, restart, partition are not simulated yet)"))
-        }
+        FaultAction::Node(NodeOp::Kill | NodeOp::Restart | NodeOp::Partition | NodeOp::Heal) => None,
+        FaultAction::Node(op) => Some(format!(
+            "node operation `{op:?}` (kill, restart and partition are simulated; stop and pause are not yet: a graceful drain and a frozen process have no faithful meaning here yet)"
+        )),
         FaultAction::Toxics(toxics) => toxics.iter().find_map(|t| match t.kind {
             ToxicKind::Latency { .. }
             | ToxicKind::Bandwidth { .. }
@@ -71,6 +75,12 @@ pub struct LinkState {
     rng: Option<ChaCha8Rng>,
     /// Connections accepted so far.
     pub accepted: u64,
+    /// Bytes carried either way so far.
+    pub bytes: u64,
+    /// The provider's host crashed: as a dead process's kernel does, its connections
+    /// are closed and new ones refused at once (the simulated network would instead
+    /// leave them hanging).
+    pub upstream_crashed: bool,
 }
 
 impl LinkState {
@@ -99,6 +109,12 @@ impl Link {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Bytes carried and connections accepted so far.
+    pub fn totals(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.bytes, s.accepted)
+    }
+
     /// Puts fault `index`'s action in place.
     pub fn apply(&self, index: usize, action: &FaultAction) {
         match action {
@@ -108,6 +124,14 @@ impl Link {
             }
             FaultAction::Toxics(toxics) => self.lock().toxics.extend(toxics.iter().map(|t| (index, t.clone()))),
             FaultAction::Node(_) => {}
+        }
+    }
+
+    /// Marks the provider's host crashed or back; see [`LinkState::upstream_crashed`].
+    pub fn set_upstream_crashed(&self, crashed: bool) {
+        self.lock().upstream_crashed = crashed;
+        if crashed {
+            self.cut.notify_waiters();
         }
     }
 
@@ -141,6 +165,9 @@ impl Link {
                 s.touch(fault, 0, 1);
                 return; // refused: closed at once
             }
+            if s.upstream_crashed {
+                return;
+            }
         }
         // Which toxics act on this connection: drawn once per toxic (per request on an
         // HTTP link), when the connection first meets it; toxics also act on connections
@@ -162,7 +189,8 @@ impl Link {
             _ = async {
                 loop {
                     cut.notified().await;
-                    if self.lock().down.is_some() {
+                    let s = self.lock();
+                    if s.down.is_some() || s.upstream_crashed {
                         break;
                     }
                 }
@@ -197,6 +225,7 @@ impl Link {
                     _ => {}
                 }
             }
+            self.lock().bytes += n as u64;
             let acting = self.acting(stream, chosen);
             let chunk = &buf[..n];
             for (fault, toxic) in &acting {

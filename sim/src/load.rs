@@ -3,6 +3,7 @@
 //! ingress, on simulated time; the fault timeline; then settling and reading the shop's
 //! state for the checkers.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,7 +18,9 @@ use gauntlet::load::runner::{FlowDriver, RunResult};
 use gauntlet::load::schedule::ArrivalSchedule;
 use gauntlet::load::stats::{ErrorKind, Outcome};
 use gauntlet::load::workload::BaseUrl;
-use gauntlet::scenario::{FaultTarget, Scenario};
+use gauntlet::cluster::NodeOp;
+use gauntlet::scenario::effect::Traffic;
+use gauntlet::scenario::{FaultAction, FaultTarget, Scenario};
 use http::header::HOST;
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
@@ -32,8 +35,34 @@ use crate::fabric::Link;
 /// How often the run checks its abort conditions, as the real pacer's tick.
 const TICK: Duration = Duration::from_millis(500);
 
-/// Per fault: when it was put in place and when taken away, from the load's start.
-pub type FaultTimes = Vec<(Option<Duration>, Option<Duration>)>;
+/// What happened to one fault of the timeline.
+#[derive(Clone, Debug, Default)]
+pub struct FaultLog {
+    /// When it was put in place and when taken away, from the load's start.
+    pub applied: Option<Duration>,
+    pub removed: Option<Duration>,
+    /// A node operation on orders: the orders not yet terminal just before it struck.
+    pub in_flight: Option<BTreeSet<String>>,
+    /// A node operation: bytes and connections in and out of the node from the load's
+    /// start until it struck (proof the node was in use).
+    pub traffic_before: Option<Traffic>,
+    /// Why it could not be applied, if it could not.
+    pub error: Option<String>,
+}
+
+/// Per fault, in scenario order.
+pub type FaultTimes = Vec<FaultLog>;
+
+/// What the timeline asks of the simulation's owner, which alone can crash and restart
+/// hosts; applied before the next step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostCommand {
+    Crash(String),
+    Restart(String),
+}
+
+/// The queue of [`HostCommand`]s.
+pub type Commands = Arc<Mutex<Vec<HostCommand>>>;
 
 /// What the load host hands back when the simulation ends.
 pub struct LoadOutput {
@@ -61,6 +90,8 @@ pub struct Targets {
     pub admin: AdminHosts,
     /// Every slot with its link on the fabric, for the fault timeline.
     pub links: Vec<(Slot, Link)>,
+    /// Where node operations go.
+    pub commands: Commands,
 }
 
 /// The services whose admin state the checkers read.
@@ -69,6 +100,13 @@ pub struct AdminHosts {
     pub payments: String,
     pub catalog: String,
     pub token: String,
+}
+
+impl AdminHosts {
+    /// The orders node and the token, for reading orders in flight.
+    fn orders_state(&self) -> (String, String) {
+        (self.orders.clone(), self.token.clone())
+    }
 }
 
 /// The ingress, as the load's client sees it: a keep-alive pool of at most
@@ -162,7 +200,7 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
         result: None,
         history: Vec::new(),
         history_complete: true,
-        fault_times: vec![(None, None); scenario.faults.len()],
+        fault_times: vec![FaultLog::default(); scenario.faults.len()],
         state: Err("the run ended before the state was read".into()),
         steady_after: None,
         started: Duration::ZERO,
@@ -222,8 +260,14 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
     let driver = FlowDriver::new(context, recorder, Some(history.clone()));
 
     let times = Arc::new(Mutex::new(output.fault_times.clone()));
-    let timeline =
-        tokio::task::spawn_local(fault_timeline(scenario.faults.clone(), targets.links.clone(), t0, times.clone()));
+    let timeline = tokio::task::spawn_local(fault_timeline(
+        scenario.faults.clone(),
+        targets.links.clone(),
+        targets.commands.clone(),
+        targets.admin.orders_state(),
+        t0,
+        times.clone(),
+    ));
 
     let ArrivalSchedule::Open(open) = &plan.schedule else {
         unreachable!("closed loads are refused before the simulation starts");
@@ -287,37 +331,101 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
 }
 
 /// Puts each fault in place at its offset from `t0` and takes it away at its end,
-/// recording when each happened.
+/// recording when each happened and what it found.
 async fn fault_timeline(
     faults: Vec<gauntlet::scenario::Fault>,
     all: Vec<(Slot, Link)>,
+    commands: Commands,
+    orders: (String, String),
     t0: Instant,
-    times: Arc<Mutex<FaultTimes>>,
+    log: Arc<Mutex<FaultTimes>>,
 ) {
+    let start_totals: Vec<(u64, u64)> = all.iter().map(|(_, l)| l.totals()).collect();
     let tasks = faults.iter().enumerate().map(|(i, fault)| {
-        let links: Vec<Link> = all
+        // The links it acts on: an edge's slots, or, for a node, every slot into it and
+        // every slot carrying its own calls.
+        let touching: Vec<(usize, Link)> = all
             .iter()
-            .filter(|(slot, _)| match &fault.target {
+            .enumerate()
+            .filter(|(_, (slot, _))| match &fault.target {
                 FaultTarget::Edge { edge, replica } => slot.edge == *edge && replica.is_none_or(|r| r == slot.replica),
-                FaultTarget::Node(_) => false,
+                FaultTarget::Node(id) => (slot.edge.to == id.service && slot.replica == id.replica) || slot.serves(id),
             })
-            .map(|(_, link)| link.clone())
+            .map(|(k, (_, link))| (k, link.clone()))
             .collect();
-        let (times, action, at, until) = (times.clone(), fault.action.clone(), fault.at, fault.until);
+        let (log, commands, orders) = (log.clone(), commands.clone(), orders.clone());
+        let (action, target, at, until) = (fault.action.clone(), fault.target.clone(), fault.at, fault.until);
+        let start_totals = start_totals.clone();
         async move {
+            let record = |f: &dyn Fn(&mut FaultLog)| f(&mut log.lock().unwrap_or_else(PoisonError::into_inner)[i]);
             tokio::time::sleep_until(t0 + at).await;
-            for link in &links {
-                link.apply(i, &action);
+            match (&action, &target) {
+                (FaultAction::Node(op), FaultTarget::Node(id)) => {
+                    let mut traffic = Traffic::default();
+                    for (k, link) in &touching {
+                        let (bytes, conns) = link.totals();
+                        traffic.bytes += bytes - start_totals[*k].0;
+                        traffic.connections += conns - start_totals[*k].1;
+                    }
+                    record(&|l| l.traffic_before = Some(traffic));
+                    if id.service == "orders" {
+                        // Before it strikes: once orders is down its state cannot be read.
+                        if let Ok(state) = read_orders(&orders).await {
+                            record(&|l| l.in_flight = Some(state.clone()));
+                        }
+                    }
+                    let host = id.to_string();
+                    match op {
+                        NodeOp::Kill => commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Crash(host.clone())),
+                        NodeOp::Restart => commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Restart(host.clone())),
+                        NodeOp::Partition => {
+                            for (_, link) in &touching {
+                                link.apply(i, &FaultAction::Down);
+                            }
+                        }
+                        other => {
+                            let why = format!("node operation {other:?} is not simulated");
+                            record(&|l| l.error = Some(why.clone()));
+                            return;
+                        }
+                    }
+                    record(&|l| l.applied = Some(Instant::now() - t0));
+                    if *op == NodeOp::Restart {
+                        return; // instant: nothing to undo
+                    }
+                    tokio::time::sleep_until(t0 + until).await;
+                    match op {
+                        NodeOp::Kill => commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Restart(host)),
+                        _ => {
+                            for (_, link) in &touching {
+                                link.remove(i);
+                            }
+                        }
+                    }
+                    record(&|l| l.removed = Some(Instant::now() - t0));
+                }
+                _ => {
+                    for (_, link) in &touching {
+                        link.apply(i, &action);
+                    }
+                    record(&|l| l.applied = Some(Instant::now() - t0));
+                    tokio::time::sleep_until(t0 + until).await;
+                    for (_, link) in &touching {
+                        link.remove(i);
+                    }
+                    record(&|l| l.removed = Some(Instant::now() - t0));
+                }
             }
-            times.lock().unwrap_or_else(PoisonError::into_inner)[i].0 = Some(Instant::now() - t0);
-            tokio::time::sleep_until(t0 + until).await;
-            for link in &links {
-                link.remove(i);
-            }
-            times.lock().unwrap_or_else(PoisonError::into_inner)[i].1 = Some(Instant::now() - t0);
         }
     });
     futures::future::join_all(tasks).await;
+}
+
+/// The ids of the orders not yet terminal, from orders' admin state at `(host, token)`.
+async fn read_orders((host, token): &(String, String)) -> Result<BTreeSet<String>, String> {
+    let text = admin_get(&crate::net::SimHttp::default(), host, token).await?;
+    let state = ShopState::from_orders_json(&text).map_err(|e| format!("{e:#}"))?;
+    Ok(state.into_iter().filter(|o| !o.is_terminal()).map(|o| o.id).collect())
 }
 
 /// Every probe answers what it expects, within the steady state's timeout.
@@ -365,28 +473,26 @@ async fn settle(scenario: &Scenario, admin: &AdminHosts) -> Result<(ShopState, D
 }
 
 async fn read_state(http: &crate::net::SimHttp, admin: &AdminHosts) -> Result<ShopState, String> {
-    use shop_kit::platform::Transport as _;
-    let get = |host: &str| {
-        let mut req = Request::new(Bytes::new());
-        *req.uri_mut() = format!("http://{host}/v1/admin/state").parse().expect("host:port makes a URI");
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", admin.token)) {
-            req.headers_mut().insert(http::header::AUTHORIZATION, v);
-        }
-        let sent = http.send(req);
-        let host = host.to_string();
-        async move {
-            let res = tokio::time::timeout(Duration::from_secs(10), sent)
-                .await
-                .map_err(|_| format!("{host}: no admin state within 10s"))??;
-            let text = String::from_utf8_lossy(res.body()).into_owned();
-            if !res.status().is_success() {
-                return Err(format!("{host} admin state answered {}: {text}", res.status()));
-            }
-            Ok(text)
-        }
-    };
-    let orders = get(&admin.orders).await?;
-    let payments = get(&admin.payments).await?;
-    let catalog = get(&admin.catalog).await?;
+    let orders = admin_get(http, &admin.orders, &admin.token).await?;
+    let payments = admin_get(http, &admin.payments, &admin.token).await?;
+    let catalog = admin_get(http, &admin.catalog, &admin.token).await?;
     ShopState::from_admin_json(&orders, &payments, &catalog, None).map_err(|e| format!("{e:#}"))
+}
+
+/// `GET /v1/admin/state` of the node at `host`, within 10 s.
+async fn admin_get(http: &crate::net::SimHttp, host: &str, token: &str) -> Result<String, String> {
+    use shop_kit::platform::Transport as _;
+    let mut req = Request::new(Bytes::new());
+    *req.uri_mut() = format!("http://{host}/v1/admin/state").parse().map_err(|e| format!("{host}: {e}"))?;
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        req.headers_mut().insert(http::header::AUTHORIZATION, v);
+    }
+    let res = tokio::time::timeout(Duration::from_secs(10), http.send(req))
+        .await
+        .map_err(|_| format!("{host}: no admin state within 10s"))??;
+    let text = String::from_utf8_lossy(res.body()).into_owned();
+    if !res.status().is_success() {
+        return Err(format!("{host} admin state answered {}: {text}", res.status()));
+    }
+    Ok(text)
 }

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use gauntlet::cluster::plan::{ClusterPlan, Ports};
 use gauntlet::load::schedule::ArrivalSchedule;
 use gauntlet::scenario::executor::{self, judge_at, LoadSummary};
-use gauntlet::scenario::{ActualTimes, Event, RunOutcome, Scenario};
+use gauntlet::scenario::effect::{traffic_effect, InFlight, Traffic};
+use gauntlet::scenario::{ActualTimes, Event, FaultAction, FaultTarget, RunOutcome, Scenario};
 use shop_kit::platform::{self, Platform};
 
 use crate::fabric::{self, Link};
@@ -180,14 +181,38 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path) -> anyhow::Resul
     }
 
     let admin = admin_hosts(&plan)?;
-    let targets = Targets { ingress, admin, links: links.clone() };
+    let commands: crate::load::Commands = Arc::default();
+    let targets = Targets { ingress, admin, links: links.clone(), commands: commands.clone() };
     let out: Arc<Mutex<Option<LoadOutput>>> = Arc::default();
     let load = crate::load::drive(scenario.clone(), targets, out.clone());
     sim.client("load", async move {
         load.await;
         Ok(())
     });
-    let simulated = sim.run();
+    // The simulation's own loop: between steps, the crashes and restarts the timeline
+    // asked for (only the owner of the simulation can do them).
+    let simulated = loop {
+        let due: Vec<_> = commands.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
+        for command in due {
+            let (host, crashed) = match &command {
+                crate::load::HostCommand::Crash(host) => (host, true),
+                crate::load::HostCommand::Restart(host) => (host, false),
+            };
+            for (_, link) in links.iter().filter(|(_, l)| l.upstream.0 == *host) {
+                link.set_upstream_crashed(crashed);
+            }
+            if crashed {
+                sim.crash(host.as_str());
+            } else {
+                sim.bounce(host.as_str());
+            }
+        }
+        match sim.step() {
+            Ok(true) => break Ok(()),
+            Ok(false) => {}
+            Err(e) => break Err(e),
+        }
+    };
     let output = out.lock().unwrap_or_else(PoisonError::into_inner).take();
     let output = match (simulated, output) {
         (_, Some(o)) => o,
@@ -252,31 +277,40 @@ fn judge(
         outcome.steady_state_failure = Some("the load did not run".into());
         return outcome;
     };
+    let terminal: Option<std::collections::BTreeSet<String>> =
+        output.state.as_ref().ok().map(|(s, _)| s.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect());
     for (i, (record, fault)) in outcome.faults.iter_mut().zip(&scenario.faults).enumerate() {
-        let (applied, removed) = output.fault_times[i];
-        record.applied_at = applied.map(|d| d.as_secs_f64());
-        record.removed_at = removed.map(|d| d.as_secs_f64());
-        let mut traffic = gauntlet::scenario::effect::Traffic::default();
-        let mut proxies = 0;
-        for (slot, link) in links {
-            if let gauntlet::scenario::FaultTarget::Edge { edge, replica } = &fault.target {
-                if slot.edge == *edge && replica.is_none_or(|r| r == slot.replica) {
-                    proxies += 1;
-                    let state = link.state.lock().unwrap_or_else(PoisonError::into_inner);
-                    if let Some((bytes, conns)) = state.touched.get(i) {
-                        traffic.bytes += bytes;
-                        traffic.connections += conns;
-                    }
-                }
-            }
+        let log = &output.fault_times[i];
+        record.applied_at = log.applied.map(|d| d.as_secs_f64());
+        record.removed_at = log.removed.map(|d| d.as_secs_f64());
+        record.error = log.error.clone();
+        if log.applied.is_none() {
+            continue;
         }
-        let what = match fault.action {
-            gauntlet::scenario::FaultAction::Down => "refused or cut while down",
-            _ => "acted on by its toxics",
-        };
-        let mut effect = gauntlet::scenario::effect::traffic_effect(traffic, proxies, what);
-        if matches!(fault.action, gauntlet::scenario::FaultAction::Down) {
-            // A link that is down moves no bytes; what it touched is connections.
+        if let Some(orders) = &log.in_flight {
+            record.effect = Some(InFlight { orders: orders.clone() }.effect(terminal.as_ref()));
+            continue;
+        }
+        if let Some(traffic) = log.traffic_before {
+            let proxies = links.iter().filter(|(s, _)| touches(s, &fault.target)).count();
+            record.effect = Some(traffic_effect(traffic, proxies, "in and out of the node before it struck"));
+            continue;
+        }
+        let mut traffic = Traffic::default();
+        let mut proxies = 0;
+        for (slot, link) in links.iter().filter(|(s, _)| touches(s, &fault.target)) {
+            proxies += 1;
+            let state = link.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((bytes, conns)) = state.touched.get(i) {
+                traffic.bytes += bytes;
+                traffic.connections += conns;
+            }
+            let _ = slot;
+        }
+        let mut effect = traffic_effect(traffic, proxies, "acted on by its toxics");
+        if matches!(fault.action, FaultAction::Down) {
+            // A link that is down moves no bytes; what it touches is connections.
+            effect = traffic_effect(traffic, proxies, "refused or cut while it was down");
             effect.touched = traffic.connections;
         }
         record.effect = Some(effect);
@@ -296,7 +330,7 @@ fn judge(
     let actual: Vec<ActualTimes> = output
         .fault_times
         .iter()
-        .map(|(applied, removed)| ActualTimes { applied: *applied, removed: *removed })
+        .map(|log| ActualTimes { applied: log.applied, removed: log.removed })
         .collect();
     let slos = if rec.windows_movable() { scenario.slos_as_run(&actual) } else { scenario.slos().to_vec() };
     outcome.slos = rec.verdicts(&slos);
@@ -335,6 +369,15 @@ fn judge(
     judge_at(scenario, &mut outcome, &result, times, &quiet);
     let _ = std::fs::write(run_dir.join("outcome.json"), serde_json::to_vec_pretty(&outcome).unwrap_or_default());
     outcome
+}
+
+/// Whether `slot` is one a fault on `target` acts on (for a node: every slot into it
+/// and every slot carrying its calls).
+fn touches(slot: &gauntlet::cluster::plan::Slot, target: &FaultTarget) -> bool {
+    match target {
+        FaultTarget::Edge { edge, replica } => slot.edge == *edge && replica.is_none_or(|r| r == slot.replica),
+        FaultTarget::Node(id) => (slot.edge.to == id.service && slot.replica == id.replica) || slot.serves(id),
+    }
 }
 
 /// Where a seed's run goes under `out`: `out/seed-<N>`.

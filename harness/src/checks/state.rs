@@ -273,8 +273,7 @@ impl AdminEndpoints {
         let url = format!("{}/v1/admin/state", self.orders.trim_end_matches('/'));
         let res = http.get(url).bearer_auth(&self.token).send().await.context("orders admin state")?;
         anyhow::ensure!(res.status().is_success(), "orders admin state answered {}", res.status());
-        let state: OrdersState = serde_json::from_str(&res.text().await?).context("reading the orders admin state")?;
-        Ok(state.orders)
+        ShopState::from_orders_json(&res.text().await?)
     }
 
     /// Reads the three services' state (each request bounded by `timeout`).
@@ -303,6 +302,13 @@ impl AdminEndpoints {
 }
 
 impl ShopState {
+    /// The orders of orders' `GET /v1/admin/state` body.
+    pub fn from_orders_json(orders: &str) -> anyhow::Result<Vec<OrderRecord>> {
+        use anyhow::Context as _;
+        let state: OrdersState = serde_json::from_str(orders).context("reading the orders admin state")?;
+        Ok(state.orders)
+    }
+
     /// The shop's state from the bodies of each service's `GET /v1/admin/state` (orders,
     /// payments, catalog, and notifications when the cluster has it), however they were
     /// fetched: over TCP by [`AdminEndpoints::fetch`], or over a simulated network.
