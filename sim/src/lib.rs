@@ -11,8 +11,10 @@
 //! - [`fabric`]: the proxies between nodes and their toxics.
 //! - [`load`]: the harness's flow driver on simulated time, the fault timeline, settling.
 //! - [`run`]: one seed, planned, simulated and judged as the real executor judges.
+//! - [`buggify`]: what the seed search perturbs from each seed.
 //! - [`compare`]: the determinism check.
 
+pub mod buggify;
 pub mod compare;
 pub mod fabric;
 pub mod load;

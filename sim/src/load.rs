@@ -11,6 +11,7 @@ use bytes::Bytes;
 use gauntlet::checks::history::{History, Operation};
 use gauntlet::checks::state::ShopState;
 use gauntlet::cluster::plan::Slot;
+use gauntlet::cluster::NodeOp;
 use gauntlet::load::client::{Exchange, HttpClient, Keep, Transport, MAX_CAPTURE_BODY};
 use gauntlet::load::flow::{FlowContext, VirtualUsers};
 use gauntlet::load::recorder::{FlowId, Recorder};
@@ -18,7 +19,6 @@ use gauntlet::load::runner::{FlowDriver, RunResult};
 use gauntlet::load::schedule::ArrivalSchedule;
 use gauntlet::load::stats::{ErrorKind, Outcome};
 use gauntlet::load::workload::BaseUrl;
-use gauntlet::cluster::NodeOp;
 use gauntlet::scenario::effect::Traffic;
 use gauntlet::scenario::{FaultAction, FaultTarget, Scenario};
 use http::header::HOST;
@@ -376,8 +376,14 @@ async fn fault_timeline(
                     }
                     let host = id.to_string();
                     match op {
-                        NodeOp::Kill => commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Crash(host.clone())),
-                        NodeOp::Restart => commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Restart(host.clone())),
+                        NodeOp::Kill => commands
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(HostCommand::Crash(host.clone())),
+                        NodeOp::Restart => commands
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(HostCommand::Restart(host.clone())),
                         NodeOp::Partition => {
                             for (_, link) in &touching {
                                 link.apply(i, &FaultAction::Down);
@@ -395,7 +401,9 @@ async fn fault_timeline(
                     }
                     tokio::time::sleep_until(t0 + until).await;
                     match op {
-                        NodeOp::Kill => commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Restart(host)),
+                        NodeOp::Kill => {
+                            commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Restart(host))
+                        }
                         _ => {
                             for (_, link) in &touching {
                                 link.remove(i);

@@ -1,8 +1,10 @@
 //! `gauntlet-sim` (also run as `gauntlet sim`): a scenario on the simulated cluster.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use gauntlet::scenario::Scenario;
@@ -18,7 +20,9 @@ use gauntlet::scenario::Scenario;
 ///
 /// Examples:
 ///   gauntlet sim scenarios/smoke.toml --seed 1 --check-determinism
-///   gauntlet sim scenarios/payments-latency.toml --seeds 1..20
+///   gauntlet sim scenarios/payments-reset-peer.toml --seeds 1..200 --jobs 2
+///   gauntlet sim scenarios/payments-reset-peer.toml --seed 37 --buggify
+///   gauntlet run scenarios/payments-reset-peer.toml --schedule-from runs/sim-payments-reset-peer/seed-37
 #[derive(Parser, Debug)]
 #[command(name = "gauntlet sim", version, verbatim_doc_comment)]
 struct Args {
@@ -35,6 +39,14 @@ struct Args {
     /// history.json, state.json and report.json.
     #[arg(long)]
     check_determinism: bool,
+    /// Also draws, from each seed, fault times and node targets within the scenario's
+    /// bounds, the network's delays and host order (FoundationDB's "buggify"). On by
+    /// default with --seeds; give it with --seed to replay a seed a search found.
+    #[arg(long)]
+    buggify: bool,
+    /// With --seeds: how many seeds run at once, one thread each (default 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
     /// Where runs go: `<out>/seed-<N>/` each (default runs/sim-<scenario name>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -55,6 +67,62 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, end))
 }
 
+/// One seed's run (and replay, when checking determinism).
+struct SeedRun {
+    seed: u64,
+    dir: PathBuf,
+    outcome: Result<gauntlet::scenario::RunOutcome, String>,
+    diverged: Option<String>,
+    wall: Duration,
+}
+
+impl SeedRun {
+    fn failed(&self) -> bool {
+        self.outcome.as_ref().map_or(true, |o| !o.passed()) || self.diverged.is_some()
+    }
+
+    fn line(&self, check: bool) -> String {
+        let verdict = match &self.outcome {
+            Err(e) => return format!("seed {}: HARNESS FAILURE: {e}", self.seed),
+            Ok(o) if o.passed() => "PASSED",
+            Ok(_) => "FAILED",
+        };
+        let determinism = match (&self.diverged, check) {
+            (None, true) => ", deterministic (replayed: identical history, state and report)",
+            (Some(_), _) => ", NOT deterministic",
+            (None, false) => "",
+        };
+        let simulated = simulated_secs(&self.dir);
+        let mut line = format!(
+            "seed {}: {verdict}{determinism} — {simulated:.1} simulated s in {:.1} wall s ({:.1}x) → {}",
+            self.seed,
+            self.wall.as_secs_f64(),
+            simulated / self.wall.as_secs_f64().max(1e-9),
+            self.dir.display()
+        );
+        if let Some(d) = &self.diverged {
+            line.push_str(&format!("\n  first divergence: {d}"));
+        }
+        line
+    }
+}
+
+fn run_one(scenario: &Scenario, seed: u64, out: &Path, buggify: bool, check: bool) -> SeedRun {
+    let dir = gauntlet_sim::seed_dir(out, seed);
+    let started = Instant::now();
+    let outcome = gauntlet_sim::run_seed(scenario, seed, &dir, buggify).map_err(|e| format!("{e:#}"));
+    let wall = started.elapsed();
+    let mut diverged = None;
+    if check && outcome.is_ok() {
+        let replay = out.join(format!("seed-{seed}.replay"));
+        diverged = match gauntlet_sim::run_seed(scenario, seed, &replay, buggify) {
+            Ok(_) => gauntlet_sim::compare::first_divergence(&dir, &replay),
+            Err(e) => Some(format!("the replay failed: {e:#}")),
+        };
+    }
+    SeedRun { seed, dir, outcome, diverged, wall }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let scenario = match Scenario::load(&args.scenario) {
@@ -69,84 +137,91 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("sim-{}", scenario.name)));
-    let (from, to) = args.seeds.unwrap_or_else(|| {
-        let s = args.seed.unwrap_or(scenario.seed);
-        (s, s + 1)
-    });
-    let single = to - from == 1;
-    let mut failing = Vec::new();
-    let began = Instant::now();
-    for seed in from..to {
-        let dir = gauntlet_sim::seed_dir(&out, seed);
-        let started = Instant::now();
-        let outcome = match gauntlet_sim::run_seed(&scenario, seed, &dir) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("seed {seed}: harness failure: {e:#}");
-                return ExitCode::from(3);
+    let buggify = args.buggify || args.seeds.is_some();
+    let check = args.check_determinism;
+    let Some((from, to)) = args.seeds else {
+        let seed = args.seed.unwrap_or(scenario.seed);
+        let run = run_one(&scenario, seed, &out, buggify, check);
+        println!("{}", run.line(check));
+        return match &run.outcome {
+            Err(_) => ExitCode::from(3),
+            Ok(outcome) => {
+                gauntlet::cli::run::print_verdict(outcome);
+                if run.failed() {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
             }
         };
-        let wall = started.elapsed();
-        let mut verdict = if outcome.passed() { "PASSED".to_string() } else { "FAILED".to_string() };
-        let mut diverged = None;
-        if args.check_determinism {
-            let replay = out.join(format!("seed-{seed}.replay"));
-            if let Err(e) = gauntlet_sim::run_seed(&scenario, seed, &replay) {
-                eprintln!("seed {seed}: harness failure on the replay: {e:#}");
-                return ExitCode::from(3);
-            }
-            diverged = gauntlet_sim::compare::first_divergence(&dir, &replay);
-            verdict.push_str(match diverged {
-                None => ", deterministic (replayed: identical history, state and report)",
-                Some(_) => ", NOT deterministic",
+    };
+
+    let total = to - from;
+    println!(
+        "searching seeds {from}..{to} of {} ({total} runs{}, {} at once, with buggify)",
+        scenario.name,
+        if check { ", each replayed" } else { "" },
+        args.jobs
+    );
+    let began = Instant::now();
+    let next = AtomicU64::new(from);
+    let done: Mutex<Vec<SeedRun>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..args.jobs.min(total as u32) {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= to {
+                    break;
+                }
+                let run = run_one(&scenario, seed, &out, true, check);
+                let mut done = done.lock().unwrap_or_else(PoisonError::into_inner);
+                println!("[{}/{total}] {}", done.len() + 1, run.line(check));
+                if let Ok(o) = &run.outcome {
+                    if !o.passed() {
+                        for why in o.failure_reasons() {
+                            println!("  - {why}");
+                        }
+                    }
+                }
+                done.push(run);
             });
         }
-        let simulated = outcome_secs(&dir);
+    });
+    let mut runs = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+    runs.sort_by_key(|r| r.seed);
+    let minutes = began.elapsed().as_secs_f64() / 60.0;
+    let failing: Vec<&SeedRun> = runs.iter().filter(|r| r.failed()).collect();
+    println!(
+        "\n{total} seeds in {minutes:.1} min ({:.1} seeds/min): {} failed",
+        total as f64 / minutes.max(1e-9),
+        failing.len()
+    );
+    for r in &failing {
+        let why = match &r.outcome {
+            Ok(o) => o.failure_reasons().first().cloned().or_else(|| r.diverged.clone()).unwrap_or_default(),
+            Err(e) => e.clone(),
+        };
+        println!("  seed {}: {why}", r.seed);
         println!(
-            "seed {seed}: {verdict} — {simulated:.1} simulated s in {:.1} wall s ({:.1}x) → {}",
-            wall.as_secs_f64(),
-            simulated / wall.as_secs_f64().max(1e-9),
-            dir.display()
+            "    replay: gauntlet sim {} --seed {} --buggify   (against real processes: gauntlet run {} --schedule-from {})",
+            args.scenario.display(),
+            r.seed,
+            args.scenario.display(),
+            r.dir.display()
         );
-        if let Some(d) = &diverged {
-            println!("  first divergence: {d}");
-        }
-        if single {
-            gauntlet::cli::run::print_verdict(&outcome);
-        } else if !outcome.passed() {
-            for why in outcome.failure_reasons() {
-                println!("  - {why}");
-            }
-        }
-        if !outcome.passed() || diverged.is_some() {
-            failing.push(seed);
-        }
     }
-    let runs = to - from;
-    if runs > 1 {
-        let minutes = began.elapsed().as_secs_f64() / 60.0;
-        println!(
-            "\n{runs} seeds in {:.1} min ({:.1} seeds/min): {} failed",
-            minutes * 1.0,
-            runs as f64 / minutes.max(1e-9),
-            failing.len()
-        );
-        for seed in &failing {
-            println!("  seed {seed}: replay with `gauntlet sim {} --seed {seed}`", args.scenario.display());
-        }
-    }
-    if failing.is_empty() {
+    if runs.iter().any(|r| r.outcome.is_err()) {
+        ExitCode::from(3)
+    } else if failing.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
 }
 
-/// The simulated seconds a run covered, from its report.
-fn outcome_secs(dir: &std::path::Path) -> f64 {
-    let text = std::fs::read_to_string(dir.join("report/report.json")).unwrap_or_default();
+/// The simulated seconds a run covered, from its `simulated.json`.
+fn simulated_secs(dir: &Path) -> f64 {
+    let text = std::fs::read_to_string(dir.join("simulated.json")).unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let ms = |k: &str| json.pointer(&format!("/run/{k}")).and_then(serde_json::Value::as_str).map(str::to_owned);
-    let _ = ms;
-    json.pointer("/run/runtime_ms").and_then(serde_json::Value::as_f64).map_or(0.0, |ms| ms / 1000.0)
+    json.pointer("/simulated_secs").and_then(serde_json::Value::as_f64).unwrap_or(0.0)
 }

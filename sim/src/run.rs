@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use gauntlet::cluster::plan::{ClusterPlan, Ports};
 use gauntlet::load::schedule::ArrivalSchedule;
-use gauntlet::scenario::executor::{self, judge_at, LoadSummary};
 use gauntlet::scenario::effect::{traffic_effect, InFlight, Traffic};
+use gauntlet::scenario::executor::{self, judge_at, LoadSummary};
 use gauntlet::scenario::{ActualTimes, Event, FaultAction, FaultTarget, RunOutcome, Scenario};
 use shop_kit::platform::{self, Platform};
 
@@ -69,7 +69,10 @@ pub fn check_supported(scenario: &Scenario) -> Result<(), Refused> {
     }
     for slo in scenario.slos() {
         if slo.threshold.metric == gauntlet::load::slo::Metric::GaugeMax {
-            why.push(format!("SLO `{}` on a service gauge (the services' /metrics are not sampled in simulation yet)", slo.threshold));
+            why.push(format!(
+                "SLO `{}` on a service gauge (the services' /metrics are not sampled in simulation yet)",
+                slo.threshold
+            ));
         }
     }
     for f in &scenario.faults {
@@ -87,10 +90,18 @@ pub fn check_supported(scenario: &Scenario) -> Result<(), Refused> {
 /// Runs `scenario` with seed `seed` in simulation, writing into `run_dir` (databases,
 /// `history.json`, `state.json`, the report, `outcome.json`). The same seed and build
 /// give the same files, byte for byte.
-pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path) -> anyhow::Result<RunOutcome> {
+///
+/// With `buggify` (the seed search), the seed also draws fault times and targets within
+/// the scenario's bounds, the network's delays and host order ([`crate::buggify`]).
+pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -> anyhow::Result<RunOutcome> {
     check_supported(scenario)?;
     let mut scenario = scenario.clone();
     scenario.reseed(seed);
+    let network = if buggify {
+        crate::buggify::perturb(&mut scenario, seed)
+    } else {
+        crate::buggify::Network { max_latency: MAX_MESSAGE_LATENCY, random_order: false }
+    };
     let scenario = Arc::new(scenario);
     if run_dir.exists() {
         std::fs::remove_dir_all(run_dir).with_context(|| format!("clearing {}", run_dir.display()))?;
@@ -125,14 +136,20 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path) -> anyhow::Resul
     let ingress = ingress.first().context("the cluster has no ingress slot")?.trim_start_matches("http://").to_string();
 
     let total = scenario.load.duration() + scenario.recovery.settle + scenario.steady_state.timeout * 2;
-    let mut sim = turmoil::Builder::new()
+    let schedule = gauntlet::scenario::schedule::Schedule::of(&scenario);
+    std::fs::write(run_dir.join(gauntlet::scenario::schedule::FILE), serde_json::to_vec_pretty(&schedule)?)?;
+    let mut builder = turmoil::Builder::new();
+    builder
         .rng_seed(seed)
         .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
         .tick_duration(Duration::from_millis(1))
         .min_message_latency(Duration::ZERO)
-        .max_message_latency(MAX_MESSAGE_LATENCY)
-        .simulation_duration(total + MARGIN)
-        .build();
+        .max_message_latency(network.max_latency)
+        .simulation_duration(total + MARGIN);
+    if network.random_order {
+        builder.enable_random_order();
+    }
+    let mut sim = builder.build();
 
     let fabric_links: Vec<Link> = links.iter().map(|(_, l)| l.clone()).collect();
     sim.host(fabric::HOST, move || {
@@ -219,6 +236,14 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path) -> anyhow::Resul
         (Err(e), None) => anyhow::bail!("the simulation failed: {e}"),
         (Ok(()), None) => anyhow::bail!("the simulation ended without the load's results"),
     };
+    let simulated = serde_json::json!({
+        "seed": seed,
+        "buggify": buggify,
+        "simulated_secs": sim.elapsed().as_secs_f64(),
+        "max_message_latency_us": network.max_latency.as_micros() as u64,
+        "random_host_order": network.random_order,
+    });
+    std::fs::write(run_dir.join("simulated.json"), serde_json::to_vec_pretty(&simulated)?)?;
     Ok(judge(&scenario, &run_dir, &links, output))
 }
 
@@ -277,8 +302,11 @@ fn judge(
         outcome.steady_state_failure = Some("the load did not run".into());
         return outcome;
     };
-    let terminal: Option<std::collections::BTreeSet<String>> =
-        output.state.as_ref().ok().map(|(s, _)| s.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect());
+    let terminal: Option<std::collections::BTreeSet<String>> = output
+        .state
+        .as_ref()
+        .ok()
+        .map(|(s, _)| s.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect());
     for (i, (record, fault)) in outcome.faults.iter_mut().zip(&scenario.faults).enumerate() {
         let log = &output.fault_times[i];
         record.applied_at = log.applied.map(|d| d.as_secs_f64());
@@ -327,11 +355,8 @@ fn judge(
         dropped: rec.dropped(),
         flows_started: result.started,
     };
-    let actual: Vec<ActualTimes> = output
-        .fault_times
-        .iter()
-        .map(|log| ActualTimes { applied: log.applied, removed: log.removed })
-        .collect();
+    let actual: Vec<ActualTimes> =
+        output.fault_times.iter().map(|log| ActualTimes { applied: log.applied, removed: log.removed }).collect();
     let slos = if rec.windows_movable() { scenario.slos_as_run(&actual) } else { scenario.slos().to_vec() };
     outcome.slos = rec.verdicts(&slos);
     outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();

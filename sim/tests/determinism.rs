@@ -20,7 +20,7 @@ fn smoke_passes_and_the_same_seed_gives_the_same_files() {
     let out = tempfile::tempdir().unwrap();
     let dirs: Vec<PathBuf> = ["a", "b"].iter().map(|d| out.path().join(d)).collect();
     for dir in &dirs {
-        let outcome = gauntlet_sim::run_seed(&smoke, 1, dir).unwrap();
+        let outcome = gauntlet_sim::run_seed(&smoke, 1, dir, false).unwrap();
         assert!(outcome.passed(), "smoke failed in simulation: {:?}", outcome.failure_reasons());
         let fault = &outcome.faults[0];
         let effect = fault.effect.as_ref().expect("the latency fault's effect is measured");
@@ -34,6 +34,6 @@ fn smoke_passes_and_the_same_seed_gives_the_same_files() {
     assert!(read(&dirs[0], "history.json").matches("place_order").count() > 10);
 
     let other = out.path().join("seed-2");
-    gauntlet_sim::run_seed(&smoke, 2, &other).unwrap();
+    gauntlet_sim::run_seed(&smoke, 2, &other, false).unwrap();
     assert_ne!(read(&dirs[0], "history.json"), read(&other, "history.json"), "seed 2 decided exactly as seed 1");
 }

@@ -46,6 +46,11 @@ pub struct RunArgs {
     /// Put the edge proxies on this Toxiproxy API instead of an embedded one (process runtime).
     #[arg(long, value_name = "URL")]
     pub toxiproxy: Option<String>,
+    /// Replay the fault schedule (times, node targets, seed) of a simulated run: its
+    /// folder, as `gauntlet sim` printed it, or its schedule.json. Reproduces a seed the
+    /// simulator's search found, against real processes.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "seed")]
+    pub schedule_from: Option<PathBuf>,
 }
 
 /// Runs `gauntlet run`.
@@ -53,6 +58,12 @@ pub fn run(args: RunArgs) -> Result<Outcome, CliError> {
     let mut scenario = Scenario::load(&args.scenario).map_err(|e| CliError::BadInput(e.to_string()))?;
     if let Some(seed) = args.seed {
         scenario.reseed(seed);
+    }
+    if let Some(from) = &args.schedule_from {
+        let schedule = crate::scenario::schedule::Schedule::read(from).map_err(CliError::BadInput)?;
+        schedule
+            .apply(&mut scenario)
+            .map_err(|e| CliError::BadInput(format!("--schedule-from {}: {e}", from.display())))?;
     }
     let display = Display::new();
     let on_event = |e| display.show(e);

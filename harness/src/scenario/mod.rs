@@ -12,6 +12,7 @@ pub mod effect;
 pub mod executor;
 pub mod gauges;
 pub mod model;
+pub mod schedule;
 
 pub use executor::{execute, Cluster, Event, FaultRecord, RunOutcome};
 pub use model::{json_schema, ActualTimes, Fault, FaultAction, FaultTarget, Scenario, ScenarioError, WindowAnchor};
