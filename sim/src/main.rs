@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,15 +24,16 @@ use gauntlet::scenario::Scenario;
 ///   gauntlet sim scenarios/payments-reset-peer.toml --seed 37 --buggify
 ///   gauntlet run scenarios/payments-reset-peer.toml --schedule-from runs/sim-payments-reset-peer/seed-37
 #[derive(Parser, Debug)]
-#[command(name = "gauntlet sim", version, verbatim_doc_comment)]
+#[command(name = "gauntlet sim", bin_name = "gauntlet sim", version, verbatim_doc_comment)]
 struct Args {
     /// The scenario file (the same one `gauntlet run` takes).
     scenario: PathBuf,
     /// The seed to run (default: the scenario's own `seed`).
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
-    /// A range of seeds to run one after the other, `A..B` (B excluded) or `A..=B`;
-    /// the failing ones are listed with the command that replays each.
+    /// A seed search over `A..B` (B excluded) or `A..=B`, with --buggify: the failing
+    /// seeds are listed with the invariant and clauses each broke and the commands that
+    /// replay it.
     #[arg(long, value_parser = parse_range)]
     seeds: Option<(u64, u64)>,
     /// Runs each seed twice and fails on the first difference between the two runs'
@@ -44,6 +45,9 @@ struct Args {
     /// default with --seeds; give it with --seed to replay a seed a search found.
     #[arg(long)]
     buggify: bool,
+    /// With --seeds: stop at the first failing seed (the seeds already running finish).
+    #[arg(long)]
+    first_failure: bool,
     /// With --seeds: how many seeds run at once, one thread each (default 1).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     jobs: u32,
@@ -157,23 +161,31 @@ fn main() -> ExitCode {
     };
 
     let total = to - from;
+    let stop_note = if args.first_failure { ", stopping at the first failure" } else { "" };
     println!(
-        "searching seeds {from}..{to} of {} ({total} runs{}, {} at once, with buggify)",
+        "searching seeds {from}..{to} of {} ({total} runs{}, {} at once, with buggify{stop_note})",
         scenario.name,
         if check { ", each replayed" } else { "" },
         args.jobs
     );
     let began = Instant::now();
     let next = AtomicU64::new(from);
+    let stop = AtomicBool::new(false);
     let done: Mutex<Vec<SeedRun>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..args.jobs.min(total as u32) {
             s.spawn(|| loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 let seed = next.fetch_add(1, Ordering::Relaxed);
                 if seed >= to {
                     break;
                 }
                 let run = run_one(&scenario, seed, &out, true, check);
+                if args.first_failure && run.failed() {
+                    stop.store(true, Ordering::Relaxed);
+                }
                 let mut done = done.lock().unwrap_or_else(PoisonError::into_inner);
                 println!("[{}/{total}] {}", done.len() + 1, run.line(check));
                 if let Ok(o) = &run.outcome {
@@ -192,13 +204,26 @@ fn main() -> ExitCode {
     let minutes = began.elapsed().as_secs_f64() / 60.0;
     let failing: Vec<&SeedRun> = runs.iter().filter(|r| r.failed()).collect();
     println!(
-        "\n{total} seeds in {minutes:.1} min ({:.1} seeds/min): {} failed",
-        total as f64 / minutes.max(1e-9),
+        "\n{} seeds in {minutes:.1} min ({:.1} seeds/min): {} failed",
+        runs.len(),
+        runs.len() as f64 / minutes.max(1e-9),
         failing.len()
     );
     for r in &failing {
         let why = match &r.outcome {
-            Ok(o) => o.failure_reasons().first().cloned().or_else(|| r.diverged.clone()).unwrap_or_default(),
+            Ok(o) => {
+                let broken: Vec<String> = o
+                    .checks
+                    .iter()
+                    .filter(|c| !c.valid())
+                    .map(|c| format!("{} [{}]", c.invariant, c.broken_clauses().join(", ")))
+                    .collect();
+                if broken.is_empty() {
+                    o.failure_reasons().first().cloned().or_else(|| r.diverged.clone()).unwrap_or_default()
+                } else {
+                    format!("invariant {}", broken.join("; "))
+                }
+            }
             Err(e) => e.clone(),
         };
         println!("  seed {}: {why}", r.seed);

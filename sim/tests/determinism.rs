@@ -37,3 +37,33 @@ fn smoke_passes_and_the_same_seed_gives_the_same_files() {
     gauntlet_sim::run_seed(&smoke, 2, &other, false).unwrap();
     assert_ne!(read(&dirs[0], "history.json"), read(&other, "history.json"), "seed 2 decided exactly as seed 1");
 }
+
+#[test]
+fn a_searched_seed_replays_identically_and_its_schedule_stays_in_bounds() {
+    let killed = scenario("catalog-replica-killed.toml");
+    let out = tempfile::tempdir().unwrap();
+    let (a, b) = (out.path().join("a"), out.path().join("b"));
+    for dir in [&a, &b] {
+        let outcome = gauntlet_sim::run_seed(&killed, 5, dir, true).unwrap();
+        assert!(outcome.passed(), "{:?}", outcome.failure_reasons());
+    }
+    assert_eq!(gauntlet_sim::compare::first_divergence(&a, &b), None);
+    let schedule = gauntlet::scenario::schedule::Schedule::read(&a).unwrap();
+    assert_eq!(schedule.seed, 5);
+    let planned = &killed.faults[0];
+    let drawn = &schedule.faults[0];
+    // One common shift within the scenario's bounds; the duration is kept.
+    assert_eq!(drawn.until_ms - drawn.at_ms, (planned.until - planned.at).as_millis() as u64);
+    assert!(drawn.at_ms >= planned.at.as_millis() as u64 / 2, "{drawn:?}");
+    assert!(drawn.until_ms <= killed.load.duration().as_millis() as u64, "{drawn:?}");
+    assert!(drawn.target == "catalog-0" || drawn.target == "catalog-1", "{drawn:?}");
+    // Another seed draws another schedule or network.
+    let other = out.path().join("c");
+    gauntlet_sim::run_seed(&killed, 6, &other, true).unwrap();
+    let simulated = |d: &Path| read(d, "simulated.json");
+    assert!(
+        gauntlet::scenario::schedule::Schedule::read(&other).unwrap().faults != schedule.faults
+            || simulated(&other).replace("\"seed\": 6", "") != simulated(&a).replace("\"seed\": 5", ""),
+        "seeds 5 and 6 drew the same perturbations"
+    );
+}

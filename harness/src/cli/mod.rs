@@ -9,6 +9,7 @@ pub mod load;
 pub mod proxy;
 pub mod report;
 pub mod run;
+pub mod sim;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +53,9 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Run a chaos scenario: cluster, load and fault timeline, SLOs and invariants.
     Run(run::RunArgs),
+    /// Run a scenario on the simulated cluster (one process, simulated network and time):
+    /// replayable from its seed, and a seed search (`--seeds 1..200`). See `gauntlet sim --help`.
+    Sim(sim::SimArgs),
     /// Find the highest arrival rate at which a scenario's SLOs hold, by running it.
     Capacity(capacity::CapacityArgs),
     /// Verify the Pact contracts between services, answer can-i-deploy, diff two pacts.
@@ -97,6 +101,7 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Proxy(args) => proxy::run(args),
         Command::Load(args) => load::run(args),
         Command::Run(args) => run::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::Capacity(args) => capacity::run(args),
         Command::Contracts(args) => contracts::run(args),
         Command::Report(args) => report::run(args),
