@@ -188,6 +188,7 @@ fn run_info() -> impl Strategy<Value = RunInfo> {
                 steady_state_after,
                 load_model,
                 send_lateness_ms: None,
+                simulated: seed % 2 == 1,
             }
         },
     )
@@ -292,7 +293,7 @@ fn a_report_from_a_run_reads_back_from_a_file() {
 #[test]
 fn the_json_has_stable_snake_case_names() {
     let value: Value = serde_json::from_str(&json::to_string(&report_common::report())).unwrap();
-    assert_eq!(value["schema_version"], "1.2");
+    assert_eq!(value["schema_version"], "1.3");
     assert_eq!(value["verdict"]["status"], "failed");
     assert!(value["overall"]["latency_ms"]["p99_9"].is_number());
     assert!(value["overall"]["service_time_ms"]["p95"].is_number());

@@ -4,23 +4,26 @@
 //! do, with every random draw (jitter, toxicity) from the run's seed.
 //!
 //! Simulated: `down`, and the toxics `latency` (with jitter), `bandwidth`, `timeout`,
-//! `reset_peer`, `limit_data`, `slow_close`; node kill and restart (the simulation
+//! `reset_peer`, `limit_data`, `slow_close`, the HTTP toxics `http_abort` and
+//! `http_delay` (requests framed by the real engine's framer, each drawn for from the
+//! seed); node kill and restart (the simulation
 //! crashes and restarts the host, its files kept) and partition (every slot into and out
 //! of the node cut, as the real runtimes cut its proxies). Refused, with the fault named:
-//! `slicer` and the HTTP toxics (status aborts, per-request delay), stop and pause; see
-//! [`unsupported`].
+//! `slicer`, stop and pause; see [`unsupported`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use gauntlet::cluster::NodeOp;
 use gauntlet::faults::model::{Stream, Toxic, ToxicKind};
+use gauntlet::faults::toxics::{Piece, RequestFramer};
 use gauntlet::scenario::{Fault, FaultAction};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
+use tokio::sync::{Mutex as AsyncMutex, Notify};
 
 /// The fabric's host name.
 pub const HOST: &str = "fabric";
@@ -39,7 +42,9 @@ pub fn unsupported(fault: &Fault) -> Option<String> {
             | ToxicKind::Timeout { .. }
             | ToxicKind::ResetPeer { .. }
             | ToxicKind::LimitData { .. }
-            | ToxicKind::SlowClose { .. } => None,
+            | ToxicKind::SlowClose { .. }
+            | ToxicKind::HttpAbort { .. }
+            | ToxicKind::HttpDelay { .. } => None,
             _ => Some(format!("toxic `{}` (not simulated yet)", t.kind.type_name())),
         }),
     }
@@ -178,8 +183,9 @@ impl Link {
         };
         let (client_read, client_write) = client.into_split();
         let (server_read, server_write) = server.into_split();
-        let up = self.pump(Stream::Upstream, client_read, server_write, &conn);
-        let down = self.pump(Stream::Downstream, server_read, client_write, &conn);
+        let (client_write, server_write) = (AsyncMutex::new(client_write), AsyncMutex::new(server_write));
+        let up = self.pump(Stream::Upstream, client_read, &server_write, &client_write, &conn);
+        let down = self.pump(Stream::Downstream, server_read, &client_write, &server_write, &conn);
         let cut = self.cut.clone();
         tokio::select! {
             biased;
@@ -198,18 +204,21 @@ impl Link {
         }
     }
 
-    /// Copies one direction chunk by chunk through the toxics acting on it.
+    /// Copies one direction chunk by chunk through the toxics acting on it; `back` is
+    /// the writer toward the side `from` reads, where an `http_abort` answer goes.
     async fn pump(
         &self,
         stream: Stream,
         mut from: turmoil::net::tcp::OwnedReadHalf,
-        mut to: turmoil::net::tcp::OwnedWriteHalf,
+        to: &Writer,
+        back: &Writer,
         conn: &Conn,
     ) {
         let chosen = &conn.decided;
         let mut buf = vec![0u8; 32 * 1024];
         let mut sent: u64 = 0;
-        loop {
+        let mut requests = Requests::default();
+        'read: loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -226,53 +235,27 @@ impl Link {
                 }
             }
             self.lock().bytes += n as u64;
-            let acting = self.acting(stream, chosen);
-            let chunk = &buf[..n];
-            for (fault, toxic) in &acting {
-                self.lock().touch(*fault, chunk.len() as u64, 0);
-                match toxic.kind {
-                    ToxicKind::Latency { latency, jitter } => {
-                        let spread = if jitter == 0 { 0.0 } else { (self.lock().draw() * 2.0 - 1.0) * jitter as f64 };
-                        let ms = (latency as f64 + spread).max(0.0);
-                        tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
-                    }
-                    ToxicKind::Bandwidth { rate } => {
-                        let secs = chunk.len() as f64 / (rate.max(1) as f64 * 1000.0);
-                        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-                    }
-                    ToxicKind::Timeout { timeout } => {
-                        // Data is dropped; the connection closes after `timeout`, or when
-                        // the toxic is removed for 0.
-                        if timeout > 0 {
-                            tokio::time::sleep(Duration::from_millis(timeout)).await;
-                        } else {
-                            while self.acting(stream, chosen).iter().any(|(f, _)| f == fault) {
-                                tokio::time::sleep(Duration::from_millis(10)).await;
-                            }
-                        }
-                        conn.end.notify_one();
-                        return;
-                    }
-                    ToxicKind::ResetPeer { timeout } => {
-                        tokio::time::sleep(Duration::from_millis(timeout)).await;
-                        conn.end.notify_one();
-                        return;
-                    }
-                    ToxicKind::LimitData { bytes } => {
-                        let room = bytes.saturating_sub(sent) as usize;
-                        if room < chunk.len() {
-                            let _ = to.write_all(&chunk[..room]).await;
-                            conn.end.notify_one();
-                            return;
+            let chunk = Bytes::copy_from_slice(&buf[..n]);
+            let steps = if stream == Stream::Upstream && self.http {
+                self.frame_requests(&mut requests, chunk)
+            } else {
+                vec![Step::Send(chunk)]
+            };
+            for step in steps {
+                match step {
+                    Step::Send(bytes) => match self.forward(stream, &bytes, to, &mut sent, conn).await {
+                        Flow::Go => {}
+                        Flow::Ended => return,
+                        Flow::Broken => break 'read,
+                    },
+                    Step::Wait(d) => tokio::time::sleep(d).await,
+                    Step::Answer(bytes) => {
+                        if back.lock().await.write_all(&bytes).await.is_err() {
+                            break 'read;
                         }
                     }
-                    _ => {}
                 }
             }
-            if to.write_all(chunk).await.is_err() {
-                break;
-            }
-            sent += chunk.len() as u64;
         }
         // The end of the stream, delayed by `slow_close`.
         for (_, toxic) in self.acting(stream, chosen) {
@@ -280,14 +263,137 @@ impl Link {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
         }
-        let _ = to.shutdown().await;
+        let _ = to.lock().await.shutdown().await;
+    }
+
+    /// Sends `chunk` on through the TCP toxics acting on this connection.
+    async fn forward(&self, stream: Stream, chunk: &[u8], to: &Writer, sent: &mut u64, conn: &Conn) -> Flow {
+        let acting = self.acting(stream, &conn.decided);
+        for (fault, toxic) in &acting {
+            self.lock().touch(*fault, chunk.len() as u64, 0);
+            match toxic.kind {
+                ToxicKind::Latency { latency, jitter } => {
+                    let spread = if jitter == 0 { 0.0 } else { (self.lock().draw() * 2.0 - 1.0) * jitter as f64 };
+                    let ms = (latency as f64 + spread).max(0.0);
+                    tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+                }
+                ToxicKind::Bandwidth { rate } => {
+                    let secs = chunk.len() as f64 / (rate.max(1) as f64 * 1000.0);
+                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                }
+                ToxicKind::Timeout { timeout } => {
+                    // Data is dropped; the connection closes after `timeout`, or when
+                    // the toxic is removed for 0.
+                    if timeout > 0 {
+                        tokio::time::sleep(Duration::from_millis(timeout)).await;
+                    } else {
+                        while self.acting(stream, &conn.decided).iter().any(|(f, _)| f == fault) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    conn.end.notify_one();
+                    return Flow::Ended;
+                }
+                ToxicKind::ResetPeer { timeout } => {
+                    tokio::time::sleep(Duration::from_millis(timeout)).await;
+                    conn.end.notify_one();
+                    return Flow::Ended;
+                }
+                ToxicKind::LimitData { bytes } => {
+                    let room = bytes.saturating_sub(*sent) as usize;
+                    if room < chunk.len() {
+                        let _ = to.lock().await.write_all(&chunk[..room]).await;
+                        conn.end.notify_one();
+                        return Flow::Ended;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if to.lock().await.write_all(chunk).await.is_err() {
+            return Flow::Broken;
+        }
+        *sent += chunk.len() as u64;
+        Flow::Go
+    }
+
+    /// The HTTP toxics on requests: frames `chunk` into requests (with the real
+    /// engine's framer) while an `http_abort` or `http_delay` is in place, and draws for
+    /// each request, from the link's seed, whether each acts on it.
+    fn frame_requests(&self, st: &mut Requests, chunk: Bytes) -> Vec<Step> {
+        let toxics: Vec<(usize, Toxic)> =
+            self.lock().toxics.iter().filter(|(_, t)| t.kind.is_http()).cloned().collect();
+        if toxics.is_empty() && st.aborting.is_none() {
+            st.carried = true;
+            return match st.framer.take() {
+                // The request the framer was in goes on whole.
+                Some(mut framer) => vec![Step::Send(framer.take_pending()), Step::Send(chunk)],
+                None => vec![Step::Send(chunk)],
+            };
+        }
+        let carried = st.carried;
+        let framer =
+            st.framer.get_or_insert_with(|| if carried { RequestFramer::mid_stream() } else { RequestFramer::new() });
+        st.carried = true;
+        let mut pieces = Vec::new();
+        framer.feed(chunk, &mut pieces);
+        let mut steps = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Head { method, path, bytes, .. } => {
+                    let mut delay = Duration::ZERO;
+                    for (fault, toxic) in &toxics {
+                        let touched = {
+                            let mut s = self.lock();
+                            let matching = match &toxic.kind {
+                                ToxicKind::HttpAbort { matching, .. } | ToxicKind::HttpDelay { matching, .. } => {
+                                    matching
+                                }
+                                _ => continue,
+                            };
+                            matching.matches(&method, &path)
+                                && s.draw() * 100.0 < matching.percentage
+                                && (toxic.toxicity >= 1.0 || s.draw() < f64::from(toxic.toxicity))
+                        };
+                        if !touched || st.aborting.is_some() {
+                            continue;
+                        }
+                        self.lock().touch(*fault, bytes.len() as u64, 1);
+                        match &toxic.kind {
+                            ToxicKind::HttpAbort { status_code, body, .. } => {
+                                st.aborting =
+                                    Some(abort_answer(*status_code, body, !method.eq_ignore_ascii_case("HEAD")));
+                            }
+                            ToxicKind::HttpDelay { delay: ms, .. } => delay += Duration::from_millis(*ms),
+                            _ => {}
+                        }
+                    }
+                    if st.aborting.is_none() {
+                        if !delay.is_zero() {
+                            steps.push(Step::Wait(delay));
+                        }
+                        steps.push(Step::Send(bytes));
+                    }
+                }
+                Piece::Body(bytes) if st.aborting.is_none() => steps.push(Step::Send(bytes)),
+                Piece::Body(_) => {}
+                Piece::End => {
+                    if let Some(answer) = st.aborting.take() {
+                        steps.push(Step::Answer(answer));
+                    }
+                }
+                Piece::Raw(bytes) => steps.push(Step::Send(bytes)),
+            }
+        }
+        steps
     }
 
     /// The toxics in place on `stream` that act on this connection.
     fn acting(&self, stream: Stream, chosen: &Decided) -> Vec<(usize, Toxic)> {
         let mut s = self.lock();
         let mut decided = chosen.lock().unwrap_or_else(PoisonError::into_inner);
-        let present: Vec<(usize, Toxic)> = s.toxics.iter().filter(|(_, t)| t.stream == stream).cloned().collect();
+        let present: Vec<(usize, Toxic)> =
+            s.toxics.iter().filter(|(_, t)| t.stream == stream && !t.kind.is_http()).cloned().collect();
         present
             .into_iter()
             .filter(|(i, t)| {
@@ -304,6 +410,50 @@ impl Link {
             })
             .collect()
     }
+}
+
+/// A writer shared by the two directions of a connection.
+type Writer = AsyncMutex<turmoil::net::tcp::OwnedWriteHalf>;
+
+/// What to do with a read's bytes, in order.
+enum Step {
+    Send(Bytes),
+    Wait(Duration),
+    /// An `http_abort` answer, to the side the request came from.
+    Answer(Bytes),
+}
+
+/// Whether the pump goes on.
+enum Flow {
+    Go,
+    /// A toxic ended the connection.
+    Ended,
+    /// The other side is gone.
+    Broken,
+}
+
+/// The requests of one connection, while HTTP toxics frame them.
+#[derive(Default)]
+struct Requests {
+    framer: Option<RequestFramer>,
+    /// The answer owed to the request being aborted.
+    aborting: Option<Bytes>,
+    /// Bytes already went through (a framer started now starts mid-stream).
+    carried: bool,
+}
+
+/// The answer `http_abort` gives in place of the request's response, as the real
+/// engine words it; a `HEAD` request gets no body.
+fn abort_answer(status: u16, body: &str, with_body: bool) -> Bytes {
+    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Fault");
+    let mut text = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nx-gauntlet-fault: http_abort\r\n\r\n",
+        body.len()
+    );
+    if with_body {
+        text.push_str(body);
+    }
+    Bytes::from(text)
 }
 
 /// Per connection (per request on an HTTP link): whether each toxic it met acts on it.

@@ -391,7 +391,7 @@ fn judge(
         }
     }
     outcome.steady_state_after = output.steady_after;
-    judge_at(scenario, &mut outcome, &result, times, &quiet);
+    judge_at(scenario, &mut outcome, &result, times, true, &quiet);
     let _ = std::fs::write(run_dir.join("outcome.json"), serde_json::to_vec_pretty(&outcome).unwrap_or_default());
     outcome
 }

@@ -26,11 +26,14 @@ fn with_env(base: &str, service: &str, env: &str) -> Scenario {
     Scenario::parse(&text, &path).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// Each broken invariant with its broken clauses.
+type Broken = Vec<(String, Vec<String>)>;
+
 /// Runs seeds `seeds` with buggify; the first failing seed and its broken checks.
-fn search(scenario: &Scenario, seeds: std::ops::Range<u64>, out: &Path) -> Option<(u64, Vec<(String, Vec<String>)>)> {
+fn search(scenario: &Scenario, seeds: std::ops::Range<u64>, out: &Path) -> Option<(u64, Broken)> {
     for seed in seeds {
         let outcome = gauntlet_sim::run_seed(scenario, seed, &gauntlet_sim::seed_dir(out, seed), true).unwrap();
-        let broken: Vec<(String, Vec<String>)> = outcome
+        let broken: Broken = outcome
             .checks
             .iter()
             .filter(|c| !c.valid())

@@ -17,7 +17,9 @@ fn normal_tree(package: &str) -> String {
 
 #[test]
 fn no_service_depends_on_the_simulator() {
-    for service in ["shop-kit", "shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway", "shop-notifications"] {
+    for service in
+        ["shop-kit", "shop-users", "shop-catalog", "shop-payments", "shop-orders", "shop-gateway", "shop-notifications"]
+    {
         let tree = normal_tree(service);
         assert!(tree.contains("tokio v"), "{service}: not a real dependency tree:\n{tree}");
         assert!(!tree.contains("turmoil"), "{service} depends on turmoil:\n{tree}");

@@ -72,6 +72,7 @@ pub fn from_load_judged(meta: RunMeta, result: &RunResult, verdicts: &[SloVerdic
         flow_starts: FlowStarts { scheduled: result.scheduled, started: result.started, dropped: rec.dropped() },
         aborted: result.stopped.clone(),
         steady_state_after: None,
+        simulated: false,
         load_model: Some(if result.open_model { LoadModel::Open } else { LoadModel::Closed }),
         send_lateness_ms: (!rec.send_lateness().is_empty()).then(|| percentiles(rec.send_lateness())),
     };

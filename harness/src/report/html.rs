@@ -72,6 +72,9 @@ pub fn render(report: &Report) -> String {
 
 fn header(out: &mut String, r: &Report) {
     let _ = write!(out, "<h1>Gauntlet report: {}</h1>", escape(&r.run.name));
+    if r.run.simulated {
+        out.push_str("<div class=\"meta\"><strong>Simulated cluster</strong> (gauntlet sim): every time on this page, the charts' included, is simulated time.</div>");
+    }
     let _ = write!(
         out,
         "<div class=\"meta\">seed {} · started {} · ended {} · measured {} · gauntlet {} · schema {}</div>",

@@ -92,7 +92,12 @@ fn verdict(out: &mut String, r: &Report) {
     let o = &r.overall;
     let _ = writeln!(
         out,
-        "{} requests in {} ({:.1}/s), availability {}, error rate {}; seed `{}`, started {}, gauntlet {}\n",
+        "{}{} requests in {} ({:.1}/s), availability {}, error rate {}; seed `{}`, started {}, gauntlet {}\n",
+        if r.run.simulated {
+            "**Simulated cluster** (`gauntlet sim`): every time below is simulated time. "
+        } else {
+            ""
+        },
         fmt_count(o.count),
         fmt_offset(r.run.runtime_ms),
         o.rate,

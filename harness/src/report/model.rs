@@ -14,6 +14,10 @@
 //!
 //! 1.2 added the SLO unit `value` (a service gauge's own unit, for `metric` SLOs, whose
 //! `samples` count the scrapes judged); a 1.1 reader does not know it.
+//!
+//! 1.3 added `run.simulated`: the run was on the simulated cluster (`gauntlet sim`), so
+//! its times (`started_at`, `ended_at`, offsets, latencies) are simulated time, not the
+//! wall clock's; absent (false) otherwise.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion { major: 1, minor: 2 };
+pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion { major: 1, minor: 3 };
 
 /// A `major.minor` schema version; readers accept any minor of a major they know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,6 +164,10 @@ pub struct RunInfo {
     /// of the latency figures that is the tool's own, not the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_lateness_ms: Option<Percentiles>,
+    /// Whether the run was on the simulated cluster (`gauntlet sim`): every time in the
+    /// report is then simulated time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
 }
 
 /// How the load was offered.

@@ -523,20 +523,23 @@ fn judge(
     started_at: std::time::SystemTime,
     on_event: &(dyn Fn(Event) + Sync),
 ) {
-    judge_at(scenario, outcome, result, (started_at, std::time::SystemTime::now()), on_event);
+    judge_at(scenario, outcome, result, (started_at, std::time::SystemTime::now()), false, on_event);
 }
 
 /// Judges a finished run into one verdict (`outcome.reasons`) and writes its report
 /// under `run_dir/report`; `times` are when it started and ended on the clock it ran
-/// on (the simulated one in a simulation, so its report is the same byte for byte).
+/// on (the simulated one in a simulation, so its report is the same byte for byte), and
+/// `simulated` marks the report as a simulated run's.
 pub fn judge_at(
     scenario: &Scenario,
     outcome: &mut RunOutcome,
     result: &runner::RunResult,
     times: (std::time::SystemTime, std::time::SystemTime),
+    simulated: bool,
     on_event: &(dyn Fn(Event) + Sync),
 ) {
-    let report = to_report(scenario, outcome, result, times);
+    let mut report = to_report(scenario, outcome, result, times);
+    report.run.simulated = simulated;
     outcome.reasons = Some(report.failure_reasons());
     match crate::report::write_all(&outcome.run_dir.join("report"), &report) {
         Ok(files) => outcome.report_files = files,

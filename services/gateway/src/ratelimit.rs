@@ -10,8 +10,10 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use shop_kit::auth::JwtKeys;
 use shop_kit::{ApiError, ProblemKind};
 
@@ -21,7 +23,20 @@ const MAX_TRACKED_CLIENTS: usize = 100_000;
 /// A keyed token bucket: `rate` requests per second per client, bursts up to `burst`.
 #[derive(Clone)]
 pub struct RateLimit {
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    limiter: Arc<RateLimiter<String, DefaultKeyedStateStore<String>, TokioClock, NoOpMiddleware<std::time::Instant>>>,
+}
+
+/// The limiter's clock: tokio's monotonic clock, which is the system's in a real process
+/// and the simulated one in a simulation (so the same seed refuses the same requests).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
 }
 
 /// A limit that cannot work (zero rate or burst).
@@ -34,7 +49,8 @@ impl RateLimit {
     pub fn new(rate: u32, burst: u32) -> Result<Self, ZeroLimit> {
         let rate = NonZeroU32::new(rate).ok_or(ZeroLimit)?;
         let burst = NonZeroU32::new(burst).ok_or(ZeroLimit)?;
-        Ok(Self { limiter: Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))) })
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        Ok(Self { limiter: Arc::new(RateLimiter::new(quota, DefaultKeyedStateStore::default(), TokioClock)) })
     }
 
     /// Takes one token for `client`; on refusal, the seconds to wait.
@@ -43,7 +59,7 @@ impl RateLimit {
             self.limiter.retain_recent();
         }
         self.limiter.check_key(&client.to_string()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(TokioClock.now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
     }
