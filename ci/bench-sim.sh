@@ -16,8 +16,9 @@ seeds=${1:-20}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -q -p gauntlet --bin gauntlet -p gauntlet-sim \
-        -p shop-users -p shop-catalog -p shop-payments -p shop-orders -p shop-gateway
+    cargo build --release -q -p gauntlet --bin gauntlet
+    cargo build --release -q -p gauntlet-sim --bin gauntlet-sim
+    cargo build --release -q --bin shop-users --bin shop-catalog --bin shop-payments --bin shop-orders --bin shop-gateway
 fi
 gauntlet="$root/target/release/gauntlet"
 sim="$root/target/release/gauntlet-sim"
