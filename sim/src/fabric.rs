@@ -4,12 +4,12 @@
 //! do, with every random draw (jitter, toxicity) from the run's seed.
 //!
 //! Simulated: `down`, and the toxics `latency` (with jitter), `bandwidth`, `timeout`,
-//! `reset_peer`, `limit_data`, `slow_close`, the HTTP toxics `http_abort` and
+//! `reset_peer`, `limit_data`, `slow_close`, `slicer`, the HTTP toxics `http_abort` and
 //! `http_delay` (requests framed by the real engine's framer, each drawn for from the
 //! seed); node kill and restart (the simulation
 //! crashes and restarts the host, its files kept) and partition (every slot into and out
-//! of the node cut, as the real runtimes cut its proxies). Refused, with the fault named:
-//! `slicer`, stop and pause; see [`unsupported`].
+//! of the node cut, as the real runtimes cut its proxies). Node stop is graceful as
+//! SIGTERM is. Refused, with the fault named: pause; see [`unsupported`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,10 +32,11 @@ pub const HOST: &str = "fabric";
 pub fn unsupported(fault: &Fault) -> Option<String> {
     match &fault.action {
         FaultAction::Down => None,
-        FaultAction::Node(NodeOp::Kill | NodeOp::Restart | NodeOp::Partition | NodeOp::Heal) => None,
-        FaultAction::Node(op) => Some(format!(
-            "node operation `{op:?}` (kill, restart and partition are simulated; stop and pause are not yet: a graceful drain and a frozen process have no faithful meaning here yet)"
-        )),
+        FaultAction::Node(NodeOp::Pause | NodeOp::Resume) => Some(
+            "node operation `Pause` (kill, stop, restart and partition are simulated; pause is not: a frozen process's timers stop, and a simulated host's do not)"
+                .to_string(),
+        ),
+        FaultAction::Node(_) => None,
         FaultAction::Toxics(toxics) => toxics.iter().find_map(|t| match t.kind {
             ToxicKind::Latency { .. }
             | ToxicKind::Bandwidth { .. }
@@ -43,9 +44,9 @@ pub fn unsupported(fault: &Fault) -> Option<String> {
             | ToxicKind::ResetPeer { .. }
             | ToxicKind::LimitData { .. }
             | ToxicKind::SlowClose { .. }
+            | ToxicKind::Slicer { .. }
             | ToxicKind::HttpAbort { .. }
             | ToxicKind::HttpDelay { .. } => None,
-            _ => Some(format!("toxic `{}` (not simulated yet)", t.kind.type_name())),
         }),
     }
 }
@@ -269,6 +270,7 @@ impl Link {
     /// Sends `chunk` on through the TCP toxics acting on this connection.
     async fn forward(&self, stream: Stream, chunk: &[u8], to: &Writer, sent: &mut u64, conn: &Conn) -> Flow {
         let acting = self.acting(stream, &conn.decided);
+        let mut slices: Option<(u64, u64, u64)> = None;
         for (fault, toxic) in &acting {
             self.lock().touch(*fault, chunk.len() as u64, 0);
             match toxic.kind {
@@ -307,8 +309,29 @@ impl Link {
                         return Flow::Ended;
                     }
                 }
+                ToxicKind::Slicer { average_size, size_variation, delay } => {
+                    slices = Some((average_size.max(1), size_variation, delay));
+                }
                 _ => {}
             }
+        }
+        if let Some((average, variation, delay)) = slices {
+            // Slices of average ± variation bytes (drawn from the seed), `delay` µs apart.
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let spread = if variation == 0 { 0 } else { (self.lock().draw() * (2 * variation + 1) as f64) as u64 };
+                let size = ((average + spread).saturating_sub(variation)).max(1) as usize;
+                let (slice, tail) = rest.split_at(size.min(rest.len()));
+                if to.lock().await.write_all(slice).await.is_err() {
+                    return Flow::Broken;
+                }
+                rest = tail;
+                if !rest.is_empty() {
+                    tokio::time::sleep(Duration::from_micros(delay)).await;
+                }
+            }
+            *sent += chunk.len() as u64;
+            return Flow::Go;
         }
         if to.lock().await.write_all(chunk).await.is_err() {
             return Flow::Broken;

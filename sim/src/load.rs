@@ -64,6 +64,12 @@ pub enum HostCommand {
 /// The queue of [`HostCommand`]s.
 pub type Commands = Arc<Mutex<Vec<HostCommand>>>;
 
+/// Per node (host name), its current incarnation's stop switch and whether it has
+/// stopped serving (a graceful stop).
+pub type Stops = Arc<
+    Mutex<std::collections::BTreeMap<String, (tokio::sync::watch::Sender<bool>, Arc<std::sync::atomic::AtomicBool>)>>,
+>;
+
 /// What the load host hands back when the simulation ends.
 pub struct LoadOutput {
     /// Why the steady state did not hold before the load, if it did not.
@@ -92,6 +98,8 @@ pub struct Targets {
     pub links: Vec<(Slot, Link)>,
     /// Where node operations go.
     pub commands: Commands,
+    /// The nodes' stop switches.
+    pub stops: Stops,
 }
 
 /// The services whose admin state the checkers read.
@@ -129,24 +137,51 @@ impl Ingress {
         self.anchor + t.saturating_duration_since(self.t0)
     }
 
-    async fn once(&self, req: Request<Bytes>, keep: Keep<'_>, sent: &mut Instant) -> Result<Answer, ErrorKind> {
+    /// One request; a reused connection that the server closed before answering is
+    /// replaced once for a request that may be repeated, as the real client does.
+    async fn attempt(&self, req: Request<Bytes>, keep: Keep<'_>, sent: &mut Instant) -> Result<Answer, ErrorKind> {
         let _permit = self.permits.acquire().await.map_err(|_| ErrorKind::Protocol)?;
         let pooled = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop().filter(|s| !s.is_closed());
+        let reused = pooled.is_some();
+        let again = (reused && req.method().is_idempotent()).then(|| {
+            let mut copy = Request::new(req.body().clone());
+            *copy.method_mut() = req.method().clone();
+            *copy.uri_mut() = req.uri().clone();
+            *copy.headers_mut() = req.headers().clone();
+            copy
+        });
+        match (self.once(req, keep, sent, pooled).await, again) {
+            (Err((ErrorKind::Reset, true)), Some(again)) => {
+                self.once(again, keep, sent, None).await.map_err(|(kind, _)| kind)
+            }
+            (other, _) => other.map_err(|(kind, _)| kind),
+        }
+    }
+
+    /// One exchange on `pooled` or a new connection; a failure says whether nothing of
+    /// an answer had come.
+    async fn once(
+        &self,
+        req: Request<Bytes>,
+        keep: Keep<'_>,
+        sent: &mut Instant,
+        pooled: Option<SendRequest<Full<Bytes>>>,
+    ) -> Result<Answer, (ErrorKind, bool)> {
         let mut sender = match pooled {
             Some(s) => s,
             None => crate::net::connect(&self.authority).await.map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
-                _ => ErrorKind::Connect,
+                std::io::ErrorKind::ConnectionRefused => (ErrorKind::ConnectRefused, true),
+                _ => (ErrorKind::Connect, true),
             })?,
         };
         // The request goes out once a connection is in hand.
         *sent = Instant::now();
-        sender.ready().await.map_err(|_| ErrorKind::Reset)?;
+        sender.ready().await.map_err(|_| (ErrorKind::Reset, true))?;
         let res = sender.send_request(req.map(Full::new)).await.map_err(|e| {
             if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
-                ErrorKind::Reset
+                (ErrorKind::Reset, true)
             } else {
-                ErrorKind::Protocol
+                (ErrorKind::Protocol, true)
             }
         })?;
         let status = res.status().as_u16();
@@ -155,7 +190,7 @@ impl Ingress {
             .iter()
             .filter_map(|name| res.headers().get(name).map(|v| (name.clone(), v.clone())))
             .collect::<Vec<_>>();
-        let body = res.into_body().collect().await.map_err(|_| ErrorKind::Reset)?.to_bytes();
+        let body = res.into_body().collect().await.map_err(|_| (ErrorKind::Reset, false))?.to_bytes();
         if !sender.is_closed() {
             self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(sender);
         }
@@ -174,7 +209,7 @@ impl Transport for Ingress {
     async fn exchange(&mut self, mut req: Request<Bytes>, keep: Keep<'_>) -> Exchange {
         req.headers_mut().insert(HOST, self.host.clone());
         let mut sent = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.once(req, keep, &mut sent)).await;
+        let result = tokio::time::timeout(self.timeout, self.attempt(req, keep, &mut sent)).await;
         let done = Instant::now();
         let (outcome, body, headers) = match result {
             Ok(Ok(a)) => (Outcome::Status(a.status), a.body, a.headers),
@@ -264,6 +299,7 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
         scenario.faults.clone(),
         targets.links.clone(),
         targets.commands.clone(),
+        targets.stops.clone(),
         targets.admin.orders_state(),
         t0,
         times.clone(),
@@ -336,6 +372,7 @@ async fn fault_timeline(
     faults: Vec<gauntlet::scenario::Fault>,
     all: Vec<(Slot, Link)>,
     commands: Commands,
+    stops: Stops,
     orders: (String, String),
     t0: Instant,
     log: Arc<Mutex<FaultTimes>>,
@@ -353,7 +390,7 @@ async fn fault_timeline(
             })
             .map(|(k, (_, link))| (k, link.clone()))
             .collect();
-        let (log, commands, orders) = (log.clone(), commands.clone(), orders.clone());
+        let (log, commands, orders, stops) = (log.clone(), commands.clone(), orders.clone(), stops.clone());
         let (action, target, at, until) = (fault.action.clone(), fault.target.clone(), fault.at, fault.until);
         let start_totals = start_totals.clone();
         async move {
@@ -384,6 +421,22 @@ async fn fault_timeline(
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .push(HostCommand::Restart(host.clone())),
+                        NodeOp::Stop => {
+                            // SIGTERM: the node stops accepting and finishes what is in
+                            // flight, then its process is gone.
+                            let switch = stops.lock().unwrap_or_else(PoisonError::into_inner).get(&host).cloned();
+                            if let Some((stop, stopped)) = switch {
+                                let _ = stop.send(true);
+                                let deadline = Instant::now() + Duration::from_secs(120);
+                                while !stopped.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                                    tokio::time::sleep(Duration::from_millis(1)).await;
+                                }
+                            }
+                            commands
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .push(HostCommand::Crash(host.clone()));
+                        }
                         NodeOp::Partition => {
                             for (_, link) in &touching {
                                 link.apply(i, &FaultAction::Down);
@@ -401,7 +454,7 @@ async fn fault_timeline(
                     }
                     tokio::time::sleep_until(t0 + until).await;
                     match op {
-                        NodeOp::Kill => {
+                        NodeOp::Kill | NodeOp::Stop => {
                             commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Restart(host))
                         }
                         _ => {

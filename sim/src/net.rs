@@ -63,23 +63,49 @@ impl Platform for Node {
     }
 }
 
-/// Serves `router` on `port` of the current simulated host until the host stops. Each
-/// connection is served by hyper in a task of the node (`platform::spawn`), and each
-/// request carries its peer address as axum's `ConnectInfo`, as the real server's do.
-pub async fn serve(router: Router, port: u16) -> std::io::Result<()> {
+/// Serves `router` on `port` of the current simulated host until the host crashes, or
+/// until `stop` turns true: then, as the real server does on SIGTERM, it stops
+/// accepting, lets the requests in flight finish (idle keep-alive connections close at
+/// once) within `grace`, and returns. Each connection is served by hyper in a task of
+/// the node (`platform::spawn`), and each request carries its peer address as axum's
+/// `ConnectInfo`, as the real server's do.
+pub async fn serve(
+    router: Router,
+    port: u16,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+) -> std::io::Result<()> {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            accepted = listener.accept() => accepted?,
+        };
         let router = router.clone();
-        platform::spawn(async move {
+        let mut stop = stop.clone();
+        connections.spawn(platform::scope(platform::current(), async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 let mut router = router.clone();
                 async move { Ok::<_, Infallible>(router.call(req).await.unwrap_or_else(|never| match never {})) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                biased;
+                _ = connection.as_mut() => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        }));
     }
+    drop(listener);
+    let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    Ok(())
 }
 
 type Sender = SendRequest<Full<Bytes>>;

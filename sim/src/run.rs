@@ -164,6 +164,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
     });
 
     let lives: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+    let stops: crate::load::Stops = Arc::default();
     for node in &plan.nodes {
         let name = node.id.to_string();
         let mut env: BTreeMap<String, String> = node.env.clone();
@@ -176,7 +177,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
         env.insert("SHOP_BIND".into(), "0.0.0.0".into());
         let (service, binary, port) =
             (node.id.service.clone(), hosted(&node.service).unwrap_or_default().to_string(), node.addr.port());
-        let lives = lives.clone();
+        let (lives, stops) = (lives.clone(), stops.clone());
         sim.host(node.id.to_string().as_str(), move || {
             let life = {
                 let mut lives = lives.lock().unwrap_or_else(PoisonError::into_inner);
@@ -186,12 +187,20 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
             };
             let node: Arc<dyn Platform> = Node::new(seed, &name, life);
             let (env, service, binary) = (env.clone(), service.clone(), binary.clone());
+            // Each incarnation can be stopped gracefully (`stop`) through its own switch.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            stops.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), (stop_tx, stopped.clone()));
             platform::scope(Some(node), async move {
-                let app = match build(&binary, &service, port, env).await {
-                    Ok(app) => app,
+                let (app, grace) = match build(&binary, &service, port, env).await {
+                    Ok(built) => built,
                     Err(e) => return Err(format!("{service}: {e:#}").into()),
                 };
-                net::serve(app, port).await?;
+                net::serve(app, port, stop_rx, grace).await?;
+                stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                // A stopped process is gone; the simulation crashes the host when it sees
+                // this, which ends its background tasks too.
+                std::future::pending::<()>().await;
                 Ok(())
             })
         });
@@ -199,7 +208,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
 
     let admin = admin_hosts(&plan)?;
     let commands: crate::load::Commands = Arc::default();
-    let targets = Targets { ingress, admin, links: links.clone(), commands: commands.clone() };
+    let targets = Targets { ingress, admin, links: links.clone(), commands: commands.clone(), stops };
     let out: Arc<Mutex<Option<LoadOutput>>> = Arc::default();
     let load = crate::load::drive(scenario.clone(), targets, out.clone());
     sim.client("load", async move {
@@ -248,10 +257,16 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
 }
 
 /// Builds service `service`'s app as its binary would, from `env`.
-async fn build(binary: &str, service: &str, port: u16, env: BTreeMap<String, String>) -> anyhow::Result<axum::Router> {
+async fn build(
+    binary: &str,
+    service: &str,
+    port: u16,
+    env: BTreeMap<String, String>,
+) -> anyhow::Result<(axum::Router, Duration)> {
     let env = shop_kit::Env::from_pairs(env);
     let needs_db = binary != "shop-gateway";
     let config = shop_kit::ServiceConfig::from_env(&env, service, port, needs_db)?;
+    let grace = config.shutdown_grace;
     shop_kit::breakage::check_at_start_up(&env, service)?;
     let metrics = shop_kit::metrics::Metrics::new(service);
     let app = match binary {
@@ -262,7 +277,7 @@ async fn build(binary: &str, service: &str, port: u16, env: BTreeMap<String, Str
         "shop-gateway" => shop_gateway::build(config, env, metrics).await?,
         other => anyhow::bail!("the simulator does not host `{other}`"),
     };
-    Ok(app.into_router())
+    Ok((app.into_router(), grace))
 }
 
 fn admin_hosts(plan: &ClusterPlan) -> anyhow::Result<AdminHosts> {
