@@ -42,3 +42,17 @@ pub fn run(args: SimArgs) -> Result<Outcome, CliError> {
         _ => Outcome::HarnessFailed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_the_simulator_beside_it_says_how_to_build_it() {
+        // A test binary lives in target/*/deps, where no gauntlet-sim is.
+        assert!(simulator().is_none());
+        let err = run(SimArgs { args: vec!["scenarios/smoke.toml".into()] }).unwrap_err();
+        assert!(matches!(err, CliError::BadInput(_)), "{err}");
+        assert!(err.to_string().contains("cargo build --release -p gauntlet-sim"), "{err}");
+    }
+}
