@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gauntlet::cluster::NodeId;
-use gauntlet::scenario::{FaultTarget, Scenario};
+use gauntlet::load::slo::Window;
+use gauntlet::scenario::{FaultTarget, Scenario, WindowAnchor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -26,7 +27,9 @@ pub struct Network {
 /// Perturbs `scenario` as seed `seed` draws, within its bounds:
 /// - every fault moves by one common shift, so faults keep their order and overlaps, and
 ///   the first starts no earlier than half its planned time and the last ends no later
-///   than halfway between its planned end and the end of the load;
+///   than halfway between its planned end and the end of the load, nor later than the
+///   scenario's `recovery.duration` before the end of the load; SLO windows written
+///   as fixed times move with them (they were written against the planned timeline);
 /// - a fault on a node strikes a replica of that service drawn among its replicas (every
 ///   fault on one node moves to the same one);
 /// - the network's delay bound is drawn up to [`MAX_LATENCY`], and host order is random.
@@ -37,11 +40,25 @@ pub fn perturb(scenario: &mut Scenario, seed: u64) -> Network {
         (scenario.faults.iter().map(|f| f.at).min(), scenario.faults.iter().map(|f| f.until).max())
     {
         let earlier = (first / 2).as_millis() as i64;
-        let later = (load_end.saturating_sub(last) / 2).as_millis() as i64;
+        // The scenario promises the load goes on `recovery.duration` after the last fault.
+        let room = load_end.saturating_sub(last);
+        let later = (room / 2).min(room.saturating_sub(scenario.recovery.duration)).as_millis() as i64;
         let shift = rng.random_range(-earlier..=later);
         for f in &mut scenario.faults {
             f.at = shifted(f.at, shift);
             f.until = shifted(f.until, shift);
+        }
+        // An SLO window written as fixed times (`after = "19s"`) was written against the
+        // planned timeline, and moves with it; the whole run stays the whole run, and
+        // windows tied to faults follow the faults by themselves.
+        let anchors = scenario.slo_anchors.clone();
+        for (slo, anchor) in
+            scenario.load.workload.slos.iter_mut().zip(anchors.iter().chain(std::iter::repeat(&WindowAnchor::Fixed)))
+        {
+            if *anchor == WindowAnchor::Fixed && slo.window != Window::WHOLE_RUN {
+                slo.window.start = shifted(slo.window.start, shift);
+                slo.window.end = slo.window.end.map(|e| shifted(e, shift));
+            }
         }
     }
     let replicas = |service: &str| {

@@ -249,7 +249,7 @@ impl Link {
                         Flow::Ended => return,
                         Flow::Broken => break 'read,
                     },
-                    Step::Wait(d) => tokio::time::sleep(d).await,
+                    Step::Wait(fault, d) => self.delay_while_in_place(fault, d).await,
                     Step::Answer(bytes) => {
                         if back.lock().await.write_all(&bytes).await.is_err() {
                             break 'read;
@@ -270,18 +270,18 @@ impl Link {
     /// Sends `chunk` on through the TCP toxics acting on this connection.
     async fn forward(&self, stream: Stream, chunk: &[u8], to: &Writer, sent: &mut u64, conn: &Conn) -> Flow {
         let acting = self.acting(stream, &conn.decided);
-        let mut slices: Option<(u64, u64, u64)> = None;
+        let mut slices: Option<(usize, u64, u64, u64)> = None;
         for (fault, toxic) in &acting {
             self.lock().touch(*fault, chunk.len() as u64, 0);
             match toxic.kind {
                 ToxicKind::Latency { latency, jitter } => {
                     let spread = if jitter == 0 { 0.0 } else { (self.lock().draw() * 2.0 - 1.0) * jitter as f64 };
                     let ms = (latency as f64 + spread).max(0.0);
-                    tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+                    self.delay_while_in_place(*fault, Duration::from_secs_f64(ms / 1000.0)).await;
                 }
                 ToxicKind::Bandwidth { rate } => {
                     let secs = chunk.len() as f64 / (rate.max(1) as f64 * 1000.0);
-                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                    self.delay_while_in_place(*fault, Duration::from_secs_f64(secs)).await;
                 }
                 ToxicKind::Timeout { timeout } => {
                     // Data is dropped; the connection closes after `timeout`, or when
@@ -310,12 +310,12 @@ impl Link {
                     }
                 }
                 ToxicKind::Slicer { average_size, size_variation, delay } => {
-                    slices = Some((average_size.max(1), size_variation, delay));
+                    slices = Some((*fault, average_size.max(1), size_variation, delay));
                 }
                 _ => {}
             }
         }
-        if let Some((average, variation, delay)) = slices {
+        if let Some((fault, average, variation, delay)) = slices {
             // Slices of average ± variation bytes (drawn from the seed), `delay` µs apart.
             let mut rest = chunk;
             while !rest.is_empty() {
@@ -327,7 +327,7 @@ impl Link {
                 }
                 rest = tail;
                 if !rest.is_empty() {
-                    tokio::time::sleep(Duration::from_micros(delay)).await;
+                    self.delay_while_in_place(fault, Duration::from_micros(delay)).await;
                 }
             }
             *sent += chunk.len() as u64;
@@ -365,6 +365,7 @@ impl Link {
             match piece {
                 Piece::Head { method, path, bytes, .. } => {
                     let mut delay = Duration::ZERO;
+                    let mut delayed_by = 0;
                     for (fault, toxic) in &toxics {
                         let touched = {
                             let mut s = self.lock();
@@ -387,13 +388,16 @@ impl Link {
                                 st.aborting =
                                     Some(abort_answer(*status_code, body, !method.eq_ignore_ascii_case("HEAD")));
                             }
-                            ToxicKind::HttpDelay { delay: ms, .. } => delay += Duration::from_millis(*ms),
+                            ToxicKind::HttpDelay { delay: ms, .. } => {
+                                delay = delay.max(Duration::from_millis(*ms));
+                                delayed_by = *fault;
+                            }
                             _ => {}
                         }
                     }
                     if st.aborting.is_none() {
                         if !delay.is_zero() {
-                            steps.push(Step::Wait(delay));
+                            steps.push(Step::Wait(delayed_by, delay));
                         }
                         steps.push(Step::Send(bytes));
                     }
@@ -409,6 +413,25 @@ impl Link {
             }
         }
         steps
+    }
+
+    /// Waits `d`, or less if fault `fault` is taken away meanwhile: as Toxiproxy's
+    /// toxics do, a removed toxic lets what it was holding go at once.
+    async fn delay_while_in_place(&self, fault: usize, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let removed = self.cut.notified();
+            tokio::pin!(removed);
+            removed.as_mut().enable();
+            if !self.lock().toxics.iter().any(|(i, _)| *i == fault) {
+                return;
+            }
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = removed => {}
+            }
+        }
     }
 
     /// The toxics in place on `stream` that act on this connection.
@@ -441,7 +464,8 @@ type Writer = AsyncMutex<turmoil::net::tcp::OwnedWriteHalf>;
 /// What to do with a read's bytes, in order.
 enum Step {
     Send(Bytes),
-    Wait(Duration),
+    /// A delay fault `.0` imposes, cut short if it is removed.
+    Wait(usize, Duration),
     /// An `http_abort` answer, to the side the request came from.
     Answer(Bytes),
 }

@@ -171,16 +171,43 @@ impl Transport for SimHttp {
         let idle = self.idle.clone();
         Box::pin(async move {
             let (authority, request) = origin_form(request)?;
-            let mut sender = match take_idle(&idle, &authority) {
-                Some(s) => s,
-                None => connect(&authority).await.map_err(|e| format!("connecting to {authority}: {e}"))?,
+            let (parts, body) = request.into_parts();
+            let copy = || {
+                let mut r = http::Request::new(body.clone());
+                *r.method_mut() = parts.method.clone();
+                *r.uri_mut() = parts.uri.clone();
+                *r.headers_mut() = parts.headers.clone();
+                r
             };
+            // A pooled connection the other side closed before the request went out is
+            // replaced, and the request sent on a new one, as reqwest's pool does.
+            while let Some(mut sender) = take_idle(&idle, &authority) {
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.send_request(copy()).await {
+                    Ok(response) => return read(response, &authority, &idle, sender).await,
+                    Err(e) if e.is_canceled() => continue,
+                    Err(e) => return Err(format!("{authority}: {e}")),
+                }
+            }
+            let mut sender = connect(&authority).await.map_err(|e| format!("connecting to {authority}: {e}"))?;
             sender.ready().await.map_err(|e| format!("{authority}: {e}"))?;
-            let response = sender.send_request(request).await.map_err(|e| format!("{authority}: {e}"))?;
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(|e| format!("{authority}: reading the answer: {e}"))?.to_bytes();
-            put_idle(&idle, authority, sender);
-            Ok(http::Response::from_parts(parts, body))
+            let response = sender.send_request(copy()).await.map_err(|e| format!("{authority}: {e}"))?;
+            read(response, &authority, &idle, sender).await
         })
     }
+}
+
+/// Reads a whole answer, and gives its connection back to the pool.
+async fn read(
+    response: http::Response<Incoming>,
+    authority: &str,
+    idle: &Idle,
+    sender: Sender,
+) -> Result<http::Response<Bytes>, String> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| format!("{authority}: reading the answer: {e}"))?.to_bytes();
+    put_idle(idle, authority.to_string(), sender);
+    Ok(http::Response::from_parts(parts, body))
 }
