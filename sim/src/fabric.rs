@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gauntlet::cluster::NodeOp;
 use gauntlet::faults::model::{Stream, Toxic, ToxicKind};
-use gauntlet::faults::toxics::{Piece, RequestFramer};
+use gauntlet::faults::toxics::{abort_answer, Piece, RequestFramer};
 use gauntlet::scenario::{Fault, FaultAction};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -487,20 +487,6 @@ struct Requests {
     aborting: Option<Bytes>,
     /// Bytes already went through (a framer started now starts mid-stream).
     carried: bool,
-}
-
-/// The answer `http_abort` gives in place of the request's response, as the real
-/// engine words it; a `HEAD` request gets no body.
-fn abort_answer(status: u16, body: &str, with_body: bool) -> Bytes {
-    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Fault");
-    let mut text = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nx-gauntlet-fault: http_abort\r\n\r\n",
-        body.len()
-    );
-    if with_body {
-        text.push_str(body);
-    }
-    Bytes::from(text)
 }
 
 /// Per connection (per request on an HTTP link): whether each toxic it met acts on it.

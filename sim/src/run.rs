@@ -359,17 +359,7 @@ fn judge(
         record.effect = Some(effect);
     }
     let rec = &result.recorder;
-    let overall = rec.overall();
-    outcome.load = LoadSummary {
-        requests: overall.total(),
-        errors: overall.failed(),
-        p95_ms: overall.latency().value_at_quantile(0.95) as f64 / 1000.0,
-        p99_ms: overall.latency().value_at_quantile(0.99) as f64 / 1000.0,
-        availability: overall.availability(),
-        rate: result.achieved_rate(),
-        dropped: rec.dropped(),
-        flows_started: result.started,
-    };
+    outcome.load = LoadSummary::of(&result);
     let actual: Vec<ActualTimes> =
         output.fault_times.iter().map(|log| ActualTimes { applied: log.applied, removed: log.removed }).collect();
     let slos = if rec.windows_movable() { scenario.slos_as_run(&actual) } else { scenario.slos().to_vec() };

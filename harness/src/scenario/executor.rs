@@ -106,6 +106,24 @@ pub struct LoadSummary {
     pub flows_started: u64,
 }
 
+impl LoadSummary {
+    /// The numbers of a finished load.
+    pub fn of(result: &runner::RunResult) -> Self {
+        let rec = &result.recorder;
+        let overall = rec.overall();
+        Self {
+            requests: overall.total(),
+            errors: overall.failed(),
+            p95_ms: overall.latency().value_at_quantile(0.95) as f64 / 1000.0,
+            p99_ms: overall.latency().value_at_quantile(0.99) as f64 / 1000.0,
+            availability: overall.availability(),
+            rate: result.achieved_rate(),
+            dropped: rec.dropped(),
+            flows_started: result.started,
+        }
+    }
+}
+
 /// Everything a run found out.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunOutcome {
@@ -370,17 +388,7 @@ pub async fn execute<R: Runtime>(
     observe_effects(scenario, cluster, &mut outcome, None);
     let result = result.context("the load generator panicked")?.context("the load generator failed")?;
     let rec = &result.recorder;
-    let overall = rec.overall();
-    outcome.load = LoadSummary {
-        requests: overall.total(),
-        errors: overall.failed(),
-        p95_ms: overall.latency().value_at_quantile(0.95) as f64 / 1000.0,
-        p99_ms: overall.latency().value_at_quantile(0.99) as f64 / 1000.0,
-        availability: overall.availability(),
-        rate: result.achieved_rate(),
-        dropped: rec.dropped(),
-        flows_started: result.started,
-    };
+    outcome.load = LoadSummary::of(&result);
     // SLO windows tied to faults are judged on when the faults were actually in place.
     let actual: Vec<ActualTimes> = outcome
         .faults

@@ -46,7 +46,7 @@ impl HttpAbort {
 }
 
 /// The response the proxy answers with; a `HEAD` request gets no body.
-fn answer(status: u16, body: &str, with_body: bool) -> Bytes {
+pub fn answer(status: u16, body: &str, with_body: bool) -> Bytes {
     let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Fault");
     let mut text = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nx-gauntlet-fault: http_abort\r\n\r\n",

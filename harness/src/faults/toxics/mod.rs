@@ -24,6 +24,7 @@ use bytes::Bytes;
 use super::model::ToxicKind;
 use super::seed::DecisionRng;
 
+pub use http_abort::answer as abort_answer;
 pub use http_framing::{begins_with_request_line, Piece, RequestDraws, RequestFramer};
 pub use http_response::{Framed, ResponseFramer};
 
