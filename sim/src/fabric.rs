@@ -9,14 +9,16 @@
 //! seed); node kill and restart (the simulation
 //! crashes and restarts the host, its files kept) and partition (every slot into and out
 //! of the node cut, as the real runtimes cut its proxies). Node stop is graceful as
-//! SIGTERM is. Refused, with the fault named: pause; see [`unsupported`].
+//! SIGTERM is. Node pause holds every message to and from the host in the network until
+//! it is resumed, as a frozen process's peers see it: connections stay open and nothing
+//! crosses them. (Its own timers run on during the pause, where a frozen process's fire
+//! together at the resume; what they send still leaves only at the resume.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gauntlet::cluster::NodeOp;
 use gauntlet::faults::model::{Stream, Toxic, ToxicKind};
 use gauntlet::faults::toxics::{abort_answer, Piece, RequestFramer};
 use gauntlet::scenario::{Fault, FaultAction};
@@ -32,10 +34,6 @@ pub const HOST: &str = "fabric";
 pub fn unsupported(fault: &Fault) -> Option<String> {
     match &fault.action {
         FaultAction::Down => None,
-        FaultAction::Node(NodeOp::Pause | NodeOp::Resume) => Some(
-            "node operation `Pause` (kill, stop, restart and partition are simulated; pause is not: a frozen process's timers stop, and a simulated host's do not)"
-                .to_string(),
-        ),
         FaultAction::Node(_) => None,
         FaultAction::Toxics(toxics) => toxics.iter().find_map(|t| match t.kind {
             ToxicKind::Latency { .. }

@@ -17,9 +17,11 @@ use gauntlet::load::flow::{FlowContext, VirtualUsers};
 use gauntlet::load::recorder::{FlowId, Recorder};
 use gauntlet::load::runner::{FlowDriver, RunResult};
 use gauntlet::load::schedule::ArrivalSchedule;
+use gauntlet::load::slo::Gauge;
 use gauntlet::load::stats::{ErrorKind, Outcome};
 use gauntlet::load::workload::BaseUrl;
 use gauntlet::scenario::effect::Traffic;
+use gauntlet::scenario::gauges::{self, GaugeSamples};
 use gauntlet::scenario::{FaultAction, FaultTarget, Scenario};
 use http::header::HOST;
 use http::{HeaderValue, Request};
@@ -59,6 +61,10 @@ pub type FaultTimes = Vec<FaultLog>;
 pub enum HostCommand {
     Crash(String),
     Restart(String),
+    /// SIGSTOP: every message to and from the host waits in the network.
+    Hold(String),
+    /// SIGCONT: what waited is delivered.
+    Release(String),
 }
 
 /// The queue of [`HostCommand`]s.
@@ -86,6 +92,8 @@ pub struct LoadOutput {
     /// Simulated time when the load started and when everything ended.
     pub started: Duration,
     pub ended: Duration,
+    /// The service gauges, sampled while the load ran.
+    pub gauges: GaugeSamples,
 }
 
 /// Where the load goes and what it reads at the end.
@@ -100,6 +108,8 @@ pub struct Targets {
     pub commands: Commands,
     /// The nodes' stop switches.
     pub stops: Stops,
+    /// The service gauges the SLOs name, each with its node's `/metrics` URL.
+    pub gauges: Vec<(Gauge, String)>,
 }
 
 /// The services whose admin state the checkers read.
@@ -240,6 +250,7 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
         steady_after: None,
         started: Duration::ZERO,
         ended: Duration::ZERO,
+        gauges: GaugeSamples::default(),
     };
     let plan = &scenario.load;
     let anchor = std::time::Instant::now();
@@ -294,6 +305,21 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
     let longest = context.longest_flow();
     let driver = FlowDriver::new(context, recorder, Some(history.clone()));
 
+    // Service gauges, read once a second as the real executor reads them, directly from
+    // the node (not through the fabric).
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = (!targets.gauges.is_empty()).then(|| {
+        tokio::task::spawn_local(gauges::sample_with(targets.gauges.clone(), t0, sampling.clone(), |url| async move {
+            use shop_kit::platform::Transport as _;
+            let mut req = Request::new(Bytes::new());
+            *req.uri_mut() = url.parse().ok()?;
+            let res = tokio::time::timeout(gauges::READ_TIMEOUT, crate::net::SimHttp::default().send(req))
+                .await
+                .ok()?
+                .ok()?;
+            res.status().is_success().then(|| String::from_utf8_lossy(res.body()).into_owned())
+        }))
+    });
     let times = Arc::new(Mutex::new(output.fault_times.clone()));
     let timeline = tokio::task::spawn_local(fault_timeline(
         scenario.faults.clone(),
@@ -341,6 +367,10 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
     while driver.in_flight() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let _ = driver.advance(Instant::now() - t0);
+    }
+    sampling.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(sampler) = sampler {
+        output.gauges = sampler.await.unwrap_or_default();
     }
     // Whatever the load did, every fault comes off.
     let _ = timeline.await;
@@ -442,6 +472,10 @@ async fn fault_timeline(
                                 link.apply(i, &FaultAction::Down);
                             }
                         }
+                        NodeOp::Pause => commands
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(HostCommand::Hold(host.clone())),
                         other => {
                             let why = format!("node operation {other:?} is not simulated");
                             record(&|l| l.error = Some(why.clone()));
@@ -456,6 +490,9 @@ async fn fault_timeline(
                     match op {
                         NodeOp::Kill | NodeOp::Stop => {
                             commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Restart(host))
+                        }
+                        NodeOp::Pause => {
+                            commands.lock().unwrap_or_else(PoisonError::into_inner).push(HostCommand::Release(host))
                         }
                         _ => {
                             for (_, link) in &touching {

@@ -67,14 +67,6 @@ pub fn check_supported(scenario: &Scenario) -> Result<(), Refused> {
     if let ArrivalSchedule::Closed { .. } = scenario.load.schedule {
         why.push("a closed-loop load (`mode = \"closed\"`): only open-model schedules are simulated".into());
     }
-    for slo in scenario.slos() {
-        if slo.threshold.metric == gauntlet::load::slo::Metric::GaugeMax {
-            why.push(format!(
-                "SLO `{}` on a service gauge (the services' /metrics are not sampled in simulation yet)",
-                slo.threshold
-            ));
-        }
-    }
     for f in &scenario.faults {
         if let Some(what) = fabric::unsupported(f) {
             why.push(format!("fault `{}`: {what}", f.label));
@@ -207,8 +199,26 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
     }
 
     let admin = admin_hosts(&plan)?;
+    let hosts: Vec<String> = [fabric::HOST.to_string(), "load".to_string()]
+        .into_iter()
+        .chain(plan.nodes.iter().map(|n| n.id.to_string()))
+        .collect();
     let commands: crate::load::Commands = Arc::default();
-    let targets = Targets { ingress, admin, links: links.clone(), commands: commands.clone(), stops };
+    let gauges = scenario
+        .slos()
+        .iter()
+        .filter_map(|s| s.threshold.gauge.clone())
+        .filter_map(|g| {
+            let node = plan.nodes.iter().find(|n| n.id.service == g.service)?;
+            Some((g, format!("http://{}:{}/metrics", node.id, node.addr.port())))
+        })
+        .fold(Vec::new(), |mut all: Vec<(gauntlet::load::slo::Gauge, String)>, (g, url)| {
+            if !all.iter().any(|(seen, _)| *seen == g) {
+                all.push((g, url));
+            }
+            all
+        });
+    let targets = Targets { ingress, admin, links: links.clone(), commands: commands.clone(), stops, gauges };
     let out: Arc<Mutex<Option<LoadOutput>>> = Arc::default();
     let load = crate::load::drive(scenario.clone(), targets, out.clone());
     sim.client("load", async move {
@@ -223,6 +233,19 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
             let (host, crashed) = match &command {
                 crate::load::HostCommand::Crash(host) => (host, true),
                 crate::load::HostCommand::Restart(host) => (host, false),
+                crate::load::HostCommand::Hold(host) | crate::load::HostCommand::Release(host) => {
+                    // A frozen process: its peers' connections stay open and nothing
+                    // crosses them, both ways, until it is thawed.
+                    let hold = matches!(command, crate::load::HostCommand::Hold(_));
+                    for peer in hosts.iter().filter(|h| *h != host) {
+                        if hold {
+                            sim.hold(host.as_str(), peer.as_str());
+                        } else {
+                            sim.release(host.as_str(), peer.as_str());
+                        }
+                    }
+                    continue;
+                }
             };
             for (_, link) in links.iter().filter(|(_, l)| l.upstream.0 == *host) {
                 link.set_upstream_crashed(crashed);
@@ -362,8 +385,7 @@ fn judge(
     outcome.load = LoadSummary::of(&result);
     let actual: Vec<ActualTimes> =
         output.fault_times.iter().map(|log| ActualTimes { applied: log.applied, removed: log.removed }).collect();
-    let slos = if rec.windows_movable() { scenario.slos_as_run(&actual) } else { scenario.slos().to_vec() };
-    outcome.slos = rec.verdicts(&slos);
+    outcome.slos = executor::slo_verdicts(scenario, rec, &actual, &output.gauges);
     outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
     outcome.stopped = result.stopped.clone();
     for op in &output.history {

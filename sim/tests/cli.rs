@@ -11,26 +11,23 @@ fn sim(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
-fn a_fault_the_simulator_cannot_mean_is_refused_naming_the_fault() {
-    // smoke.toml with its latency fault swapped for a pause of payments-0 (a frozen
-    // process has no faithful meaning in the simulation yet).
+fn a_load_the_simulator_cannot_run_is_refused_naming_it() {
+    // smoke.toml with its open schedule swapped for a closed loop (only open-model
+    // schedules are simulated).
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("scenarios/smoke.toml")).unwrap();
-    let start = text.find("[[fault]]").unwrap();
-    let end = text[start..].find("[[slo]]").unwrap() + start;
-    let text = format!(
-        "{}[[fault]]\nnode = \"payments-0\"\nop = \"pause\"\nat = \"6s\"\nfor = \"2s\"\n\n{}",
-        &text[..start],
-        &text[end..]
-    )
-    .replace("workload = \"workloads/", &format!("workload = \"{}/scenarios/workloads/", root.display()))
-    .replace("[cluster]\n", &format!("[cluster]\nfile = \"{}/services/cluster.toml\"\n", root.display()));
+    let open = "schedule = { mode = \"constant\", rate = 8, duration = \"24s\" }";
+    assert!(text.contains(open), "smoke.toml's schedule changed: update this test");
+    let text = text
+        .replace(open, "schedule = { mode = \"closed\", connections = 4, duration = \"24s\" }")
+        .replace("workload = \"workloads/", &format!("workload = \"{}/scenarios/workloads/", root.display()))
+        .replace("[cluster]\n", &format!("[cluster]\nfile = \"{}/services/cluster.toml\"\n", root.display()));
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("paused.toml");
+    let file = dir.path().join("closed.toml");
     std::fs::write(&file, text).unwrap();
     let (code, out) = sim(&[file.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("cannot be simulated") && out.contains("Pause") && out.contains("payments-0"), "{out}");
+    assert!(out.contains("cannot be simulated") && out.contains("closed-loop"), "{out}");
 }
 
 #[test]

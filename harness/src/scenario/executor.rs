@@ -344,7 +344,8 @@ pub async fn execute<R: Runtime>(
         scenario.faults.len()
     )));
     let gauge_stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(gauges::sample(gauge_targets(scenario, cluster), Instant::now(), gauge_stop.clone()));
+    let sampler =
+        tokio::spawn(gauges::sample(gauge_targets(scenario, cluster), tokio::time::Instant::now(), gauge_stop.clone()));
     // Whichever way this function returns, the sampler stops.
     let _stop_sampling = gauges::StopOnDrop(gauge_stop.clone());
     let load = {
@@ -398,20 +399,13 @@ pub async fn execute<R: Runtime>(
             removed: f.removed_at.map(Duration::from_secs_f64),
         })
         .collect();
-    let slos = if rec.windows_movable() {
-        scenario.slos_as_run(&actual)
-    } else {
+    if !rec.windows_movable() {
         on_event(Event::Note(format!(
             "too many requests to keep (over {}): SLO windows stay on the planned fault times",
             crate::load::recorder::MAX_KEPT
         )));
-        scenario.slos().to_vec()
-    };
-    outcome.slos = rec.verdicts(&slos);
-    // Service gauges are judged on their samples, not on the load's requests.
-    for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric == Metric::GaugeMax) {
-        *v = samples.verdict(&v.spec);
     }
+    outcome.slos = slo_verdicts(scenario, rec, &actual, &samples);
     outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
     if outcome.stopped.is_none() {
         outcome.stopped = result.stopped.clone();
@@ -423,7 +417,8 @@ pub async fn execute<R: Runtime>(
     if outcome.interrupted {
         return Ok(outcome);
     }
-    let needs_state = !scenario.invariants.is_empty() || slos.iter().any(|s| s.threshold.metric.needs_history());
+    let needs_state =
+        !scenario.invariants.is_empty() || scenario.slos().iter().any(|s| s.threshold.metric.needs_history());
     let Some(admin) = cluster.admin.as_ref().filter(|_| needs_state) else {
         check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
         judge(scenario, &mut outcome, &result, started_at, on_event);
@@ -532,6 +527,23 @@ fn judge(
     on_event: &(dyn Fn(Event) + Sync),
 ) {
     judge_at(scenario, outcome, result, (started_at, std::time::SystemTime::now()), false, on_event);
+}
+
+/// Every SLO's verdict: windows tied to faults on when the faults were actually in place
+/// (`actual`; on the planned times if the recorder kept too few requests to move them),
+/// request SLOs on the recorded requests, service gauges on their `samples`.
+pub fn slo_verdicts(
+    scenario: &Scenario,
+    rec: &crate::load::recorder::Recorder,
+    actual: &[ActualTimes],
+    samples: &gauges::GaugeSamples,
+) -> Vec<crate::load::slo::SloVerdict> {
+    let slos = if rec.windows_movable() { scenario.slos_as_run(actual) } else { scenario.slos().to_vec() };
+    let mut verdicts = rec.verdicts(&slos);
+    for v in verdicts.iter_mut().filter(|v| v.spec.threshold.metric == Metric::GaugeMax) {
+        *v = samples.verdict(&v.spec);
+    }
+    verdicts
 }
 
 /// Judges a finished run into one verdict (`outcome.reasons`) and writes its report

@@ -9,9 +9,12 @@
 //! other SLO's, so the run's one verdict judges it.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::load::slo::{Gauge, Metric, Observable, SloSpec, SloVerdict};
 use crate::load::stats::Counts;
@@ -98,11 +101,33 @@ pub fn read_gauge(text: &str, name: &str) -> Option<f64> {
     found
 }
 
+/// How long one read of `/metrics` may take before its sample is skipped.
+pub const READ_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// Samples `targets` (a gauge and the `/metrics` URL of its service) every
-/// [`INTERVAL`] until `stop`, offsets from `start`.
+/// [`INTERVAL`] until `stop`, offsets from `start`, over HTTP.
 pub async fn sample(targets: Vec<(Gauge, String)>, start: Instant, stop: Arc<AtomicBool>) -> GaugeSamples {
+    let Ok(client) = reqwest::Client::builder().timeout(READ_TIMEOUT).build() else { return GaugeSamples::default() };
+    sample_with(targets, start, stop, |url| {
+        let client = client.clone();
+        async move { client.get(url).send().await.ok()?.text().await.ok() }
+    })
+    .await
+}
+
+/// [`sample`] with `fetch` reading a `/metrics` URL (`None`: no answer, no sample), on
+/// tokio's clock: the simulation samples its nodes with it, on simulated time.
+pub async fn sample_with<F, Fut>(
+    targets: Vec<(Gauge, String)>,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    fetch: F,
+) -> GaugeSamples
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Option<String>>,
+{
     let mut out = GaugeSamples::default();
-    let Ok(client) = reqwest::Client::builder().timeout(Duration::from_millis(800)).build() else { return out };
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for _ in 0..MAX_SAMPLES {
@@ -112,8 +137,7 @@ pub async fn sample(targets: Vec<(Gauge, String)>, start: Instant, stop: Arc<Ato
         }
         let at = start.elapsed();
         for (gauge, url) in &targets {
-            let Ok(response) = client.get(url).send().await else { continue };
-            let Ok(text) = response.text().await else { continue };
+            let Some(text) = fetch(url.clone()).await else { continue };
             if let Some(v) = read_gauge(&text, &gauge.name) {
                 out.record(gauge, at, v);
             }
