@@ -1,19 +1,27 @@
 //! Node faults in simulation: a graceful stop drains what is in flight before the node
-//! goes, and the node comes back at the end of the fault.
+//! goes, and the node comes back at the end of the fault; a pause freezes what crosses
+//! the network until the resume.
 
 use std::path::Path;
 
+use gauntlet::scenario::executor::RunOutcome;
 use gauntlet::scenario::Scenario;
+
+/// `orders-killed.toml` with its kill of orders-0 (10 s to 15 s) made `op`, run on seed
+/// 14; the run folder lives as long as the returned guard.
+fn orders_killed_as(op: &str) -> (RunOutcome, tempfile::TempDir) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/orders-killed.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("op = \"kill\"", &format!("op = \"{op}\""));
+    let scenario = Scenario::parse(&text, &path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let outcome = gauntlet_sim::run_seed(&scenario, 14, out.path(), false).unwrap();
+    assert!(outcome.passed(), "{:?}", outcome.failure_reasons());
+    (outcome, out)
+}
 
 #[test]
 fn a_stopped_orders_finishes_its_sagas_first_and_comes_back() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let path = root.join("orders-killed.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("op = \"kill\"", "op = \"stop\"");
-    let stopped = Scenario::parse(&text, &path).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let outcome = gauntlet_sim::run_seed(&stopped, 14, out.path(), false).unwrap();
-    assert!(outcome.passed(), "{:?}", outcome.failure_reasons());
+    let (outcome, _run) = orders_killed_as("stop");
     let stop = &outcome.faults[1];
     let (at, applied) = (stop.planned_at, stop.applied_at.expect("the stop happened"));
     // Payments answers 3 s late from 6 s, so sagas are in flight at 10 s: the node
@@ -33,13 +41,7 @@ fn a_stopped_orders_finishes_its_sagas_first_and_comes_back() {
 
 #[test]
 fn a_paused_orders_answers_nothing_until_it_is_resumed_and_loses_nothing() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let path = root.join("orders-killed.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("op = \"kill\"", "op = \"pause\"");
-    let paused = Scenario::parse(&text, &path).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let outcome = gauntlet_sim::run_seed(&paused, 14, out.path(), false).unwrap();
-    assert!(outcome.passed(), "{:?}", outcome.failure_reasons());
+    let (outcome, out) = orders_killed_as("pause");
     let pause = &outcome.faults[1];
     // It strikes once the orders in flight are read (a few simulated ms), and ends on time.
     let applied = pause.applied_at.expect("the pause happened");
