@@ -331,14 +331,19 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
         times.clone(),
     ));
 
-    let ArrivalSchedule::Open(open) = &plan.schedule else {
-        unreachable!("closed loads are refused before the simulation starts");
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(workload.seed);
     let total_weight = workload.total_weight();
     let (mut scheduled, mut started, mut stopped) = (0u64, 0u64, None);
     let mut next_tick = t0 + TICK;
-    while let Some(at) = open.arrival(scheduled) {
+    let open = match &plan.schedule {
+        ArrivalSchedule::Open(open) => Some(open),
+        ArrivalSchedule::Closed { connections, duration } => {
+            (started, stopped) = closed_loop(&driver, &workload, &ingress, *connections, *duration, t0).await;
+            scheduled = started;
+            None
+        }
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(workload.seed);
+    while let Some(at) = open.and_then(|open| open.arrival(scheduled)) {
         while t0 + at > next_tick {
             tokio::time::sleep_until(next_tick).await;
             if let Some(why) = driver.advance(next_tick - t0) {
@@ -384,7 +389,8 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
     };
     let stopped = stopped.or_else(|| recorder.abort_reason().map(str::to_owned));
     let elapsed = if stopped.is_some() { last_done } else { last_done.max(plan.schedule.duration()) };
-    output.result = Some(RunResult { recorder, elapsed, scheduled, started, stopped, open_model: true });
+    let open_model = open.is_some();
+    output.result = Some(RunResult { recorder, elapsed, scheduled, started, stopped, open_model });
     output.history = history.operations();
     output.history_complete = history.overflow() == 0;
 
@@ -524,6 +530,54 @@ async fn read_orders((host, token): &(String, String)) -> Result<BTreeSet<String
     let text = admin_get(&crate::net::SimHttp::default(), host, token).await?;
     let state = ShopState::from_orders_json(&text).map_err(|e| format!("{e:#}"))?;
     Ok(state.into_iter().filter(|o| !o.is_terminal()).map(|o| o.id).collect())
+}
+
+/// A closed loop as the real runner runs it: `connections` virtual users, each on its own
+/// connection with its own flow draws (seeded as the real runner seeds them), starting
+/// its next flow when the last one ends, until `duration`. Returns the flows started
+/// and why the run stopped early, if it did.
+async fn closed_loop(
+    driver: &FlowDriver,
+    workload: &gauntlet::load::workload::Workload,
+    ingress: &Ingress,
+    connections: usize,
+    duration: Duration,
+    t0: Instant,
+) -> (u64, Option<String>) {
+    let stop = std::cell::RefCell::new(None::<String>);
+    let total_weight = workload.total_weight();
+    let workers = (0..connections).map(|worker| {
+        let own = Ingress { permits: Arc::new(Semaphore::new(1)), idle: Arc::default(), ..ingress.clone() };
+        let stop = &stop;
+        async move {
+            let seed = workload.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let (mut k, mut started) = (worker as u64, 0u64);
+            loop {
+                let at = Instant::now() - t0;
+                if at >= duration || stop.borrow().is_some() {
+                    break started;
+                }
+                let flow = FlowId(workload.flow_for_ticket(rng.random_range(0..total_weight)));
+                driver.run_flow(flow, k, at, own.clone()).await;
+                k += connections as u64;
+                started += 1;
+            }
+        }
+    });
+    let ticks = async {
+        let mut next = t0 + TICK;
+        while next - t0 <= duration {
+            tokio::time::sleep_until(next).await;
+            if let Some(why) = driver.advance(next - t0) {
+                *stop.borrow_mut() = Some(why);
+                return;
+            }
+            next += TICK;
+        }
+    };
+    let (started, ()) = tokio::join!(futures::future::join_all(workers), ticks);
+    (started.iter().sum(), stop.take())
 }
 
 /// Every probe answers what it expects, within the steady state's timeout.

@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use gauntlet::cluster::plan::{ClusterPlan, Ports};
-use gauntlet::load::schedule::ArrivalSchedule;
 use gauntlet::scenario::effect::{traffic_effect, InFlight, Traffic};
 use gauntlet::scenario::executor::{self, judge_at, LoadSummary};
 use gauntlet::scenario::{ActualTimes, Event, FaultAction, FaultTarget, RunOutcome, Scenario};
@@ -63,9 +62,6 @@ pub fn check_supported(scenario: &Scenario) -> Result<(), Refused> {
                 }
             ));
         }
-    }
-    if let ArrivalSchedule::Closed { .. } = scenario.load.schedule {
-        why.push("a closed-loop load (`mode = \"closed\"`): only open-model schedules are simulated".into());
     }
     for f in &scenario.faults {
         if let Some(what) = fabric::unsupported(f) {
