@@ -21,6 +21,7 @@ use gauntlet::load::slo::Gauge;
 use gauntlet::load::stats::{ErrorKind, Outcome};
 use gauntlet::load::workload::BaseUrl;
 use gauntlet::scenario::effect::Traffic;
+use gauntlet::scenario::executor;
 use gauntlet::scenario::gauges::{self, GaugeSamples};
 use gauntlet::scenario::{FaultAction, FaultTarget, Scenario};
 use http::header::HOST;
@@ -394,7 +395,8 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
     output.history = history.operations();
     output.history_complete = history.overflow() == 0;
 
-    output.state = settle(scenario, &targets.admin).await;
+    let http = crate::net::SimHttp::default();
+    output.state = executor::settle_with(|| read_state(&http, &targets.admin), scenario.recovery.settle).await;
     if let Err(why) = steady_state(scenario, &mut ingress).await {
         output.steady_after = Some(why);
     }
@@ -609,21 +611,6 @@ async fn steady_state(scenario: &Scenario, ingress: &mut Ingress) -> Result<(), 
 
 /// Polls the services' admin state until every order is terminal, or the scenario's
 /// settle bound passes; returns the last state and how long it waited.
-async fn settle(scenario: &Scenario, admin: &AdminHosts) -> Result<(ShopState, Duration), String> {
-    let began = Instant::now();
-    let http = crate::net::SimHttp::default();
-    loop {
-        let state = read_state(&http, admin).await;
-        let waited = began.elapsed();
-        match state {
-            Ok(s) if s.orders.iter().all(|o| o.is_terminal()) => return Ok((s, waited)),
-            Ok(s) if waited >= scenario.recovery.settle => return Ok((s, waited)),
-            Err(e) if waited >= scenario.recovery.settle => return Err(e),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
-
 async fn read_state(http: &crate::net::SimHttp, admin: &AdminHosts) -> Result<ShopState, String> {
     let orders = admin_get(http, &admin.orders, &admin.token).await?;
     let payments = admin_get(http, &admin.payments, &admin.token).await?;

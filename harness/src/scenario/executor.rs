@@ -4,7 +4,7 @@
 //! [`History`]); every fault is applied and removed at its offset from that zero, and
 //! the actual times are recorded. Whatever happens (an SLO abort, an interrupt, an
 //! error) every fault still active is rolled back and the cluster is torn down. After
-//! the load, orders get [`Recovery::settle`] to reach a terminal state; then the
+//! the load, orders get [`super::model::Recovery::settle`] to reach a terminal state; then the
 //! invariants are checked against the history and the services' admin state.
 
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::effect::{self, Counters, Effect, InFlight};
 use super::gauges;
-use super::model::{ActualTimes, Fault, FaultAction, FaultTarget, Recovery, Scenario};
+use super::model::{ActualTimes, Fault, FaultAction, FaultTarget, Scenario};
 use crate::checks::history::{History, Operation};
 use crate::checks::state::{AdminEndpoints, ShopState};
 use crate::checks::{self, CheckResult};
@@ -430,7 +430,7 @@ pub async fn execute<R: Runtime>(
         humantime::format_duration(scenario.recovery.settle)
     )));
     let settled = tokio::select! {
-        r = settle(admin, scenario.recovery) => r,
+        r = settle_with(|| admin.fetch(Duration::from_secs(10)), scenario.recovery.settle) => r,
         _ = interrupt.wait_for(|v| *v) => {
             outcome.interrupted = true;
             return Ok(outcome);
@@ -1063,16 +1063,23 @@ async fn rollback<R: Runtime>(
     }
 }
 
-/// Polls the admin state until every order is terminal or `recovery.settle` has passed;
-/// returns the last state read and how long it waited.
-async fn settle(admin: &AdminEndpoints, recovery: Recovery) -> anyhow::Result<(ShopState, Duration)> {
-    let started = Instant::now();
-    let deadline = started + recovery.settle;
+/// Polls the admin state (`fetch`) every 500 ms until every order is terminal (and,
+/// with the event-driven half, delivery caught up) or `settle` has passed, on tokio's
+/// clock; returns the last state read and how long it waited. Both worlds settle with
+/// it: the real executor reads the admin endpoints over HTTP, the simulation over
+/// simulated HTTP.
+pub async fn settle_with<F, Fut, E>(fetch: F, settle: Duration) -> Result<(ShopState, Duration), E>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<ShopState, E>>,
+{
+    let started = tokio::time::Instant::now();
+    let deadline = started + settle;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let state = admin.fetch(Duration::from_secs(10)).await;
-        let now = Instant::now();
+        let state = fetch().await;
+        let now = tokio::time::Instant::now();
         match state {
             // Where events are delivered, settled also means delivery caught up.
             Ok(s) if settled(&s) || now >= deadline => {
