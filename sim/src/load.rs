@@ -264,7 +264,7 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
         anchor,
         t0: sim_start,
     };
-    if let Err(why) = steady_state(scenario, &mut ingress).await {
+    if let Err(why) = steady_state(scenario, &ingress).await {
         output.steady_before = Some(why);
         output.ended = since(Instant::now());
         return output;
@@ -397,7 +397,7 @@ async fn run(scenario: &Scenario, targets: &Targets) -> LoadOutput {
 
     let http = crate::net::SimHttp::default();
     output.state = executor::settle_with(|| read_state(&http, &targets.admin), scenario.recovery.settle).await;
-    if let Err(why) = steady_state(scenario, &mut ingress).await {
+    if let Err(why) = steady_state(scenario, &ingress).await {
         output.steady_after = Some(why);
     }
     output.ended = since(Instant::now());
@@ -582,35 +582,24 @@ async fn closed_loop(
     (started.iter().sum(), stop.take())
 }
 
-/// Every probe answers what it expects, within the steady state's timeout.
-async fn steady_state(scenario: &Scenario, ingress: &mut Ingress) -> Result<(), String> {
-    let deadline = Instant::now() + scenario.steady_state.timeout;
-    for probe in &scenario.steady_state.probes {
-        loop {
+/// Every probe answers what it expects, within the steady state's timeout, as the real
+/// executor probes.
+async fn steady_state(scenario: &Scenario, ingress: &Ingress) -> Result<(), String> {
+    executor::probe_steady_state(&scenario.steady_state, |path| {
+        let (mut ingress, path) = (ingress.clone(), path.to_string());
+        async move {
             let mut req = Request::new(Bytes::new());
-            *req.uri_mut() = probe.path.parse().map_err(|e| format!("probe `{}`: bad path: {e}", probe.name))?;
-            let ex = ingress.exchange(req, Keep::default()).await;
-            if ex.outcome == Outcome::Status(probe.expect) {
-                break;
+            *req.uri_mut() = path.parse().map_err(|e| format!("bad path {path}: {e}"))?;
+            match ingress.exchange(req, Keep::default()).await.outcome {
+                Outcome::Status(status) => Ok(status),
+                other => Err(format!("{other:?}")),
             }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "probe `{}` ({}) did not answer {} within {}: last {:?}",
-                    probe.name,
-                    probe.path,
-                    probe.expect,
-                    humantime::format_duration(scenario.steady_state.timeout),
-                    ex.outcome
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-    Ok(())
+    })
+    .await
 }
 
-/// Polls the services' admin state until every order is terminal, or the scenario's
-/// settle bound passes; returns the last state and how long it waited.
+/// The services' admin state, read once over simulated HTTP.
 async fn read_state(http: &crate::net::SimHttp, admin: &AdminHosts) -> Result<ShopState, String> {
     let orders = admin_get(http, &admin.orders, &admin.token).await?;
     let payments = admin_get(http, &admin.payments, &admin.token).await?;

@@ -643,22 +643,37 @@ async fn steady_state<R: Runtime>(scenario: &Scenario, cluster: &mut Cluster<R>)
     }
     let http =
         reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + scenario.steady_state.timeout;
-    for probe in &scenario.steady_state.probes {
-        let url = format!("{}{}", cluster.ingress.trim_end_matches('/'), probe.path);
+    let ingress = cluster.ingress.trim_end_matches('/').to_string();
+    probe_steady_state(&scenario.steady_state, |path| {
+        let request = http.get(format!("{ingress}{path}"));
+        async move { request.send().await.map(|res| res.status().as_u16()).map_err(|e| e.to_string()) }
+    })
+    .await
+}
+
+/// Runs every probe of `steady` through `get` (a path in, the status it answered or why
+/// there was none out) every 200 ms until it answers what it expects, all within the
+/// steady state's timeout, on tokio's clock. Both worlds probe with it.
+pub async fn probe_steady_state<F, Fut>(steady: &super::model::SteadyState, get: F) -> Result<(), String>
+where
+    F: Fn(&str) -> Fut,
+    Fut: std::future::Future<Output = Result<u16, String>>,
+{
+    let deadline = tokio::time::Instant::now() + steady.timeout;
+    for probe in &steady.probes {
         loop {
-            let last = match http.get(&url).send().await {
-                Ok(res) if res.status().as_u16() == probe.expect => break,
-                Ok(res) => format!("answered {}", res.status()),
-                Err(e) => e.to_string(),
+            let last = match get(&probe.path).await {
+                Ok(status) if status == probe.expect => break,
+                Ok(status) => format!("answered {status}"),
+                Err(e) => e,
             };
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
                     "probe `{}` (GET {}) expected {} but {last} for {}",
                     probe.name,
                     probe.path,
                     probe.expect,
-                    humantime::format_duration(scenario.steady_state.timeout)
+                    humantime::format_duration(steady.timeout)
                 ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
