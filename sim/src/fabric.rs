@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gauntlet::faults::model::{Stream, Toxic, ToxicKind};
 use gauntlet::faults::toxics::{abort_answer, Piece, RequestFramer};
-use gauntlet::scenario::{Fault, FaultAction};
+use gauntlet::scenario::FaultAction;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,25 +29,6 @@ use tokio::sync::{Mutex as AsyncMutex, Notify};
 
 /// The fabric's host name.
 pub const HOST: &str = "fabric";
-
-/// What a scenario fault cannot mean in the simulation yet, if anything.
-pub fn unsupported(fault: &Fault) -> Option<String> {
-    match &fault.action {
-        FaultAction::Down => None,
-        FaultAction::Node(_) => None,
-        FaultAction::Toxics(toxics) => toxics.iter().find_map(|t| match t.kind {
-            ToxicKind::Latency { .. }
-            | ToxicKind::Bandwidth { .. }
-            | ToxicKind::Timeout { .. }
-            | ToxicKind::ResetPeer { .. }
-            | ToxicKind::LimitData { .. }
-            | ToxicKind::SlowClose { .. }
-            | ToxicKind::Slicer { .. }
-            | ToxicKind::HttpAbort { .. }
-            | ToxicKind::HttpDelay { .. } => None,
-        }),
-    }
-}
 
 /// One proxy: where it listens on the fabric, where it forwards, and its live state.
 #[derive(Clone)]

@@ -63,11 +63,6 @@ pub fn check_supported(scenario: &Scenario) -> Result<(), Refused> {
             ));
         }
     }
-    for f in &scenario.faults {
-        if let Some(what) = fabric::unsupported(f) {
-            why.push(format!("fault `{}`: {what}", f.label));
-        }
-    }
     if why.is_empty() {
         Ok(())
     } else {
@@ -200,20 +195,10 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
         .chain(plan.nodes.iter().map(|n| n.id.to_string()))
         .collect();
     let commands: crate::load::Commands = Arc::default();
-    let gauges = scenario
-        .slos()
-        .iter()
-        .filter_map(|s| s.threshold.gauge.clone())
-        .filter_map(|g| {
-            let node = plan.nodes.iter().find(|n| n.id.service == g.service)?;
-            Some((g, format!("http://{}:{}/metrics", node.id, node.addr.port())))
-        })
-        .fold(Vec::new(), |mut all: Vec<(gauntlet::load::slo::Gauge, String)>, (g, url)| {
-            if !all.iter().any(|(seen, _)| *seen == g) {
-                all.push((g, url));
-            }
-            all
-        });
+    let gauges = executor::gauge_urls(
+        &scenario,
+        plan.nodes.iter().map(|n| (n.id.service.as_str(), format!("{}:{}", n.id, n.addr.port()))),
+    );
     let targets = Targets { ingress, admin, links: links.clone(), commands: commands.clone(), stops, gauges };
     let out: Arc<Mutex<Option<LoadOutput>>> = Arc::default();
     let load = crate::load::drive(scenario.clone(), targets, out.clone());

@@ -276,12 +276,20 @@ pub fn admin_endpoints(plan: &ClusterPlan, nodes: &[NodeStatus]) -> anyhow::Resu
 /// of its service (a service the cluster does not run is sampled never: no data).
 fn gauge_targets<R: Runtime>(scenario: &Scenario, cluster: &mut Cluster<R>) -> Vec<(Gauge, String)> {
     let nodes = cluster.runtime.status();
+    gauge_urls(scenario, nodes.iter().map(|n| (n.service.as_str(), n.addr.to_string())))
+}
+
+/// The gauges the scenario's SLOs name, each once, with the `/metrics` URL of the first
+/// of `nodes` (service, `host:port`) that runs its service; both worlds sample these.
+pub fn gauge_urls<'a>(
+    scenario: &Scenario,
+    nodes: impl IntoIterator<Item = (&'a str, String)> + Clone,
+) -> Vec<(Gauge, String)> {
     let mut targets: Vec<(Gauge, String)> = Vec::new();
     for gauge in scenario.slos().iter().filter_map(|s| s.threshold.gauge.clone()) {
-        let node = nodes.iter().find(|n| n.service == gauge.service);
-        if let Some(node) = node.filter(|_| !targets.iter().any(|(g, _)| *g == gauge)) {
-            let url = format!("http://{}/metrics", node.addr);
-            targets.push((gauge, url));
+        let node = nodes.clone().into_iter().find(|(service, _)| *service == gauge.service);
+        if let Some((_, authority)) = node.filter(|_| !targets.iter().any(|(g, _)| *g == gauge)) {
+            targets.push((gauge, format!("http://{authority}/metrics")));
         }
     }
     targets
