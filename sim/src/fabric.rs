@@ -21,7 +21,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use gauntlet::faults::model::{Stream, Toxic, ToxicKind};
 use gauntlet::faults::toxics::{abort_answer, Piece, RequestFramer};
-use gauntlet::scenario::FaultAction;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,12 +49,16 @@ pub struct Link {
 /// A link's live toxics and what went through it.
 #[derive(Default)]
 pub struct LinkState {
-    /// Down: connections are refused, and those open are closed.
-    pub down: Option<usize>,
-    /// Toxics in place, each with the index of the fault that put it there.
-    pub toxics: Vec<(usize, Toxic)>,
-    /// Per fault index: bytes a toxic acted on, and connections it touched or refused.
-    pub touched: Vec<(u64, u64)>,
+    /// Disabled through the fault API (an edge `down`): connections are refused, and
+    /// those open are closed.
+    pub disabled: bool,
+    /// Cut by a partition of a node it carries calls into or out of: the same.
+    pub partitioned: bool,
+    /// Toxics in place by name, each with the key it was added under (so a toxic
+    /// removed and added again under its name is a new one).
+    pub toxics: Vec<(u64, Toxic)>,
+    /// The key of the next toxic added.
+    next_key: u64,
     /// Draws for jitter and toxicity, seeded per link.
     rng: Option<ChaCha8Rng>,
     /// Connections accepted so far.
@@ -69,12 +72,9 @@ pub struct LinkState {
 }
 
 impl LinkState {
-    fn touch(&mut self, fault: usize, bytes: u64, connections: u64) {
-        if self.touched.len() <= fault {
-            self.touched.resize(fault + 1, (0, 0));
-        }
-        self.touched[fault].0 += bytes;
-        self.touched[fault].1 += connections;
+    /// Whether connections are refused and cut.
+    fn cut(&self) -> bool {
+        self.disabled || self.partitioned || self.upstream_crashed
     }
 
     fn draw(&mut self) -> f64 {
@@ -100,15 +100,39 @@ impl Link {
         (s.bytes, s.accepted)
     }
 
-    /// Puts fault `index`'s action in place.
-    pub fn apply(&self, index: usize, action: &FaultAction) {
-        match action {
-            FaultAction::Down => {
-                self.lock().down = Some(index);
-                self.cut.notify_waiters();
-            }
-            FaultAction::Toxics(toxics) => self.lock().toxics.extend(toxics.iter().map(|t| (index, t.clone()))),
-            FaultAction::Node(_) => {}
+    /// Adds `toxic`, as Toxiproxy's `POST /proxies/{name}/toxics`: a name already in
+    /// place is a conflict.
+    pub fn add_toxic(&self, toxic: &Toxic) -> Result<(), String> {
+        let mut s = self.lock();
+        if s.toxics.iter().any(|(_, t)| t.name == toxic.name) {
+            return Err(format!("toxic {} already exists on {}", toxic.name, self.name));
+        }
+        let key = s.next_key;
+        s.next_key += 1;
+        s.toxics.push((key, toxic.clone()));
+        Ok(())
+    }
+
+    /// Removes toxic `name`, if it is there; what it was holding goes on at once.
+    pub fn remove_toxic(&self, name: &str) {
+        self.lock().toxics.retain(|(_, t)| t.name != name);
+        // A `timeout` toxic holding connections ends when it is removed.
+        self.cut.notify_waiters();
+    }
+
+    /// Enables or disables the link, as Toxiproxy's `enabled` (an edge `down`).
+    pub fn set_enabled(&self, enabled: bool) {
+        self.lock().disabled = !enabled;
+        if !enabled {
+            self.cut.notify_waiters();
+        }
+    }
+
+    /// Cuts the link for a partition, or heals it.
+    pub fn set_partitioned(&self, partitioned: bool) {
+        self.lock().partitioned = partitioned;
+        if partitioned {
+            self.cut.notify_waiters();
         }
     }
 
@@ -118,18 +142,6 @@ impl Link {
         if crashed {
             self.cut.notify_waiters();
         }
-    }
-
-    /// Takes fault `index`'s action away.
-    pub fn remove(&self, index: usize) {
-        let mut s = self.lock();
-        if s.down == Some(index) {
-            s.down = None;
-        }
-        s.toxics.retain(|(i, _)| *i != index);
-        drop(s);
-        // A `timeout` toxic holding connections ends when it is removed.
-        self.cut.notify_waiters();
     }
 
     /// Serves the link until the fabric stops.
@@ -146,12 +158,8 @@ impl Link {
         {
             let mut s = self.lock();
             s.accepted += 1;
-            if let Some(fault) = s.down {
-                s.touch(fault, 0, 1);
+            if s.cut() {
                 return; // refused: closed at once
-            }
-            if s.upstream_crashed {
-                return;
             }
         }
         // Which toxics act on this connection: drawn once per toxic (per request on an
@@ -175,8 +183,7 @@ impl Link {
             _ = async {
                 loop {
                     cut.notified().await;
-                    let s = self.lock();
-                    if s.down.is_some() || s.upstream_crashed {
+                    if self.lock().cut() {
                         break;
                     }
                 }
@@ -249,9 +256,8 @@ impl Link {
     /// Sends `chunk` on through the TCP toxics acting on this connection.
     async fn forward(&self, stream: Stream, chunk: &[u8], to: &Writer, sent: &mut u64, conn: &Conn) -> Flow {
         let acting = self.acting(stream, &conn.decided);
-        let mut slices: Option<(usize, u64, u64, u64)> = None;
+        let mut slices: Option<(u64, u64, u64, u64)> = None;
         for (fault, toxic) in &acting {
-            self.lock().touch(*fault, chunk.len() as u64, 0);
             match toxic.kind {
                 ToxicKind::Latency { latency, jitter } => {
                     let spread = if jitter == 0 { 0.0 } else { (self.lock().draw() * 2.0 - 1.0) * jitter as f64 };
@@ -323,8 +329,7 @@ impl Link {
     /// engine's framer) while an `http_abort` or `http_delay` is in place, and draws for
     /// each request, from the link's seed, whether each acts on it.
     fn frame_requests(&self, st: &mut Requests, chunk: Bytes) -> Vec<Step> {
-        let toxics: Vec<(usize, Toxic)> =
-            self.lock().toxics.iter().filter(|(_, t)| t.kind.is_http()).cloned().collect();
+        let toxics: Vec<(u64, Toxic)> = self.lock().toxics.iter().filter(|(_, t)| t.kind.is_http()).cloned().collect();
         if toxics.is_empty() && st.aborting.is_none() {
             st.carried = true;
             return match st.framer.take() {
@@ -361,7 +366,6 @@ impl Link {
                         if !touched || st.aborting.is_some() {
                             continue;
                         }
-                        self.lock().touch(*fault, bytes.len() as u64, 1);
                         match &toxic.kind {
                             ToxicKind::HttpAbort { status_code, body, .. } => {
                                 st.aborting =
@@ -394,9 +398,9 @@ impl Link {
         steps
     }
 
-    /// Waits `d`, or less if fault `fault` is taken away meanwhile: as Toxiproxy's
-    /// toxics do, a removed toxic lets what it was holding go at once.
-    async fn delay_while_in_place(&self, fault: usize, d: Duration) {
+    /// Waits `d`, or less if toxic `fault` (its key) is taken away meanwhile: as
+    /// Toxiproxy's toxics do, a removed toxic lets what it was holding go at once.
+    async fn delay_while_in_place(&self, fault: u64, d: Duration) {
         let deadline = tokio::time::Instant::now() + d;
         loop {
             let removed = self.cut.notified();
@@ -414,23 +418,19 @@ impl Link {
     }
 
     /// The toxics in place on `stream` that act on this connection.
-    fn acting(&self, stream: Stream, chosen: &Decided) -> Vec<(usize, Toxic)> {
+    fn acting(&self, stream: Stream, chosen: &Decided) -> Vec<(u64, Toxic)> {
         let mut s = self.lock();
         let mut decided = chosen.lock().unwrap_or_else(PoisonError::into_inner);
-        let present: Vec<(usize, Toxic)> =
+        let present: Vec<(u64, Toxic)> =
             s.toxics.iter().filter(|(_, t)| t.stream == stream && !t.kind.is_http()).cloned().collect();
         present
             .into_iter()
-            .filter(|(i, t)| {
-                let key = (*i, t.name.clone());
-                if let Some((_, acts)) = decided.iter().find(|(k, _)| *k == key) {
+            .filter(|(key, t)| {
+                if let Some((_, acts)) = decided.iter().find(|(k, _)| k == key) {
                     return *acts;
                 }
                 let acts = t.toxicity >= 1.0 || s.draw() < f64::from(t.toxicity);
-                if acts {
-                    s.touch(*i, 0, 1);
-                }
-                decided.push((key, acts));
+                decided.push((*key, acts));
                 acts
             })
             .collect()
@@ -443,8 +443,8 @@ type Writer = AsyncMutex<turmoil::net::tcp::OwnedWriteHalf>;
 /// What to do with a read's bytes, in order.
 enum Step {
     Send(Bytes),
-    /// A delay fault `.0` imposes, cut short if it is removed.
-    Wait(usize, Duration),
+    /// A delay toxic `.0` (its key) imposes, cut short if it is removed.
+    Wait(u64, Duration),
     /// An `http_abort` answer, to the side the request came from.
     Answer(Bytes),
 }
@@ -469,7 +469,7 @@ struct Requests {
 }
 
 /// Per connection (per request on an HTTP link): whether each toxic it met acts on it.
-type Decided = Mutex<Vec<((usize, String), bool)>>;
+type Decided = Mutex<Vec<(u64, bool)>>;
 
 /// One proxied connection's shared state.
 #[derive(Default)]

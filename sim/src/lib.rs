@@ -9,8 +9,10 @@
 //! - [`net`]: a node's platform (seeded randomness, simulated clock) and HTTP over the
 //!   simulated network, both ways.
 //! - [`fabric`]: the proxies between nodes and their toxics.
-//! - [`load`]: the harness's flow driver on simulated time, the fault timeline, settling.
-//! - [`run`]: one seed, planned, simulated and judged as the real executor judges.
+//! - [`load`]: the harness's flow driver, paced on simulated time.
+//! - [`world`]: the simulated cluster as a `World`, which the harness's executor drives
+//!   as it drives a real one.
+//! - [`run`]: one seed: planned, its hosts started, and the executor run on it.
 //! - [`buggify`]: what the seed search perturbs from each seed.
 //! - [`compare`]: the determinism check.
 
@@ -20,5 +22,6 @@ pub mod fabric;
 pub mod load;
 pub mod net;
 pub mod run;
+pub mod world;
 
 pub use run::{check_supported, run_seed, seed_dir, Refused};

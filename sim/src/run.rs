@@ -7,14 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use gauntlet::cluster::plan::{ClusterPlan, Ports};
-use gauntlet::scenario::effect::{traffic_effect, InFlight, Traffic};
-use gauntlet::scenario::executor::{self, judge_at, LoadSummary};
-use gauntlet::scenario::{ActualTimes, Event, FaultAction, FaultTarget, RunOutcome, Scenario};
+use gauntlet::scenario::{RunOutcome, Scenario};
 use shop_kit::platform::{self, Platform};
 
 use crate::fabric::{self, Link};
-use crate::load::{AdminHosts, LoadOutput, Targets};
 use crate::net::{self, Node, EPOCH_SECS};
+use crate::world::{HostCommand, SimWorld};
 
 /// Ports of the fabric's proxies: one per slot, from here up.
 const FABRIC_PORTS: u16 = 20_000;
@@ -91,7 +89,12 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
     }
     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let run_dir = run_dir.canonicalize()?;
-    let plan = ClusterPlan::new(scenario.cluster.spec.clone(), &run_dir, Ports::Fixed, &scenario.cluster.replicas)?;
+    let mut plan = ClusterPlan::new(scenario.cluster.spec.clone(), &run_dir, Ports::Fixed, &scenario.cluster.replicas)?;
+    for node in &mut plan.nodes {
+        if let Some(env) = scenario.cluster.env.get(&node.id.service) {
+            node.env.extend(env.clone());
+        }
+    }
 
     // Every slot becomes a proxy on the fabric.
     let links: Vec<(gauntlet::cluster::plan::Slot, Link)> = plan
@@ -147,13 +150,10 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
     });
 
     let lives: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
-    let stops: crate::load::Stops = Arc::default();
+    let stops: crate::world::Stops = Arc::default();
     for node in &plan.nodes {
         let name = node.id.to_string();
         let mut env: BTreeMap<String, String> = node.env.clone();
-        if let Some(extra) = scenario.cluster.env.get(&node.id.service) {
-            env.extend(extra.clone());
-        }
         if let Some(up) = upstreams.get(&node.id) {
             env.extend(up.clone());
         }
@@ -189,35 +189,38 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
         });
     }
 
-    let admin = admin_hosts(&plan)?;
     let hosts: Vec<String> = [fabric::HOST.to_string(), "load".to_string()]
         .into_iter()
         .chain(plan.nodes.iter().map(|n| n.id.to_string()))
         .collect();
-    let commands: crate::load::Commands = Arc::default();
-    let gauges = executor::gauge_urls(
-        &scenario,
-        plan.nodes.iter().map(|n| (n.id.service.as_str(), format!("{}:{}", n.id, n.addr.port()))),
-    );
-    let targets = Targets { ingress, admin, links: links.clone(), commands: commands.clone(), stops, gauges };
-    let out: Arc<Mutex<Option<LoadOutput>>> = Arc::default();
-    let load = crate::load::drive(scenario.clone(), targets, out.clone());
-    sim.client("load", async move {
-        load.await;
-        Ok(())
-    });
+    // The executor runs on the load host, on the world as it runs on any: the one way
+    // from steady state to report.
+    let commands: crate::world::Commands = Arc::default();
+    let world = SimWorld::new(plan, links.clone(), ingress, commands.clone(), stops);
+    let out: Arc<Mutex<Option<Result<RunOutcome, String>>>> = Arc::default();
+    {
+        let (scenario, out) = (scenario.clone(), out.clone());
+        sim.client("load", async move {
+            // Nothing interrupts a simulation from inside; the sender stays alive so the
+            // executor's interrupt never fires.
+            let (_never, interrupt) = tokio::sync::watch::channel(false);
+            let outcome = gauntlet::world::run_on(world, &scenario, interrupt, &|_| {}).await;
+            *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome.map_err(|e| format!("{e:#}")));
+            Ok(())
+        });
+    }
     // The simulation's own loop: between steps, the crashes and restarts the timeline
     // asked for (only the owner of the simulation can do them).
     let simulated = loop {
         let due: Vec<_> = commands.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
         for command in due {
             let (host, crashed) = match &command {
-                crate::load::HostCommand::Crash(host) => (host, true),
-                crate::load::HostCommand::Restart(host) => (host, false),
-                crate::load::HostCommand::Hold(host) | crate::load::HostCommand::Release(host) => {
+                HostCommand::Crash(host) => (host, true),
+                HostCommand::Restart(host) => (host, false),
+                HostCommand::Hold(host) | HostCommand::Release(host) => {
                     // A frozen process: its peers' connections stay open and nothing
                     // crosses them, both ways, until it is thawed.
-                    let hold = matches!(command, crate::load::HostCommand::Hold(_));
+                    let hold = matches!(command, HostCommand::Hold(_));
                     for peer in hosts.iter().filter(|h| *h != host) {
                         if hold {
                             sim.hold(host.as_str(), peer.as_str());
@@ -243,11 +246,12 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
             Err(e) => break Err(e),
         }
     };
-    let output = out.lock().unwrap_or_else(PoisonError::into_inner).take();
-    let output = match (simulated, output) {
-        (_, Some(o)) => o,
+    let outcome = out.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let outcome = match (simulated, outcome) {
+        (_, Some(Ok(o))) => o,
+        (_, Some(Err(e))) => anyhow::bail!("the run failed: {e}"),
         (Err(e), None) => anyhow::bail!("the simulation failed: {e}"),
-        (Ok(()), None) => anyhow::bail!("the simulation ended without the load's results"),
+        (Ok(()), None) => anyhow::bail!("the simulation ended without the run's outcome"),
     };
     let simulated = serde_json::json!({
         "seed": seed,
@@ -257,7 +261,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
         "random_host_order": network.random_order,
     });
     std::fs::write(run_dir.join("simulated.json"), serde_json::to_vec_pretty(&simulated)?)?;
-    Ok(judge(&scenario, &run_dir, &links, output))
+    Ok(outcome)
 }
 
 /// Builds service `service`'s app as its binary would, from `env`.
@@ -282,135 +286,6 @@ async fn build(
         other => anyhow::bail!("the simulator does not host `{other}`"),
     };
     Ok((app.into_router(), grace))
-}
-
-fn admin_hosts(plan: &ClusterPlan) -> anyhow::Result<AdminHosts> {
-    let first = |service: &str| {
-        plan.nodes
-            .iter()
-            .find(|n| n.id.service == service)
-            .map(|n| format!("{}:{}", n.id, n.addr.port()))
-            .with_context(|| format!("the cluster has no `{service}` service, whose state the checkers read"))
-    };
-    let token = plan
-        .nodes
-        .iter()
-        .find(|n| n.id.service == "orders")
-        .and_then(|n| n.env.get("SHOP_ADMIN_TOKEN").cloned())
-        .unwrap_or_else(|| executor::DEV_ADMIN_TOKEN.to_string());
-    Ok(AdminHosts { orders: first("orders")?, payments: first("payments")?, catalog: first("catalog")?, token })
-}
-
-/// Judges the simulated run as the real executor judges a real one, and writes the same
-/// files.
-fn judge(
-    scenario: &Scenario,
-    run_dir: &Path,
-    links: &[(gauntlet::cluster::plan::Slot, Link)],
-    output: LoadOutput,
-) -> RunOutcome {
-    let mut outcome = RunOutcome::planned(scenario, run_dir.to_path_buf());
-    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS);
-    let times = (epoch + output.started, epoch + output.ended);
-    let quiet = |_: Event| {};
-    if let Some(why) = output.steady_before {
-        outcome.steady_state_failure = Some(why);
-        return outcome;
-    }
-    let Some(result) = output.result else {
-        outcome.steady_state_failure = Some("the load did not run".into());
-        return outcome;
-    };
-    let terminal: Option<std::collections::BTreeSet<String>> = output
-        .state
-        .as_ref()
-        .ok()
-        .map(|(s, _)| s.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect());
-    for (i, (record, fault)) in outcome.faults.iter_mut().zip(&scenario.faults).enumerate() {
-        let log = &output.fault_times[i];
-        record.applied_at = log.applied.map(|d| d.as_secs_f64());
-        record.removed_at = log.removed.map(|d| d.as_secs_f64());
-        record.error = log.error.clone();
-        if log.applied.is_none() {
-            continue;
-        }
-        if let Some(orders) = &log.in_flight {
-            record.effect = Some(InFlight { orders: orders.clone() }.effect(terminal.as_ref()));
-            continue;
-        }
-        if let Some(traffic) = log.traffic_before {
-            let proxies = links.iter().filter(|(s, _)| touches(s, &fault.target)).count();
-            record.effect = Some(traffic_effect(traffic, proxies, "in and out of the node before it struck"));
-            continue;
-        }
-        let mut traffic = Traffic::default();
-        let mut proxies = 0;
-        for (slot, link) in links.iter().filter(|(s, _)| touches(s, &fault.target)) {
-            proxies += 1;
-            let state = link.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((bytes, conns)) = state.touched.get(i) {
-                traffic.bytes += bytes;
-                traffic.connections += conns;
-            }
-            let _ = slot;
-        }
-        let mut effect = traffic_effect(traffic, proxies, "acted on by its toxics");
-        if matches!(fault.action, FaultAction::Down) {
-            // A link that is down moves no bytes; what it touches is connections.
-            effect = traffic_effect(traffic, proxies, "refused or cut while it was down");
-            effect.touched = traffic.connections;
-        }
-        record.effect = Some(effect);
-    }
-    let rec = &result.recorder;
-    outcome.load = LoadSummary::of(&result);
-    let actual: Vec<ActualTimes> =
-        output.fault_times.iter().map(|log| ActualTimes { applied: log.applied, removed: log.removed }).collect();
-    outcome.slos = executor::slo_verdicts(scenario, rec, &actual, &output.gauges);
-    outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
-    outcome.stopped = result.stopped.clone();
-    for op in &output.history {
-        *outcome.operations.entry(format!("{} {}", op.kind, op.outcome.as_str())).or_default() += 1;
-    }
-    match &output.state {
-        Ok((state, waited)) => {
-            for o in &state.orders {
-                *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
-            }
-            executor::judge_on_history(&mut outcome, &output.history, state);
-            outcome.checks = executor::run_checks(
-                &scenario.invariants,
-                &output.history,
-                output.history_complete,
-                state,
-                *waited,
-                scenario.recovery.settle,
-            );
-            let _ = std::fs::write(
-                run_dir.join("history.json"),
-                serde_json::to_vec_pretty(&output.history).unwrap_or_default(),
-            );
-            let _ = std::fs::write(run_dir.join("state.json"), serde_json::to_vec_pretty(state).unwrap_or_default());
-        }
-        Err(why) => {
-            let why = format!("the services' admin state could not be read: {why}");
-            outcome.checks =
-                scenario.invariants.iter().map(|i| gauntlet::checks::CheckResult::unknown(i, why.clone())).collect();
-        }
-    }
-    outcome.steady_state_after = output.steady_after;
-    judge_at(scenario, &mut outcome, &result, times, true, &quiet);
-    let _ = std::fs::write(run_dir.join("outcome.json"), serde_json::to_vec_pretty(&outcome).unwrap_or_default());
-    outcome
-}
-
-/// Whether `slot` is one a fault on `target` acts on (for a node: every slot into it
-/// and every slot carrying its calls).
-fn touches(slot: &gauntlet::cluster::plan::Slot, target: &FaultTarget) -> bool {
-    match target {
-        FaultTarget::Edge { edge, replica } => slot.edge == *edge && replica.is_none_or(|r| r == slot.replica),
-        FaultTarget::Node(id) => (slot.edge.to == id.service && slot.replica == id.replica) || slot.serves(id),
-    }
 }
 
 /// Where a seed's run goes under `out`: `out/seed-<N>`.

@@ -5,7 +5,7 @@
 //! [`Operation`] per request); the checkers read it after the run.
 
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -120,7 +120,8 @@ impl Operation {
 /// executor (which reads the run's start from it, so faults and load share one clock).
 #[derive(Debug, Default)]
 pub struct History {
-    start: OnceLock<Instant>,
+    /// On tokio's clock, which is simulated time in a simulation.
+    start: OnceLock<tokio::time::Instant>,
     ops: Mutex<Vec<Operation>>,
     overflow: std::sync::atomic::AtomicU64,
 }
@@ -131,13 +132,14 @@ impl History {
         Self::default()
     }
 
-    /// Marks the instant the measured phase started (the first call wins).
-    pub fn begin(&self, start: Instant) {
+    /// Marks the instant the measured phase started (the first call wins), on tokio's
+    /// clock: the executor's timeline runs on it in every world.
+    pub fn begin(&self, start: tokio::time::Instant) {
         let _ = self.start.set(start);
     }
 
     /// The instant the measured phase started, once it has.
-    pub fn start(&self) -> Option<Instant> {
+    pub fn start(&self) -> Option<tokio::time::Instant> {
         self.start.get().copied()
     }
 
@@ -205,7 +207,7 @@ mod tests {
     fn the_start_is_set_once() {
         let h = History::new();
         assert!(h.start().is_none());
-        let t = Instant::now();
+        let t = tokio::time::Instant::now();
         h.begin(t);
         h.begin(t + Duration::from_secs(1));
         assert_eq!(h.start(), Some(t));

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::world::reach::Http;
 
 /// An order as the orders service holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -265,39 +268,31 @@ pub struct AdminEndpoints {
 }
 
 impl AdminEndpoints {
-    /// Reads the orders service's orders alone (bounded by `timeout`), e.g. to see what is
-    /// in flight at the moment a fault strikes.
-    pub async fn fetch_orders(&self, timeout: Duration) -> anyhow::Result<Vec<OrderRecord>> {
-        use anyhow::Context as _;
-        let http = reqwest::Client::builder().timeout(timeout).no_proxy().build()?;
-        let url = format!("{}/v1/admin/state", self.orders.trim_end_matches('/'));
-        let res = http.get(url).bearer_auth(&self.token).send().await.context("orders admin state")?;
-        anyhow::ensure!(res.status().is_success(), "orders admin state answered {}", res.status());
-        ShopState::from_orders_json(&res.text().await?)
+    /// Reads the orders service's orders alone through `http` (bounded by `timeout`),
+    /// e.g. to see what is in flight at the moment a fault strikes.
+    pub async fn fetch_orders(&self, http: &dyn Http, timeout: Duration) -> anyhow::Result<Vec<OrderRecord>> {
+        let text = self.get(http, &self.orders, timeout).await.context("orders admin state")?;
+        ShopState::from_orders_json(&text)
     }
 
-    /// Reads the three services' state (each request bounded by `timeout`).
-    pub async fn fetch(&self, timeout: Duration) -> anyhow::Result<ShopState> {
-        let http = reqwest::Client::builder().timeout(timeout).no_proxy().build()?;
-        let get = |base: &str| {
-            let req = http.get(format!("{}/v1/admin/state", base.trim_end_matches('/'))).bearer_auth(&self.token);
-            async move {
-                let res = req.send().await?;
-                let status = res.status();
-                let text = res.text().await?;
-                anyhow::ensure!(status.is_success(), "admin state answered {status}: {text}");
-                Ok::<_, anyhow::Error>(text)
-            }
-        };
-        use anyhow::Context as _;
-        let orders = get(&self.orders).await.context("orders admin state")?;
-        let payments = get(&self.payments).await.context("payments admin state")?;
-        let catalog = get(&self.catalog).await.context("catalog admin state")?;
+    /// Reads the three services' state through `http` (each request bounded by `timeout`).
+    pub async fn fetch(&self, http: &dyn Http, timeout: Duration) -> anyhow::Result<ShopState> {
+        let orders = self.get(http, &self.orders, timeout).await.context("orders admin state")?;
+        let payments = self.get(http, &self.payments, timeout).await.context("payments admin state")?;
+        let catalog = self.get(http, &self.catalog, timeout).await.context("catalog admin state")?;
         let notifications = match &self.notifications {
-            Some(url) => Some(get(url).await.context("notifications admin state")?),
+            Some(url) => Some(self.get(http, url, timeout).await.context("notifications admin state")?),
             None => None,
         };
         ShopState::from_admin_json(&orders, &payments, &catalog, notifications.as_deref())
+    }
+
+    /// `GET {base}/v1/admin/state` with the admin token: the body of a 2xx answer.
+    async fn get(&self, http: &dyn Http, base: &str, timeout: Duration) -> anyhow::Result<String> {
+        let url = format!("{}/v1/admin/state", base.trim_end_matches('/'));
+        let (status, text) = http.get(&url, Some(&self.token), timeout).await.map_err(anyhow::Error::msg)?;
+        anyhow::ensure!((200..300).contains(&status), "admin state answered {status}: {text}");
+        Ok(text)
     }
 }
 

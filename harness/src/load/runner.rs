@@ -201,12 +201,11 @@ impl FlowDriver {
         }
     }
 
-    /// Moves the recorder's clock to `now`; the reason to stop, when an abort condition
-    /// has tripped.
-    pub fn advance(&self, now: Duration) -> Option<String> {
-        let mut rec = self.shared.recorder.lock().unwrap_or_else(PoisonError::into_inner);
-        rec.advance(now);
-        rec.abort_reason().map(str::to_owned)
+    /// A tick of the run at `elapsed`, as [`run`]'s pacer ticks: moves the recorder's
+    /// clock and reports progress; the reason to stop, when an abort condition has
+    /// tripped or `on_progress` asks to.
+    pub fn tick(&self, elapsed: Duration, on_progress: &mut dyn FnMut(&Progress) -> Control) -> Option<String> {
+        self.shared.tick(elapsed, on_progress)
     }
 
     /// Ends the run: the recorder, finished, and when the last answer came. A flow
@@ -230,6 +229,33 @@ pub(crate) struct Shared {
     pub(crate) history: Option<Arc<crate::checks::history::History>>,
 }
 
+impl Shared {
+    /// Moves the recorder's clock to `elapsed` and shows `on_progress` the numbers so
+    /// far; the reason the run must stop, if it must.
+    fn tick(&self, elapsed: Duration, on_progress: &mut dyn FnMut(&Progress) -> Control) -> Option<String> {
+        let progress = {
+            let mut rec = self.recorder.lock().unwrap_or_else(PoisonError::into_inner);
+            rec.advance(elapsed);
+            if let Some(reason) = rec.abort_reason() {
+                return Some(reason.to_owned());
+            }
+            let overall = rec.overall();
+            Progress {
+                elapsed,
+                requests: overall.total(),
+                errors: overall.failed(),
+                dropped: rec.dropped(),
+                p95_ms: overall.latency().value_at_quantile(0.95) as f64 / 1000.0,
+                in_flight: self.in_flight.load(Ordering::Relaxed),
+            }
+        };
+        match on_progress(&progress) {
+            Control::Continue => None,
+            Control::Stop(reason) => Some(reason),
+        }
+    }
+}
+
 /// Runs `workload` as `config` says, calling `on_progress` every tick.
 pub async fn run(
     workload: Arc<Workload>,
@@ -246,7 +272,7 @@ pub async fn run(
     let users = VirtualUsers::prepare(&workload, &client, &base).await?;
     let start = Instant::now();
     if let Some(history) = &config.history {
-        history.begin(start);
+        history.begin(tokio::time::Instant::from_std(start));
     }
     let shared = Arc::new(Shared {
         ctx: FlowContext::new(workload.clone(), client, base, users, start),
@@ -361,32 +387,12 @@ impl<F: FnMut(&Progress) -> Control> Pacer<'_, F> {
     /// Reports progress; returns true when the run must stop.
     fn tick(&mut self, now: Instant) -> bool {
         self.next_tick = now + self.config.tick;
-        let shared = self.shared;
-        let elapsed = now - shared.ctx.start;
-        let progress = {
-            let Ok(mut rec) = shared.recorder.lock() else { return true };
-            rec.advance(elapsed);
-            if let Some(reason) = rec.abort_reason() {
-                self.stopped = Some(reason.to_owned());
-                return true;
-            }
-            let overall = rec.overall();
-            Progress {
-                elapsed,
-                requests: overall.total(),
-                errors: overall.failed(),
-                dropped: rec.dropped(),
-                p95_ms: overall.latency().value_at_quantile(0.95) as f64 / 1000.0,
-                in_flight: shared.in_flight.load(Ordering::Relaxed),
-            }
-        };
-        match (self.on_progress)(&progress) {
-            Control::Continue => false,
-            Control::Stop(reason) => {
-                self.stopped = Some(reason);
-                true
-            }
+        let stop = self.shared.tick(now - self.shared.ctx.start, &mut *self.on_progress);
+        let must = stop.is_some();
+        if must {
+            self.stopped = stop;
         }
+        must
     }
 
     /// Waits for running flows to end, at most as long as the slowest possible flow.

@@ -11,11 +11,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::effect::{self, Counters, Effect, InFlight};
 use super::gauges;
@@ -24,11 +25,11 @@ use crate::checks::history::{History, Operation};
 use crate::checks::state::{AdminEndpoints, ShopState};
 use crate::checks::{self, CheckResult};
 use crate::cluster::{ClusterPlan, NodeStatus, Runtime};
-use crate::faults::client::ToxiproxyClient;
 use crate::load::client::ClientConfig;
 use crate::load::runner::{self, Control, Progress, RunConfig};
 use crate::load::slo::{Gauge, Metric, Observable, SloVerdict};
 use crate::load::stats::Counts;
+use crate::world::reach::{EdgeFaults, Reach};
 
 /// The admin token services use with `SHOP_DEV_DEFAULTS=1` (`shop_kit::config::DEV_SECRET`).
 pub const DEV_ADMIN_TOKEN: &str = "gauntlet-dev-secret-change-me";
@@ -233,16 +234,17 @@ impl RunOutcome {
     }
 }
 
-/// A running cluster as the executor needs it: the runtime, where its ingress is and
-/// its Toxiproxy API. [`crate::world::Launch`] builds it from a started
+/// A running cluster as the executor needs it: the runtime, where its ingress is, and
+/// how the executor reaches it ([`Reach`]: HTTP, the edge proxies' API, the load
+/// generator, the clock). [`crate::world::run_on`] builds it from a started
 /// [`crate::world::World`]; the executor never asks which world that is.
 pub struct Cluster<R> {
     /// The runtime, started.
     pub runtime: R,
     /// The ingress URL the load uses.
     pub ingress: String,
-    /// The Toxiproxy API of the edge proxies.
-    pub toxiproxy: ToxiproxyClient,
+    /// How the world is reached.
+    pub reach: Reach,
     /// The admin endpoints of the stateful services (needed when invariants are checked).
     pub admin: Option<AdminEndpoints>,
 }
@@ -312,7 +314,7 @@ pub async fn execute<R: Runtime>(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> anyhow::Result<RunOutcome> {
     let mut outcome = RunOutcome::planned(scenario, cluster.runtime.plan().run_dir.clone());
-    let started_at = std::time::SystemTime::now();
+    let started_at = (cluster.reach.clock)();
 
     on_event(Event::Note("checking the steady state".into()));
     let steady = tokio::select! {
@@ -352,28 +354,70 @@ pub async fn execute<R: Runtime>(
         scenario.faults.len()
     )));
     let gauge_stop = Arc::new(AtomicBool::new(false));
-    let sampler =
-        tokio::spawn(gauges::sample(gauge_targets(scenario, cluster), tokio::time::Instant::now(), gauge_stop.clone()));
+    let http = cluster.reach.http.clone();
+    let sampler = tokio::spawn(gauges::sample(
+        gauge_targets(scenario, cluster),
+        Instant::now(),
+        gauge_stop.clone(),
+        move |url| {
+            let get = http.get(&url, None, gauges::READ_TIMEOUT);
+            async move { get.await.ok().filter(|(status, _)| (200..300).contains(status)).map(|(_, text)| text) }
+        },
+    ));
     // Whichever way this function returns, the sampler stops.
     let _stop_sampling = gauges::StopOnDrop(gauge_stop.clone());
+    let load_done = Arc::new(AtomicBool::new(false));
     let load = {
         let (stop, latest) = (stop.clone(), latest.clone());
-        tokio::spawn(runner::run(Arc::new(workload), config, move |p: &Progress| {
-            if let Ok(mut l) = latest.lock() {
-                *l = Some(p.clone());
-            }
-            if stop.load(Ordering::Relaxed) {
-                Control::Stop("interrupted".into())
-            } else {
-                Control::Continue
-            }
-        }))
+        let run = cluster.reach.load.run(
+            Arc::new(workload),
+            config,
+            Box::new(move |p: &Progress| {
+                if let Ok(mut l) = latest.lock() {
+                    *l = Some(p.clone());
+                }
+                if stop.load(Ordering::Relaxed) {
+                    Control::Stop("interrupted".into())
+                } else {
+                    Control::Continue
+                }
+            }),
+        );
+        let done = load_done.clone();
+        async move {
+            let r = run.await;
+            done.store(true, Ordering::Relaxed);
+            r
+        }
     };
+    // The load runs alongside the timeline, in this task: its result is kept once it
+    // ends, whichever of the two ends first.
+    let mut load = std::pin::pin!(load);
+    let mut loaded = None;
 
     let mut active = Active::default();
-    let timeline =
-        run_timeline(scenario, cluster, &history, &load, &latest, &mut active, &mut outcome, &mut interrupt, on_event)
-            .await;
+    let timeline = {
+        let timeline = run_timeline(
+            scenario,
+            cluster,
+            &history,
+            &load_done,
+            &latest,
+            &mut active,
+            &mut outcome,
+            &mut interrupt,
+            on_event,
+        );
+        let mut timeline = std::pin::pin!(timeline);
+        loop {
+            tokio::select! {
+                // In this order every time: the simulation replays it.
+                biased;
+                r = &mut load, if loaded.is_none() => loaded = Some(r),
+                t = &mut timeline => break t,
+            }
+        }
+    };
     // Whatever ended the timeline, nothing stays broken.
     rollback(scenario, cluster, &mut active, &mut outcome, &history, on_event).await;
     if let Err(e) = &timeline {
@@ -383,19 +427,22 @@ pub async fn execute<R: Runtime>(
     if outcome.interrupted {
         stop.store(true, Ordering::Relaxed);
     }
-    let result = tokio::select! {
-        r = load => r,
-        _ = interrupt.wait_for(|v| *v), if !outcome.interrupted => {
-            outcome.interrupted = true;
-            stop.store(true, Ordering::Relaxed);
-            return Ok(outcome);
-        }
+    let result = match loaded {
+        Some(r) => r,
+        None => tokio::select! {
+            r = &mut load => r,
+            _ = interrupt.wait_for(|v| *v), if !outcome.interrupted => {
+                outcome.interrupted = true;
+                stop.store(true, Ordering::Relaxed);
+                return Ok(outcome);
+            }
+        },
     };
     gauge_stop.store(true, Ordering::Relaxed);
     let samples = sampler.await.unwrap_or_default();
     timeline?;
     observe_effects(scenario, cluster, &mut outcome, None);
-    let result = result.context("the load generator panicked")?.context("the load generator failed")?;
+    let result = result?;
     let rec = &result.recorder;
     outcome.load = LoadSummary::of(&result);
     // SLO windows tied to faults are judged on when the faults were actually in place.
@@ -429,7 +476,7 @@ pub async fn execute<R: Runtime>(
         !scenario.invariants.is_empty() || scenario.slos().iter().any(|s| s.threshold.metric.needs_history());
     let Some(admin) = cluster.admin.as_ref().filter(|_| needs_state) else {
         check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
-        judge(scenario, &mut outcome, &result, started_at, on_event);
+        judge(scenario, &mut outcome, &result, (started_at, &cluster.reach), on_event);
         return Ok(outcome);
     };
 
@@ -437,8 +484,9 @@ pub async fn execute<R: Runtime>(
         "load done; letting orders settle (up to {})",
         humantime::format_duration(scenario.recovery.settle)
     )));
+    let http = &*cluster.reach.http;
     let settled = tokio::select! {
-        r = settle_with(|| admin.fetch(Duration::from_secs(10)), scenario.recovery.settle) => r,
+        r = settle_with(|| admin.fetch(http, Duration::from_secs(10)), scenario.recovery.settle) => r,
         _ = interrupt.wait_for(|v| *v) => {
             outcome.interrupted = true;
             return Ok(outcome);
@@ -452,7 +500,7 @@ pub async fn execute<R: Runtime>(
             on_event(Event::Note(why.clone()));
             outcome.checks = scenario.invariants.iter().map(|i| CheckResult::unknown(i, why.clone())).collect();
             check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
-            judge(scenario, &mut outcome, &result, started_at, on_event);
+            judge(scenario, &mut outcome, &result, (started_at, &cluster.reach), on_event);
             return Ok(outcome);
         }
     };
@@ -469,7 +517,7 @@ pub async fn execute<R: Runtime>(
     let _ = std::fs::create_dir_all(dir);
     let _ = std::fs::write(dir.join("history.json"), serde_json::to_vec_pretty(&ops).unwrap_or_default());
     let _ = std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&state).unwrap_or_default());
-    judge(scenario, &mut outcome, &result, started_at, on_event);
+    judge(scenario, &mut outcome, &result, (started_at, &cluster.reach), on_event);
     Ok(outcome)
 }
 
@@ -531,10 +579,10 @@ fn judge(
     scenario: &Scenario,
     outcome: &mut RunOutcome,
     result: &runner::RunResult,
-    started_at: std::time::SystemTime,
+    (started_at, reach): (std::time::SystemTime, &Reach),
     on_event: &(dyn Fn(Event) + Sync),
 ) {
-    judge_at(scenario, outcome, result, (started_at, std::time::SystemTime::now()), false, on_event);
+    judge_at(scenario, outcome, result, (started_at, (reach.clock)()), reach.simulated, on_event);
 }
 
 /// Every SLO's verdict: windows tied to faults on when the faults were actually in place
@@ -649,12 +697,11 @@ async fn steady_state<R: Runtime>(scenario: &Scenario, cluster: &mut Cluster<R>)
     if !not_ready.is_empty() {
         return Err(format!("nodes not ready: {}", not_ready.join(", ")));
     }
-    let http =
-        reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().map_err(|e| e.to_string())?;
+    let http = &cluster.reach.http;
     let ingress = cluster.ingress.trim_end_matches('/').to_string();
     probe_steady_state(&scenario.steady_state, |path| {
-        let request = http.get(format!("{ingress}{path}"));
-        async move { request.send().await.map(|res| res.status().as_u16()).map_err(|e| e.to_string()) }
+        let get = http.get(&format!("{ingress}{path}"), None, Duration::from_secs(5));
+        async move { get.await.map(|(status, _)| status) }
     })
     .await
 }
@@ -708,7 +755,7 @@ async fn run_timeline<R: Runtime>(
     scenario: &Scenario,
     cluster: &mut Cluster<R>,
     history: &History,
-    load: &tokio::task::JoinHandle<Result<runner::RunResult, runner::RunError>>,
+    load_done: &AtomicBool,
     latest: &Mutex<Option<Progress>>,
     active: &mut Active,
     outcome: &mut RunOutcome,
@@ -722,7 +769,7 @@ async fn run_timeline<R: Runtime>(
         if let Some(t) = history.start() {
             break t;
         }
-        if load.is_finished() {
+        if load_done.load(Ordering::Relaxed) {
             return Ok(());
         }
         anyhow::ensure!(Instant::now() < setup_deadline, "the load's set-up did not finish within {SETUP_LIMIT:?}");
@@ -733,7 +780,7 @@ async fn run_timeline<R: Runtime>(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    outcome.baseline = counters(&cluster.toxiproxy).await;
+    outcome.baseline = cluster.reach.faults.counters().await;
     let mut pending: Vec<(Duration, usize, Change)> = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {
         pending.push((f.at, i, Change::Apply));
@@ -780,7 +827,8 @@ async fn run_timeline<R: Runtime>(
                     if change == Change::Apply && node.service == "orders" {
                         if let Some(admin) = cluster.admin.as_ref() {
                             // Before it strikes: once orders is down its state cannot be read.
-                            if let Ok(orders) = admin.fetch_orders(Duration::from_secs(2)).await {
+                            let http = &*cluster.reach.http;
+                            if let Ok(orders) = admin.fetch_orders(http, Duration::from_secs(2)).await {
                                 let orders = orders.into_iter().filter(|o| !o.is_terminal()).map(|o| o.id).collect();
                                 outcome.faults[i].observed.in_flight = Some(InFlight { orders });
                             }
@@ -815,26 +863,28 @@ async fn run_timeline<R: Runtime>(
                 }
                 (action, target) => {
                     busy.push((i, target_of(i)));
-                    let (toxiproxy, names) = (cluster.toxiproxy.clone(), proxies(cluster, target));
+                    let (faults, names) = (cluster.reach.faults.clone(), proxies(cluster, target));
                     let action = action.clone();
                     underway.push(Box::pin(async move {
-                        let r = edge_change(&action, &toxiproxy, &names, change).await;
+                        let r = edge_change(&action, &*faults, &names, change).await;
                         (i, change, r)
                     }));
                 }
             }
         }
-        if pending.is_empty() && underway.is_empty() && (load.is_finished() || now >= end) {
+        let load_finished = load_done.load(Ordering::Relaxed);
+        if pending.is_empty() && underway.is_empty() && (load_finished || now >= end) {
             break None;
         }
-        if load.is_finished() && underway.is_empty() {
+        if load_finished && underway.is_empty() {
             // The load stopped early (an SLO abort): the remaining faults are moot.
             break None;
         }
         let due = pending.first().map(|(at, _, _)| t0 + *at).filter(|d| *d > now);
         let wake = due.map_or(next_tick, |d| d.min(next_tick));
         tokio::select! {
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            biased;
+            _ = tokio::time::sleep_until(wake) => {}
             Some((i, change, result)) = underway.next(), if !underway.is_empty() => {
                 busy.retain(|(b, _)| *b != i);
                 finished(scenario, cluster, active, outcome, (i, change, result), t0, on_event).await;
@@ -891,7 +941,7 @@ async fn completed<R: Runtime>(
     on_event: &(dyn Fn(Event) + Sync),
 ) {
     let fault = &scenario.faults[i];
-    let reading = counters(&cluster.toxiproxy).await;
+    let reading = cluster.reach.faults.counters().await;
     let record = &mut outcome.faults[i];
     match change {
         Change::Apply => record.observed.at_apply = reading,
@@ -940,7 +990,7 @@ fn proxies<R: Runtime>(cluster: &Cluster<R>, target: &FaultTarget) -> Vec<String
 /// Applies or removes an edge fault on its proxies `names`.
 async fn edge_change(
     action: &FaultAction,
-    toxiproxy: &ToxiproxyClient,
+    faults: &dyn EdgeFaults,
     names: &[String],
     change: Change,
 ) -> anyhow::Result<()> {
@@ -948,7 +998,7 @@ async fn edge_change(
         (FaultAction::Toxics(toxics), Change::Apply) => {
             for proxy in names {
                 for t in toxics {
-                    toxiproxy.add_toxic(proxy, t).await.with_context(|| format!("adding {} to {proxy}", t.name))?;
+                    faults.add_toxic(proxy, t).await?;
                 }
             }
             Ok(())
@@ -957,23 +1007,16 @@ async fn edge_change(
             let mut first_error = None;
             for proxy in names {
                 for t in toxics {
-                    if let Err(e) = toxiproxy.remove_toxic(proxy, &t.name).await {
-                        // Already gone is what we want.
-                        if e.status() != Some(404) && first_error.is_none() {
-                            first_error = Some(anyhow::anyhow!("removing {} from {proxy}: {e}", t.name));
-                        }
+                    if let Err(e) = faults.remove_toxic(proxy, &t.name).await {
+                        first_error.get_or_insert(e);
                     }
                 }
             }
             first_error.map_or(Ok(()), Err)
         }
         (FaultAction::Down, change) => {
-            let enabled = change == Change::Remove;
             for proxy in names {
-                toxiproxy
-                    .set_enabled(proxy, enabled)
-                    .await
-                    .with_context(|| format!("{} {proxy}", if enabled { "enabling" } else { "disabling" }))?;
+                faults.set_enabled(proxy, change == Change::Remove).await?;
             }
             Ok(())
         }
@@ -989,13 +1032,10 @@ async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::
             None => Ok(()),
         },
         (FaultAction::Node(_), FaultTarget::Edge { .. }) => Ok(()),
-        (action, target) => edge_change(action, &cluster.toxiproxy, &proxies(cluster, target), Change::Remove).await,
+        (action, target) => {
+            edge_change(action, &*cluster.reach.faults, &proxies(cluster, target), Change::Remove).await
+        }
     }
-}
-
-/// The proxies' counters now, if the Toxiproxy API serves them.
-async fn counters(toxiproxy: &ToxiproxyClient) -> Option<Counters> {
-    toxiproxy.metrics().await.ok().map(|t| effect::parse_counters(&t))
 }
 
 /// Each fault's observed effect, from the readings taken around it; `terminal` is the
@@ -1075,7 +1115,7 @@ async fn rollback<R: Runtime>(
         match result {
             Ok(()) => {
                 outcome.faults[i].removed_at = Some(at);
-                outcome.faults[i].observed.at_remove = counters(&cluster.toxiproxy).await;
+                outcome.faults[i].observed.at_remove = cluster.reach.faults.counters().await;
                 on_event(Event::Note(format!("{at:>7.2}s rolled back {}", fault.label)));
             }
             Err(e) => {

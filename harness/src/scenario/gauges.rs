@@ -105,19 +105,10 @@ pub fn read_gauge(text: &str, name: &str) -> Option<f64> {
 pub const READ_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Samples `targets` (a gauge and the `/metrics` URL of its service) every
-/// [`INTERVAL`] until `stop`, offsets from `start`, over HTTP.
-pub async fn sample(targets: Vec<(Gauge, String)>, start: Instant, stop: Arc<AtomicBool>) -> GaugeSamples {
-    let Ok(client) = reqwest::Client::builder().timeout(READ_TIMEOUT).build() else { return GaugeSamples::default() };
-    sample_with(targets, start, stop, |url| {
-        let client = client.clone();
-        async move { client.get(url).send().await.ok()?.text().await.ok() }
-    })
-    .await
-}
-
-/// [`sample`] with `fetch` reading a `/metrics` URL (`None`: no answer, no sample), on
-/// tokio's clock: the simulation samples its nodes with it, on simulated time.
-pub async fn sample_with<F, Fut>(
+/// [`INTERVAL`] until `stop`, offsets from `start`, with `fetch` reading a `/metrics`
+/// URL (`None`: no answer, no sample), on tokio's clock: each world fetches with its own
+/// HTTP (the simulation's on simulated time).
+pub async fn sample<F, Fut>(
     targets: Vec<(Gauge, String)>,
     start: Instant,
     stop: Arc<AtomicBool>,

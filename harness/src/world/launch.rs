@@ -20,7 +20,6 @@ use crate::cluster::ledger::{Ledger, Reaped};
 use crate::cluster::plan::{ClusterPlan, Ports};
 use crate::cluster::RuntimeError;
 use crate::exit::CliError;
-use crate::faults::client::ToxiproxyClient;
 use crate::scenario::executor::{self, admin_endpoints, Cluster, Event, RunOutcome};
 use crate::scenario::model::RuntimeChoice;
 use crate::scenario::Scenario;
@@ -195,7 +194,7 @@ pub async fn run_on<W: World>(
 /// A started world as the executor needs it: its ingress, its fault API, and the admin
 /// endpoints when invariants are checked. A world that lacks one is torn down.
 async fn ready<W: World>(scenario: &Scenario, mut world: W) -> Result<Cluster<W>, CliError> {
-    let (Some(url), Some(api)) = (world.ingress_urls().first().cloned(), world.fault_api()) else {
+    let (Some(url), Some(reach)) = (world.ingress_urls().first().cloned(), world.reach()) else {
         let _ = world.teardown().await;
         return Err(CliError::Harness(anyhow::anyhow!("the cluster has no ingress URL or no Toxiproxy API")));
     };
@@ -208,7 +207,7 @@ async fn ready<W: World>(scenario: &Scenario, mut world: W) -> Result<Cluster<W>
             return Err(CliError::Harness(e));
         }
     };
-    Ok(Cluster { runtime: world, ingress: url, toxiproxy: ToxiproxyClient::new(api), admin })
+    Ok(Cluster { runtime: world, ingress: url, reach, admin })
 }
 
 #[cfg(test)]

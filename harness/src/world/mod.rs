@@ -1,9 +1,10 @@
 //! The world a run drives: a started cluster, wherever it runs.
 //!
 //! A [`World`] is a [`Runtime`] that also says where its ingress and its fault API
-//! are. Local processes, containers and an external deployment are worlds today; the
-//! planned deterministic simulation is meant to be one more. The executor, the
-//! checkers and the reports see only this interface and never which world they drive.
+//! are. Local processes, containers, an external deployment and the deterministic
+//! simulation (the `gauntlet-sim` crate's `SimWorld`) are worlds. The executor, the
+//! checkers and the reports see only this interface and never which world they drive;
+//! [`reach`] is how the executor reaches one (HTTP, fault API, load generator, clock).
 //!
 //! [`open()`] assembles a world (runtime, edge proxies, ledger, reaper) from a plan;
 //! [`launch`] runs one scenario on a fresh world from start to teardown ([`run_on`]
@@ -12,6 +13,7 @@
 
 pub mod launch;
 pub mod open;
+pub mod reach;
 pub mod signal;
 
 pub use launch::{resolve_runtime, run_on, start, Launch, LaunchEvent, Started};
@@ -36,6 +38,12 @@ pub trait World: Runtime {
     fn ingress_urls(&self) -> Vec<String>;
     /// The Toxiproxy-compatible API of the edge proxies, if the edges have any.
     fn fault_api(&self) -> Option<String>;
+    /// How the executor reaches this world: over the host's network by default (reqwest,
+    /// the Toxiproxy API at [`World::fault_api`], the open-model load generator); `None`
+    /// when there is no fault API. A simulated world supplies its own.
+    fn reach(&self) -> Option<reach::Reach> {
+        self.fault_api().map(|api| reach::Reach::host(&api))
+    }
 }
 
 impl World for ProcessRuntime {
