@@ -67,7 +67,7 @@ impl Platform for Node {
 /// until `stop` turns true: then, as the real server does on SIGTERM, it stops
 /// accepting, lets the requests in flight finish (idle keep-alive connections close at
 /// once) within `grace`, and returns. Each connection is served by hyper in a task of
-/// the node (`platform::spawn`), and each request carries its peer address as axum's
+/// the node (on its LocalSet, as `platform::spawn` does), and each request carries its peer address as axum's
 /// `ConnectInfo`, as the real server's do.
 pub async fn serve(
     router: Router,
@@ -85,7 +85,9 @@ pub async fn serve(
         };
         let router = router.clone();
         let mut stop = stop.clone();
-        connections.spawn(platform::scope(platform::current(), async move {
+        // On the host's LocalSet, as `platform::spawn` puts a node's tasks: a crash drops
+        // them, and closes their sockets, in the order they were spawned.
+        connections.spawn_local(platform::scope(platform::current(), async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 let mut router = router.clone();

@@ -67,3 +67,28 @@ fn a_searched_seed_replays_identically_and_its_schedule_stays_in_bounds() {
         "seeds 5 and 6 drew the same perturbations"
     );
 }
+
+/// A crash closes every socket of the node at once. The order they close in must be the
+/// seed's, not the order tokio happens to drop the node's tasks in (set by task ids,
+/// which every runtime of the process draws from: here, the same seed's other run,
+/// simulated beside it on another thread).
+#[test]
+fn a_kill_with_sagas_in_flight_replays_identically_beside_another_simulation() {
+    let killed = scenario("orders-killed.toml");
+    let out = tempfile::tempdir().unwrap();
+    for seed in 1..=3 {
+        let dirs = [out.path().join(format!("{seed}-a")), out.path().join(format!("{seed}-b"))];
+        std::thread::scope(|s| {
+            for dir in &dirs {
+                let killed = &killed;
+                s.spawn(move || {
+                    let outcome = gauntlet_sim::run_seed(killed, seed, dir, true).unwrap();
+                    let kill = &outcome.faults[1];
+                    let effect = kill.effect.as_ref().expect("the kill's effect is measured");
+                    assert!(effect.touched > 0, "seed {seed}: no saga was in flight at the kill: {}", effect.detail);
+                });
+            }
+        });
+        assert_eq!(gauntlet_sim::compare::first_divergence(&dirs[0], &dirs[1]), None, "seed {seed}");
+    }
+}
