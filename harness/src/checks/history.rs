@@ -124,6 +124,8 @@ pub struct History {
     start: OnceLock<tokio::time::Instant>,
     ops: Mutex<Vec<Operation>>,
     overflow: std::sync::atomic::AtomicU64,
+    /// The operations of steps with an `op`, for the generic checkers.
+    pub generic: super::op::OpLog,
 }
 
 impl History {

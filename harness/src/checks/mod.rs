@@ -13,8 +13,11 @@
 //! [`state`] also fetches the state from the services' admin endpoints.
 
 pub mod events;
+pub mod external;
+pub mod generic;
 pub mod history;
 pub mod money;
+pub mod op;
 pub mod orders;
 pub mod state;
 pub mod stock;
@@ -26,11 +29,6 @@ use serde::Serialize;
 /// The invariants Gauntlet knows how to check.
 pub const INVARIANTS: [&str; 5] =
     ["no_lost_orders", "orders_terminate", "money_conserved", "stock_conserved", "events_delivered"];
-
-/// The invariants a scenario checks when it names none: all but `events_delivered`,
-/// which needs the event-driven half (`services/cluster-events.toml`) and is named by
-/// the scenarios that run it.
-pub const DEFAULT_INVARIANTS: [&str; 4] = ["no_lost_orders", "orders_terminate", "money_conserved", "stock_conserved"];
 
 /// Every clause of every invariant, in report order.
 pub fn all_clauses() -> impl Iterator<Item = &'static Clause> {

@@ -41,10 +41,12 @@ pub enum Command {
     Status(up::ClusterArgs),
     /// Stop the running cluster, and remove what crashed runs left behind.
     Down(up::ClusterArgs),
-    /// Print the JSON Schema of a file format (for editors).
+    /// Print the JSON Schema of a file format: `cluster` and `scenario` files (for
+    /// editors), a run's `history` (history.jsonl and final-reads.jsonl, one line per
+    /// Jepsen op map), and the `verdict` an external checker writes.
     Schema {
         /// Which format.
-        #[arg(value_parser = ["cluster"])]
+        #[arg(value_parser = ["cluster", "scenario", "history", "verdict"])]
         format: String,
     },
     /// Run the embedded Toxiproxy-compatible fault proxy (its HTTP API on --listen).
@@ -94,8 +96,14 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Up(args) => up::up(args),
         Command::Status(args) => up::status(args),
         Command::Down(args) => up::down(args),
-        Command::Schema { .. } => {
-            println!("{:#}", crate::cluster::spec::json_schema());
+        Command::Schema { format } => {
+            let schema = match format.as_str() {
+                "scenario" => crate::scenario::json_schema(),
+                "history" => crate::checks::op::history_schema(),
+                "verdict" => crate::checks::external::verdict_schema(),
+                _ => crate::cluster::spec::json_schema(),
+            };
+            println!("{schema:#}");
             Ok(Outcome::Passed)
         }
         Command::Proxy(args) => proxy::run(args),

@@ -212,6 +212,8 @@ pub fn print_verdict(o: &RunOutcome) {
         for c in &o.checks {
             println!("  {c}");
         }
+    } else if o.reasons.is_some() {
+        println!("\nInvariants: none declared, so no data was judged (declare [[invariant]]s: README, \"Test your own system\")");
     }
     if !o.faults.is_empty() {
         println!("\nFaults{:>46} {:>20}", "planned", "actual");

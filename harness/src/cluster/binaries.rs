@@ -25,7 +25,8 @@ pub fn command_program(spec: &ClusterSpec, program: &str) -> PathBuf {
     let base = spec.file.parent().unwrap_or(Path::new("."));
     let prog = PathBuf::from(program);
     if prog.components().count() > 1 && prog.is_relative() {
-        base.join(prog)
+        // Absolute: a node runs in its own data folder, where a relative path means nothing.
+        std::path::absolute(base.join(&prog)).unwrap_or_else(|_| base.join(prog))
     } else {
         prog
     }

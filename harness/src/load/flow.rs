@@ -12,11 +12,13 @@ use http::{Request, Uri};
 use serde_json::Value;
 
 use super::client::{Exchange, HttpClient, Keep, Transport};
+use super::operation::{self, OpSpec};
 use super::recorder::{FlowId, Sample};
 use super::runner::{RunError, Shared};
 use super::stats::{micros, Check, ErrorKind, Judgement, Outcome};
 use super::template::{draw_rng, DrawRng};
 use super::workload::{BaseUrl, Step, Workload};
+use crate::checks::op::{Op, OpType};
 
 /// The draw streams of the setup phase, one per virtual user, far above those of the
 /// flow starts (stream `k` for start `k`).
@@ -81,7 +83,10 @@ impl VirtualUsers {
 /// What of a step's answer to keep: the body for captures, the history and checks; the
 /// headers its degraded rules look at.
 fn keep(step: &Step) -> Keep<'_> {
-    let body = !step.captures.is_empty() || step.record.is_some() || step.rules.needs_body();
+    let body = !step.captures.is_empty()
+        || step.record.is_some()
+        || step.rules.needs_body()
+        || step.op.as_ref().is_some_and(OpSpec::needs_body);
     Keep { body, headers: step.rules.headers() }
 }
 
@@ -206,6 +211,25 @@ fn take_captures(step: &Step, ex: &Exchange) -> Result<Vec<(String, Value)>, Out
     step.captures.iter().map(|c| Ok((c.name.clone(), json.pointer(&c.pointer).cloned().ok_or(missing)?))).collect()
 }
 
+/// The operation a step with an `op` invokes, as flow start `k` (its process: a flow
+/// start does its steps one after another, as a Jepsen process does) at `at`.
+fn invocation(spec: &OpSpec, k: u64, at: Duration, vars: &Vars<'_>) -> Op {
+    let lookup = |n: &str| vars.lookup(n);
+    // `op` templates draw nothing (the workload refuses draws there): any stream will do.
+    let mut no_draws = draw_rng(0, 0);
+    Op {
+        index: 0,
+        process: k,
+        f: spec.f.clone(),
+        key: spec.key.as_ref().map(|t| t.render(&lookup, &mut no_draws)),
+        value: spec.value.as_ref().map_or(Value::Null, |t| t.render(&lookup, &mut no_draws)),
+        result: None,
+        outcome: OpType::Info,
+        invoke_ns: u64::try_from(at.as_nanos()).unwrap_or(u64::MAX),
+        complete_ns: 0,
+    }
+}
+
 /// Runs flow `flow` as start number `k`, meant to start at offset `intended`.
 pub(crate) async fn run_flow(
     shared: Arc<Shared>,
@@ -230,6 +254,10 @@ pub(crate) async fn run_flow(
         let req = build_request(step, literal, &ctx.base, &vars, &mut draws);
         let key = step.record.as_ref().and_then(|_| req.headers().get("idempotency-key"));
         let key = key.and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let invoked = match (&step.op, &shared.history) {
+            (Some(spec), Some(history)) => history.generic.invoke(invocation(spec, k, step_intended, &vars)),
+            _ => None,
+        };
         let ex = transport.exchange(req, keep(step)).await;
         if let (Some(kind), Some(history)) = (&step.record, &shared.history) {
             let (invoked, completed) =
@@ -244,6 +272,11 @@ pub(crate) async fn run_flow(
             ));
         }
         let judgement = step.rules.judge(ex.outcome, &ex.headers, ex.body.as_deref());
+        if let (Some(index), Some(spec), Some(history)) = (invoked, &step.op, &shared.history) {
+            let done = operation::classify(spec, ex.outcome, judgement, ex.body.as_deref());
+            let ns = |t: Instant| u64::try_from(t.saturating_duration_since(ctx.start).as_nanos()).unwrap_or(u64::MAX);
+            history.generic.complete(index, done.outcome, done.result, ns(ex.sent), ns(ex.done));
+        }
         flow_judgement = flow_judgement.and(judgement);
         let mut outcome = ex.outcome;
         // A wrong answer is not one to take values from or to go on after.

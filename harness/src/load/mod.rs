@@ -12,6 +12,7 @@ pub mod client;
 pub mod duration;
 pub mod flow;
 mod h1;
+pub mod operation;
 pub mod recorder;
 pub mod rules;
 pub mod runner;

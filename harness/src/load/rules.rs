@@ -57,7 +57,8 @@ pub enum StatusPattern {
 }
 
 impl StatusPattern {
-    fn matches(self, status: u16) -> bool {
+    /// Whether `status` is one of its statuses.
+    pub fn matches(self, status: u16) -> bool {
         match self {
             Self::Code(c) => c == status,
             Self::Class(c) => status / 100 == c,
@@ -254,7 +255,7 @@ impl RawExpect {
     }
 }
 
-fn status_pattern(v: &toml::Value) -> Option<StatusPattern> {
+pub(crate) fn status_pattern(v: &toml::Value) -> Option<StatusPattern> {
     let code = |n: i64| u16::try_from(n).ok().filter(|c| (100..600).contains(c));
     match v {
         toml::Value::Integer(n) => code(*n).map(StatusPattern::Code),

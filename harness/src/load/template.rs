@@ -140,6 +140,11 @@ impl Template {
         })
     }
 
+    /// Whether it draws a value (`{{uniform 1 100}}`).
+    pub fn has_draws(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Draw(_)))
+    }
+
     /// The text itself when there is no placeholder: rendering it costs nothing.
     pub fn as_literal(&self) -> Option<&str> {
         match self.parts.as_slice() {
@@ -219,6 +224,16 @@ impl JsonTemplate {
             Self::Scalar(_) => Vec::new(),
             Self::Array(items) => items.iter().flat_map(Self::vars).collect(),
             Self::Object(fields) => fields.iter().flat_map(|(_, v)| v.vars()).collect(),
+        }
+    }
+
+    /// Whether any string of it draws a value.
+    pub fn has_draws(&self) -> bool {
+        match self {
+            Self::Text(t) => t.has_draws(),
+            Self::Scalar(_) => false,
+            Self::Array(items) => items.iter().any(Self::has_draws),
+            Self::Object(fields) => fields.iter().any(|(_, v)| v.has_draws()),
         }
     }
 

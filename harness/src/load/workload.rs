@@ -60,6 +60,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use super::duration::HumanDuration;
+use super::operation::{OpSpec, RawOp};
 use super::rules::{check_pointer, parse_degraded, AnswerRules, DegradedRule, Located, RawExpect};
 use super::schedule::ScheduleSpec;
 use super::slo::SloSpec;
@@ -152,6 +153,9 @@ pub struct Step {
     /// Records each request of this step in the run's operation history under this
     /// kind (`record = "place_order"`), for the invariant checkers.
     pub record: Option<String>,
+    /// Records each request of this step as an operation of the run's history
+    /// (`op = { f = "add", value = "..." }`), for the generic checkers.
+    pub op: Option<OpSpec>,
     /// What makes its answers degraded, and what it expects of them.
     pub rules: AnswerRules,
 }
@@ -220,6 +224,7 @@ impl Workload {
             captures: Vec::new(),
             think: Duration::ZERO,
             record: None,
+            op: None,
             rules: AnswerRules::default(),
         };
         Ok(Self {
@@ -330,6 +335,7 @@ struct RawStep {
     capture: BTreeMap<String, Spanned<String>>,
     think: Option<HumanDuration>,
     record: Option<Spanned<String>>,
+    op: Option<RawOp>,
     degraded: Option<Spanned<toml::Value>>,
     expect: Option<Spanned<RawExpect>>,
 }
@@ -350,6 +356,11 @@ impl RawWorkload {
                 if users == 0 || users > MAX_USERS {
                     let msg = format!("setup.users must be between 1 and {MAX_USERS}");
                     return Err((raw.users.span(), msg));
+                }
+                if let Some(op) = raw.step.iter().find_map(|s| s.op.as_ref()) {
+                    let msg =
+                        "a setup step records no operation (setup is not part of the run): move `op` to a flow step";
+                    return Err((op.span(), msg.into()));
                 }
                 let steps = check_steps(raw.step, &mut known, &degraded)?;
                 Some(Setup { users, steps })
@@ -450,8 +461,12 @@ fn check_step(raw: RawStep, name: String, known: &BTreeSet<String>, degraded: &[
         Some(r) => Some(r.into_inner()),
         None => None,
     };
+    let op = match raw.op {
+        Some(op) => Some(op.check(&|t: &Template, span| check_vars(t.vars(), known, span))?),
+        None => None,
+    };
     let think = raw.think.map_or(Duration::ZERO, |d| d.0);
-    Ok(Step { name, method, path, headers, body, captures, think, record, rules })
+    Ok(Step { name, method, path, headers, body, captures, think, record, op, rules })
 }
 
 fn template(raw: &Spanned<String>, known: &BTreeSet<String>) -> Located<Template> {

@@ -114,6 +114,52 @@ impl InFlight {
     }
 }
 
+/// The operations of a run's history in flight when a fault struck, by how they ended:
+/// what a node fault did to any system's clients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpsInFlight {
+    /// Acknowledged.
+    pub ok: usize,
+    /// Refused.
+    pub fail: usize,
+    /// Indeterminate.
+    pub info: usize,
+}
+
+impl OpsInFlight {
+    /// The operations invoked before `at_ns` and completed after it.
+    pub fn at(ops: &[crate::checks::op::Op], at_ns: u64) -> Self {
+        use crate::checks::op::OpType;
+        let mut n = Self::default();
+        for op in ops.iter().filter(|o| o.invoke_ns < at_ns && o.complete_ns >= at_ns) {
+            match op.outcome {
+                OpType::Ok => n.ok += 1,
+                OpType::Fail => n.fail += 1,
+                OpType::Info | OpType::Invoke => n.info += 1,
+            }
+        }
+        n
+    }
+
+    /// How many there were.
+    pub fn total(&self) -> usize {
+        self.ok + self.fail + self.info
+    }
+
+    /// `effect` with a line saying how the operations in flight resolved.
+    pub fn describe_in(&self, mut effect: Effect) -> Effect {
+        effect.detail = format!(
+            "{}; {} operation(s) in flight when it struck: {} ok, {} fail, {} info",
+            effect.detail,
+            self.total(),
+            self.ok,
+            self.fail,
+            self.info
+        );
+        effect
+    }
+}
+
 /// The effect of traffic through proxies, described as `what`.
 pub fn traffic_effect(traffic: Traffic, proxies: usize, what: &str) -> Effect {
     Effect {
@@ -129,6 +175,33 @@ pub fn traffic_effect(traffic: Traffic, proxies: usize, what: &str) -> Effect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operations_in_flight_at_a_fault_are_counted_by_how_they_ended() {
+        use crate::checks::op::{Op, OpType};
+        let op = |invoke_ns, complete_ns, outcome| Op {
+            index: 0,
+            process: 0,
+            f: "add".into(),
+            key: None,
+            value: serde_json::Value::Null,
+            result: None,
+            outcome,
+            invoke_ns,
+            complete_ns,
+        };
+        let ops = [
+            op(0, 5, OpType::Ok),    // done before
+            op(5, 20, OpType::Ok),   // in flight
+            op(8, 30, OpType::Info), // in flight
+            op(9, 11, OpType::Fail), // in flight
+            op(12, 40, OpType::Ok),  // invoked after
+        ];
+        let n = OpsInFlight::at(&ops, 10);
+        assert_eq!(n, OpsInFlight { ok: 1, fail: 1, info: 1 });
+        let e = n.describe_in(Effect { measured: true, touched: 7, detail: "7 bytes".into() });
+        assert_eq!(e.detail, "7 bytes; 3 operation(s) in flight when it struck: 1 ok, 1 fail, 1 info");
+    }
 
     const TEXT: &str = "# HELP toxiproxy_proxy_received_bytes_total x\n\
         toxiproxy_proxy_received_bytes_total{direction=\"upstream\",listener=\"127.0.0.1:1\",proxy=\"a__b__0\",upstream=\"u\"} 100\n\

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::data;
 use super::effect::{self, Counters, Effect, InFlight};
 use super::gauges;
 use super::model::{ActualTimes, Fault, FaultAction, FaultTarget, Scenario};
@@ -441,7 +442,7 @@ pub async fn execute<R: Runtime>(
     gauge_stop.store(true, Ordering::Relaxed);
     let samples = sampler.await.unwrap_or_default();
     timeline?;
-    observe_effects(scenario, cluster, &mut outcome, None);
+    observe_effects(scenario, cluster, &mut outcome, None, &history);
     let result = result?;
     let rec = &result.recorder;
     outcome.load = LoadSummary::of(&result);
@@ -472,6 +473,16 @@ pub async fn execute<R: Runtime>(
     if outcome.interrupted {
         return Ok(outcome);
     }
+    if !scenario.declared.is_empty() || !scenario.final_reads.is_empty() {
+        let judged = tokio::select! {
+            checks = judge_data(scenario, cluster, &history, &mut outcome, on_event) => checks,
+            _ = interrupt.wait_for(|v| *v) => {
+                outcome.interrupted = true;
+                return Ok(outcome);
+            }
+        };
+        outcome.checks = judged;
+    }
     let needs_state =
         !scenario.invariants.is_empty() || scenario.slos().iter().any(|s| s.threshold.metric.needs_history());
     let Some(admin) = cluster.admin.as_ref().filter(|_| needs_state) else {
@@ -498,7 +509,7 @@ pub async fn execute<R: Runtime>(
         Err(e) => {
             let why = format!("the services' admin state could not be read: {e:#}");
             on_event(Event::Note(why.clone()));
-            outcome.checks = scenario.invariants.iter().map(|i| CheckResult::unknown(i, why.clone())).collect();
+            outcome.checks.extend(scenario.invariants.iter().map(|i| CheckResult::unknown(i, why.clone())));
             check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
             judge(scenario, &mut outcome, &result, (started_at, &cluster.reach), on_event);
             return Ok(outcome);
@@ -509,9 +520,16 @@ pub async fn execute<R: Runtime>(
     }
     judge_on_history(&mut outcome, &ops, &state);
     let terminal = state.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect();
-    observe_effects(scenario, cluster, &mut outcome, Some(&terminal));
+    observe_effects(scenario, cluster, &mut outcome, Some(&terminal), &history);
     let history_complete = history.overflow() == 0;
-    outcome.checks = run_checks(&scenario.invariants, &ops, history_complete, &state, waited, scenario.recovery.settle);
+    outcome.checks.extend(run_checks(
+        &scenario.invariants,
+        &ops,
+        history_complete,
+        &state,
+        waited,
+        scenario.recovery.settle,
+    ));
     check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
     let dir = &outcome.run_dir;
     let _ = std::fs::create_dir_all(dir);
@@ -519,6 +537,57 @@ pub async fn execute<R: Runtime>(
     let _ = std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&state).unwrap_or_default());
     judge(scenario, &mut outcome, &result, (started_at, &cluster.reach), on_event);
     Ok(outcome)
+}
+
+/// The final reads, once every fault is healed and the load is over (retried within
+/// `recovery.settle`), the history files, and the declared invariants' verdicts.
+async fn judge_data<R: Runtime>(
+    scenario: &Scenario,
+    cluster: &mut Cluster<R>,
+    history: &History,
+    outcome: &mut RunOutcome,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Vec<CheckResult> {
+    let start = history.start().unwrap_or_else(tokio::time::Instant::now);
+    let now_ns = || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let mut ops = history.generic.history();
+    for op in &ops.ops {
+        *outcome.operations.entry(format!("{} {}", op.f, op.outcome.as_str())).or_default() += 1;
+    }
+    if !scenario.final_reads.is_empty() {
+        on_event(Event::Note(format!(
+            "final reads: {} request(s), retried for up to {}",
+            scenario.final_reads.len(),
+            humantime::format_duration(scenario.recovery.settle)
+        )));
+        let nodes = cluster.runtime.status();
+        let ingress = cluster.ingress.trim_end_matches('/').to_string();
+        let url_of = |read: &super::model::FinalRead| {
+            let base = match &read.service {
+                Some(svc) => nodes.iter().find(|n| &n.service == svc).map(|n| format!("http://{}", n.addr)),
+                None => None,
+            };
+            format!("{}{}", base.unwrap_or_else(|| ingress.clone()), read.path)
+        };
+        let reads = data::take_final_reads(
+            &scenario.final_reads,
+            url_of,
+            &*cluster.reach.http,
+            scenario.recovery.settle,
+            now_ns,
+        )
+        .await;
+        for why in &reads.unanswered {
+            on_event(Event::Note(format!("a final read did not answer: {why}")));
+        }
+        ops.final_reads = reads.ops;
+    }
+    let dir = outcome.run_dir.clone();
+    let files = data::write_history(&dir, &ops).map_err(|e| e.to_string());
+    if let Err(e) = &files {
+        on_event(Event::Note(format!("could not write the history files in {}: {e}", dir.display())));
+    }
+    data::check_declared(&scenario.declared, &ops, files.as_ref().map_err(String::as_str), &dir).await
 }
 
 /// Checks the steady-state hypothesis again once the run recovered (Chaos Toolkit's
@@ -1045,8 +1114,10 @@ fn observe_effects<R: Runtime>(
     cluster: &Cluster<R>,
     outcome: &mut RunOutcome,
     terminal: Option<&std::collections::BTreeSet<String>>,
+    history: &History,
 ) {
     let plan = cluster.runtime.plan();
+    let ops = history.generic.history().ops;
     for (fault, record) in scenario.faults.iter().zip(outcome.faults.iter_mut()) {
         if record.applied_at.is_none() {
             continue;
@@ -1087,11 +1158,18 @@ fn observe_effects<R: Runtime>(
                         })
                         .map(|s| s.proxy_name())
                         .collect();
-                    effect::traffic_effect(
+                    let traffic = effect::traffic_effect(
                         effect::between(base, at_apply, &names),
                         names.len(),
                         "in and out of the node before it struck",
-                    )
+                    );
+                    match record.applied_at {
+                        Some(at) if !ops.is_empty() => {
+                            let at_ns = u64::try_from(Duration::from_secs_f64(at).as_nanos()).unwrap_or(u64::MAX);
+                            effect::OpsInFlight::at(&ops, at_ns).describe_in(traffic)
+                        }
+                        _ => traffic,
+                    }
                 }
             },
             (FaultAction::Node(_), FaultTarget::Edge { .. }) => Effect::unmeasured("a node operation on an edge"),

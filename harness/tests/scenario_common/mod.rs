@@ -21,12 +21,18 @@ pub fn binaries() {
     b.ensure(&names, &|m| eprintln!("{m}")).unwrap();
 }
 
+/// The shop's invariants a shop scenario names (the harness checks none unasked).
+pub const SHOP_INVARIANTS: &str =
+    "invariants = [\"no_lost_orders\", \"orders_terminate\", \"money_conserved\", \"stock_conserved\"]\n";
+
 /// A scenario file in `dir` whose cluster and workload are the shop's (`CLUSTER`, or
-/// `EVENTS_CLUSTER` for the shop with its broker and notifications).
+/// `EVENTS_CLUSTER` for the shop with its broker and notifications), checking the
+/// shop's four invariants unless `body` names its own.
 pub fn scenario_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     let ws = workspace();
+    let invariants = if body.contains("invariants =") { "" } else { SHOP_INVARIANTS };
     let text = format!(
-        "name = \"{name}\"\ndescription = \"Hypothesis: see the test.\"\nseed = 5\n{body}",
+        "name = \"{name}\"\ndescription = \"Hypothesis: see the test.\"\nseed = 5\n{invariants}{body}",
         body = body
             .replace("EVENTS_CLUSTER", &ws.join("services/cluster-events.toml").display().to_string())
             .replace("CLUSTER", &ws.join("services/cluster.toml").display().to_string())

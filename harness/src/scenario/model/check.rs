@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::checks::{DEFAULT_INVARIANTS, INVARIANTS};
+use crate::checks::INVARIANTS;
 use crate::cluster::plan::{ReplicaOverrides, CLIENT};
 use crate::cluster::{ClusterSpec, Edge, NodeId, NodeOp};
 use crate::faults::spec::{EdgeAction, EdgeFault};
@@ -21,7 +21,7 @@ use super::{
     RuntimeChoice, Scenario, ScenarioError, SteadyState, WindowAnchor, MAX_FAULTS,
 };
 
-pub(super) enum Located {
+pub(crate) enum Located {
     Here(Range<usize>, String),
     Elsewhere(ScenarioError),
 }
@@ -32,9 +32,9 @@ impl From<(Range<usize>, String)> for Located {
     }
 }
 
-pub(super) type Checked<T> = Result<T, Located>;
+pub(crate) type Checked<T> = Result<T, Located>;
 
-pub(super) fn here<T>(span: Range<usize>, message: impl Into<String>) -> Checked<T> {
+pub(crate) fn here<T>(span: Range<usize>, message: impl Into<String>) -> Checked<T> {
     Err(Located::Here(span, message.into()))
 }
 
@@ -145,8 +145,11 @@ impl RawScenario {
             load.workload.slos.push(slo);
             slo_anchors.push(anchor);
         }
+        let (declared, final_reads) =
+            super::invariant::check_declared(self.invariant, self.final_read, &load.workload, &cluster.spec, dir)?;
+        // A file that declares no invariant runs none (and its verdict says so).
         let invariants = match self.invariants {
-            None => DEFAULT_INVARIANTS.iter().map(|s| s.to_string()).collect(),
+            None => Vec::new(),
             Some(list) => {
                 let mut seen = Vec::new();
                 for i in list {
@@ -173,6 +176,8 @@ impl RawScenario {
             load,
             faults,
             invariants,
+            declared,
+            final_reads,
             recovery,
             slo_anchors,
             capacity: self

@@ -36,7 +36,8 @@
 //! during = "faults"                   # or "recovery", "f1", "10s..25s"; or after = "30s"
 //!
 //! invariants = ["no_lost_orders", "orders_terminate", "money_conserved", "stock_conserved"]
-//! # (the default; "events_delivered" too on services/cluster-events.toml)
+//! # the shop's, by name ("events_delivered" too on services/cluster-events.toml); none
+//! # unless named. Any system's: [[invariant]] and [[final_read]] (see `invariant`).
 //!
 //! [recovery]
 //! duration = "10s"                    # load goes on this long after the last fault
@@ -53,6 +54,7 @@
 //! Every mistake is reported as `file:line:column: what is wrong`.
 
 mod check;
+mod invariant;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -73,6 +75,7 @@ use crate::load::workload::{BaseUrl, Workload};
 
 pub use check::parse_share;
 use check::Located;
+pub use invariant::{FinalRead, Invariant, InvariantCheck};
 use raw::RawScenario;
 
 /// The most faults one scenario may have.
@@ -282,9 +285,14 @@ pub struct Scenario {
     pub load: LoadPlan,
     /// The fault timeline, by start time.
     pub faults: Vec<Fault>,
-    /// The invariants checked after recovery (names from [`INVARIANTS`]; when the file
-    /// names none, [`crate::checks::DEFAULT_INVARIANTS`]).
+    /// The shop's invariants checked after recovery, by name (from [`INVARIANTS`]);
+    /// none unless the file names them.
     pub invariants: Vec<String>,
+    /// The invariants the file declares (`[[invariant]]`): library or external checkers
+    /// of the operation history and the final reads.
+    pub declared: Vec<Invariant>,
+    /// The final reads, taken once faults are healed and the load is over.
+    pub final_reads: Vec<FinalRead>,
     /// The recovery phase.
     pub recovery: Recovery,
     /// What each SLO's window is tied to, in the order of [`Scenario::slos`].

@@ -41,9 +41,19 @@ pub(super) struct RawScenario {
     #[serde(default)]
     #[schemars(with = "Vec<RawSlo>")]
     pub(super) slo: Vec<Spanned<RawSlo>>,
-    /// The invariants to check after recovery (default: all).
+    /// The sample shop's invariants to check after recovery, by name (none unless named).
     #[schemars(with = "Option<Vec<String>>")]
     pub(super) invariants: Option<Vec<Spanned<String>>>,
+    /// Invariants over the operation history and the final reads: a checker of the
+    /// library (`checker = "set"`) or an external program (`command = [...]`).
+    #[serde(default)]
+    #[schemars(with = "Vec<RawInvariant>")]
+    pub(super) invariant: Vec<Spanned<RawInvariant>>,
+    /// Requests sent once every fault is healed and the load is over, retried until
+    /// answered (within `recovery.settle`); each answer is a final read of the history.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawFinalRead>")]
+    pub(super) final_read: Vec<Spanned<RawFinalRead>>,
     /// The recovery phase.
     #[serde(default)]
     pub(super) recovery: RawRecovery,
@@ -218,4 +228,77 @@ pub(super) struct RawRecovery {
     /// After the load, how long orders may take to end (default 45s).
     #[schemars(with = "Option<String>")]
     pub(super) settle: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInvariant {
+    /// Its name in reports (default: the checker's name, or the command's program).
+    pub(super) name: Option<String>,
+    /// A checker of the library: set, set-full, counter, bank, unique-ids, queue,
+    /// total-queue, linearizable.
+    #[schemars(with = "Option<String>")]
+    pub(super) checker: Option<Spanned<String>>,
+    /// An external checker: a program and its arguments, run in the scenario's folder
+    /// with GAUNTLET_HISTORY, GAUNTLET_FINAL_READS and GAUNTLET_VERDICT set.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub(super) command: Option<Spanned<Vec<String>>>,
+    /// How long an external checker may run (default 60s).
+    #[schemars(with = "Option<String>")]
+    pub(super) timeout: Option<Spanned<String>>,
+    /// The `f` of adds (set, set-full, counter; default "add").
+    #[schemars(with = "Option<String>")]
+    pub(super) add: Option<Spanned<String>>,
+    /// The `f` of reads (set, set-full, counter, bank, linearizable; default "read").
+    #[schemars(with = "Option<String>")]
+    pub(super) read: Option<Spanned<String>>,
+    /// The `f` of id generations (unique-ids; default "generate").
+    #[schemars(with = "Option<String>")]
+    pub(super) generate: Option<Spanned<String>>,
+    /// The `f` of enqueues (queue, total-queue; default "enqueue").
+    #[schemars(with = "Option<String>")]
+    pub(super) enqueue: Option<Spanned<String>>,
+    /// The `f` of dequeues (queue, total-queue; default "dequeue").
+    #[schemars(with = "Option<String>")]
+    pub(super) dequeue: Option<Spanned<String>>,
+    /// The `f` of the final drain's reads (queue, total-queue; default "drain").
+    #[schemars(with = "Option<String>")]
+    pub(super) drain: Option<Spanned<String>>,
+    /// The `f` of writes (linearizable; default "write").
+    #[schemars(with = "Option<String>")]
+    pub(super) write: Option<Spanned<String>>,
+    /// The `f` of compare-and-sets (linearizable cas-register; default "cas").
+    #[schemars(with = "Option<String>")]
+    pub(super) cas: Option<Spanned<String>>,
+    /// The model (linearizable): "register" or "cas-register" (the default).
+    #[schemars(with = "Option<String>")]
+    pub(super) model: Option<Spanned<String>>,
+    /// The most search states per key before the verdict is unknown (linearizable).
+    #[schemars(with = "Option<u64>")]
+    pub(super) max_states: Option<Spanned<u64>>,
+    /// The total every read of all balances must sum to (bank; default: the first read's).
+    #[schemars(with = "Option<i64>")]
+    pub(super) total: Option<Spanned<i64>>,
+    /// The accounts every read must show, and no other (bank).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub(super) accounts: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFinalRead {
+    /// The operation's function (default "read"; a queue's drain is "drain").
+    #[schemars(with = "Option<String>")]
+    pub(super) f: Option<Spanned<String>>,
+    /// The path to GET, e.g. /SMEMBERS/items.
+    #[schemars(with = "String")]
+    pub(super) path: Spanned<String>,
+    /// Send it to the first node of this service instead of the ingress.
+    #[schemars(with = "Option<String>")]
+    pub(super) service: Option<Spanned<String>>,
+    /// The key it reads (for per-key checkers).
+    pub(super) key: Option<String>,
+    /// A JSON pointer to the value read in the answer (default "": the whole body).
+    #[schemars(with = "Option<String>")]
+    pub(super) result: Option<Spanned<String>>,
 }

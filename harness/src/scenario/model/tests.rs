@@ -58,7 +58,7 @@ during = "f1"
     assert_eq!(s.faults_end(), Duration::from_secs(15));
     assert_eq!(s.slos()[0].window, Window { start: Duration::from_secs(2), end: Some(Duration::from_secs(15)) });
     assert_eq!(s.slos()[1].window.start, Duration::from_secs(15));
-    assert_eq!(s.invariants.len(), 4);
+    assert!(s.invariants.is_empty() && s.declared.is_empty(), "a file that declares no invariant runs none");
     assert_eq!(replicas_of(&s.cluster, "catalog"), 2);
     let FaultAction::Toxics(t) = &s.faults[1].action else { panic!() };
     assert_eq!(t[0].name, "gauntlet_f1_latency_downstream");
@@ -147,4 +147,91 @@ during = "3s..4s"
 fn paid_share_is_over_every_order() {
     let e = parse("[[slo]]\nthreshold = \"paid_share >= 95%\"\nflow = \"browse\"\n").unwrap_err();
     assert!(e.message.contains("drop `flow` and `step`"), "{e}");
+}
+
+/// BASE with a flow whose steps record `add` and `read` operations.
+const RECORDING: &str = r#"
+[[load.workload.flow]]
+name = "add"
+[[load.workload.flow.step]]
+path = "/SADD/items/{{iteration}}"
+op = { f = "add", value = "{{iteration}}" }
+"#;
+
+fn parse_declared(extra: &str) -> Result<Scenario, ScenarioError> {
+    parse(&format!("{RECORDING}{extra}"))
+}
+
+#[test]
+fn declared_invariants_and_final_reads_parse_into_checkers_and_requests() {
+    let s = parse_declared(
+        r#"
+[[final_read]]
+path = "/SMEMBERS/items"
+result = "/SMEMBERS"
+[[invariant]]
+checker = "set"
+[[invariant]]
+name = "mine"
+command = ["python3", "check.py"]
+timeout = "5s"
+"#,
+    )
+    .unwrap();
+    assert!(s.invariants.is_empty(), "the shop's invariants are named, never implied");
+    assert_eq!(s.declared.len(), 2);
+    assert_eq!(s.declared[0].name, "set");
+    assert!(
+        matches!(&s.declared[1].check, InvariantCheck::External { timeout, .. } if *timeout == Duration::from_secs(5))
+    );
+    assert_eq!(s.final_reads[0].f, "read");
+    assert_eq!(s.final_reads[0].result, "/SMEMBERS");
+}
+
+#[test]
+fn mistakes_in_declared_invariants_point_at_their_place_and_say_what_to_do() {
+    let line_of = |text: &str, needle: &str| {
+        let full = format!("{BASE}{RECORDING}{text}");
+        full[..full.find(needle).unwrap()].matches('\n').count() + 1
+    };
+    let cases = [
+        ("[[invariant]]\nchecker = \"sett\"\n", "\"sett\"", "unknown checker `sett`; the library has set, set-full"),
+        ("[[invariant]]\nchecker = \"counter\"\n", "[[invariant]]", "with `f = \"read\"` but no workload step"),
+        ("[[invariant]]\nchecker = \"set\"\ntotal = 3\n", "total", "`total` is not a parameter of the `set` checker"),
+        ("[[invariant]]\nchecker = \"set\"\ncommand = [\"x\"]\n", "command", "not both"),
+        ("[[invariant]]\nname = \"x\"\n", "[[invariant]]", "names a `checker`"),
+        ("[[invariant]]\ncommand = [\"x\"]\ntimeout = \"2h\"\n", "\"2h\"", "at most 1h"),
+        ("[[final_read]]\npath = \"/x\"\nresult = \"SMEMBERS\"\n", "\"SMEMBERS\"", "is not a JSON pointer"),
+        (
+            "[[final_read]]\npath = \"/x\"\nservice = \"nowhere\"\n",
+            "\"nowhere\"",
+            "the cluster has no service `nowhere`",
+        ),
+        ("[[invariant]]\nchecker = \"linearizable\"\nmodel = \"queue\"\n", "\"queue\"", "unknown model"),
+    ];
+    for (text, at, what) in cases {
+        let e = parse_declared(text).unwrap_err();
+        assert!(e.message.contains(what), "{text}: {e}");
+        assert_eq!(e.line, line_of(text, at), "{text}: {e}");
+    }
+}
+
+#[test]
+fn a_step_that_records_an_operation_is_checked_where_it_is_written() {
+    let bad = |op: &str| {
+        let text = format!(
+            "{BASE}[[load.workload.flow]]\nname = \"w\"\n[[load.workload.flow.step]]\npath = \"/w\"\nop = {op}\n"
+        );
+        Scenario::parse(&text, &shop_dir().join("t.toml")).unwrap_err()
+    };
+    let e = bad("{ f = \"add\", value = \"{{nope}}\" }");
+    assert!(e.message.contains("unknown variable `{{nope}}`"), "{e}");
+    let e = bad("{ f = \"add\", value = \"{{uniform 1 5}}\" }");
+    assert!(e.message.contains("cannot draw"), "{e}");
+    let e = bad("{ f = \"a b\" }");
+    assert!(e.message.contains("names the operation"), "{e}");
+    let e = bad("{ f = \"read\", result = \"x\" }");
+    assert!(e.message.contains("op.result") && e.message.contains("not a JSON pointer"), "{e}");
+    let e = bad("{ f = \"write\", fail = [\"teapot\"] }");
+    assert!(e.message.contains("op.fail"), "{e}");
 }
