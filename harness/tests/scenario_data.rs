@@ -251,6 +251,8 @@ op = {{ f = "add", value = "{{{{iteration}}}}" }}
 [[final_read]]
 path = "/items"
 result = "/items"
+[[slo]]
+threshold = "ok_share(add) >= 99%"
 [[invariant]]
 checker = "set"
 [[invariant]]
@@ -284,6 +286,9 @@ settle = "5s"
     let shown = show(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     let report = report_json(&String::from_utf8_lossy(&out.stdout));
+    // Every add was acknowledged (the store lies later, not now): the share of `ok` holds.
+    let share = report["slos"].as_array().unwrap().iter().find(|s| s["name"] == "ok_share(add) >= 99%").unwrap();
+    assert_eq!((share["status"].as_str(), share["observed"].as_f64()), (Some("passed"), Some(1.0)), "{share}");
     // The library and the user's own checker find the same lost elements.
     let set = invariant(&report, "set");
     let ext = invariant(&report, "lost-adds");

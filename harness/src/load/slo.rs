@@ -55,6 +55,10 @@ pub enum Metric {
     /// `place_order`, by invoke time) that ended PAID once the run settled. Only a
     /// scenario can judge it: it needs the operation history and the services' state.
     PaidShare,
+    /// A business outcome of any system: share of the operations of one `f`
+    /// ([`Threshold::op`]) invoked in the window that ended `ok`, from the run's
+    /// operation history (`ok_share(add) >= 95%`). Only a scenario can judge it.
+    OkShare,
     /// The highest value a service's gauge showed on its `/metrics`, sampled every
     /// second while a scenario runs ([`Threshold::gauge`] names which). Only a scenario
     /// can judge it: the load generator does not see the services.
@@ -76,7 +80,7 @@ impl Metric {
     /// Whether only a scenario run can judge it (the history, the end state or the
     /// services' own metrics), not the load generator alone.
     pub fn scenario_only(self) -> bool {
-        matches!(self, Self::PaidShare | Self::GaugeMax)
+        matches!(self, Self::PaidShare | Self::OkShare | Self::GaugeMax)
     }
 }
 
@@ -139,7 +143,7 @@ pub enum ThresholdError {
     #[error(
         "unknown metric `{0}`; use p50..p99.99, max, mean, availability, \
          availability_including_degraded, error_rate, degraded, checks, or in scenarios only \
-         paid_share or `metric <service>:<gauge> max`"
+         ok_share(<f>), paid_share or `metric <service>:<gauge> max`"
     )]
     Metric(String),
     /// A gauge bound that is not a number.
@@ -165,6 +169,8 @@ pub struct Threshold {
     pub bound: f64,
     /// The service gauge a [`Metric::GaugeMax`] samples; `None` for every other metric.
     pub gauge: Option<Gauge>,
+    /// The operations' `f` a [`Metric::OkShare`] is over; `None` for every other metric.
+    pub op: Option<String>,
 }
 
 impl FromStr for Threshold {
@@ -193,7 +199,15 @@ impl FromStr for Threshold {
             if !bound.is_finite() {
                 return Err(ThresholdError::Number(rhs.into()));
             }
-            return Ok(Self { metric: Metric::GaugeMax, comparison, bound, gauge: Some(gauge) });
+            return Ok(Self { metric: Metric::GaugeMax, comparison, bound, gauge: Some(gauge), op: None });
+        }
+        if let Some(f) = lhs.strip_prefix("ok_share(").and_then(|r| r.strip_suffix(')')) {
+            let f = f.trim();
+            if !super::operation::valid_f(f) {
+                return Err(ThresholdError::Metric(lhs.to_owned()));
+            }
+            let bound = parse_ratio(rhs)?;
+            return Ok(Self { metric: Metric::OkShare, comparison, bound, gauge: None, op: Some(f.to_owned()) });
         }
         let metric = parse_metric(lhs)?;
         let bound = if metric.is_latency() {
@@ -202,7 +216,7 @@ impl FromStr for Threshold {
         } else {
             parse_ratio(rhs)?
         };
-        Ok(Self { metric, comparison, bound, gauge: None })
+        Ok(Self { metric, comparison, bound, gauge: None, op: None })
     }
 }
 
@@ -256,6 +270,9 @@ impl fmt::Display for Threshold {
                 Some(g) => write!(f, "metric {g} max {op} {}", self.bound),
                 None => write!(f, "metric ? max {op} {}", self.bound),
             },
+            Metric::OkShare => {
+                write!(f, "ok_share({}) {op} {}%", self.op.as_deref().unwrap_or("?"), self.bound * 100.0)
+            }
             ratio => write!(f, "{} {op} {}%", ratio.name(), self.bound * 100.0),
         }
     }
@@ -274,6 +291,7 @@ impl Metric {
             Self::Degraded => "degraded".into(),
             Self::Checks => "checks".into(),
             Self::PaidShare => "paid_share".into(),
+            Self::OkShare => "ok_share".into(),
             Self::GaugeMax => "gauge_max".into(),
         }
     }
@@ -436,7 +454,7 @@ impl Threshold {
         match self.metric {
             Metric::Availability | Metric::AvailabilityIncludingDegraded => c.offered(),
             Metric::Checks => c.checks(),
-            Metric::PaidShare => c.placed,
+            Metric::PaidShare | Metric::OkShare => c.placed,
             _ => c.total,
         }
     }
@@ -459,7 +477,7 @@ impl Threshold {
             Metric::ErrorRate => 1.0 - of(c.succeeded),
             Metric::Degraded => of(c.degraded),
             Metric::Checks => of(c.checks_passed),
-            Metric::PaidShare => of(c.paid),
+            Metric::PaidShare | Metric::OkShare => of(c.paid),
         })
     }
 
@@ -550,7 +568,13 @@ mod tests {
         let t: Threshold = "p95 < 200ms".parse().unwrap();
         assert_eq!(
             t,
-            Threshold { metric: Metric::Percentile(95.0), comparison: Comparison::Less, bound: 200.0, gauge: None }
+            Threshold {
+                metric: Metric::Percentile(95.0),
+                comparison: Comparison::Less,
+                bound: 200.0,
+                gauge: None,
+                op: None
+            }
         );
         let t: Threshold = "p99 < 1s".parse().unwrap();
         assert_eq!(t.bound, 1000.0);
@@ -635,6 +659,19 @@ mod tests {
         assert_eq!(t.to_string(), "metric notifications:shop_notifications_pending max < 500");
         assert!(t.metric.scenario_only() && !t.metric.needs_history());
         for bad in ["metric orders max < 5", "metric orders:x p95 < 5", "metric :x max < 5", "metric o:x max < 5ms"] {
+            assert!(bad.parse::<Threshold>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_ok_share_names_its_operations_and_is_a_share_of_them() {
+        let t: Threshold = "ok_share(add) >= 95%".parse().unwrap();
+        assert_eq!((t.metric, t.bound, t.op.as_deref()), (Metric::OkShare, 0.95, Some("add")));
+        assert_eq!(t.to_string(), "ok_share(add) >= 95%");
+        assert!(t.metric.scenario_only() && !t.metric.needs_history());
+        let counts = Counts { total: 20, placed: 20, paid: 19, ..Counts::default() };
+        assert_eq!(t.samples(&counts), 20);
+        for bad in ["ok_share() >= 95%", "ok_share(a b) >= 95%", "ok_share(add) < 1s"] {
             assert!(bad.parse::<Threshold>().is_err(), "{bad}");
         }
     }

@@ -554,6 +554,7 @@ async fn judge_data<R: Runtime>(
     for op in &ops.ops {
         *outcome.operations.entry(format!("{} {}", op.f, op.outcome.as_str())).or_default() += 1;
     }
+    judge_ok_shares(outcome, &ops.ops);
     if !scenario.final_reads.is_empty() {
         on_event(Event::Note(format!(
             "final reads: {} request(s), retried for up to {}",
@@ -621,6 +622,28 @@ pub fn judge_on_history(outcome: &mut RunOutcome, ops: &[Operation], state: &Sho
         *v = SloVerdict::judge(&v.spec, Some(&counts));
     }
     outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
+}
+
+/// Judges the `ok_share(f)` SLOs on the operation history: of the operations of `f`
+/// invoked in each window, the share that ended `ok`.
+fn judge_ok_shares(outcome: &mut RunOutcome, ops: &[crate::checks::op::Op]) {
+    let mut judged = false;
+    for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric == Metric::OkShare) {
+        let f = v.spec.threshold.op.as_deref().unwrap_or_default();
+        let window = v.spec.window;
+        let of_f = ops.iter().filter(|o| o.f == f && window.contains(Duration::from_nanos(o.invoke_ns)));
+        let (mut placed, mut ok) = (0, 0);
+        for op in of_f {
+            placed += 1;
+            ok += u64::from(op.outcome == crate::checks::op::OpType::Ok);
+        }
+        let counts = Outcomes(Counts { total: placed, placed, paid: ok, ..Counts::default() });
+        *v = SloVerdict::judge(&v.spec, Some(&counts));
+        judged = true;
+    }
+    if judged {
+        outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
+    }
 }
 
 struct Outcomes(Counts);

@@ -464,6 +464,16 @@ fn check_slo(
     if threshold.metric.scenario_only() && scope != SloScope::Overall {
         return here(span, format!("`{threshold}` is not about requests: drop `flow` and `step`"));
     }
+    if let Some(f) = &threshold.op {
+        let recorded =
+            workload.flows.iter().flat_map(|fl| &fl.steps).any(|st| st.op.as_ref().is_some_and(|o| &o.f == f));
+        if !recorded {
+            return here(
+                s.threshold.span(),
+                format!("`{threshold}`: no workload step records `f = \"{f}\"`; add `op = {{ f = \"{f}\" }}` to one"),
+            );
+        }
+    }
     let (window, anchor) = match (&s.during, &s.after) {
         (None, None) => (Window::WHOLE_RUN, WindowAnchor::Fixed),
         (Some(d), None) => match d.get_ref().as_str() {

@@ -235,3 +235,12 @@ fn a_step_that_records_an_operation_is_checked_where_it_is_written() {
     let e = bad("{ f = \"write\", fail = [\"teapot\"] }");
     assert!(e.message.contains("op.fail"), "{e}");
 }
+
+#[test]
+fn an_ok_share_is_over_operations_a_step_records() {
+    let s = parse_declared("[[slo]]\nthreshold = \"ok_share(add) >= 95%\"\nduring = \"10s..20s\"\n").unwrap();
+    assert_eq!(s.slos().last().unwrap().threshold.op.as_deref(), Some("add"));
+    let e = parse_declared("[[slo]]\nthreshold = \"ok_share(remove) >= 95%\"\n").unwrap_err();
+    assert!(e.message.contains("no workload step records `f = \"remove\"`"), "{e}");
+    assert_eq!(e.column, 13, "{e}");
+}
