@@ -154,3 +154,37 @@ fn the_shipped_json_schema_is_current() {
         assert!(schema["properties"].get(key).is_some(), "the schema documents `{key}`");
     }
 }
+
+#[test]
+fn gauntlet_check_validates_every_kind_of_file_without_running_anything_and_points_at_mistakes() {
+    let ws = workspace();
+    let good: Vec<PathBuf> = [
+        "examples/redis-webdis/cluster.toml",
+        "examples/redis-webdis/volatile-killed.toml",
+        "examples/redis-webdis/workload.toml",
+    ]
+    .iter()
+    .map(|f| ws.join(f))
+    .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_gauntlet")).arg("check").args(&good).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for kind in ["(cluster file)", "(scenario)", "(workload)"] {
+        assert!(stdout.contains(kind), "{stdout}");
+    }
+    // A scenario with an unknown checker, beside the example's own files.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&good[1])
+        .unwrap()
+        .replace("checker = \"counter\"", "checker = \"countr\"")
+        .replace("file = \"cluster.toml\"", &format!("file = \"{}\"", good[0].display()))
+        .replace("workload = \"workload.toml\"", &format!("workload = \"{}\"", good[2].display()));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, &text).unwrap();
+    let line = text[..text.find("\"countr\"").unwrap()].matches('\n').count() + 1;
+    let out = Command::new(env!("CARGO_BIN_EXE_gauntlet")).arg("check").arg(&good[0]).arg(&bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}:{line}:11: unknown checker `countr`", bad.display())), "{stderr}");
+    assert!(stderr.contains("1 of 2 file(s) have mistakes"), "{stderr}");
+}

@@ -4,6 +4,7 @@
 //! whole chain of causes and turns it into the documented exit code.
 
 pub mod capacity;
+pub mod check;
 pub mod contracts;
 pub mod load;
 pub mod proxy;
@@ -49,6 +50,9 @@ pub enum Command {
         #[arg(value_parser = ["cluster", "scenario", "history", "verdict"])]
         format: String,
     },
+    /// Validate cluster, scenario and workload files without running anything: each
+    /// mistake as file:line:column and what to do (exit 2 when there is one).
+    Check(check::CheckArgs),
     /// Run the embedded Toxiproxy-compatible fault proxy (its HTTP API on --listen).
     Proxy(proxy::ProxyArgs),
     /// Drive load at a URL or a workload file (open model, corrected latency).
@@ -106,6 +110,7 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
             println!("{schema:#}");
             Ok(Outcome::Passed)
         }
+        Command::Check(args) => check::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Load(args) => load::run(args),
         Command::Run(args) => run::run(args),
