@@ -186,6 +186,14 @@ class H(BaseHTTPRequestHandler):
         elif self.path == "/items":
             with lock:
                 body = json.dumps({"items": items}).encode()
+        elif self.path == "/private/items":
+            if self.headers.get("authorization") != "Bearer s3cret":
+                self.send_response(401)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            with lock:
+                body = json.dumps({"items": items}).encode()
         else:
             body = b"{}"
         self.send_response(200)
@@ -249,7 +257,8 @@ name = "add"
 path = "/add/{{{{iteration}}}}"
 op = {{ f = "add", value = "{{{{iteration}}}}" }}
 [[final_read]]
-path = "/items"
+path = "/private/items"
+bearer = "s3cret"
 result = "/items"
 [[slo]]
 threshold = "ok_share(add) >= 99%"

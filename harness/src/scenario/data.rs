@@ -54,7 +54,7 @@ pub async fn take_final_reads(
                 continue;
             }
             let invoke_ns = now_ns();
-            match http.get(&url_of(read), None, FINAL_READ_TIMEOUT).await {
+            match http.get(&url_of(read), read.bearer.as_deref(), FINAL_READ_TIMEOUT).await {
                 Ok((status, body)) if (200..300).contains(&status) => {
                     let doc: Option<Value> = serde_json::from_str(&body).ok();
                     match doc.as_ref().and_then(|d| d.pointer(&read.result)) {

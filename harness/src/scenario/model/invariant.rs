@@ -4,6 +4,7 @@
 //! [[final_read]]
 //! path = "/SMEMBERS/items"      # GET through the ingress (or `service = "store"`)
 //! result = "/SMEMBERS"          # the value read, by JSON pointer
+//! bearer = "t0ken"              # optional: sent as Authorization: Bearer t0ken
 //!
 //! [[invariant]]
 //! checker = "set"               # adds (`f = "add"`) against the final read (`f = "read"`)
@@ -78,6 +79,8 @@ pub struct FinalRead {
     pub key: Option<String>,
     /// JSON pointer to the value read.
     pub result: String,
+    /// The bearer token it sends, if any.
+    pub bearer: Option<String>,
 }
 
 fn f_name(raw: &Option<Spanned<String>>, default: &str) -> Checked<String> {
@@ -286,6 +289,7 @@ pub(super) fn check_declared(
             service: raw.service.map(Spanned::into_inner),
             key: raw.key,
             result,
+            bearer: raw.bearer,
         });
     }
     let mut recorded: BTreeSet<&str> =

@@ -298,6 +298,8 @@ pub(super) struct RawFinalRead {
     pub(super) service: Option<Spanned<String>>,
     /// The key it reads (for per-key checkers).
     pub(super) key: Option<String>,
+    /// Sent as `Authorization: Bearer <bearer>` (an admin or test token).
+    pub(super) bearer: Option<String>,
     /// A JSON pointer to the value read in the answer (default "": the whole body).
     #[schemars(with = "Option<String>")]
     pub(super) result: Option<Spanned<String>>,
