@@ -1140,7 +1140,9 @@ fn observe_effects<R: Runtime>(
     history: &History,
 ) {
     let plan = cluster.runtime.plan();
-    let ops = history.generic.history().ops;
+    // Copied out of the log only where a node fault needs it.
+    let node_faults = scenario.faults.iter().any(|f| matches!(f.action, FaultAction::Node(_)));
+    let ops = if node_faults { history.generic.history().ops } else { Vec::new() };
     for (fault, record) in scenario.faults.iter().zip(outcome.faults.iter_mut()) {
         if record.applied_at.is_none() {
             continue;
