@@ -31,7 +31,7 @@ fn comparison() -> impl Strategy<Value = Comparison> {
 fn threshold() -> impl Strategy<Value = Threshold> {
     (metric(), comparison(), 0u32..=100_000).prop_map(|(metric, comparison, n)| {
         let bound = if metric.is_latency() { f64::from(n) / 10.0 } else { f64::from(n) / 100_000.0 };
-        Threshold { metric, comparison, bound, gauge: None, op: None }
+        Threshold { metric, comparison, bound, gauge: None, op: None, op_where: None }
     })
 }
 
@@ -98,7 +98,7 @@ proptest! {
             Metric::Availability | Metric::AvailabilityIncludingDegraded => offered,
             Metric::Checks => checks,
             // The load alone has no order outcomes: no data, always.
-            Metric::PaidShare | Metric::OkShare => 0.0,
+            Metric::OkShare => 0.0,
             _ => n,
         };
         prop_assert_eq!(verdict.samples, whole as u64);
@@ -120,7 +120,7 @@ proptest! {
             Metric::Max => stats.latency().max() as f64 / 1000.0,
             Metric::Mean => stats.latency().mean() / 1000.0,
             Metric::Percentile(q) => stats.latency().value_at_quantile(q / 100.0) as f64 / 1000.0,
-            Metric::PaidShare | Metric::OkShare => unreachable!("no data was returned above"),
+            Metric::OkShare => unreachable!("no data was returned above"),
             Metric::GaugeMax => unreachable!("the strategy draws no service gauge: the load does not see services"),
         };
         let observed = verdict.observed.unwrap();

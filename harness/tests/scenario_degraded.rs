@@ -48,24 +48,25 @@ fn stale_answers_while_the_catalog_is_down_fail_a_browse_availability_slo() {
 }
 
 #[test]
-fn orders_cancelled_while_payments_is_down_fail_a_paid_share_slo() {
+fn orders_cancelled_while_payments_is_down_fail_an_ok_share_slo() {
     // Orders placed while orders->payments refuses connections are cancelled at their 2 s
-    // saga deadline; each is answered, so availability alone would not see it.
+    // saga deadline; each is answered, so availability alone would not see it, nor a
+    // share of acknowledged operations: only those acknowledged PAID count.
     let dir = tempfile::tempdir().unwrap();
     let body =
         "invariants = []\n[cluster]\nfile = \"CLUSTER\"\nenv = { orders = { SHOP_ORDERS_SAGA_DEADLINE = \"2s\" } }\n\
                 [load]\nworkload = \"WORKLOAD\"\nschedule = { mode = \"constant\", rate = 8, duration = \"12s\" }\n\
                 [[fault]]\nedge = \"orders->payments\"\ntoxic = \"down\"\nat = \"2s\"\nfor = \"5s\"\n\
-                [[slo]]\nthreshold = \"paid_share >= 95%\"\nduring = \"f1\"\n\
-                [[slo]]\nthreshold = \"paid_share >= 95%\"\nduring = \"0s..2s\"\n\
+                [[slo]]\nthreshold = 'ok_share(place_order where /status == \"PAID\") >= 95%'\nduring = \"f1\"\n\
+                [[slo]]\nthreshold = 'ok_share(place_order where /status == \"PAID\") >= 95%'\nduring = \"0s..2s\"\n\
                 [recovery]\nduration = \"3s\"\nsettle = \"30s\"\n";
     let file = scenario_file(dir.path(), "payments-down-paid", body);
     let out = gauntlet_run(dir.path(), &file, &[]);
     let (stdout, stderr) = show(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let during = verdict_line(&stdout, |l| l.contains("paid_share") && !l.contains("0s..2s"));
+    let during = verdict_line(&stdout, |l| l.contains("ok_share") && !l.contains("0s..2s"));
     assert!(during.starts_with("  FAIL"), "orders were cancelled while payments was down: {stdout}");
-    let before = verdict_line(&stdout, |l| l.contains("paid_share") && l.contains("0s..2s"));
+    let before = verdict_line(&stdout, |l| l.contains("ok_share") && l.contains("0s..2s"));
     assert!(before.starts_with("  PASS"), "and paid before it: {stdout}");
     let report = report_json(&stdout);
     let slo = &report["slos"][0];

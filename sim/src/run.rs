@@ -78,6 +78,10 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
     check_supported(scenario)?;
     let mut scenario = scenario.clone();
     scenario.reseed(seed);
+    // A checker that is a binary of the workspace (the shop's) runs as itself, built in
+    // this build's profile when missing.
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    gauntlet::scenario::data::resolve_binaries(&mut scenario.declared, profile, &|m| eprintln!("{m}"))?;
     let network = if buggify {
         crate::buggify::perturb(&mut scenario, seed)
     } else {

@@ -27,7 +27,7 @@ fn smoke_passes_and_the_same_seed_gives_the_same_files() {
         assert!(effect.touched > 0, "the latency toxic acted on nothing: {}", effect.detail);
         assert_eq!((fault.applied_at, fault.removed_at), (Some(6.0), Some(14.0)), "applied on simulated time");
         assert!(outcome.load.flows_started > 100, "{:?}", outcome.load);
-        assert!(outcome.order_statuses.get("PAID").copied().unwrap_or(0) > 10, "{:?}", outcome.order_statuses);
+        assert!(outcome.operations.get("place_order ok").copied().unwrap_or(0) > 10, "{:?}", outcome.operations);
     }
     assert_eq!(gauntlet_sim::compare::first_divergence(&dirs[0], &dirs[1]), None);
     // Not trivially equal: the history has real operations in it.

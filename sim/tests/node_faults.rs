@@ -36,7 +36,7 @@ fn a_stopped_orders_finishes_its_sagas_first_and_comes_back() {
         "{}",
         effect.detail
     );
-    assert!(outcome.order_statuses.get("PAID").copied().unwrap_or(0) > 50, "{:?}", outcome.order_statuses);
+    assert!(outcome.operations.get("place_order ok").copied().unwrap_or(0) > 50, "{:?}", outcome.operations);
 }
 
 #[test]

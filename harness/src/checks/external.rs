@@ -33,6 +33,9 @@ pub struct VerdictFile {
     /// Anything else worth showing beside the verdict.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// How many things it looked at in all (default: the sum of the clauses').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<usize>,
 }
 
 /// One clause of an external verdict.
@@ -47,9 +50,13 @@ pub struct VerdictClause {
     /// How many things it looked at.
     #[serde(default)]
     pub checked: usize,
-    /// The things that broke it (its violations are their count).
+    /// The things that broke it: all of them, or the first and the worst of more.
     #[serde(default)]
     pub counterexamples: Vec<VerdictCounterexample>,
+    /// How many things broke it, when more than `counterexamples` lists (default:
+    /// their count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<usize>,
 }
 
 /// One counterexample of an external clause.
@@ -67,6 +74,42 @@ pub struct VerdictCounterexample {
 
 fn one() -> i64 {
     1
+}
+
+impl VerdictFile {
+    /// The verdict file of a checker written in Rust over this crate's [`CheckResult`]:
+    /// each clause with its first and worst counterexample and its count.
+    pub fn from_result(r: &CheckResult) -> Self {
+        let cx = |c: &Counterexample| VerdictCounterexample {
+            subject: c.subject.clone(),
+            detail: c.detail.clone(),
+            magnitude: c.magnitude,
+        };
+        Self {
+            valid: Value::String(r.validity.as_str().to_ascii_lowercase()),
+            summary: Some(r.summary.clone()),
+            unknown_because: r.unknown_because.clone(),
+            clauses: r
+                .clauses
+                .iter()
+                .map(|c| {
+                    let mut counterexamples: Vec<VerdictCounterexample> = c.first.iter().map(cx).collect();
+                    if let Some(w) = c.worst.as_ref().filter(|w| Some(*w) != c.first.as_ref()) {
+                        counterexamples.push(cx(w));
+                    }
+                    VerdictClause {
+                        name: c.name.clone(),
+                        rule: c.rule.clone(),
+                        checked: c.checked,
+                        counterexamples,
+                        violations: Some(c.violations),
+                    }
+                })
+                .collect(),
+            notes: r.notes.clone(),
+            checked: Some(r.checked),
+        }
+    }
 }
 
 /// The JSON Schema of a verdict file (`gauntlet schema verdict`).
@@ -118,7 +161,7 @@ pub fn from_bytes(name: &str, bytes: &[u8]) -> CheckResult {
                 name: c.name.clone(),
                 rule: c.rule.clone(),
                 checked: c.checked,
-                violations: c.counterexamples.len(),
+                violations: c.violations.unwrap_or(0).max(c.counterexamples.len()),
                 first: cxs.first().cloned(),
                 worst: super::worst_of(cxs.iter()),
             }
@@ -135,6 +178,7 @@ pub fn from_bytes(name: &str, bytes: &[u8]) -> CheckResult {
         (Validity::Unknown, _) => {
             (Validity::Unknown, Some(file.unknown_because.clone().unwrap_or_else(|| "it could not tell".into())))
         }
+        (Validity::Invalid, _) => (Validity::Invalid, file.unknown_because.clone()),
         (v, _) => (v, None),
     };
     let summary = file.summary.clone().unwrap_or_else(|| match (&first, &unknown_because) {
@@ -145,7 +189,7 @@ pub fn from_bytes(name: &str, bytes: &[u8]) -> CheckResult {
     CheckResult {
         invariant: name.to_string(),
         validity,
-        checked: clauses.iter().map(|c| c.checked).sum(),
+        checked: file.checked.unwrap_or_else(|| clauses.iter().map(|c| c.checked).sum()),
         violations,
         first,
         worst,
@@ -172,6 +216,24 @@ mod tests {
         assert_eq!(r.first.as_ref().unwrap().subject, "element 7");
         let r = from_bytes("acks", br#"{"valid": "valid", "clauses": [{"name": "lost", "checked": 3}]}"#);
         assert_eq!(r.validity, Validity::Valid);
+    }
+
+    #[test]
+    fn a_check_result_survives_its_verdict_file() {
+        const CLAUSES: &[super::super::Clause] = &[
+            super::super::Clause { invariant: "acks", name: "lost", rule: "acknowledged adds are read back" },
+            super::super::Clause { invariant: "acks", name: "phantom", rule: "nothing is read that was never added" },
+        ];
+        let mut c = super::super::Checking::new(CLAUSES, "adds");
+        c.subjects(3);
+        for (i, m) in [1, 5, 2].into_iter().enumerate() {
+            c.judge(&CLAUSES[0], Some((format!("element {i}"), "not read".into(), m)));
+        }
+        c.judge(&CLAUSES[1], None);
+        c.note("1 info add was read");
+        let r = c.finish();
+        let bytes = serde_json::to_vec(&VerdictFile::from_result(&r)).unwrap();
+        assert_eq!(from_bytes("acks", &bytes), r);
     }
 
     #[test]

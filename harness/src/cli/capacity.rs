@@ -245,7 +245,11 @@ fn publish(
         ),
         (
             "invariants".to_string(),
-            if scenario.invariants.is_empty() { "none".into() } else { scenario.invariants.join(", ") },
+            if scenario.declared.is_empty() {
+                "none".into()
+            } else {
+                scenario.declared.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+            },
         ),
         ("started".to_string(), humantime::format_rfc3339_seconds(started).to_string()),
         ("gauntlet".to_string(), env!("CARGO_PKG_VERSION").to_string()),

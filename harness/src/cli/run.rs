@@ -197,10 +197,6 @@ pub fn print_verdict(o: &RunOutcome) {
         l.dropped
     );
     println!("operations: {}", describe_operations(&o.operations));
-    if !o.order_statuses.is_empty() {
-        let counts: Vec<String> = o.order_statuses.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("orders at the end: {}", counts.join(", "));
-    }
     if !o.slos.is_empty() {
         println!("\nSLOs");
         for v in &o.slos {

@@ -151,6 +151,9 @@ pub struct ClusterSpec {
     /// The environment variable naming a provider's URLs, `{PROVIDER}` replaced by its
     /// upper-case name.
     pub upstream_env: String,
+    /// The checks file: the `[[final_read]]`s and `[[invariant]]`s this system offers,
+    /// which a scenario picks by name (`invariants = [...]`).
+    pub checks: Option<PathBuf>,
 }
 
 impl ClusterSpec {
@@ -423,6 +426,13 @@ impl ClusterSpec {
 
         let upstream_env =
             raw.upstream_env.map(|u| u.into_inner()).unwrap_or_else(|| "SHOP_UPSTREAM_{PROVIDER}".into());
+        let checks = match raw.checks {
+            Some(c) if c.get_ref().trim().is_empty() => {
+                return Err(at(c.span(), "`checks` names a file of [[final_read]]s and [[invariant]]s".into(), None))
+            }
+            Some(c) => Some(file.parent().unwrap_or(Path::new(".")).join(c.into_inner())),
+            None => None,
+        };
         Ok(ClusterSpec {
             name,
             file: file.to_path_buf(),
@@ -430,6 +440,7 @@ impl ClusterSpec {
             edges: edges.into_iter().map(|(e, _)| e).collect(),
             ingress,
             upstream_env,
+            checks,
         })
     }
 }
@@ -562,6 +573,10 @@ struct RawCluster {
     /// The variable naming a provider's URLs in a consumer; default SHOP_UPSTREAM_{PROVIDER}.
     #[schemars(with = "Option<String>")]
     upstream_env: Option<Spanned<String>>,
+    /// A file of `[[final_read]]`s and `[[invariant]]`s (as a scenario writes them) that
+    /// scenarios of this cluster pick by name with `invariants = [...]`, e.g. "checks.toml".
+    #[schemars(with = "Option<String>")]
+    checks: Option<Spanned<String>>,
     /// Settings every service inherits.
     defaults: Option<RawDefaults>,
     /// The services, by name.

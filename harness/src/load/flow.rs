@@ -83,10 +83,7 @@ impl VirtualUsers {
 /// What of a step's answer to keep: the body for captures, the history and checks; the
 /// headers its degraded rules look at.
 fn keep(step: &Step) -> Keep<'_> {
-    let body = !step.captures.is_empty()
-        || step.record.is_some()
-        || step.rules.needs_body()
-        || step.op.as_ref().is_some_and(OpSpec::needs_body);
+    let body = !step.captures.is_empty() || step.rules.needs_body() || step.op.as_ref().is_some_and(OpSpec::needs_body);
     Keep { body, headers: step.rules.headers() }
 }
 
@@ -252,25 +249,11 @@ pub(crate) async fn run_flow(
         let vars = Vars { vu: &vu, iteration: &iteration, user, workload: &ctx.workload, captures: &captures };
         let literal = ctx.literal_uris[flow.0][i].as_ref();
         let req = build_request(step, literal, &ctx.base, &vars, &mut draws);
-        let key = step.record.as_ref().and_then(|_| req.headers().get("idempotency-key"));
-        let key = key.and_then(|v| v.to_str().ok()).map(str::to_owned);
         let invoked = match (&step.op, &shared.history) {
             (Some(spec), Some(history)) => history.generic.invoke(invocation(spec, k, step_intended, &vars)),
             _ => None,
         };
         let ex = transport.exchange(req, keep(step)).await;
-        if let (Some(kind), Some(history)) = (&step.record, &shared.history) {
-            let (invoked, completed) =
-                (ex.sent.saturating_duration_since(ctx.start), ex.done.saturating_duration_since(ctx.start));
-            history.record(crate::checks::history::Operation::from_exchange(
-                kind,
-                invoked,
-                completed,
-                ex.outcome,
-                key,
-                ex.body.as_deref(),
-            ));
-        }
         let judgement = step.rules.judge(ex.outcome, &ex.headers, ex.body.as_deref());
         if let (Some(index), Some(spec), Some(history)) = (invoked, &step.op, &shared.history) {
             let done = operation::classify(spec, ex.outcome, judgement, ex.body.as_deref());

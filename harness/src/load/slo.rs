@@ -51,13 +51,11 @@ pub enum Metric {
     Degraded,
     /// Share of checks (requests of steps with `expect`) that passed.
     Checks,
-    /// A business outcome: share of the orders placed (operations recorded as
-    /// `place_order`, by invoke time) that ended PAID once the run settled. Only a
-    /// scenario can judge it: it needs the operation history and the services' state.
-    PaidShare,
     /// A business outcome of any system: share of the operations of one `f`
-    /// ([`Threshold::op`]) invoked in the window that ended `ok`, from the run's
-    /// operation history (`ok_share(add) >= 95%`). Only a scenario can judge it.
+    /// ([`Threshold::op`]) invoked in the window that ended `ok` (and, with `where`,
+    /// whose completion carried that value), from the run's operation history
+    /// (`ok_share(add) >= 95%`, `ok_share(pay where /status == "PAID") >= 95%`). Only a
+    /// scenario can judge it.
     OkShare,
     /// The highest value a service's gauge showed on its `/metrics`, sampled every
     /// second while a scenario runs ([`Threshold::gauge`] names which). Only a scenario
@@ -71,16 +69,10 @@ impl Metric {
         matches!(self, Self::Percentile(_) | Self::Max | Self::Mean)
     }
 
-    /// Whether only a scenario run can judge it (from its history and end state), not
-    /// the load generator's counts alone.
-    pub fn needs_history(self) -> bool {
-        matches!(self, Self::PaidShare)
-    }
-
     /// Whether only a scenario run can judge it (the history, the end state or the
     /// services' own metrics), not the load generator alone.
     pub fn scenario_only(self) -> bool {
-        matches!(self, Self::PaidShare | Self::OkShare | Self::GaugeMax)
+        matches!(self, Self::OkShare | Self::GaugeMax)
     }
 }
 
@@ -143,7 +135,7 @@ pub enum ThresholdError {
     #[error(
         "unknown metric `{0}`; use p50..p99.99, max, mean, availability, \
          availability_including_degraded, error_rate, degraded, checks, or in scenarios only \
-         ok_share(<f>), paid_share or `metric <service>:<gauge> max`"
+         ok_share(<f>) or `metric <service>:<gauge> max`"
     )]
     Metric(String),
     /// A gauge bound that is not a number.
@@ -171,6 +163,9 @@ pub struct Threshold {
     pub gauge: Option<Gauge>,
     /// The operations' `f` a [`Metric::OkShare`] is over; `None` for every other metric.
     pub op: Option<String>,
+    /// `where <pointer> == <value>`: only the `ok` completions whose value has this
+    /// JSON value at this pointer count as `ok` (e.g. an order acknowledged as PAID).
+    pub op_where: Option<(String, serde_json::Value)>,
 }
 
 impl FromStr for Threshold {
@@ -199,15 +194,42 @@ impl FromStr for Threshold {
             if !bound.is_finite() {
                 return Err(ThresholdError::Number(rhs.into()));
             }
-            return Ok(Self { metric: Metric::GaugeMax, comparison, bound, gauge: Some(gauge), op: None });
+            return Ok(Self {
+                metric: Metric::GaugeMax,
+                comparison,
+                bound,
+                gauge: Some(gauge),
+                op: None,
+                op_where: None,
+            });
         }
-        if let Some(f) = lhs.strip_prefix("ok_share(").and_then(|r| r.strip_suffix(')')) {
-            let f = f.trim();
+        if let Some(inner) = lhs.strip_prefix("ok_share(").and_then(|r| r.strip_suffix(')')) {
+            let (f, op_where) = match inner.split_once(" where ") {
+                None => (inner.trim(), None),
+                Some((f, cond)) => {
+                    let (pointer, value) =
+                        cond.split_once("==").ok_or_else(|| ThresholdError::Metric(lhs.to_owned()))?;
+                    let (pointer, value) = (pointer.trim(), value.trim());
+                    let value: serde_json::Value =
+                        serde_json::from_str(value).map_err(|_| ThresholdError::Metric(lhs.to_owned()))?;
+                    if super::rules::check_pointer(pointer).is_err() {
+                        return Err(ThresholdError::Metric(lhs.to_owned()));
+                    }
+                    (f.trim(), Some((pointer.to_owned(), value)))
+                }
+            };
             if !super::operation::valid_f(f) {
                 return Err(ThresholdError::Metric(lhs.to_owned()));
             }
             let bound = parse_ratio(rhs)?;
-            return Ok(Self { metric: Metric::OkShare, comparison, bound, gauge: None, op: Some(f.to_owned()) });
+            return Ok(Self {
+                metric: Metric::OkShare,
+                comparison,
+                bound,
+                gauge: None,
+                op: Some(f.to_owned()),
+                op_where,
+            });
         }
         let metric = parse_metric(lhs)?;
         let bound = if metric.is_latency() {
@@ -216,7 +238,7 @@ impl FromStr for Threshold {
         } else {
             parse_ratio(rhs)?
         };
-        Ok(Self { metric, comparison, bound, gauge: None, op: None })
+        Ok(Self { metric, comparison, bound, gauge: None, op: None, op_where: None })
     }
 }
 
@@ -239,7 +261,6 @@ fn parse_metric(s: &str) -> Result<Metric, ThresholdError> {
         "error_rate" => Metric::ErrorRate,
         "degraded" => Metric::Degraded,
         "checks" => Metric::Checks,
-        "paid_share" => Metric::PaidShare,
         _ => {
             let q: f64 = s.strip_prefix('p').ok_or_else(bad)?.parse().map_err(|_| bad())?;
             if !(q > 0.0 && q <= 100.0) {
@@ -271,7 +292,11 @@ impl fmt::Display for Threshold {
                 None => write!(f, "metric ? max {op} {}", self.bound),
             },
             Metric::OkShare => {
-                write!(f, "ok_share({}) {op} {}%", self.op.as_deref().unwrap_or("?"), self.bound * 100.0)
+                write!(f, "ok_share({}", self.op.as_deref().unwrap_or("?"))?;
+                if let Some((pointer, value)) = &self.op_where {
+                    write!(f, " where {pointer} == {value}")?;
+                }
+                write!(f, ") {op} {}%", self.bound * 100.0)
             }
             ratio => write!(f, "{} {op} {}%", ratio.name(), self.bound * 100.0),
         }
@@ -290,7 +315,6 @@ impl Metric {
             Self::ErrorRate => "error_rate".into(),
             Self::Degraded => "degraded".into(),
             Self::Checks => "checks".into(),
-            Self::PaidShare => "paid_share".into(),
             Self::OkShare => "ok_share".into(),
             Self::GaugeMax => "gauge_max".into(),
         }
@@ -454,7 +478,7 @@ impl Threshold {
         match self.metric {
             Metric::Availability | Metric::AvailabilityIncludingDegraded => c.offered(),
             Metric::Checks => c.checks(),
-            Metric::PaidShare | Metric::OkShare => c.placed,
+            Metric::OkShare => c.placed,
             _ => c.total,
         }
     }
@@ -477,7 +501,7 @@ impl Threshold {
             Metric::ErrorRate => 1.0 - of(c.succeeded),
             Metric::Degraded => of(c.degraded),
             Metric::Checks => of(c.checks_passed),
-            Metric::PaidShare | Metric::OkShare => of(c.paid),
+            Metric::OkShare => of(c.paid),
         })
     }
 
@@ -573,7 +597,8 @@ mod tests {
                 comparison: Comparison::Less,
                 bound: 200.0,
                 gauge: None,
-                op: None
+                op: None,
+                op_where: None
             }
         );
         let t: Threshold = "p99 < 1s".parse().unwrap();
@@ -657,7 +682,7 @@ mod tests {
         let gauge = Gauge { service: "notifications".into(), name: "shop_notifications_pending".into() };
         assert_eq!((t.metric, t.bound, t.gauge.as_ref()), (Metric::GaugeMax, 500.0, Some(&gauge)));
         assert_eq!(t.to_string(), "metric notifications:shop_notifications_pending max < 500");
-        assert!(t.metric.scenario_only() && !t.metric.needs_history());
+        assert!(t.metric.scenario_only());
         for bad in ["metric orders max < 5", "metric orders:x p95 < 5", "metric :x max < 5", "metric o:x max < 5ms"] {
             assert!(bad.parse::<Threshold>().is_err(), "{bad}");
         }
@@ -668,10 +693,20 @@ mod tests {
         let t: Threshold = "ok_share(add) >= 95%".parse().unwrap();
         assert_eq!((t.metric, t.bound, t.op.as_deref()), (Metric::OkShare, 0.95, Some("add")));
         assert_eq!(t.to_string(), "ok_share(add) >= 95%");
-        assert!(t.metric.scenario_only() && !t.metric.needs_history());
+        assert!(t.metric.scenario_only());
         let counts = Counts { total: 20, placed: 20, paid: 19, ..Counts::default() };
         assert_eq!(t.samples(&counts), 20);
-        for bad in ["ok_share() >= 95%", "ok_share(a b) >= 95%", "ok_share(add) < 1s"] {
+        let t: Threshold = r#"ok_share(pay where /status == "PAID") >= 95%"#.parse().unwrap();
+        assert_eq!(t.op_where, Some(("/status".into(), serde_json::json!("PAID"))));
+        assert_eq!(t.to_string(), r#"ok_share(pay where /status == "PAID") >= 95%"#);
+        for bad in [
+            "ok_share() >= 95%",
+            "ok_share(a b) >= 95%",
+            "ok_share(add) < 1s",
+            "ok_share(pay where status == \"PAID\") >= 95%",
+            "ok_share(pay where /status == PAID) >= 95%",
+            "ok_share(pay where /status) >= 95%",
+        ] {
             assert!(bad.parse::<Threshold>().is_err(), "{bad}");
         }
     }

@@ -133,11 +133,10 @@ pub struct Counts {
     pub checks_failed: u64,
     /// Flow starts dropped at the in-flight limit, each one more unavailable request.
     pub dropped: u64,
-    /// Operations a business-outcome share is over (`paid_share`: the orders placed;
-    /// `ok_share(f)`: the operations of `f`): filled in by a scenario from its history
-    /// (the load generator leaves it 0).
+    /// Operations a business-outcome share is over (`ok_share(f)`: the operations of
+    /// `f`): filled in by a scenario from its history (the load generator leaves it 0).
     pub placed: u64,
-    /// Of those, the ones with the outcome (ended PAID; ended `ok`).
+    /// Of those, the ones with the outcome (ended `ok`, with the value asked for).
     pub paid: u64,
 }
 

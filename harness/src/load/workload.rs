@@ -150,9 +150,6 @@ pub struct Step {
     pub captures: Vec<Capture>,
     /// A pause after the step before the next one (not part of any latency).
     pub think: Duration,
-    /// Records each request of this step in the run's operation history under this
-    /// kind (`record = "place_order"`), for the invariant checkers.
-    pub record: Option<String>,
     /// Records each request of this step as an operation of the run's history
     /// (`op = { f = "add", value = "..." }`), for the generic checkers.
     pub op: Option<OpSpec>,
@@ -223,7 +220,6 @@ impl Workload {
             body: body.as_ref().map(JsonTemplate::parse).transpose().map_err(|e| e.to_string())?,
             captures: Vec::new(),
             think: Duration::ZERO,
-            record: None,
             op: None,
             rules: AnswerRules::default(),
         };
@@ -454,19 +450,21 @@ fn check_step(raw: RawStep, name: String, known: &BTreeSet<String>, degraded: &[
         None => None,
     };
     let rules = AnswerRules::new(step_degraded, expect);
-    let record = match raw.record {
-        Some(r) if r.get_ref().is_empty() || !r.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-            return Err((r.span(), "`record` names an operation kind, like \"place_order\"".into()));
-        }
-        Some(r) => Some(r.into_inner()),
-        None => None,
-    };
+    if let Some(r) = raw.record {
+        return Err((
+            r.span(),
+            format!(
+                "`record` is gone: a step records an operation with `op = {{ f = \"{}\", value = ..., result = ... }}` (README, \"Test your own system\")",
+                r.get_ref()
+            ),
+        ));
+    }
     let op = match raw.op {
         Some(op) => Some(op.check(&|t: &Template, span| check_vars(t.vars(), known, span))?),
         None => None,
     };
     let think = raw.think.map_or(Duration::ZERO, |d| d.0);
-    Ok(Step { name, method, path, headers, body, captures, think, record, op, rules })
+    Ok(Step { name, method, path, headers, body, captures, think, op, rules })
 }
 
 fn template(raw: &Spanned<String>, known: &BTreeSet<String>) -> Located<Template> {

@@ -1,21 +1,20 @@
 //! The observed effect of a fault: proof that the experiment happened.
 //!
 //! A fault that touched nothing proves nothing, so each fault carries what it touched,
-//! from the fault proxy's own counters (`GET /metrics`, per proxy) and, for the orders
-//! service, from its admin state at the moment the fault struck:
+//! from the fault proxy's own counters (`GET /metrics`, per proxy) and the run's
+//! operation history:
 //!
 //! - an edge toxic: the bytes and connections through its proxies while it was in place;
 //! - an edge `down`: the bytes its proxies carried from the start of the load until it
 //!   was cut (the edge was live when it went down; once down it counts nothing);
-//! - a node fault: the bytes its inbound edges carried until it struck and, for the
-//!   orders service, the orders in flight (not yet terminal) at that moment, and how many
-//!   of them reached a terminal state by the end.
+//! - a node fault: the bytes its edges carried until it struck and the operations in
+//!   flight at that moment, by how they ended (ok, fail, info).
 //!
 //! A measured effect of zero fails the run ("the experiment did not happen") unless the
 //! fault says `expect_effect = false`. An effect that could not be measured (a Toxiproxy
 //! without `/metrics`) is shown as such and does not gate.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -85,32 +84,6 @@ impl Effect {
     /// Whether it was measured and touched nothing.
     pub fn is_nothing(&self) -> bool {
         self.measured && self.touched == 0
-    }
-}
-
-/// The orders in flight when a fault struck, and how they ended.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InFlight {
-    /// The orders not yet terminal at the fault.
-    pub orders: BTreeSet<String>,
-}
-
-impl InFlight {
-    /// The effect on orders: how many were in flight and, once the end state is read
-    /// (`terminal`: the ids terminal at the end), how many of them ended terminal.
-    pub fn effect(&self, terminal: Option<&BTreeSet<String>>) -> Effect {
-        let ended = match terminal {
-            Some(t) => {
-                let resumed = self.orders.iter().filter(|o| t.contains(*o)).count();
-                format!("{resumed} of them reached PAID or CANCELLED by the end")
-            }
-            None => "how they ended was not read".into(),
-        };
-        Effect {
-            measured: true,
-            touched: self.orders.len() as u64,
-            detail: format!("{} order(s) in flight when it struck; {ended}", self.orders.len()),
-        }
     }
 }
 
@@ -228,14 +201,5 @@ mod tests {
         let none = between(&before, &before, &["a__b__0".into()]);
         assert!(traffic_effect(none, 1, "while in place").is_nothing());
         assert!(!Effect::unmeasured("no /metrics").is_nothing(), "unmeasured is shown, not judged");
-    }
-
-    #[test]
-    fn in_flight_orders_report_how_many_resumed() {
-        let f = InFlight { orders: ["1", "2", "3"].map(String::from).into() };
-        let e = f.effect(Some(&["1", "3", "9"].map(String::from).into()));
-        assert_eq!(e.touched, 3);
-        assert!(e.detail.contains("3 order(s) in flight") && e.detail.contains("2 of them"), "{}", e.detail);
-        assert!(InFlight::default().effect(None).is_nothing());
     }
 }

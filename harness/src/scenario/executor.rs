@@ -4,8 +4,9 @@
 //! [`History`]); every fault is applied and removed at its offset from that zero, and
 //! the actual times are recorded. Whatever happens (an SLO abort, an interrupt, an
 //! error) every fault still active is rolled back and the cluster is torn down. After
-//! the load, orders get [`super::model::Recovery::settle`] to reach a terminal state; then the
-//! invariants are checked against the history and the services' admin state.
+//! the load, the final reads are taken (and taken again until every checker's settle
+//! condition holds) within [`super::model::Recovery::settle`]; then the invariants are
+//! checked against the history and the final reads.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,27 +14,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::data;
-use super::effect::{self, Counters, Effect, InFlight};
+use super::effect::{self, Counters, Effect};
 use super::gauges;
 use super::model::{ActualTimes, Fault, FaultAction, FaultTarget, Scenario};
-use crate::checks::history::{History, Operation};
-use crate::checks::state::{AdminEndpoints, ShopState};
-use crate::checks::{self, CheckResult};
-use crate::cluster::{ClusterPlan, NodeStatus, Runtime};
+use crate::checks::history::History;
+use crate::checks::CheckResult;
+use crate::cluster::Runtime;
 use crate::load::client::ClientConfig;
 use crate::load::runner::{self, Control, Progress, RunConfig};
 use crate::load::slo::{Gauge, Metric, Observable, SloVerdict};
 use crate::load::stats::Counts;
 use crate::world::reach::{EdgeFaults, Reach};
 
-/// The admin token services use with `SHOP_DEV_DEFAULTS=1` (`shop_kit::config::DEV_SECRET`).
-pub const DEV_ADMIN_TOKEN: &str = "gauntlet-dev-secret-change-me";
 /// The longest the load's set-up phase may take before the timeline gives up.
 const SETUP_LIMIT: Duration = Duration::from_secs(300);
 /// How often the live display is refreshed.
@@ -72,12 +69,11 @@ pub struct FaultRecord {
     observed: Observed,
 }
 
-/// The counters and orders read around one fault.
+/// The counters read around one fault.
 #[derive(Debug, Clone, Default)]
 struct Observed {
     at_apply: Option<Counters>,
     at_remove: Option<Counters>,
-    in_flight: Option<InFlight>,
 }
 
 impl FaultRecord {
@@ -156,8 +152,6 @@ pub struct RunOutcome {
     pub checks: Vec<CheckResult>,
     /// Operations recorded, by outcome.
     pub operations: BTreeMap<String, usize>,
-    /// Orders at the end, by status.
-    pub order_statuses: BTreeMap<String, usize>,
     /// Rollbacks that failed (faults that may still be in place before teardown).
     pub rollback_errors: Vec<String>,
     /// The report files written (JSON, Markdown, HTML, JUnit), if any.
@@ -202,7 +196,6 @@ impl RunOutcome {
                 .collect(),
             checks: Vec::new(),
             operations: BTreeMap::new(),
-            order_statuses: BTreeMap::new(),
             rollback_errors: Vec::new(),
             report_files: Vec::new(),
             reasons: None,
@@ -246,33 +239,6 @@ pub struct Cluster<R> {
     pub ingress: String,
     /// How the world is reached.
     pub reach: Reach,
-    /// The admin endpoints of the stateful services (needed when invariants are checked).
-    pub admin: Option<AdminEndpoints>,
-}
-
-/// The admin endpoints of the first orders, payments and catalog nodes, at the
-/// addresses the runtime reports (containers publish their ports on start).
-pub fn admin_endpoints(plan: &ClusterPlan, nodes: &[NodeStatus]) -> anyhow::Result<AdminEndpoints> {
-    let url = |svc: &str| {
-        nodes
-            .iter()
-            .find(|n| n.service == svc)
-            .map(|n| format!("http://{}", n.addr))
-            .with_context(|| format!("the cluster has no `{svc}` service; the invariant checkers need it"))
-    };
-    let token = plan
-        .nodes
-        .iter()
-        .find(|n| n.id.service == "orders")
-        .and_then(|n| n.env.get("SHOP_ADMIN_TOKEN").cloned())
-        .unwrap_or_else(|| DEV_ADMIN_TOKEN.to_string());
-    Ok(AdminEndpoints {
-        orders: url("orders")?,
-        payments: url("payments")?,
-        catalog: url("catalog")?,
-        notifications: url("notifications").ok(),
-        token,
-    })
 }
 
 /// The gauges the scenario's SLOs name, each with the `/metrics` URL of the first node
@@ -442,7 +408,7 @@ pub async fn execute<R: Runtime>(
     gauge_stop.store(true, Ordering::Relaxed);
     let samples = sampler.await.unwrap_or_default();
     timeline?;
-    observe_effects(scenario, cluster, &mut outcome, None, &history);
+    observe_effects(scenario, cluster, &mut outcome, &history);
     let result = result?;
     let rec = &result.recorder;
     outcome.load = LoadSummary::of(&result);
@@ -466,81 +432,25 @@ pub async fn execute<R: Runtime>(
     if outcome.stopped.is_none() {
         outcome.stopped = result.stopped.clone();
     }
-    let ops = history.operations();
-    for op in &ops {
-        *outcome.operations.entry(format!("{} {}", op.kind, op.outcome.as_str())).or_default() += 1;
-    }
     if outcome.interrupted {
         return Ok(outcome);
     }
-    if !scenario.declared.is_empty() || !scenario.final_reads.is_empty() {
-        let judged = tokio::select! {
-            checks = judge_data(scenario, cluster, &history, &mut outcome, on_event) => checks,
-            _ = interrupt.wait_for(|v| *v) => {
-                outcome.interrupted = true;
-                return Ok(outcome);
-            }
-        };
-        outcome.checks = judged;
-    }
-    let needs_state =
-        !scenario.invariants.is_empty() || scenario.slos().iter().any(|s| s.threshold.metric.needs_history());
-    let Some(admin) = cluster.admin.as_ref().filter(|_| needs_state) else {
-        check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
-        judge(scenario, &mut outcome, &result, (started_at, &cluster.reach), on_event);
-        return Ok(outcome);
-    };
-
-    on_event(Event::Note(format!(
-        "load done; letting orders settle (up to {})",
-        humantime::format_duration(scenario.recovery.settle)
-    )));
-    let http = &*cluster.reach.http;
-    let settled = tokio::select! {
-        r = settle_with(|| admin.fetch(http, Duration::from_secs(10)), scenario.recovery.settle) => r,
+    let judged = tokio::select! {
+        checks = judge_data(scenario, cluster, &history, &mut outcome, on_event) => checks,
         _ = interrupt.wait_for(|v| *v) => {
             outcome.interrupted = true;
             return Ok(outcome);
         }
     };
-    // A state that cannot be read makes every invariant unknown, never valid.
-    let (state, waited) = match settled {
-        Ok(s) => s,
-        Err(e) => {
-            let why = format!("the services' admin state could not be read: {e:#}");
-            on_event(Event::Note(why.clone()));
-            outcome.checks.extend(scenario.invariants.iter().map(|i| CheckResult::unknown(i, why.clone())));
-            check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
-            judge(scenario, &mut outcome, &result, (started_at, &cluster.reach), on_event);
-            return Ok(outcome);
-        }
-    };
-    for o in &state.orders {
-        *outcome.order_statuses.entry(o.status.clone()).or_default() += 1;
-    }
-    judge_on_history(&mut outcome, &ops, &state);
-    let terminal = state.orders.iter().filter(|o| o.is_terminal()).map(|o| o.id.clone()).collect();
-    observe_effects(scenario, cluster, &mut outcome, Some(&terminal), &history);
-    let history_complete = history.overflow() == 0;
-    outcome.checks.extend(run_checks(
-        &scenario.invariants,
-        &ops,
-        history_complete,
-        &state,
-        waited,
-        scenario.recovery.settle,
-    ));
+    outcome.checks = judged;
     check_steady_state_again(scenario, cluster, &mut outcome, &mut interrupt, on_event).await;
-    let dir = &outcome.run_dir;
-    let _ = std::fs::create_dir_all(dir);
-    let _ = std::fs::write(dir.join("history.json"), serde_json::to_vec_pretty(&ops).unwrap_or_default());
-    let _ = std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&state).unwrap_or_default());
     judge(scenario, &mut outcome, &result, (started_at, &cluster.reach), on_event);
     Ok(outcome)
 }
 
 /// The final reads, once every fault is healed and the load is over (retried within
-/// `recovery.settle`), the history files, and the declared invariants' verdicts.
+/// `recovery.settle`, and taken again every 500 ms until every checker's settle
+/// condition holds), the history files, and the declared invariants' verdicts.
 async fn judge_data<R: Runtime>(
     scenario: &Scenario,
     cluster: &mut Cluster<R>,
@@ -555,11 +465,18 @@ async fn judge_data<R: Runtime>(
         *outcome.operations.entry(format!("{} {}", op.f, op.outcome.as_str())).or_default() += 1;
     }
     judge_ok_shares(outcome, &ops.ops);
+    let dir = outcome.run_dir.clone();
+    let bound = scenario.recovery.settle;
+    let mut ctx =
+        data::CheckContext { dropped: ops.dropped, waited: Duration::ZERO, bound, blocking: cluster.reach.simulated };
+    let settle_started = tokio::time::Instant::now();
+    let wait_to_settle = data::has_settle_condition(&scenario.declared);
     if !scenario.final_reads.is_empty() {
         on_event(Event::Note(format!(
-            "final reads: {} request(s), retried for up to {}",
+            "final reads: {} request(s), retried for up to {}{}",
             scenario.final_reads.len(),
-            humantime::format_duration(scenario.recovery.settle)
+            humantime::format_duration(bound),
+            if wait_to_settle { ", until the checkers say the system settled" } else { "" }
         )));
         let nodes = cluster.runtime.status();
         let ingress = cluster.ingress.trim_end_matches('/').to_string();
@@ -570,25 +487,48 @@ async fn judge_data<R: Runtime>(
             };
             format!("{}{}", base.unwrap_or_else(|| ingress.clone()), read.path)
         };
-        let reads = data::take_final_reads(
-            &scenario.final_reads,
-            url_of,
-            &*cluster.reach.http,
-            scenario.recovery.settle,
-            now_ns,
-        )
-        .await;
-        for why in &reads.unanswered {
-            on_event(Event::Note(format!("a final read did not answer: {why}")));
+        loop {
+            let left = bound.saturating_sub(settle_started.elapsed());
+            let reads =
+                data::take_final_reads(&scenario.final_reads, &url_of, &*cluster.reach.http, left, now_ns).await;
+            let answered = reads.unanswered.is_empty();
+            if !answered || !wait_to_settle {
+                for why in &reads.unanswered {
+                    on_event(Event::Note(format!("a final read did not answer: {why}")));
+                }
+            }
+            ops.final_reads = reads.ops;
+            if !answered || !wait_to_settle {
+                break;
+            }
+            let files = match data::write_history(&dir, &ops) {
+                Ok(files) => files,
+                Err(_) => break,
+            };
+            ctx.waited = settle_started.elapsed();
+            match data::settled(&scenario.declared, &files, &dir, ctx).await {
+                Ok(true) => break,
+                Ok(false) if settle_started.elapsed() >= bound => {
+                    on_event(Event::Note(format!(
+                        "not settled after {}: the invariants judge the system as it is",
+                        humantime::format_duration(bound)
+                    )));
+                    break;
+                }
+                Ok(false) => tokio::time::sleep(data::FINAL_READ_RETRY).await,
+                Err(why) => {
+                    on_event(Event::Note(format!("could not tell whether the system settled: {why}")));
+                    break;
+                }
+            }
         }
-        ops.final_reads = reads.ops;
     }
-    let dir = outcome.run_dir.clone();
+    ctx.waited = settle_started.elapsed();
     let files = data::write_history(&dir, &ops).map_err(|e| e.to_string());
     if let Err(e) = &files {
         on_event(Event::Note(format!("could not write the history files in {}: {e}", dir.display())));
     }
-    data::check_declared(&scenario.declared, &ops, files.as_ref().map_err(String::as_str), &dir).await
+    data::check_declared(&scenario.declared, &ops, files.as_ref().map_err(String::as_str), &dir, ctx).await
 }
 
 /// Checks the steady-state hypothesis again once the run recovered (Chaos Toolkit's
@@ -612,20 +552,8 @@ async fn check_steady_state_again<R: Runtime>(
     }
 }
 
-/// Order outcomes as an SLO observes them (`paid_share`); they have no latency.
-/// Judges the SLOs on business outcomes (`paid_share`) on the history against the
-/// settled state, and renders every SLO line again.
-pub fn judge_on_history(outcome: &mut RunOutcome, ops: &[Operation], state: &ShopState) {
-    for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric.needs_history()) {
-        let (placed, paid) = checks::orders::paid_outcome(ops, state, v.spec.window);
-        let counts = Outcomes(Counts { total: placed, placed, paid, ..Counts::default() });
-        *v = SloVerdict::judge(&v.spec, Some(&counts));
-    }
-    outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
-}
-
 /// Judges the `ok_share(f)` SLOs on the operation history: of the operations of `f`
-/// invoked in each window, the share that ended `ok`.
+/// invoked in each window, the share that ended `ok` (with the value `where` asks for).
 fn judge_ok_shares(outcome: &mut RunOutcome, ops: &[crate::checks::op::Op]) {
     let mut judged = false;
     for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric == Metric::OkShare) {
@@ -633,9 +561,13 @@ fn judge_ok_shares(outcome: &mut RunOutcome, ops: &[crate::checks::op::Op]) {
         let window = v.spec.window;
         let of_f = ops.iter().filter(|o| o.f == f && window.contains(Duration::from_nanos(o.invoke_ns)));
         let (mut placed, mut ok) = (0, 0);
+        let wanted = |op: &crate::checks::op::Op| match &v.spec.threshold.op_where {
+            None => true,
+            Some((pointer, value)) => op.result.as_ref().and_then(|r| r.pointer(pointer)) == Some(value),
+        };
         for op in of_f {
             placed += 1;
-            ok += u64::from(op.outcome == crate::checks::op::OpType::Ok);
+            ok += u64::from(op.outcome == crate::checks::op::OpType::Ok && wanted(op));
         }
         let counts = Outcomes(Counts { total: placed, placed, paid: ok, ..Counts::default() });
         *v = SloVerdict::judge(&v.spec, Some(&counts));
@@ -742,7 +674,7 @@ fn to_report(
         report = report.with_fault(record);
     }
     for c in &outcome.checks {
-        let value = |x: &Option<checks::Counterexample>| x.as_ref().and_then(|x| serde_json::to_value(x).ok());
+        let value = |x: &Option<crate::checks::Counterexample>| x.as_ref().and_then(|x| serde_json::to_value(x).ok());
         report = report.with_invariant(InvariantResult {
             name: c.invariant.clone(),
             valid: c.valid(),
@@ -755,27 +687,6 @@ fn to_report(
         });
     }
     report
-}
-
-/// Runs the checkers `invariants` names.
-pub fn run_checks(
-    invariants: &[String],
-    history: &[Operation],
-    history_complete: bool,
-    state: &ShopState,
-    waited: Duration,
-    bound: Duration,
-) -> Vec<CheckResult> {
-    invariants
-        .iter()
-        .map(|name| match name.as_str() {
-            "no_lost_orders" => checks::orders::no_lost_orders(history, state, history_complete),
-            "orders_terminate" => checks::orders::orders_terminate(state, waited, bound),
-            "money_conserved" => checks::money::money_conserved(state),
-            "events_delivered" => checks::events::events_delivered(state),
-            _ => checks::stock::stock_conserved(state, true),
-        })
-        .collect()
 }
 
 async fn steady_state<R: Runtime>(scenario: &Scenario, cluster: &mut Cluster<R>) -> Result<(), String> {
@@ -916,16 +827,6 @@ async fn run_timeline<R: Runtime>(
             let fault = &scenario.faults[i];
             match (&fault.action, &fault.target) {
                 (FaultAction::Node(op), FaultTarget::Node(node)) => {
-                    if change == Change::Apply && node.service == "orders" {
-                        if let Some(admin) = cluster.admin.as_ref() {
-                            // Before it strikes: once orders is down its state cannot be read.
-                            let http = &*cluster.reach.http;
-                            if let Ok(orders) = admin.fetch_orders(http, Duration::from_secs(2)).await {
-                                let orders = orders.into_iter().filter(|o| !o.is_terminal()).map(|o| o.id).collect();
-                                outcome.faults[i].observed.in_flight = Some(InFlight { orders });
-                            }
-                        }
-                    }
                     let op = match change {
                         Change::Apply => Some(*op),
                         Change::Remove => Fault::inverse(*op),
@@ -1130,15 +1031,9 @@ async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::
     }
 }
 
-/// Each fault's observed effect, from the readings taken around it; `terminal` is the
-/// set of orders terminal at the end, once the end state was read.
-fn observe_effects<R: Runtime>(
-    scenario: &Scenario,
-    cluster: &Cluster<R>,
-    outcome: &mut RunOutcome,
-    terminal: Option<&std::collections::BTreeSet<String>>,
-    history: &History,
-) {
+/// Each fault's observed effect, from the readings taken around it and, for a node
+/// fault, the operations in flight when it struck.
+fn observe_effects<R: Runtime>(scenario: &Scenario, cluster: &Cluster<R>, outcome: &mut RunOutcome, history: &History) {
     let plan = cluster.runtime.plan();
     // Copied out of the log only where a node fault needs it.
     let node_faults = scenario.faults.iter().any(|f| matches!(f.action, FaultAction::Node(_)));
@@ -1168,11 +1063,10 @@ fn observe_effects<R: Runtime>(
                 let names = proxies(cluster, target);
                 effect::traffic_effect(effect::between(base, at_apply, &names), names.len(), "before the edge was cut")
             }
-            (FaultAction::Node(_), FaultTarget::Node(node)) => match &obs.in_flight {
-                Some(in_flight) => in_flight.effect(terminal),
-                None => {
-                    // Its calls out count too: a consumer (notifications) is called by
-                    // no one, and what it does goes out over its edge to the broker.
+            (FaultAction::Node(_), FaultTarget::Node(node)) => {
+                {
+                    // Its calls out count too: a consumer is called by no one, and what
+                    // it does goes out over its edge to (say) a broker.
                     let names: Vec<String> = plan
                         .slots
                         .iter()
@@ -1196,7 +1090,7 @@ fn observe_effects<R: Runtime>(
                         _ => traffic,
                     }
                 }
-            },
+            }
             (FaultAction::Node(_), FaultTarget::Edge { .. }) => Effect::unmeasured("a node operation on an edge"),
         });
     }
@@ -1227,42 +1121,6 @@ async fn rollback<R: Runtime>(
             }
         }
     }
-}
-
-/// Polls the admin state (`fetch`) every 500 ms until every order is terminal (and,
-/// with the event-driven half, delivery caught up) or `settle` has passed, on tokio's
-/// clock; returns the last state read and how long it waited. Both worlds settle with
-/// it: the real executor reads the admin endpoints over HTTP, the simulation over
-/// simulated HTTP.
-pub async fn settle_with<F, Fut, E>(fetch: F, settle: Duration) -> Result<(ShopState, Duration), E>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<ShopState, E>>,
-{
-    let started = tokio::time::Instant::now();
-    let deadline = started + settle;
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let state = fetch().await;
-        let now = tokio::time::Instant::now();
-        match state {
-            // Where events are delivered, settled also means delivery caught up.
-            Ok(s) if settled(&s) || now >= deadline => {
-                return Ok((s, started.elapsed()));
-            }
-            Ok(_) => {}
-            Err(e) if now >= deadline || attempts > 10_000 => return Err(e),
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Every order ended, and (with the event-driven half) the outbox drained and every
-/// ended order was notified.
-fn settled(state: &ShopState) -> bool {
-    state.orders.iter().all(|o| o.is_terminal()) && state.events.as_ref().is_none_or(|e| e.caught_up(&state.orders))
 }
 
 /// Counts of operations by outcome, for the summary line.

@@ -20,7 +20,7 @@ use crate::cluster::ledger::{Ledger, Reaped};
 use crate::cluster::plan::{ClusterPlan, Ports};
 use crate::cluster::RuntimeError;
 use crate::exit::CliError;
-use crate::scenario::executor::{self, admin_endpoints, Cluster, Event, RunOutcome};
+use crate::scenario::executor::{self, Cluster, Event, RunOutcome};
 use crate::scenario::model::RuntimeChoice;
 use crate::scenario::Scenario;
 
@@ -89,6 +89,7 @@ pub fn resolve_runtime(
 pub struct Launch {
     runtime: RuntimeChoice,
     binaries: Binaries,
+    profile: String,
     runs: PathBuf,
     toxiproxy: Option<String>,
 }
@@ -113,7 +114,7 @@ impl Launch {
         let cluster_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         let binaries =
             Binaries::for_cluster(&scenario.cluster.spec, &cluster_dir, profile).map_err(anyhow::Error::from)?;
-        Ok(Self { runtime, binaries, runs, toxiproxy })
+        Ok(Self { runtime, binaries, profile: profile.to_string(), runs, toxiproxy })
     }
 
     /// Where the cluster runs.
@@ -129,6 +130,13 @@ impl Launch {
         interrupt: watch::Receiver<bool>,
         on_event: &(dyn Fn(LaunchEvent) + Sync),
     ) -> Result<RunOutcome, CliError> {
+        // Checkers that are binaries of a workspace (the shop's) are built when missing.
+        let mut scenario = scenario.clone();
+        let t0 = Instant::now();
+        let progress = |msg: &str| on_event(LaunchEvent::Step { elapsed: t0.elapsed(), message: msg.to_string() });
+        crate::scenario::data::resolve_binaries(&mut scenario.declared, &self.profile, &progress)
+            .map_err(anyhow::Error::from)?;
+        let scenario = &scenario;
         let id = run_id(&scenario.cluster.spec.name);
         let run_dir = self.runs.join(&id);
         let mut plan =
@@ -178,7 +186,7 @@ pub async fn run_on<W: World>(
         }
         Err(e) => return Err(CliError::Harness(anyhow::Error::from(e).context("the cluster could not start"))),
     }
-    let mut cluster = ready(scenario, world).await?;
+    let mut cluster = ready(world).await?;
     let result = executor::execute(scenario, &mut cluster, interrupt, &|e| on_event(LaunchEvent::Executor(e))).await;
     on_event(LaunchEvent::ExecutorDone);
     progress("tearing down");
@@ -191,23 +199,14 @@ pub async fn run_on<W: World>(
     Ok(outcome)
 }
 
-/// A started world as the executor needs it: its ingress, its fault API, and the admin
-/// endpoints when invariants are checked. A world that lacks one is torn down.
-async fn ready<W: World>(scenario: &Scenario, mut world: W) -> Result<Cluster<W>, CliError> {
+/// A started world as the executor needs it: its ingress and its fault API.
+/// A world that lacks one is torn down.
+async fn ready<W: World>(mut world: W) -> Result<Cluster<W>, CliError> {
     let (Some(url), Some(reach)) = (world.ingress_urls().first().cloned(), world.reach()) else {
         let _ = world.teardown().await;
         return Err(CliError::Harness(anyhow::anyhow!("the cluster has no ingress URL or no Toxiproxy API")));
     };
-    let nodes = world.status();
-    let admin = match admin_endpoints(world.plan(), &nodes) {
-        Ok(a) => Some(a),
-        Err(_) if scenario.invariants.is_empty() => None,
-        Err(e) => {
-            let _ = world.teardown().await;
-            return Err(CliError::Harness(e));
-        }
-    };
-    Ok(Cluster { runtime: world, ingress: url, reach, admin })
+    Ok(Cluster { runtime: world, ingress: url, reach })
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::checks::INVARIANTS;
 use crate::cluster::plan::{ReplicaOverrides, CLIENT};
 use crate::cluster::{ClusterSpec, Edge, NodeId, NodeOp};
 use crate::faults::spec::{EdgeAction, EdgeFault};
@@ -145,27 +144,22 @@ impl RawScenario {
             load.workload.slos.push(slo);
             slo_anchors.push(anchor);
         }
-        let (declared, final_reads) =
+        let (mut declared, mut final_reads) =
             super::invariant::check_declared(self.invariant, self.final_read, &load.workload, &cluster.spec, dir)?;
+        // Invariants named from the cluster's checks file come first, with their reads.
         // A file that declares no invariant runs none (and its verdict says so).
-        let invariants = match self.invariants {
-            None => Vec::new(),
-            Some(list) => {
-                let mut seen = Vec::new();
-                for i in list {
-                    if !INVARIANTS.contains(&i.get_ref().as_str()) {
-                        return here(
-                            i.span(),
-                            format!("unknown invariant `{}`; use {}", i.get_ref(), INVARIANTS.join(", ")),
-                        );
-                    }
-                    if !seen.contains(i.get_ref()) {
-                        seen.push(i.into_inner());
-                    }
-                }
-                seen
+        let (named, reads) =
+            super::invariant::named_invariants(self.invariants.unwrap_or_default(), &load.workload, &cluster.spec)?;
+        for n in &named {
+            if declared.iter().any(|d| d.name == n.name) {
+                return here(
+                    0..0,
+                    format!("invariant `{}` is both named in `invariants` and declared: rename one", n.name),
+                );
             }
-        };
+        }
+        declared.splice(0..0, named);
+        final_reads.splice(0..0, reads);
         Ok(Scenario {
             file: file.to_path_buf(),
             name,
@@ -175,7 +169,6 @@ impl RawScenario {
             steady_state,
             load,
             faults,
-            invariants,
             declared,
             final_reads,
             recovery,

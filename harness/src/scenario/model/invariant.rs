@@ -59,6 +59,11 @@ pub enum InvariantCheck {
     External {
         /// The program and its arguments.
         command: Vec<String>,
+        /// Whether the program is a binary of the cargo workspace holding `dir` (built
+        /// when missing, found by [`crate::scenario::data::resolve_binaries`]).
+        binary: bool,
+        /// The arguments with which the program says whether the system has settled.
+        settled: Option<Vec<String>>,
         /// How long it may run.
         timeout: Duration,
         /// Where it runs: the scenario's folder.
@@ -133,26 +138,44 @@ impl RawInvariant {
     }
 
     fn check(self, span: Range<usize>, dir: &Path) -> Checked<(Invariant, Range<usize>)> {
-        match (&self.checker, &self.command) {
-            (Some(_), Some(c)) => return here(c.span(), "give `checker` or `command`, not both"),
+        let command = match (&self.command, &self.binary) {
+            (Some(_), Some(b)) => return here(b.span(), "give `command` or `binary`, not both"),
+            (Some(c), None) => Some((c.span(), c.get_ref().clone(), false)),
+            (None, Some(b)) => {
+                let name = b.get_ref();
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    return here(b.span(), "`binary` names a binary of this cargo workspace, like \"shop-invariants\"");
+                }
+                let mut argv = vec![name.clone()];
+                argv.extend(self.args.clone().unwrap_or_default());
+                Some((b.span(), argv, true))
+            }
+            (None, None) => None,
+        };
+        match (&self.checker, &command) {
+            (Some(_), Some((at, _, _))) => {
+                return here(at.clone(), "give `checker` or an external `command`, not both")
+            }
             (None, None) => {
                 return here(
                     span,
-                    format!("an [[invariant]] names a `checker` ({}) or an external `command`", CHECKERS.join(", ")),
+                    format!(
+                        "an [[invariant]] names a `checker` ({}) or an external `command` (or `binary`)",
+                        CHECKERS.join(", ")
+                    ),
                 )
             }
             _ => {}
         }
-        if let Some(command) = &self.command {
+        if let Some((at, argv, binary)) = command {
             if let Some((param, at)) = self.given().into_iter().next() {
                 return here(at, format!("`{param}` is a parameter of the library's checkers, not of a `command`"));
             }
-            let argv = command.get_ref().clone();
             if argv.first().is_none_or(|p| p.trim().is_empty()) {
-                return here(
-                    command.span(),
-                    "`command` is a program and its arguments, like [\"python3\", \"check.py\"]",
-                );
+                return here(at, "`command` is a program and its arguments, like [\"python3\", \"check.py\"]");
+            }
+            if self.args.is_some() && !binary {
+                return here(at, "`args` go with `binary`; a `command` lists its arguments itself");
             }
             let timeout = match &self.timeout {
                 None => DEFAULT_CHECKER_TIME,
@@ -168,8 +191,17 @@ impl RawInvariant {
             };
             let program = Path::new(&argv[0]).file_name().map_or(argv[0].clone(), |n| n.to_string_lossy().into_owned());
             let name = self.name.clone().unwrap_or(program);
-            let check = InvariantCheck::External { command: argv, timeout, dir: dir.to_path_buf() };
+            let check = InvariantCheck::External {
+                command: argv,
+                binary,
+                settled: self.settled.clone(),
+                timeout,
+                dir: dir.to_path_buf(),
+            };
             return Ok((Invariant { name, check }, span));
+        }
+        if self.settled.is_some() || self.args.is_some() {
+            return here(span, "`settled` and `args` go with an external `command` or `binary`");
         }
         let checker = self.checker.as_ref().expect("one of the two");
         let Some(mut spec) = CheckerSpec::with_defaults(checker.get_ref()) else {
@@ -323,4 +355,76 @@ pub(super) fn check_declared(
         declared.push(invariant);
     }
     Ok((declared, reads))
+}
+
+/// A checks file as written: the `[[final_read]]`s and `[[invariant]]`s a system offers
+/// (the cluster file's `checks`), which scenarios pick by name.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChecks {
+    #[serde(default)]
+    final_read: Vec<Spanned<RawFinalRead>>,
+    #[serde(default)]
+    invariant: Vec<Spanned<RawInvariant>>,
+}
+
+/// The invariants `names` picks from the cluster file's checks file, with the final
+/// reads they need. A final read of a service this cluster does not run is left out
+/// (one checks file may serve clusters with and without it). A mistake in the checks
+/// file is reported there; a name it does not declare, where the scenario names it.
+pub(super) fn named_invariants(
+    names: Vec<Spanned<String>>,
+    workload: &Workload,
+    cluster: &ClusterSpec,
+) -> Checked<(Vec<Invariant>, Vec<FinalRead>)> {
+    let Some(first) = names.first() else { return Ok((Vec::new(), Vec::new())) };
+    let Some(path) = &cluster.checks else {
+        return here(
+            first.span(),
+            format!(
+                "the cluster file {} declares no checks: add `checks = \"checks.toml\"` to it, a file of \
+                 [[final_read]]s and [[invariant]]s, or declare [[invariant]]s in this scenario",
+                cluster.file.display()
+            ),
+        );
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Located::Here(first.span(), format!("cannot read the cluster's checks file {}: {e}", path.display()))
+    })?;
+    let elsewhere = |span: Range<usize>, message: String| {
+        let (line, column) = crate::cluster::spec::line_col(&text, span.start);
+        Located::Elsewhere(super::ScenarioError { file: path.clone(), line, column, message })
+    };
+    let raw: RawChecks =
+        toml::from_str(&text).map_err(|e| elsewhere(e.span().unwrap_or(0..0), e.message().to_string()))?;
+    let reads: Vec<Spanned<RawFinalRead>> = raw
+        .final_read
+        .into_iter()
+        .filter(|r| r.get_ref().service.as_ref().is_none_or(|s| cluster.service(s.get_ref()).is_some()))
+        .collect();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let (offered, reads) = check_declared(raw.invariant, reads, workload, cluster, dir).map_err(|e| match e {
+        Located::Here(span, message) => elsewhere(span, message),
+        other => other,
+    })?;
+    let mut picked: Vec<Invariant> = Vec::with_capacity(names.len());
+    for name in names {
+        match offered.iter().find(|i| &i.name == name.get_ref()) {
+            _ if picked.iter().any(|p| &p.name == name.get_ref()) => {}
+            Some(i) => picked.push(i.clone()),
+            None => {
+                let known: Vec<&str> = offered.iter().map(|i| i.name.as_str()).collect();
+                return here(
+                    name.span(),
+                    format!(
+                        "unknown invariant `{}`: {} declares {}",
+                        name.get_ref(),
+                        path.display(),
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                );
+            }
+        }
+    }
+    Ok((picked, reads))
 }

@@ -285,13 +285,12 @@ pub struct Scenario {
     pub load: LoadPlan,
     /// The fault timeline, by start time.
     pub faults: Vec<Fault>,
-    /// The shop's invariants checked after recovery, by name (from [`INVARIANTS`]);
-    /// none unless the file names them.
-    pub invariants: Vec<String>,
-    /// The invariants the file declares (`[[invariant]]`): library or external checkers
-    /// of the operation history and the final reads.
+    /// The invariants checked after recovery: those `invariants = [...]` names from the
+    /// cluster's checks file, then the file's own `[[invariant]]`s; library or external
+    /// checkers of the operation history and the final reads. None unless named.
     pub declared: Vec<Invariant>,
-    /// The final reads, taken once faults are healed and the load is over.
+    /// The final reads, taken once faults are healed and the load is over (the checks
+    /// file's, for the invariants named from it, then the file's own).
     pub final_reads: Vec<FinalRead>,
     /// The recovery phase.
     pub recovery: Recovery,

@@ -41,7 +41,8 @@ pub(super) struct RawScenario {
     #[serde(default)]
     #[schemars(with = "Vec<RawSlo>")]
     pub(super) slo: Vec<Spanned<RawSlo>>,
-    /// The sample shop's invariants to check after recovery, by name (none unless named).
+    /// Invariants the cluster file's `checks` file declares, by name (e.g. the sample
+    /// shop's "no_lost_orders"); none are checked unless named here or declared below.
     #[schemars(with = "Option<Vec<String>>")]
     pub(super) invariants: Option<Vec<Spanned<String>>>,
     /// Invariants over the operation history and the final reads: a checker of the
@@ -225,7 +226,8 @@ pub(super) struct RawRecovery {
     /// The load goes on at least this long after the last fault (default 5s).
     #[schemars(with = "Option<String>")]
     pub(super) duration: Option<Spanned<String>>,
-    /// After the load, how long orders may take to end (default 45s).
+    /// After the load, how long the final reads may take to answer, and the system to
+    /// settle where a checker says when it has (default 45s).
     #[schemars(with = "Option<String>")]
     pub(super) settle: Option<Spanned<String>>,
 }
@@ -243,6 +245,16 @@ pub(super) struct RawInvariant {
     /// with GAUNTLET_HISTORY, GAUNTLET_FINAL_READS and GAUNTLET_VERDICT set.
     #[schemars(with = "Option<Vec<String>>")]
     pub(super) command: Option<Spanned<Vec<String>>>,
+    /// An external checker that is a binary of the cargo workspace holding the file
+    /// (built when missing), e.g. "shop-invariants"; its arguments are `args`.
+    #[schemars(with = "Option<String>")]
+    pub(super) binary: Option<Spanned<String>>,
+    /// The arguments of `binary`.
+    pub(super) args: Option<Vec<String>>,
+    /// The arguments with which the same program says whether the system has settled
+    /// (exit 0; 1 for not yet), over the final reads: they are taken again every 500 ms
+    /// until it has, within `recovery.settle`.
+    pub(super) settled: Option<Vec<String>>,
     /// How long an external checker may run (default 60s).
     #[schemars(with = "Option<String>")]
     pub(super) timeout: Option<Spanned<String>>,

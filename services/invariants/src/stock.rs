@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{OrderLine, ReservationRecord, ShopState};
-use super::{CheckResult, Checking, Clause};
+use crate::state::{OrderLine, ReservationRecord, ShopState};
+use gauntlet::checks::{CheckResult, Checking, Clause};
 
 /// The clauses of `stock_conserved`.
 pub const STOCK_CONSERVED: &[Clause] = &[
@@ -218,9 +218,9 @@ pub fn stock_conserved(state: &ShopState, at_end: bool) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::fixture;
-    use crate::checks::state::{OrderRecord, StockLevel};
-    use crate::checks::Validity;
+    use crate::fixture;
+    use crate::state::{OrderRecord, StockLevel};
+    use gauntlet::checks::Validity;
 
     fn paid(id: &str, product: i64, qty: i64) -> OrderRecord {
         fixture::order(id, "PAID", Some(id), &[(product, qty)], 1)

@@ -2,12 +2,9 @@
 //! orders, the payments ledger, the catalog's stock and reservations, and where the
 //! cluster has its event-driven half, orders' outbox and the notifications sent.
 
-use std::time::Duration;
-
-use anyhow::Context as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::world::reach::Http;
+use gauntlet::checks::op::{HistoryLine, OpType};
 
 /// An order as the orders service holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -252,61 +249,33 @@ struct CatalogState {
     reservations: Vec<ReservationRecord>,
 }
 
-/// Where the admin endpoints are: a base URL per service and the admin token.
-#[derive(Clone, Debug)]
-pub struct AdminEndpoints {
-    /// The orders service's base URL (a node's own address, not through a proxy).
-    pub orders: String,
-    /// The payments service's base URL.
-    pub payments: String,
-    /// The catalog service's base URL.
-    pub catalog: String,
-    /// The notifications service's base URL, where the cluster has one.
-    pub notifications: Option<String>,
-    /// `SHOP_ADMIN_TOKEN`.
-    pub token: String,
-}
-
-impl AdminEndpoints {
-    /// Reads the orders service's orders alone through `http` (bounded by `timeout`),
-    /// e.g. to see what is in flight at the moment a fault strikes.
-    pub async fn fetch_orders(&self, http: &dyn Http, timeout: Duration) -> anyhow::Result<Vec<OrderRecord>> {
-        let text = self.get(http, &self.orders, timeout).await.context("orders admin state")?;
-        ShopState::from_orders_json(&text)
-    }
-
-    /// Reads the three services' state through `http` (each request bounded by `timeout`).
-    pub async fn fetch(&self, http: &dyn Http, timeout: Duration) -> anyhow::Result<ShopState> {
-        let orders = self.get(http, &self.orders, timeout).await.context("orders admin state")?;
-        let payments = self.get(http, &self.payments, timeout).await.context("payments admin state")?;
-        let catalog = self.get(http, &self.catalog, timeout).await.context("catalog admin state")?;
-        let notifications = match &self.notifications {
-            Some(url) => Some(self.get(http, url, timeout).await.context("notifications admin state")?),
-            None => None,
-        };
-        ShopState::from_admin_json(&orders, &payments, &catalog, notifications.as_deref())
-    }
-
-    /// `GET {base}/v1/admin/state` with the admin token: the body of a 2xx answer.
-    async fn get(&self, http: &dyn Http, base: &str, timeout: Duration) -> anyhow::Result<String> {
-        let url = format!("{}/v1/admin/state", base.trim_end_matches('/'));
-        let (status, text) = http.get(&url, Some(&self.token), timeout).await.map_err(anyhow::Error::msg)?;
-        anyhow::ensure!((200..300).contains(&status), "admin state answered {status}: {text}");
-        Ok(text)
-    }
-}
+/// The final reads (`f`) the shop's state is read from: each service's
+/// `GET /v1/admin/state`, whole (`result = ""`), as `services/checks.toml` declares them.
+pub const READS: [&str; 4] = ["orders-state", "payments-state", "catalog-state", "notifications-state"];
 
 impl ShopState {
-    /// The orders of orders' `GET /v1/admin/state` body.
-    pub fn from_orders_json(orders: &str) -> anyhow::Result<Vec<OrderRecord>> {
-        use anyhow::Context as _;
-        let state: OrdersState = serde_json::from_str(orders).context("reading the orders admin state")?;
-        Ok(state.orders)
+    /// The shop's state from the run's final reads (`final-reads.jsonl`): the orders,
+    /// payments and catalog reads must have answered; notifications' is read where the
+    /// cluster has that service.
+    pub fn from_final_reads(lines: &[HistoryLine]) -> anyhow::Result<ShopState> {
+        let read = |f: &str| lines.iter().rev().find(|l| l.f == f && l.kind == OpType::Ok).map(|l| l.value.to_string());
+        let need = |f: &str| {
+            read(f).ok_or_else(|| {
+                anyhow::anyhow!("the final read `{f}` did not answer (see the run's notes), so the state is unknown")
+            })
+        };
+        Self::from_admin_json(&need(READS[0])?, &need(READS[1])?, &need(READS[2])?, read(READS[3]).as_deref())
+    }
+
+    /// Whether the shop has settled: every order ended and, with the event-driven half,
+    /// delivery caught up (what the settle phase waits for).
+    pub fn settled(&self) -> bool {
+        self.orders.iter().all(|o| o.is_terminal()) && self.events.as_ref().is_none_or(|e| e.caught_up(&self.orders))
     }
 
     /// The shop's state from the bodies of each service's `GET /v1/admin/state` (orders,
     /// payments, catalog, and notifications when the cluster has it), however they were
-    /// fetched: over TCP by [`AdminEndpoints::fetch`], or over a simulated network.
+    /// fetched.
     pub fn from_admin_json(
         orders: &str,
         payments: &str,

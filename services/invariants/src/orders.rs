@@ -10,9 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::history::{OpOutcome, Operation};
-use super::state::{OrderRecord, ShopState};
-use super::{CheckResult, Checking, Clause};
+use crate::history::{OpOutcome, Operation};
+use crate::state::{OrderRecord, ShopState};
+use gauntlet::checks::{CheckResult, Checking, Clause};
 
 /// The history kind of a place-order operation.
 pub const PLACE_ORDER: &str = "place_order";
@@ -100,18 +100,6 @@ impl<'a> Orders<'a> {
     }
 }
 
-/// The business outcome of the place-order operations invoked in `window`: how many
-/// were placed and how many of those ended PAID in `state` (matched by returned id or
-/// key; an operation whose order cannot be found, a failed one included, did not end
-/// PAID). The `paid_share` SLO is the second over the first.
-pub fn paid_outcome(history: &[Operation], state: &ShopState, window: crate::load::slo::Window) -> (u64, u64) {
-    let orders = Orders::new(state);
-    let placed: Vec<&Operation> =
-        history.iter().filter(|op| op.kind == PLACE_ORDER && window.contains(op.invoked)).collect();
-    let paid = placed.iter().filter(|op| orders.of(op).is_some_and(|o| o.status == "PAID")).count();
-    (placed.len() as u64, paid as u64)
-}
-
 /// Checks the place-order operations of `history` against the orders of `state`,
 /// clause by clause ([`NO_LOST_ORDERS`]). `history_complete` is false when the history
 /// overflowed: then an order no kept operation explains may still have one, and the
@@ -194,9 +182,8 @@ pub fn no_lost_orders(history: &[Operation], state: &ShopState, history_complete
             (
                 format!("order {}", o.id),
                 format!(
-                    "{} for key {key}, whose every attempt failed (last answered {} at {:.3}s)",
+                    "{} for key {key}, whose every attempt failed (the last at {:.3}s)",
                     o.status,
-                    last.status.map_or("no connection".into(), |s| s.to_string()),
                     last.completed.as_secs_f64()
                 ),
                 1,
@@ -279,7 +266,7 @@ pub fn no_lost_orders(history: &[Operation], state: &ShopState, history_complete
 }
 
 fn shown(op: &Operation) -> String {
-    op.returned_status.clone().unwrap_or_else(|| op.status.map_or("-".into(), |s| s.to_string()))
+    op.returned_status.clone().unwrap_or_else(|| "-".into())
 }
 
 /// Every order is `PAID` or `CANCELLED`; `waited` is how long after the faults healed
@@ -310,8 +297,8 @@ pub fn orders_terminate(state: &ShopState, waited: Duration, bound: Duration) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::fixture::{self, Fixture};
-    use crate::checks::Validity;
+    use crate::fixture::{self, Fixture};
+    use gauntlet::checks::Validity;
 
     fn check(f: &Fixture) -> CheckResult {
         no_lost_orders(&f.history, &f.state, true)

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{ChargeRecord, ShopState};
-use super::{CheckResult, Checking, Clause};
+use crate::state::{ChargeRecord, ShopState};
+use gauntlet::checks::{CheckResult, Checking, Clause};
 
 /// The clauses of `money_conserved`.
 pub const MONEY_CONSERVED: &[Clause] = &[
@@ -153,7 +153,7 @@ pub fn money_conserved(state: &ShopState) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::state::{LedgerSummary, OrderRecord};
+    use crate::state::{LedgerSummary, OrderRecord};
     use proptest::prelude::*;
 
     fn charge(id: i64, order: &str, amount: i64, status: &str) -> ChargeRecord {
@@ -168,7 +168,7 @@ mod tests {
     }
 
     fn order(id: &str, status: &str, total: i64) -> OrderRecord {
-        crate::checks::fixture::order(id, status, Some(id), &[], total)
+        crate::fixture::order(id, status, Some(id), &[], total)
     }
 
     fn with_summary(mut s: ShopState) -> ShopState {

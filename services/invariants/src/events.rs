@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{NotificationRecord, RepeatedEvent, ShopState};
-use super::{CheckResult, Checking, Clause};
+use crate::state::{NotificationRecord, RepeatedEvent, ShopState};
+use gauntlet::checks::{CheckResult, Checking, Clause};
 
 /// The clauses of `events_delivered`.
 pub const EVENTS_DELIVERED: &[Clause] = &[
@@ -202,8 +202,8 @@ pub fn events_delivered(state: &ShopState) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::fixture;
-    use crate::checks::Validity;
+    use crate::fixture;
+    use gauntlet::checks::Validity;
 
     #[test]
     fn a_run_without_notifications_cannot_be_judged() {

@@ -18,9 +18,9 @@
 
 use std::time::Duration;
 
-use super::history::{OpOutcome, Operation};
-use super::orders::PLACE_ORDER;
-use super::state::{
+use crate::history::{OpOutcome, Operation};
+use crate::orders::PLACE_ORDER;
+use crate::state::{
     ChargeRecord, EventsState, LedgerSummary, NotificationRecord, OrderLine, OrderRecord, OutboxLag, RepeatedEvent,
     ReservationRecord, ShopState, StockLevel,
 };
@@ -49,13 +49,12 @@ pub fn order(id: &str, status: &str, key: Option<&str>, items: &[(i64, i64)], to
     }
 }
 
-fn op(key: &str, outcome: OpOutcome, status: Option<u16>, id: Option<&str>, returned: Option<&str>) -> Operation {
+fn op(key: &str, outcome: OpOutcome, id: Option<&str>, returned: Option<&str>) -> Operation {
     Operation {
         kind: PLACE_ORDER.into(),
         invoked: Duration::from_millis(100),
         completed: Duration::from_millis(130),
         outcome,
-        status,
         idempotency_key: Some(key.into()),
         returned_id: id.map(Into::into),
         returned_status: returned.map(Into::into),
@@ -80,12 +79,12 @@ fn charge(id: i64, order: &str, amount: i64, status: &str, refunded: i64) -> Cha
 /// The consistent state and its history (see the module's table).
 pub fn consistent() -> Fixture {
     let history = vec![
-        op("k1", OpOutcome::Ok, Some(201), Some("o1"), Some("PAID")),
-        op("k2", OpOutcome::Ok, Some(201), Some("o2"), Some("CANCELLED")),
-        op("k3", OpOutcome::Ok, Some(202), Some("o3"), Some("PENDING")),
-        op("k4", OpOutcome::Unknown, None, None, None),
-        op("k5", OpOutcome::Fail, Some(409), None, None),
-        op("k6", OpOutcome::Unknown, None, None, None),
+        op("k1", OpOutcome::Ok, Some("o1"), Some("PAID")),
+        op("k2", OpOutcome::Ok, Some("o2"), Some("CANCELLED")),
+        op("k3", OpOutcome::Ok, Some("o3"), Some("PENDING")),
+        op("k4", OpOutcome::Unknown, None, None),
+        op("k5", OpOutcome::Fail, None, None),
+        op("k6", OpOutcome::Unknown, None, None),
     ];
     let state = ShopState {
         orders: vec![
