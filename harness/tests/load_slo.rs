@@ -31,7 +31,7 @@ fn comparison() -> impl Strategy<Value = Comparison> {
 fn threshold() -> impl Strategy<Value = Threshold> {
     (metric(), comparison(), 0u32..=100_000).prop_map(|(metric, comparison, n)| {
         let bound = if metric.is_latency() { f64::from(n) / 10.0 } else { f64::from(n) / 100_000.0 };
-        Threshold { metric, comparison, bound, gauge: None, op: None, op_where: None }
+        Threshold { metric, comparison, bound, gauge: None, op: None, op_where: None, confirm: None }
     })
 }
 

@@ -56,7 +56,7 @@ health = "tcp"
 ready = "tcp"
 install = "apt-get install nats-server"
 [services.app]
-command = ["sh", "-c", "echo \"$SHOP_UPSTREAM_BROKER\" > upstream.txt && exec nats-server --addr {{host}} --port {{port}}"]
+command = ["sh", "-c", "echo \"$UPSTREAM_BROKER\" > upstream.txt && exec nats-server --addr {{host}} --port {{port}}"]
 port = 7392
 ready = "tcp"
 "#

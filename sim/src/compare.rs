@@ -4,7 +4,7 @@ use std::path::Path;
 
 /// The files of a run that must be identical for the same seed.
 /// (`outcome.json` names the run's own folder, so it is not among them.)
-pub const COMPARED: &[&str] = &["history.json", "state.json", "report/report.json"];
+pub const COMPARED: &[&str] = &["history.jsonl", "final-reads.jsonl", "report/report.json"];
 
 /// The first difference between the runs in `a` and `b`, as `file:line: left | right`,
 /// or `None` when every compared file is the same.
@@ -44,13 +44,13 @@ mod tests {
     #[test]
     fn names_the_first_different_line() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        std::fs::write(a.path().join("history.json"), "[\n  1,\n  2\n]").unwrap();
-        std::fs::write(b.path().join("history.json"), "[\n  1,\n  2\n]").unwrap();
+        std::fs::write(a.path().join("history.jsonl"), "[\n  1,\n  2\n]").unwrap();
+        std::fs::write(b.path().join("history.jsonl"), "[\n  1,\n  2\n]").unwrap();
         assert_eq!(first_divergence(a.path(), b.path()), None);
-        std::fs::write(b.path().join("state.json"), "{}").unwrap();
-        assert_eq!(first_divergence(a.path(), b.path()).unwrap(), "state.json: written by one run only");
-        std::fs::write(a.path().join("state.json"), "{\n \"x\": 1\n}").unwrap();
-        std::fs::write(b.path().join("state.json"), "{\n \"x\": 2\n}").unwrap();
-        assert_eq!(first_divergence(a.path(), b.path()).unwrap(), "state.json:2: `\"x\": 1` | `\"x\": 2`");
+        std::fs::write(b.path().join("final-reads.jsonl"), "{}").unwrap();
+        assert_eq!(first_divergence(a.path(), b.path()).unwrap(), "final-reads.jsonl: written by one run only");
+        std::fs::write(a.path().join("final-reads.jsonl"), "{\n \"x\": 1\n}").unwrap();
+        std::fs::write(b.path().join("final-reads.jsonl"), "{\n \"x\": 2\n}").unwrap();
+        assert_eq!(first_divergence(a.path(), b.path()).unwrap(), "final-reads.jsonl:2: `\"x\": 1` | `\"x\": 2`");
     }
 }

@@ -3,7 +3,7 @@
 //! The same scenario file as `gauntlet run`, but every node of the shop (its real
 //! routers, domains and SQLite stores), the fault layer and the load generator run in
 //! one process on tokio-rs/turmoil's simulated network and time. A run is a function of
-//! its seed: the same seed and build give the same `history.json`, `state.json` and
+//! its seed: the same seed and build give the same `history.jsonl`, `final-reads.jsonl` and
 //! report, byte for byte, in a fraction of the real run's time.
 //!
 //! - [`net`]: a node's platform (seeded randomness, simulated clock) and HTTP over the

@@ -37,7 +37,7 @@ struct Args {
     #[arg(long, value_parser = parse_range)]
     seeds: Option<(u64, u64)>,
     /// Runs each seed twice and fails on the first difference between the two runs'
-    /// history.json, state.json and report.json.
+    /// history.jsonl, final-reads.jsonl and report.json.
     #[arg(long)]
     check_determinism: bool,
     /// Also draws, from each seed, fault times and node targets within the scenario's

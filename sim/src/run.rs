@@ -69,7 +69,7 @@ pub fn check_supported(scenario: &Scenario) -> Result<(), Refused> {
 }
 
 /// Runs `scenario` with seed `seed` in simulation, writing into `run_dir` (databases,
-/// `history.json`, `state.json`, the report, `outcome.json`). The same seed and build
+/// `history.jsonl`, `final-reads.jsonl`, the report, `outcome.json`). The same seed and build
 /// give the same files, byte for byte.
 ///
 /// With `buggify` (the seed search), the seed also draws fault times and targets within

@@ -31,11 +31,11 @@ fn smoke_passes_and_the_same_seed_gives_the_same_files() {
     }
     assert_eq!(gauntlet_sim::compare::first_divergence(&dirs[0], &dirs[1]), None);
     // Not trivially equal: the history has real operations in it.
-    assert!(read(&dirs[0], "history.json").matches("place_order").count() > 10);
+    assert!(read(&dirs[0], "history.jsonl").matches("place_order").count() > 10);
 
     let other = out.path().join("seed-2");
     gauntlet_sim::run_seed(&smoke, 2, &other, false).unwrap();
-    assert_ne!(read(&dirs[0], "history.json"), read(&other, "history.json"), "seed 2 decided exactly as seed 1");
+    assert_ne!(read(&dirs[0], "history.jsonl"), read(&other, "history.jsonl"), "seed 2 decided exactly as seed 1");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //!
 //! Every checker is a pure function of the history ([`op::OpHistory`]) returning a
 //! [`CheckResult`]: the library in [`generic`], or a program of the user's own
-//! ([`external`]; the sample shop's checkers are one, `services/invariants`). An invariant is a list of named
+//! ([`external`]; the sample shop's are one, in `services/invariants`). An invariant is a list of named
 //! clauses ([`Clause`]), each catching one anomaly, in the manner of Elle's named
 //! anomalies; each clause reports how many things it looked at and its first and worst
 //! counterexample. The verdict is Jepsen's three-valued one ([`Validity`]): `valid`,
@@ -97,7 +97,7 @@ pub struct CheckResult {
     pub invariant: String,
     /// Valid, invalid or unknown.
     pub validity: Validity,
-    /// How many things were looked at (orders, products, keys...).
+    /// How many things were looked at (elements, accounts, keys...).
     pub checked: usize,
     /// How many broke it, over all clauses.
     pub violations: usize,
@@ -221,7 +221,7 @@ impl Checking {
         }
     }
 
-    /// Counts the subjects (orders, products...) the summary names.
+    /// Counts the subjects (elements, accounts...) the summary names.
     pub fn subjects(&mut self, n: usize) {
         self.subjects = n;
     }

@@ -77,7 +77,7 @@ pub struct UpArgs {
     /// Where the nodes run.
     #[arg(long, value_enum, default_value_t = RuntimeKind::Process)]
     pub runtime: RuntimeKind,
-    /// Replica count of a service, overriding the cluster file (repeatable): `catalog=2`.
+    /// Replica count of a service, overriding the cluster file (repeatable): `api=2`.
     #[arg(long = "replicas", value_name = "SERVICE=N", value_parser = parse_replicas)]
     pub replicas: Vec<(String, u32)>,
     /// Cargo profile of the service binaries (built when missing).
@@ -101,7 +101,7 @@ pub struct UpArgs {
 }
 
 fn parse_replicas(s: &str) -> Result<(String, u32), String> {
-    let (svc, n) = s.split_once('=').ok_or_else(|| format!("{s:?} is not SERVICE=N, e.g. catalog=2"))?;
+    let (svc, n) = s.split_once('=').ok_or_else(|| format!("{s:?} is not SERVICE=N, e.g. api=2"))?;
     let n: u32 = n.parse().map_err(|_| format!("{n:?} is not a whole number of replicas"))?;
     if !(1..=16).contains(&n) {
         return Err(format!("replicas must be from 1 to 16, got {n}"));
@@ -213,7 +213,7 @@ async fn serve<W: World>(mut world: W) -> Result<Outcome, CliError> {
 
 /// A table of nodes, for people.
 pub fn render_nodes(nodes: &[NodeStatus]) -> String {
-    // The node column fits the longest name (`notifications-0` is 15 wide).
+    // The node column fits the longest name (`queue-worker-0` is 14 wide).
     let w = nodes.iter().map(|n| n.id.len()).max().unwrap_or(0).max(14);
     let mut out = format!("{:<w$} {:<12} {:<22} {}\n", "NODE", "STATE", "ADDRESS", "PID");
     for n in nodes {

@@ -241,8 +241,8 @@ impl DockerRuntime {
         let data = self.plan.run_dir.join("data").join(&node.service.name);
         std::fs::create_dir_all(&data).map_err(RuntimeError::io(format!("creating {}", data.display())))?;
         let mut env = node.env.clone();
-        if node.service.database {
-            env.insert("SHOP_DB".into(), format!("{DATA_DIR}/{}.db", node.service.name));
+        if let (true, Some(name)) = (node.service.database, &node.service.env_names.database) {
+            env.insert(name.clone(), format!("{DATA_DIR}/{}.db", node.service.name));
         }
         env.extend(self.upstreams.get(id).cloned().unwrap_or_default());
         // A command's arguments, filled in for the container: it listens on every
@@ -258,6 +258,7 @@ impl DockerRuntime {
             port: node.service.port,
             args,
             env,
+            env_names: node.service.env_names.clone(),
             log: node.log_file.clone(),
             data: DataDir::Bind(data),
             name: Some(self.container_name(id)),
@@ -323,8 +324,11 @@ pub struct ServiceContainer {
     pub port: u16,
     /// Arguments after the image's entry point (none for our services).
     pub args: Vec<String>,
-    /// `SHOP_BIND` and `SHOP_PORT` are set from `port`; the rest is the service's.
+    /// The service's; the variables `env_names` names are set from `port` (bound to
+    /// every interface of the container).
     pub env: BTreeMap<String, String>,
+    /// The variables of the service's own port and bind address.
+    pub env_names: super::spec::EnvNames,
     pub log: PathBuf,
     pub data: DataDir,
     /// The container's name (default: one Docker makes up).
@@ -386,8 +390,7 @@ impl ServiceContainer {
         let mut env = self.env;
         // Inside its container a service listens on every interface; only the
         // published port is reachable, and only from this host.
-        env.insert("SHOP_BIND".into(), "0.0.0.0".into());
-        env.insert("SHOP_PORT".into(), self.port.to_string());
+        self.env_names.fill(&mut env, self.port, "0.0.0.0", None);
         for (k, v) in env {
             req = req.with_env_var(k, v);
         }

@@ -147,10 +147,10 @@ mod tests {
     #[test]
     fn the_tag_follows_the_content_and_is_remembered() {
         let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("shop-x");
+        let bin = dir.path().join("app-x");
         std::fs::write(&bin, vec![7u8; 3 << 20]).unwrap();
         let tag = content_tag(&bin, true).unwrap();
-        assert!(dir.path().join(".shop-x.image-tag").exists());
+        assert!(dir.path().join(".app-x.image-tag").exists());
         assert_eq!(content_tag(&bin, true).unwrap(), tag, "remembered");
         std::fs::write(&bin, vec![8u8; (3 << 20) + 1]).unwrap();
         assert_ne!(content_tag(&bin, true).unwrap(), tag, "a rebuilt binary gets a new tag");

@@ -16,7 +16,7 @@ use super::spec::{ClusterSpec, Edge, ServiceSpec};
 /// The consumer name of the load generator and other outside clients on ingress edges.
 pub const CLIENT: &str = "client";
 
-/// One replica of one service, e.g. `catalog-1`.
+/// One replica of one service, e.g. `api-1`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId {
     pub service: String,
@@ -24,7 +24,7 @@ pub struct NodeId {
 }
 
 impl NodeId {
-    /// Parses `catalog-1`; a bare `catalog` means replica 0.
+    /// Parses `api-1`; a bare `api` means replica 0.
     pub fn parse(s: &str) -> Option<Self> {
         match s.rsplit_once('-') {
             Some((svc, n)) if !svc.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
@@ -87,8 +87,8 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// The proxy's name: orders-1 -> payments-0 is `orders-1__payments__0`, the client
-    /// to gateway-0 `client__gateway__0` (URL-safe, and what a Toxiproxy client sees).
+    /// The proxy's name: api-1 -> db-0 is `api-1__db__0`, the client to web-0
+    /// `client__web__0` (URL-safe, and what a Toxiproxy client sees).
     pub fn proxy_name(&self) -> String {
         match self.from_replica {
             Some(r) => format!("{}-{r}__{}__{}", self.edge.from, self.edge.to, self.replica),
@@ -137,16 +137,14 @@ impl ClusterPlan {
                     Ports::Ephemeral => free_port()?,
                 };
                 let mut env = svc.env.clone();
-                env.insert("SHOP_PORT".into(), port.to_string());
-                env.insert("SHOP_BIND".into(), "127.0.0.1".into());
                 let data_dir = run_dir.join("data").join(id.to_string());
-                if svc.database {
-                    // Replicas of a service share its database (SQLite in WAL mode serves
-                    // several processes on one host), as replicas of a real service share
-                    // their store; each replica keeps its own working directory.
-                    let db = run_dir.join("data").join(&svc.name).join(format!("{}.db", svc.name));
-                    env.insert("SHOP_DB".into(), db.display().to_string());
-                }
+                // Replicas of a service share its database (SQLite in WAL mode serves
+                // several processes on one host), as replicas of a real service share
+                // their store; each replica keeps its own working directory.
+                let db = svc.database.then(|| {
+                    run_dir.join("data").join(&svc.name).join(format!("{}.db", svc.name)).display().to_string()
+                });
+                svc.env_names.fill(&mut env, port, "127.0.0.1", db);
                 nodes.push(NodePlan {
                     log_file: run_dir.join("logs").join(format!("{id}.log")),
                     id,
@@ -226,23 +224,26 @@ mod tests {
 
     #[test]
     fn node_ids_parse() {
-        assert_eq!(NodeId::parse("catalog-1"), Some(NodeId { service: "catalog".into(), replica: 1 }));
-        assert_eq!(NodeId::parse("catalog"), Some(NodeId { service: "catalog".into(), replica: 0 }));
+        assert_eq!(NodeId::parse("api-1"), Some(NodeId { service: "api".into(), replica: 1 }));
+        assert_eq!(NodeId::parse("api"), Some(NodeId { service: "api".into(), replica: 0 }));
         assert_eq!(NodeId::parse("my-svc-2").unwrap().service, "my-svc");
         assert_eq!(NodeId::parse(""), None);
     }
 
     #[test]
     fn every_edge_gets_a_slot_per_consumer_and_provider_replica() {
-        let text = "name = \"c\"\ningress = \"a\"\nedges = [\"a->b\"]\n[services.a]\nbinary = \"x\"\nport = 7000\n[services.b]\nbinary = \"y\"\nport = 7001\nreplicas = 2\ndatabase = true\n";
+        let text = "name = \"c\"\ningress = \"a\"\nedges = [\"a->b\"]\n[defaults]\nenv_names = { database = \"DB\" }\n[services.a]\nbinary = \"x\"\nport = 7000\n[services.b]\nbinary = \"y\"\nport = 7001\nreplicas = 2\ndatabase = true\nenv_names = { port = \"B_PORT\" }\n";
         let spec = ClusterSpec::parse(text, Path::new("c.toml")).unwrap();
         let plan =
             ClusterPlan::new(spec, Path::new("/r"), Ports::Fixed, &ReplicaOverrides::from([("b".into(), 3)])).unwrap();
         let ids: Vec<String> = plan.nodes.iter().map(|n| n.id.to_string()).collect();
         assert_eq!(ids, ["b-0", "b-1", "b-2", "a-0"]);
         assert_eq!(plan.nodes[2].addr.port(), 7003);
-        assert_eq!(plan.nodes[0].env["SHOP_DB"], "/r/data/b/b.db");
-        assert_eq!(plan.nodes[1].env["SHOP_DB"], plan.nodes[0].env["SHOP_DB"], "replicas share their store");
+        assert_eq!(plan.nodes[0].env["DB"], "/r/data/b/b.db");
+        assert_eq!(plan.nodes[1].env["DB"], plan.nodes[0].env["DB"], "replicas share their store");
+        assert_eq!(plan.nodes[1].env["B_PORT"], "7002", "a service's own names add to the defaults'");
+        // Nothing is set that the file does not name.
+        assert!(plan.nodes[3].env.is_empty(), "{:?}", plan.nodes[3].env);
         let names: Vec<String> = plan.slots.iter().map(Slot::proxy_name).collect();
         assert_eq!(names, ["client__a__0", "a-0__b__0", "a-0__b__1", "a-0__b__2"]);
         let b1 = NodeId { service: "b".into(), replica: 1 };

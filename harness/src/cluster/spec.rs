@@ -1,25 +1,28 @@
-//! The cluster file (`services/cluster.toml`): parsed once into typed values.
+//! The cluster file: parsed once into typed values.
 //!
 //! ```toml
-//! name = "shop"
-//! ingress = "gateway"
-//! edges = ["gateway->orders", "orders->payments"]
+//! name = "store"
+//! ingress = "api"
+//! edges = ["api->db"]
+//! upstream_env = "{PROVIDER}_URL"   # api gets DB_URL=http://<proxy> (default UPSTREAM_{PROVIDER})
+//! checks = "checks.toml"     # [[final_read]]s and [[invariant]]s scenarios pick by name
 //! [defaults]
 //! health = "/health"
 //! ready = "/ready"
 //! ready_timeout = "15s"
-//! env = { SHOP_DEV_DEFAULTS = "1" }
-//! [services.orders]
-//! binary = "shop-orders"     # a cargo binary of this workspace (or `command = [...]`)
+//! env = { LOG = "info" }
+//! env_names = { port = "PORT", bind = "HOST", database = "DB_PATH" }   # none by default
+//! [services.api]
+//! binary = "my-api"          # a cargo binary of this workspace (or `command = [...]`)
 //! port = 7003
-//! database = true            # gets SHOP_DB=<its data dir>/<name>.db
+//! database = true            # gets DB_PATH=<its data dir>/<name>.db
 //! replicas = 1
-//! [services.broker]            # an infrastructure node: any program
-//! command = ["nats-server", "--jetstream", "--port", "{port}", "--store_dir", "{data_dir}"]
+//! [services.db]              # an infrastructure node: any program
+//! command = ["redis-server", "--port", "{port}", "--dir", "{data_dir}"]
 //! port = 7010
-//! scheme = "nats"            # consumers get SHOP_UPSTREAM_BROKER=nats://<proxy>
+//! scheme = "redis"           # consumers get DB_URL=redis://<proxy>
 //! ready = "tcp"              # ready once it accepts a connection (no HTTP)
-//! install = "apt-get install nats-server"   # said when the program is missing
+//! install = "apt-get install redis-server"   # said when the program is missing
 //! ```
 //!
 //! Every mistake is a [`SpecError`] naming the file, line and column and saying what
@@ -118,10 +121,52 @@ pub struct ServiceSpec {
     pub scheme: String,
     /// What to install when its program is missing, e.g. `apt-get install nats-server`.
     pub install: Option<String>,
-    /// Whether the service gets a database file (`SHOP_DB`).
+    /// Whether the service gets a database file (in [`EnvNames::database`]).
     pub database: bool,
     /// Its whole environment: the defaults, then its own.
     pub env: BTreeMap<String, String>,
+    /// The variables through which a node learns its own port, bind address and
+    /// database file: none unless the file names them.
+    pub env_names: EnvNames,
+}
+
+/// The environment variables a node's own port, bind address and database file are
+/// given in (`env_names = { port = "PORT", bind = "BIND", database = "DB" }`); a
+/// command can take them as `{port}`, `{host}` and `{data_dir}` instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvNames {
+    /// The variable set to the port the node listens on.
+    pub port: Option<String>,
+    /// The variable set to the address it binds (127.0.0.1; 0.0.0.0 in a container).
+    pub bind: Option<String>,
+    /// The variable set to its database file (with `database = true`).
+    pub database: Option<String>,
+}
+
+impl EnvNames {
+    /// These names, each one `over` names instead.
+    fn or(&self, over: &EnvNames) -> EnvNames {
+        EnvNames {
+            port: over.port.clone().or_else(|| self.port.clone()),
+            bind: over.bind.clone().or_else(|| self.bind.clone()),
+            database: over.database.clone().or_else(|| self.database.clone()),
+        }
+    }
+
+    /// Sets the node's own `port`, `bind` address and `database` file (when it has one)
+    /// in `env`, under the names the file gave.
+    pub fn fill(&self, env: &mut BTreeMap<String, String>, port: u16, bind: &str, database: Option<String>) {
+        if let Some(n) = &self.port {
+            env.insert(n.clone(), port.to_string());
+        }
+        if let Some(n) = &self.bind {
+            env.insert(n.clone(), bind.to_string());
+        }
+        if let (Some(n), Some(db)) = (&self.database, database) {
+            env.insert(n.clone(), db);
+        }
+    }
 }
 
 /// A call from a consumer to a provider.
@@ -136,6 +181,9 @@ impl fmt::Display for Edge {
         write!(f, "{}->{}", self.from, self.to)
     }
 }
+
+/// The variable naming a provider's URLs in its consumers when the file does not say.
+pub const DEFAULT_UPSTREAM_ENV: &str = "UPSTREAM_{PROVIDER}";
 
 /// A whole cluster, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +408,11 @@ impl ClusterSpec {
                 install,
                 database: svc.database.unwrap_or(false),
                 env,
+                env_names: defaults
+                    .env_names
+                    .clone()
+                    .unwrap_or_default()
+                    .or(&svc.env_names.clone().unwrap_or_default()),
             });
         }
 
@@ -372,7 +425,7 @@ impl ClusterSpec {
                 return Err(at(
                     e.span(),
                     format!("edge {text:?} is not \"consumer->provider\""),
-                    Some("write e.g. \"orders->payments\""),
+                    Some("write e.g. \"api->db\""),
                 ));
             };
             let (from, to) = (from.trim(), to.trim());
@@ -409,7 +462,7 @@ impl ClusterSpec {
                 return Err(at(
                     0..0,
                     "`ingress` is missing".into(),
-                    Some("name the service clients call first, e.g. ingress = \"gateway\""),
+                    Some("name the service clients call first, e.g. ingress = \"web\""),
                 ))
             }
         };
@@ -424,8 +477,7 @@ impl ClusterSpec {
         let mut by_name: BTreeMap<String, ServiceSpec> = services.into_iter().map(|s| (s.name.clone(), s)).collect();
         let services = order.iter().filter_map(|n| by_name.remove(n)).collect();
 
-        let upstream_env =
-            raw.upstream_env.map(|u| u.into_inner()).unwrap_or_else(|| "SHOP_UPSTREAM_{PROVIDER}".into());
+        let upstream_env = raw.upstream_env.map(|u| u.into_inner()).unwrap_or_else(|| DEFAULT_UPSTREAM_ENV.into());
         let checks = match raw.checks {
             Some(c) if c.get_ref().trim().is_empty() => {
                 return Err(at(c.span(), "`checks` names a file of [[final_read]]s and [[invariant]]s".into(), None))
@@ -570,7 +622,7 @@ struct RawCluster {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     edges: Vec<Spanned<String>>,
-    /// The variable naming a provider's URLs in a consumer; default SHOP_UPSTREAM_{PROVIDER}.
+    /// The variable naming a provider's URLs in a consumer; default UPSTREAM_{PROVIDER}.
     #[schemars(with = "Option<String>")]
     upstream_env: Option<Spanned<String>>,
     /// A file of `[[final_read]]`s and `[[invariant]]`s (as a scenario writes them) that
@@ -599,6 +651,9 @@ struct RawDefaults {
     /// Environment of every service.
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     env: Option<Spanned<BTreeMap<String, String>>>,
+    /// The variables through which each node learns its own port, bind address and
+    /// database file, e.g. { port = "PORT", bind = "HOST", database = "DB_PATH" }; none by default.
+    env_names: Option<EnvNames>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -637,11 +692,13 @@ struct RawService {
     /// What to install when the `command`'s program is missing, e.g. "apt-get install nats-server".
     #[schemars(with = "Option<String>")]
     install: Option<Spanned<String>>,
-    /// Whether the service gets a database file (SHOP_DB).
+    /// Whether the service gets a database file (in the variable `env_names.database` names).
     database: Option<bool>,
     /// Environment added to the defaults.
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     env: Option<Spanned<BTreeMap<String, String>>>,
+    /// The variables of its own port, bind address and database file, over the defaults'.
+    env_names: Option<EnvNames>,
 }
 
 /// The JSON Schema of the cluster file, generated from the types above (editors use

@@ -30,7 +30,7 @@ pub type SlotUrls = BTreeMap<String, String>;
 /// Where slots are, for one runtime: what a proxy connects to, where it listens, and
 /// how a consumer reaches the address it bound.
 pub struct SlotAddressing<'a> {
-    /// The provider replica's address as the proxy sees it (`127.0.0.1:7002`, `shop-catalog-0:7002`).
+    /// The provider replica's address as the proxy sees it (`127.0.0.1:7002`, `store-db-0:7002`).
     pub upstream: &'a (dyn Fn(&Slot) -> String + Sync),
     /// Where the slot's proxy listens (`127.0.0.1:0` for any free port).
     pub listen: &'a (dyn Fn(&Slot) -> String + Sync),

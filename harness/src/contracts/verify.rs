@@ -303,6 +303,11 @@ impl ProviderContainer {
             port: CONTAINER_PORT,
             args: Vec::new(),
             env,
+            env_names: crate::cluster::spec::EnvNames {
+                port: Some("SHOP_PORT".into()),
+                bind: Some("SHOP_BIND".into()),
+                database: None,
+            },
             log: log.clone(),
             data: DataDir::Scratch,
             name: None,

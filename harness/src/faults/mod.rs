@@ -18,7 +18,7 @@
 //! - [`api`]: the axum router serving the Toxiproxy HTTP API over an [`engine::Engine`].
 //! - [`server`]: binds the API and runs it ([`ProxyServer`]).
 //! - [`client`]: the async client, with typed toxics and typed errors.
-//! - [`spec`]: the scenario-facing fault vocabulary (`orders->payments downstream
+//! - [`spec`]: the scenario-facing fault vocabulary (`api->db downstream
 //!   latency(latency=100ms) at 10s for 30s`).
 //!
 //! # Semantics, where they differ from Toxiproxy
@@ -79,7 +79,7 @@
 //! the `upstream` stream only (client to server), where the engine parses request framing
 //! (`Content-Length` and `chunked` bodies, keep-alive connections). Both take
 //! `percentage` (share of matching requests touched, `0..=100`, default 100), `method`
-//! (e.g. `"POST"`, default any) and `path_prefix` (e.g. `"/v1/orders"`, default any).
+//! (e.g. `"POST"`, default any) and `path_prefix` (e.g. `"/v1/items"`, default any).
 //!
 //! - `http_abort`: `status_code` (default 503) and `body` (default empty). A touched
 //!   request is not forwarded; the proxy answers it itself with that status, a

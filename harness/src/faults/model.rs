@@ -4,7 +4,7 @@
 //! Shapes, as Toxiproxy 2.x writes them:
 //!
 //! ```json
-//! {"name": "orders_payments", "listen": "127.0.0.1:21001", "upstream": "127.0.0.1:9003",
+//! {"name": "api_db", "listen": "127.0.0.1:21001", "upstream": "127.0.0.1:9003",
 //!  "enabled": true, "toxics": [
 //!    {"attributes": {"latency": 100, "jitter": 10}, "name": "latency_downstream",
 //!     "type": "latency", "stream": "downstream", "toxicity": 1}]}

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [[fault]]
-//! edge = "orders->payments"
+//! edge = "api->db"
 //! toxic = "latency"                          # a toxic type, or "down"
 //! stream = "downstream"                      # upstream | downstream | both
 //! attributes = { latency = "100ms", jitter = "10ms" }
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn http_toxics_act_on_requests_and_down_installs_nothing() {
-        let attrs = table("status_code = 503\npercentage = 10\npath_prefix = \"/api/v1/orders\"");
+        let attrs = table("status_code = 503\npercentage = 10\npath_prefix = \"/api/v1/items\"");
         let f = EdgeFault::parse("http_abort", None, Some(&attrs), None).unwrap();
         assert_eq!(f.direction, Direction::Upstream);
         let f = EdgeFault::parse("down", None, None, None).unwrap();

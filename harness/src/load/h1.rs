@@ -435,12 +435,12 @@ mod tests {
 
     #[test]
     fn a_post_carries_its_length() {
-        let mut req = get("/orders");
+        let mut req = get("/items");
         *req.method_mut() = Method::POST;
         *req.body_mut() = Bytes::from_static(b"{}");
         let mut h1 = H1::new(tokio::io::empty());
         h1.encode(&req);
-        assert_eq!(h1.write, b"POST /orders HTTP/1.1\r\nhost: example:80\r\ncontent-length: 2\r\n\r\n{}");
+        assert_eq!(h1.write, b"POST /items HTTP/1.1\r\nhost: example:80\r\ncontent-length: 2\r\n\r\n{}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! degraded = { header = "x-gauntlet-stale" }     # workload-wide: every step
 //!
 //! [[flow.step]]
-//! path = "/orders/{{id}}"
+//! path = "/items/{{id}}"
 //! degraded = [{ header = "x-cache", value = "STALE" }]   # this step too
 //! expect = { status = [200, "3xx"], json = { "/status" = "PAID" }, exists = ["/id"] }
 //! ```

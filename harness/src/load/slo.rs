@@ -76,7 +76,7 @@ impl Metric {
     }
 }
 
-/// A gauge one service exposes on `/metrics`: `orders:shop_outbox_unsent_events`.
+/// A gauge one service exposes on `/metrics`: `db:queue_depth`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Gauge {
     /// The service (its first node is sampled).
@@ -166,6 +166,22 @@ pub struct Threshold {
     /// `where <pointer> == <value>`: only the `ok` completions whose value has this
     /// JSON value at this pointer count as `ok` (e.g. an order acknowledged as PAID).
     pub op_where: Option<(String, serde_json::Value)>,
+    /// Where a final read shows the state an `ok` operation reached since (a scenario's
+    /// `confirm`): one that matches `op_where` there counts too.
+    pub confirm: Option<Confirm>,
+}
+
+/// How an operation is looked up in a final read: among the items at `items` of the
+/// read `read`, the one whose value at `by` equals the operation's own at `by`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Confirm {
+    /// The final read's `f`.
+    pub read: String,
+    /// A JSON pointer to the array of items in what it read.
+    pub items: String,
+    /// A JSON pointer, into an item and into the operation's completion value, to what
+    /// identifies it (an id).
+    pub by: String,
 }
 
 impl FromStr for Threshold {
@@ -201,6 +217,7 @@ impl FromStr for Threshold {
                 gauge: Some(gauge),
                 op: None,
                 op_where: None,
+                confirm: None,
             });
         }
         if let Some(inner) = lhs.strip_prefix("ok_share(").and_then(|r| r.strip_suffix(')')) {
@@ -229,6 +246,7 @@ impl FromStr for Threshold {
                 gauge: None,
                 op: Some(f.to_owned()),
                 op_where,
+                confirm: None,
             });
         }
         let metric = parse_metric(lhs)?;
@@ -238,7 +256,7 @@ impl FromStr for Threshold {
         } else {
             parse_ratio(rhs)?
         };
-        Ok(Self { metric, comparison, bound, gauge: None, op: None, op_where: None })
+        Ok(Self { metric, comparison, bound, gauge: None, op: None, op_where: None, confirm: None })
     }
 }
 
@@ -598,7 +616,8 @@ mod tests {
                 bound: 200.0,
                 gauge: None,
                 op: None,
-                op_where: None
+                op_where: None,
+                confirm: None
             }
         );
         let t: Threshold = "p99 < 1s".parse().unwrap();
@@ -678,12 +697,12 @@ mod tests {
 
     #[test]
     fn a_service_gauge_parses_prints_back_and_is_judged_on_its_highest_sample() {
-        let t: Threshold = "metric notifications:shop_notifications_pending max < 500".parse().unwrap();
-        let gauge = Gauge { service: "notifications".into(), name: "shop_notifications_pending".into() };
+        let t: Threshold = "metric worker:jobs_pending max < 500".parse().unwrap();
+        let gauge = Gauge { service: "worker".into(), name: "jobs_pending".into() };
         assert_eq!((t.metric, t.bound, t.gauge.as_ref()), (Metric::GaugeMax, 500.0, Some(&gauge)));
-        assert_eq!(t.to_string(), "metric notifications:shop_notifications_pending max < 500");
+        assert_eq!(t.to_string(), "metric worker:jobs_pending max < 500");
         assert!(t.metric.scenario_only());
-        for bad in ["metric orders max < 5", "metric orders:x p95 < 5", "metric :x max < 5", "metric o:x max < 5ms"] {
+        for bad in ["metric db max < 5", "metric db:x p95 < 5", "metric :x max < 5", "metric o:x max < 5ms"] {
             assert!(bad.parse::<Threshold>().is_err(), "{bad}");
         }
     }

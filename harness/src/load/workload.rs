@@ -30,7 +30,7 @@
 //! [[flow.step]]
 //! name = "order"
 //! method = "POST"
-//! path = "/v1/orders"
+//! path = "/v1/items"
 //! headers = { authorization = "Bearer {{token}}" }
 //! body = { user = "{{user_id}}", quantity = 1 }
 //!
@@ -495,7 +495,7 @@ fn check_vars<'a>(
 mod tests {
     use super::*;
 
-    const SHOP: &str = r#"
+    const STORE: &str = r#"
 base_url = "http://127.0.0.1:9/api"
 vars = { password = "pw" }
 [setup]
@@ -514,13 +514,13 @@ method = "POST"
 path = "/login"
 capture = { token = "/token" }
 [[flow.step]]
-path = "/orders/{{user_id}}"
+path = "/items/{{user_id}}"
 headers = { authorization = "Bearer {{token}}" }
 "#;
 
     #[test]
-    fn parses_a_shop_workload() {
-        let w = Workload::parse(SHOP, "shop.toml").unwrap();
+    fn parses_a_store_workload() {
+        let w = Workload::parse(STORE, "store.toml").unwrap();
         assert_eq!(w.base_url.unwrap().prefix, "/api");
         assert_eq!(w.setup.unwrap().users, 3);
         assert_eq!(w.flows[0].weight, 3);
@@ -530,9 +530,9 @@ headers = { authorization = "Bearer {{token}}" }
 
     #[test]
     fn unknown_variable_points_at_its_line() {
-        let text = SHOP.replace("Bearer {{token}}", "Bearer {{tokn}}");
-        let err = Workload::parse(&text, "shop.toml").unwrap_err().to_string();
-        assert!(err.starts_with("shop.toml:21:"), "{err}");
+        let text = STORE.replace("Bearer {{token}}", "Bearer {{tokn}}");
+        let err = Workload::parse(&text, "store.toml").unwrap_err().to_string();
+        assert!(err.starts_with("store.toml:21:"), "{err}");
         assert!(err.contains("`{{tokn}}`"), "{err}");
     }
 
@@ -549,7 +549,7 @@ degraded = { header = "x-stale" }
 [[flow]]
 name = "buy"
 [[flow.step]]
-path = "/orders/1"
+path = "/items/1"
 degraded = [{ header = "x-cache", value = "STALE" }]
 expect = { status = [200, "2xx"], json = { "/status" = "PAID" }, exists = ["/id"] }
 [[flow.step]]
@@ -591,23 +591,23 @@ path = "/other"
         assert!(err.starts_with("w.toml:2:12:") && err.contains("not a header name"), "{err}");
         let err = bad(r#"{ header = "x-stale" }"#, r#""x-stale""#);
         assert!(err.starts_with("w.toml:2:12:") && err.contains("header = "), "{err}");
-        let err = Workload::parse(&SHOP.replace(r#""/token""#, r#""token""#), "shop.toml").unwrap_err().to_string();
-        assert!(err.starts_with("shop.toml:18:21:") && err.contains("capture `token`"), "{err}");
+        let err = Workload::parse(&STORE.replace(r#""/token""#, r#""token""#), "store.toml").unwrap_err().to_string();
+        assert!(err.starts_with("store.toml:18:21:") && err.contains("capture `token`"), "{err}");
     }
 
     #[test]
     fn draws_are_checked_where_they_are_written() {
-        let text = SHOP.replace("/orders/{{user_id}}", "/orders/{{uniform 1 100}}");
-        assert!(Workload::parse(&text, "shop.toml").is_ok());
-        let err = Workload::parse(&SHOP.replace("/orders/{{user_id}}", "/orders/{{uniform 100}}"), "shop.toml")
+        let text = STORE.replace("/items/{{user_id}}", "/items/{{uniform 1 100}}");
+        assert!(Workload::parse(&text, "store.toml").is_ok());
+        let err = Workload::parse(&STORE.replace("/items/{{user_id}}", "/items/{{uniform 100}}"), "store.toml")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("shop.toml:20:8:") && err.contains("two integers"), "{err}");
+        assert!(err.starts_with("store.toml:20:8:") && err.contains("two integers"), "{err}");
     }
 
     #[test]
     fn weights_pick_flows_in_proportion() {
-        let mut w = Workload::parse(SHOP, "shop.toml").unwrap();
+        let mut w = Workload::parse(STORE, "store.toml").unwrap();
         let mut other = w.flows[0].clone();
         other.name = "browse".into();
         other.weight = 1;

@@ -153,7 +153,7 @@ pub struct RunInfo {
     #[serde(default)]
     pub aborted: Option<String>,
     /// Why the steady-state hypothesis did not hold again after recovery, if it did
-    /// not (checked once the load ended and orders settled, as Chaos Toolkit does).
+    /// not (checked once the load ended and the final reads settled, as Chaos Toolkit does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steady_state_after: Option<String>,
     /// Which load model ran, so latencies are labelled for what they are (absent in
@@ -404,9 +404,9 @@ pub struct DistributionPoint {
 /// A fault of the scenario's timeline: what was planned and what happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRecord {
-    /// The fault's name, e.g. `payments latency`.
+    /// The fault's name, e.g. `db latency`.
     pub name: String,
-    /// What it acted on: an edge `orders->payments` or a node `catalog-1`.
+    /// What it acted on: an edge `api->db` or a node `api-1`.
     pub target: String,
     /// Planned start, milliseconds from the start of the run.
     pub planned_at_ms: u64,
@@ -423,7 +423,7 @@ pub struct FaultRecord {
     /// What it touched, for people (absent in 1.0 reports and when it never applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<String>,
-    /// How much it touched (bytes, or orders in flight), when measured; 0 is nothing.
+    /// How much it touched (bytes, or operations in flight), when measured; 0 is nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub touched: Option<u64>,
     /// Whether touching nothing fails the run (`expect_effect`, default true).
@@ -526,9 +526,9 @@ pub struct InvariantResult {
 /// One interaction of a consumer-provider contract, verified.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractResult {
-    /// The consumer, e.g. `orders`.
+    /// The consumer, e.g. `api`.
     pub consumer: String,
-    /// The provider, e.g. `payments`.
+    /// The provider, e.g. `db`.
     pub provider: String,
     /// The interaction's description.
     pub interaction: String,

@@ -306,7 +306,7 @@ mod tests {
             x_axis: XAxis::Seconds,
             y_unit: "ms",
             series: vec![Series { name: "p95".into(), color: "#c00", points: vec![(0.0, 1.0), (1.0, 3.0)] }],
-            bands: vec![Band { start: 0.5, end: 1.0, short: "kill".into(), label: "kill catalog-1".into() }],
+            bands: vec![Band { start: 0.5, end: 1.0, short: "kill".into(), label: "kill api-1".into() }],
         };
         let svg = chart.render();
         assert!(svg.starts_with("<svg id=\"chart-x\""));

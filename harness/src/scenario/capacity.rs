@@ -601,7 +601,7 @@ mod tests {
     #[test]
     fn the_markdown_leads_with_the_finding_and_shows_each_steps_spread() {
         let (s, _) = search_with(plan(3), 137.0, &[]);
-        let md = s.markdown("shop capacity", &[("machine".into(), "2 cores".into())]);
+        let md = s.markdown("store capacity", &[("machine".into(), "2 cores".into())]);
         assert!(md.lines().nth(2).unwrap().starts_with("**capacity "), "{md}");
         assert!(md.contains("passed 3 of 3 runs"), "{md}");
         assert!(md.contains("5s warm-up"), "{md}");

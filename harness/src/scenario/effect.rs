@@ -69,7 +69,7 @@ pub fn between(before: &Counters, after: &Counters, proxies: &[String]) -> Traff
 pub struct Effect {
     /// Whether it could be measured at all.
     pub measured: bool,
-    /// How much it touched, in the unit the detail names (bytes, orders); 0 is nothing.
+    /// How much it touched, in the unit the detail names (bytes, operations); 0 is nothing.
     pub touched: u64,
     /// What was measured, for people.
     pub detail: String,

@@ -464,7 +464,6 @@ async fn judge_data<R: Runtime>(
     for op in &ops.ops {
         *outcome.operations.entry(format!("{} {}", op.f, op.outcome.as_str())).or_default() += 1;
     }
-    judge_ok_shares(outcome, &ops.ops);
     let dir = outcome.run_dir.clone();
     let bound = scenario.recovery.settle;
     let mut ctx =
@@ -524,6 +523,7 @@ async fn judge_data<R: Runtime>(
         }
     }
     ctx.waited = settle_started.elapsed();
+    judge_ok_shares(outcome, &ops);
     let files = data::write_history(&dir, &ops).map_err(|e| e.to_string());
     if let Err(e) = &files {
         on_event(Event::Note(format!("could not write the history files in {}: {e}", dir.display())));
@@ -553,17 +553,29 @@ async fn check_steady_state_again<R: Runtime>(
 }
 
 /// Judges the `ok_share(f)` SLOs on the operation history: of the operations of `f`
-/// invoked in each window, the share that ended `ok` (with the value `where` asks for).
-fn judge_ok_shares(outcome: &mut RunOutcome, ops: &[crate::checks::op::Op]) {
+/// invoked in each window, the share that ended `ok` (with the value `where` asks for,
+/// in its answer or, with `confirm`, in the final read that shows its state since).
+fn judge_ok_shares(outcome: &mut RunOutcome, history: &crate::checks::op::OpHistory) {
+    let ops = &history.ops;
     let mut judged = false;
     for v in outcome.slos.iter_mut().filter(|v| v.spec.threshold.metric == Metric::OkShare) {
         let f = v.spec.threshold.op.as_deref().unwrap_or_default();
         let window = v.spec.window;
         let of_f = ops.iter().filter(|o| o.f == f && window.contains(Duration::from_nanos(o.invoke_ns)));
         let (mut placed, mut ok) = (0, 0);
+        let shown = v.spec.threshold.confirm.as_ref().map(|c| confirmed_items(c, &history.final_reads));
         let wanted = |op: &crate::checks::op::Op| match &v.spec.threshold.op_where {
             None => true,
-            Some((pointer, value)) => op.result.as_ref().and_then(|r| r.pointer(pointer)) == Some(value),
+            Some((pointer, value)) => {
+                let matches = |doc: &serde_json::Value| doc.pointer(pointer) == Some(value);
+                let answered = op.result.as_ref().is_some_and(matches);
+                let since = || {
+                    let (Some(items), Some(c)) = (&shown, &v.spec.threshold.confirm) else { return false };
+                    let id = op.result.as_ref().and_then(|r| r.pointer(&c.by)).map(crate::checks::op::element_key);
+                    id.and_then(|id| items.get(&id)).is_some_and(|item| matches(item))
+                };
+                answered || since()
+            }
         };
         for op in of_f {
             placed += 1;
@@ -576,6 +588,20 @@ fn judge_ok_shares(outcome: &mut RunOutcome, ops: &[crate::checks::op::Op]) {
     if judged {
         outcome.slo_lines = outcome.slos.iter().map(|v| v.to_string()).collect();
     }
+}
+
+/// The items of a `confirm`'s final read, by what identifies each.
+fn confirmed_items(
+    c: &crate::load::slo::Confirm,
+    reads: &[crate::checks::op::Op],
+) -> BTreeMap<String, serde_json::Value> {
+    let read = reads.iter().find(|r| r.f == c.read).and_then(|r| r.result.as_ref());
+    let items = read.and_then(|v| v.pointer(&c.items)).and_then(|v| v.as_array());
+    items
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.pointer(&c.by).map(|id| (crate::checks::op::element_key(id), item.clone())))
+        .collect()
 }
 
 struct Outcomes(Counts);

@@ -1,5 +1,5 @@
 //! Service gauges sampled while a scenario's load runs, for SLOs such as
-//! `metric notifications:shop_notifications_consumer_pending max < 500`.
+//! `metric worker:jobs_pending max < 500`.
 //!
 //! Once a second the sampler reads `/metrics` of the first node of each service an SLO
 //! names (directly, not through a fault proxy) and keeps every gauge's value with its
@@ -142,31 +142,31 @@ mod tests {
     use super::*;
     use crate::load::slo::{SloStatus, Window};
 
-    const TEXT: &str = "# HELP shop_outbox_unsent_events x\n# TYPE shop_outbox_unsent_events gauge\n\
-        shop_outbox_unsent_events 12\nshop_outbox_unsent_events_total 99\n\
-        shop_events{outcome=\"a\"} 2\nshop_events{outcome=\"b\"} 3\n";
+    const TEXT: &str = "# HELP app_outbox_unsent_events x\n# TYPE app_outbox_unsent_events gauge\n\
+        app_outbox_unsent_events 12\napp_outbox_unsent_events_total 99\n\
+        app_events{outcome=\"a\"} 2\napp_events{outcome=\"b\"} 3\n";
 
     #[test]
     fn a_gauge_is_read_by_its_exact_name_and_its_series_summed() {
-        assert_eq!(read_gauge(TEXT, "shop_outbox_unsent_events"), Some(12.0));
-        assert_eq!(read_gauge(TEXT, "shop_events"), Some(5.0));
-        assert_eq!(read_gauge(TEXT, "shop_outbox"), None);
+        assert_eq!(read_gauge(TEXT, "app_outbox_unsent_events"), Some(12.0));
+        assert_eq!(read_gauge(TEXT, "app_events"), Some(5.0));
+        assert_eq!(read_gauge(TEXT, "app_outbox"), None);
     }
 
     #[test]
     fn the_verdict_is_on_the_highest_sample_in_the_window_and_no_sample_is_no_data() {
         let spec = |t: &str, window| SloSpec { window, ..SloSpec::overall(t.parse().unwrap()) };
-        let gauge = Gauge { service: "notifications".into(), name: "lag".into() };
+        let gauge = Gauge { service: "worker".into(), name: "lag".into() };
         let mut s = GaugeSamples::default();
         for (at, v) in [(1, 10.0), (2, 600.0), (3, 40.0), (4, 0.0)] {
             s.record(&gauge, Duration::from_secs(at), v);
         }
-        let whole = s.verdict(&spec("metric notifications:lag max < 500", Window::WHOLE_RUN));
+        let whole = s.verdict(&spec("metric worker:lag max < 500", Window::WHOLE_RUN));
         assert_eq!((whole.status, whole.observed, whole.samples), (SloStatus::Failed, Some(600.0), 4));
         let after = Window { start: Duration::from_secs(3), end: None };
-        let late = s.verdict(&spec("metric notifications:lag max < 500", after));
+        let late = s.verdict(&spec("metric worker:lag max < 500", after));
         assert_eq!((late.status, late.observed, late.samples), (SloStatus::Passed, Some(40.0), 2));
-        let other = s.verdict(&spec("metric orders:lag max < 500", Window::WHOLE_RUN));
+        let other = s.verdict(&spec("metric db:lag max < 500", Window::WHOLE_RUN));
         assert_eq!(other.status, SloStatus::NoData);
     }
 }

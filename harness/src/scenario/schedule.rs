@@ -26,7 +26,7 @@ pub struct Schedule {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScheduledFault {
     pub label: String,
-    /// The edge (`orders->payments`) or node (`catalog-1`) it acted on.
+    /// The edge (`api->db`) or node (`api-1`) it acted on.
     pub target: String,
     /// When it started and ended, in milliseconds from the start of the load.
     pub at_ms: u64,

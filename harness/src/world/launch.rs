@@ -130,7 +130,7 @@ impl Launch {
         interrupt: watch::Receiver<bool>,
         on_event: &(dyn Fn(LaunchEvent) + Sync),
     ) -> Result<RunOutcome, CliError> {
-        // Checkers that are binaries of a workspace (the shop's) are built when missing.
+        // Checkers that are binaries of a workspace are built when missing.
         let mut scenario = scenario.clone();
         let t0 = Instant::now();
         let progress = |msg: &str| on_event(LaunchEvent::Step { elapsed: t0.elapsed(), message: msg.to_string() });

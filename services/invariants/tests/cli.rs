@@ -24,7 +24,7 @@ fn state(orders: Value) -> Vec<Value> {
         read(
             "catalog-state",
             2,
-            json!({"products": [{"id": 1, "stock": 98, "initial_stock": 100}],
+            json!({"products": [{"id": 1, "initial_stock": 100, "available": 98, "reserved": 0, "sold": 2}],
                 "reservations": [{"id": 1, "order_id": "o1", "status": "committed",
                 "items": [{"product_id": 1, "quantity": 2}]}]}),
         ),

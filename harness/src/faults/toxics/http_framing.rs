@@ -31,7 +31,7 @@ pub enum Piece {
     Head {
         /// The method, e.g. `GET`.
         method: String,
-        /// The request target, e.g. `/v1/orders?x=1`.
+        /// The request target, e.g. `/v1/items?x=1`.
         path: String,
         /// The `Idempotency-Key` or `X-Request-Id` header, if the request has one.
         id: Option<String>,

@@ -160,6 +160,22 @@ impl RawScenario {
         }
         declared.splice(0..0, named);
         final_reads.splice(0..0, reads);
+        for slo in &load.workload.slos {
+            if let Some(c) = &slo.threshold.confirm {
+                if !final_reads.iter().any(|r| r.f == c.read) {
+                    let known: Vec<&str> = final_reads.iter().map(|r| r.f.as_str()).collect();
+                    return here(
+                        0..0,
+                        format!(
+                            "`{}`: its `confirm` reads `{}`, which no [[final_read]] takes (taken: {})",
+                            slo.threshold,
+                            c.read,
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                }
+            }
+        }
         Ok(Scenario {
             file: file.to_path_buf(),
             name,
@@ -302,7 +318,7 @@ fn check_faults(raw: Vec<Spanned<RawFault>>, cluster: &ClusterChoice) -> Checked
         let n = i + 1;
         let fault = match (&f.edge, &f.node) {
             (Some(_), Some(node)) => return here(node.span(), "give either `edge` or `node`, not both"),
-            (None, None) => return here(span, "a fault needs `edge = \"orders->payments\"` or `node = \"catalog-1\"`"),
+            (None, None) => return here(span, "a fault needs `edge = \"api->db\"` or `node = \"api-1\"`"),
             (Some(edge), None) => edge_fault(n, &f, edge, at, length, cluster)?,
             (None, Some(node)) => node_fault(n, &f, node, at, length, cluster)?,
         };
@@ -341,7 +357,7 @@ fn edge_fault(
         return here(op.span(), "`op` is for node faults; an edge fault takes `toxic`");
     }
     let Some((from, to)) = edge.get_ref().split_once("->") else {
-        return here(edge.span(), "an edge reads consumer->provider, e.g. orders->payments");
+        return here(edge.span(), "an edge reads consumer->provider, e.g. api->db");
     };
     let parsed = Edge { from: from.trim().to_string(), to: to.trim().to_string() };
     let known = cluster.spec.edges.contains(&parsed) || (parsed.from == CLIENT && parsed.to == cluster.spec.ingress);
@@ -387,7 +403,7 @@ fn node_fault(
         return here(node.span(), "a node fault takes `op`, not `toxic`, `attributes` or `stream`");
     }
     let Some(id) = NodeId::parse(node.get_ref()) else {
-        return here(node.span(), "a node reads service-replica, e.g. catalog-1");
+        return here(node.span(), "a node reads service-replica, e.g. api-1");
     };
     let count = replicas_of(cluster, &id.service);
     if count == 0 {
@@ -492,5 +508,17 @@ fn check_slo(
         (Some(d), Some(_)) => return here(d.span(), "give `during` or `after`, not both"),
     };
     let abort_after = s.abort_after.as_ref().map(duration).transpose()?;
+    let mut threshold = threshold;
+    if let Some(c) = s.confirm {
+        if threshold.op_where.is_none() {
+            return here(c.span(), "`confirm` goes with `ok_share(f where /pointer == value)`");
+        }
+        let span = c.span();
+        let c = c.into_inner();
+        for p in [&c.items, &c.by] {
+            crate::load::rules::check_pointer(p).map_err(|m| Located::Here(span.clone(), format!("confirm: {m}")))?;
+        }
+        threshold.confirm = Some(crate::load::slo::Confirm { read: c.read, items: c.items, by: c.by });
+    }
     Ok((SloSpec { threshold, scope, window, abort_after }, anchor))
 }

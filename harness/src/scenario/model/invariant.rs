@@ -144,7 +144,7 @@ impl RawInvariant {
             (None, Some(b)) => {
                 let name = b.get_ref();
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                    return here(b.span(), "`binary` names a binary of this cargo workspace, like \"shop-invariants\"");
+                    return here(b.span(), "`binary` names a binary of this cargo workspace, like \"my-checker\"");
                 }
                 let mut argv = vec![name.clone()];
                 argv.extend(self.args.clone().unwrap_or_default());

@@ -1,15 +1,15 @@
 //! The scenario file, parsed once into a typed [`Scenario`].
 //!
 //! ```toml
-//! name = "payments-latency"
-//! description = "Hypothesis: a 300 ms spike on orders->payments keeps p95 under 1.5 s..."
+//! name = "db-latency"
+//! description = "Hypothesis: a 300 ms spike on api->db keeps p95 under 1.5 s..."
 //! seed = 7
 //!
 //! [cluster]
 //! file = "../services/cluster.toml"   # relative to this file (the default)
 //! runtime = "process"                 # or "docker"
-//! replicas = { catalog = 2 }
-//! env = { payments = { SHOP_PAYMENTS_DECLINE_OVER = "100000" } }
+//! replicas = { api = 2 }
+//! env = { db = { LOG_LEVEL = "debug" } }
 //!
 //! [steady_state]                      # checked before any fault; the run aborts if unmet
 //! timeout = "10s"
@@ -19,12 +19,12 @@
 //! expect = 200
 //!
 //! [load]
-//! workload = "workloads/shop.toml"    # or an inline [load.workload] table
+//! workload = "workload.toml"         # or an inline [load.workload] table
 //! schedule = { mode = "constant", rate = 20, duration = "40s" }
 //! timeout = "5s"
 //!
 //! [[fault]]
-//! edge = "orders->payments"           # or node = "catalog-1" with op = "kill"
+//! edge = "api->db"           # or node = "api-1" with op = "kill"
 //! stream = "downstream"
 //! toxic = "latency"
 //! attributes = { latency = "300ms", jitter = "50ms" }
@@ -35,13 +35,12 @@
 //! threshold = "p95 < 1500ms"
 //! during = "faults"                   # or "recovery", "f1", "10s..25s"; or after = "30s"
 //!
-//! invariants = ["no_lost_orders", "orders_terminate", "money_conserved", "stock_conserved"]
-//! # the shop's, by name ("events_delivered" too on services/cluster-events.toml); none
-//! # unless named. Any system's: [[invariant]] and [[final_read]] (see `invariant`).
+//! invariants = ["no_lost_acks"]         # by name, from the cluster file's `checks` file;
+//! # none unless named or declared here: [[invariant]] and [[final_read]] (see `invariant`).
 //!
 //! [recovery]
 //! duration = "10s"                    # load goes on this long after the last fault
-//! settle = "45s"                      # how long orders may take to end after the load
+//! settle = "45s"                      # how long the final reads may take to answer and settle
 //!
 //! [capacity]                          # only for `gauntlet capacity`
 //! start_rate = 25                     # flows/s of the first step
@@ -174,7 +173,7 @@ impl LoadPlan {
 pub enum FaultTarget {
     /// Every slot of an edge, or one provider replica's slot.
     Edge {
-        /// `orders->payments`; `client->gateway` for the ingress.
+        /// `api->db`; `client->web` for the ingress.
         edge: Edge,
         /// Only this provider replica's slot.
         replica: Option<u32>,
@@ -207,7 +206,7 @@ pub enum FaultAction {
 /// One entry of the fault timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
-    /// A short label (`f1 orders->payments latency`).
+    /// A short label (`f1 api->db latency`).
     pub label: String,
     /// Where.
     pub target: FaultTarget,
@@ -238,7 +237,8 @@ impl Fault {
 pub struct Recovery {
     /// The load goes on at least this long after the last fault ends.
     pub duration: Duration,
-    /// After the load, how long orders may take to reach a terminal state.
+    /// After the load, how long the final reads may take to answer, and the system to
+    /// settle where a checker says when it has.
     pub settle: Duration,
 }
 

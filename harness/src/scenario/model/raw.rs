@@ -41,8 +41,7 @@ pub(super) struct RawScenario {
     #[serde(default)]
     #[schemars(with = "Vec<RawSlo>")]
     pub(super) slo: Vec<Spanned<RawSlo>>,
-    /// Invariants the cluster file's `checks` file declares, by name (e.g. the sample
-    /// shop's "no_lost_orders"); none are checked unless named here or declared below.
+    /// Invariants the cluster file's `checks` file declares, by name (e.g. "no_lost_acks"); none are checked unless named here or declared below.
     #[schemars(with = "Option<Vec<String>>")]
     pub(super) invariants: Option<Vec<Spanned<String>>>,
     /// Invariants over the operation history and the final reads: a checker of the
@@ -95,11 +94,11 @@ pub(super) struct RawCluster {
     /// "process" (default) or "docker".
     #[schemars(with = "Option<String>")]
     pub(super) runtime: Option<Spanned<String>>,
-    /// Replica counts overriding the cluster file's, e.g. { catalog = 2 }.
+    /// Replica counts overriding the cluster file's, e.g. { api = 2 }.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, u32>")]
     pub(super) replicas: BTreeMap<String, Spanned<u32>>,
-    /// Extra environment per service, e.g. { payments = { SHOP_PAYMENTS_DECLINE_OVER = "5000" } }.
+    /// Extra environment per service, e.g. { db = { LOG_LEVEL = "debug" } }.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, BTreeMap<String, String>>")]
     pub(super) env: BTreeMap<String, Spanned<BTreeMap<String, String>>>,
@@ -161,7 +160,7 @@ pub(super) struct RawLoad {
 pub(super) struct RawFault {
     /// A label for reports.
     pub(super) name: Option<String>,
-    /// An edge "consumer->provider" ("client->gateway" for the ingress).
+    /// An edge "consumer->provider" ("client->web" for the ingress).
     #[schemars(with = "Option<String>")]
     pub(super) edge: Option<Spanned<String>>,
     /// Only the slot of this provider replica (default: every replica).
@@ -176,7 +175,7 @@ pub(super) struct RawFault {
     pub(super) attributes: Option<toml::Table>,
     /// Share of connections the toxic acts on, 0..1 (default 1).
     pub(super) toxicity: Option<f64>,
-    /// A node, e.g. "catalog-1".
+    /// A node, e.g. "api-1".
     #[schemars(with = "Option<String>")]
     pub(super) node: Option<Spanned<String>>,
     /// kill, stop, pause, restart or partition.
@@ -190,7 +189,7 @@ pub(super) struct RawFault {
     #[schemars(rename = "for", with = "Option<String>")]
     pub(super) duration: Option<Spanned<String>>,
     /// Whether a fault that touched nothing (no traffic through its proxies while it was
-    /// in place; no order in flight when it struck the orders service) fails the run with
+    /// in place; none through a node's edges before it struck) fails the run with
     /// "the experiment did not happen" (default true).
     pub(super) expect_effect: Option<bool>,
 }
@@ -218,6 +217,23 @@ pub(super) struct RawSlo {
     /// Abort the run when breached in every second for this long.
     #[schemars(with = "Option<String>")]
     pub(super) abort_after: Option<Spanned<String>>,
+    /// For `ok_share(f where /pointer == value)`: an `ok` operation whose answer did not
+    /// match counts if a final read shows it matching since, e.g.
+    /// { read = "orders-state", items = "/orders", by = "/id" }.
+    #[schemars(with = "Option<RawConfirm>")]
+    pub(super) confirm: Option<Spanned<RawConfirm>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfirm {
+    /// The `f` of the final read that shows the state.
+    pub(super) read: String,
+    /// A JSON pointer to the array of items in what it read ("" for the whole answer).
+    #[serde(default)]
+    pub(super) items: String,
+    /// A JSON pointer, into an item and into the operation's value, to what identifies it.
+    pub(super) by: String,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -246,7 +262,7 @@ pub(super) struct RawInvariant {
     #[schemars(with = "Option<Vec<String>>")]
     pub(super) command: Option<Spanned<Vec<String>>>,
     /// An external checker that is a binary of the cargo workspace holding the file
-    /// (built when missing), e.g. "shop-invariants"; its arguments are `args`.
+    /// (built when missing), e.g. "my-checker"; its arguments are `args`.
     #[schemars(with = "Option<String>")]
     pub(super) binary: Option<Spanned<String>>,
     /// The arguments of `binary`.

@@ -243,3 +243,50 @@ fn an_ok_share_is_over_operations_a_step_records() {
     assert!(e.message.contains("no workload step records `f = \"remove\"`"), "{e}");
     assert_eq!(e.column, 13, "{e}");
 }
+
+#[test]
+fn invariants_are_named_from_the_clusters_checks_file_with_their_final_reads() {
+    let s = Scenario::parse(
+        &format!("invariants = [\"money_conserved\", \"no_lost_orders\", \"money_conserved\"]\n{BASE}"),
+        &shop_dir().join("t.toml"),
+    )
+    .unwrap();
+    let names: Vec<&str> = s.declared.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["money_conserved", "no_lost_orders"], "in the order named, once each");
+    assert!(
+        matches!(&s.declared[0].check, InvariantCheck::External { binary: true, settled: Some(_), .. }),
+        "{:?}",
+        s.declared[0]
+    );
+    // The cluster runs no notifications: that read is left out, the other three taken.
+    let reads: Vec<&str> = s.final_reads.iter().map(|r| r.f.as_str()).collect();
+    assert_eq!(reads, ["orders-state", "payments-state", "catalog-state"]);
+
+    // A cluster file without a checks file: the scenario says where to declare them.
+    let text = format!("invariants = [\"no_lost_orders\"]\n{BASE}")
+        .replace("[cluster]\n", "[cluster]\nfile = \"../examples/redis-webdis/cluster.toml\"\n")
+        .replace("replicas = { catalog = 2 }\n", "");
+    let e = Scenario::parse(&text, &shop_dir().join("t.toml")).unwrap_err();
+    assert_eq!((e.line, e.column), (1, 15), "{e}");
+    assert!(e.message.contains("declares no checks") && e.message.contains("checks = \"checks.toml\""), "{e}");
+}
+
+#[test]
+fn an_ok_share_confirmed_by_a_final_read_names_one_the_scenario_takes() {
+    let paid = "[[load.workload.flow]]\nname = \"buy\"\n[[load.workload.flow.step]]\npath = \"/buy\"\n\
+        op = { f = \"buy\", result = \"\" }\n[[slo]]\nthreshold = 'ok_share(buy where /status == \"PAID\") >= 95%'\n";
+    let ok = "confirm = { read = \"orders-state\", items = \"/orders\", by = \"/id\" }\n";
+    let named = |extra: &str| {
+        Scenario::parse(&format!("invariants = [\"no_lost_orders\"]\n{BASE}{paid}{extra}"), &shop_dir().join("t.toml"))
+    };
+    let s = named(ok).unwrap();
+    let c = s.slos().iter().find_map(|s| s.threshold.confirm.clone()).expect("a confirm");
+    assert_eq!((c.read.as_str(), c.items.as_str(), c.by.as_str()), ("orders-state", "/orders", "/id"));
+    // Without the invariants that take the orders' state, nothing reads it.
+    let e = Scenario::parse(&format!("{BASE}{paid}{ok}"), &shop_dir().join("t.toml")).unwrap_err();
+    assert!(e.message.contains("no [[final_read]] takes (taken: none)"), "{e}");
+    let e = named("confirm = { read = \"orders-state\", by = \"id\" }\n").unwrap_err();
+    assert!(e.message.contains("confirm:"), "{e}");
+    let e = parse("[[slo]]\nthreshold = \"p95 < 1s\"\nconfirm = { read = \"x\", by = \"/id\" }\n").unwrap_err();
+    assert!(e.message.contains("goes with `ok_share(f where"), "{e}");
+}
