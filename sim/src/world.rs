@@ -242,7 +242,7 @@ impl EdgeFaults for Fabric {
             .iter()
             .map(|l| {
                 let (bytes, connections) = l.totals();
-                (l.name.clone(), Traffic { bytes, connections })
+                (l.name.clone(), Traffic { bytes, connections, ..Traffic::default() })
             })
             .collect();
         Box::pin(async move { Some(counters) })
