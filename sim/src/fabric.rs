@@ -6,7 +6,11 @@
 //! Simulated: `down`, and the toxics `latency` (with jitter), `bandwidth`, `timeout`,
 //! `reset_peer`, `limit_data`, `slow_close`, `slicer`, the HTTP toxics `http_abort` and
 //! `http_delay` (requests framed by the real engine's framer, each drawn for from the
-//! seed); node kill and restart (the simulation
+//! seed), and the damaging toxics `loss` and `corrupt` (the engine's own draws, per
+//! segment and per byte offset of the connection, keyed from the link's seed; a read
+//! holding a lost segment waits whole for its retransmission, and `spare_head` finds
+//! heads by `Content-Length`, so after a body without one the rest of the connection
+//! is body); node kill and restart (the simulation
 //! crashes and restarts the host, its files kept) and partition (every slot into and out
 //! of the node cut, as the real runtimes cut its proxies). Node stop is graceful as
 //! SIGTERM is. Node pause holds every message to and from the host in the network until
@@ -20,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gauntlet::faults::model::{Stream, Toxic, ToxicKind};
-use gauntlet::faults::toxics::{abort_answer, Piece, RequestFramer};
+use gauntlet::faults::toxics::{abort_answer, FlipDraws, LossDraws, LossModel, Piece, RequestFramer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,6 +69,10 @@ pub struct LinkState {
     pub accepted: u64,
     /// Bytes carried either way so far.
     pub bytes: u64,
+    /// Segments the `loss` toxic lost, by the retransmission timeout (ms) each waited.
+    pub lost: std::collections::BTreeMap<u64, u64>,
+    /// Bytes the `corrupt` toxic flipped a bit in.
+    pub flipped: u64,
     /// The provider's host crashed: as a dead process's kernel does, its connections
     /// are closed and new ones refused at once (the simulated network would instead
     /// leave them hanging).
@@ -79,6 +87,10 @@ impl LinkState {
 
     fn draw(&mut self) -> f64 {
         self.rng.as_mut().map_or(0.0, |r| r.random::<f64>())
+    }
+
+    fn draw_key(&mut self) -> u64 {
+        self.rng.as_mut().map_or(0, |r| r.random::<u64>())
     }
 }
 
@@ -98,6 +110,12 @@ impl Link {
     pub fn totals(&self) -> (u64, u64) {
         let s = self.lock();
         (s.bytes, s.accepted)
+    }
+
+    /// Segments lost so far (by retransmission timeout, ms) and bytes flipped.
+    pub fn damage(&self) -> (std::collections::BTreeMap<u64, u64>, u64) {
+        let s = self.lock();
+        (s.lost.clone(), s.flipped)
     }
 
     /// Adds `toxic`, as Toxiproxy's `POST /proxies/{name}/toxics`: a name already in
@@ -205,6 +223,7 @@ impl Link {
         let mut buf = vec![0u8; 32 * 1024];
         let mut sent: u64 = 0;
         let mut requests = Requests::default();
+        let mut damage = Damage::default();
         'read: loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -230,7 +249,7 @@ impl Link {
             };
             for step in steps {
                 match step {
-                    Step::Send(bytes) => match self.forward(stream, &bytes, to, &mut sent, conn).await {
+                    Step::Send(bytes) => match self.forward(stream, &bytes, to, &mut sent, conn, &mut damage).await {
                         Flow::Go => {}
                         Flow::Ended => return,
                         Flow::Broken => break 'read,
@@ -254,11 +273,27 @@ impl Link {
     }
 
     /// Sends `chunk` on through the TCP toxics acting on this connection.
-    async fn forward(&self, stream: Stream, chunk: &[u8], to: &Writer, sent: &mut u64, conn: &Conn) -> Flow {
+    async fn forward(
+        &self,
+        stream: Stream,
+        chunk: &[u8],
+        to: &Writer,
+        sent: &mut u64,
+        conn: &Conn,
+        damage: &mut Damage,
+    ) -> Flow {
         let acting = self.acting(stream, &conn.decided);
+        let damaged = self.damage_chunk(&acting, chunk, damage);
+        let chunk = damaged.as_deref().unwrap_or(chunk);
         let mut slices: Option<(u64, u64, u64, u64)> = None;
         for (fault, toxic) in &acting {
             match toxic.kind {
+                ToxicKind::Loss { .. } => {
+                    let hold = self.loss_hold(*fault, toxic, chunk.len(), damage);
+                    if !hold.is_zero() {
+                        self.delay_while_in_place(*fault, hold).await;
+                    }
+                }
                 ToxicKind::Latency { latency, jitter } => {
                     let spread = if jitter == 0 { 0.0 } else { (self.lock().draw() * 2.0 - 1.0) * jitter as f64 };
                     let ms = (latency as f64 + spread).max(0.0);
@@ -323,6 +358,75 @@ impl Link {
         }
         *sent += chunk.len() as u64;
         Flow::Go
+    }
+
+    /// `chunk` with bits flipped by a `corrupt` toxic acting on it, if any byte is.
+    fn damage_chunk(&self, acting: &[(u64, Toxic)], chunk: &[u8], damage: &mut Damage) -> Option<Vec<u8>> {
+        let (fault, rate, spare_head) = acting.iter().find_map(|(f, t)| match t.kind {
+            ToxicKind::Corrupt { rate, spare_head } => Some((*f, rate, spare_head)),
+            _ => None,
+        })?;
+        if damage.corrupt.as_ref().is_none_or(|c| c.fault != fault) {
+            let key = self.lock().draw_key();
+            let heads = (spare_head && self.http).then(HeadScan::default);
+            damage.corrupt = Some(Corruption { fault, flips: FlipDraws::new(rate, key), offset: 0, heads });
+        }
+        let c = damage.corrupt.as_mut()?;
+        let mut out = chunk.to_vec();
+        let mut flipped = 0;
+        let mut i = 0;
+        // Bounded: each turn consumes at least one byte.
+        while i < out.len() {
+            let (spared, body) = match c.heads.as_mut() {
+                Some(scan) => scan.next(&out[i..]),
+                None => (0, out.len() - i),
+            };
+            let start = i + spared;
+            let end = start + body;
+            flipped += c.flips.apply(c.offset, &mut out[start..end]);
+            c.offset += body as u64;
+            i = end.max(i + 1);
+        }
+        if flipped == 0 {
+            return None;
+        }
+        self.lock().flipped += flipped;
+        Some(out)
+    }
+
+    /// How long a read of `len` bytes waits for the retransmissions of the segments a
+    /// `loss` toxic lost in it: the longest of their holds.
+    fn loss_hold(&self, fault: u64, toxic: &Toxic, len: usize, damage: &mut Damage) -> Duration {
+        let Some(model) = LossModel::of(&toxic.kind) else {
+            return Duration::ZERO;
+        };
+        if damage.loss.as_ref().is_none_or(|l| l.fault != fault) {
+            let key = self.lock().draw_key();
+            let segment_size = model.segment_size.max(1);
+            damage.loss =
+                Some(Losses { fault, draws: LossDraws::new(model, key), segment_size, offset: 0, decided: None });
+        }
+        let Some(l) = damage.loss.as_mut() else {
+            return Duration::ZERO;
+        };
+        let (first, end) = (l.offset / l.segment_size, (l.offset + len as u64).div_ceil(l.segment_size));
+        l.offset += len as u64;
+        let mut hold = Duration::ZERO;
+        let mut lost = Vec::new();
+        for index in first..end {
+            if l.decided.is_some_and(|d| d >= index) {
+                continue;
+            }
+            hold = hold.max(l.draws.hold(index, |rto| lost.push(rto)));
+            l.decided = Some(index);
+        }
+        if !lost.is_empty() {
+            let mut s = self.lock();
+            for rto in lost {
+                *s.lost.entry(rto).or_insert(0) += 1;
+            }
+        }
+        hold
     }
 
     /// The HTTP toxics on requests: frames `chunk` into requests (with the real
@@ -466,6 +570,91 @@ struct Requests {
     aborting: Option<Bytes>,
     /// Bytes already went through (a framer started now starts mid-stream).
     carried: bool,
+}
+
+/// The state of the damaging toxics on one direction of one connection.
+#[derive(Default)]
+struct Damage {
+    loss: Option<Losses>,
+    corrupt: Option<Corruption>,
+}
+
+/// A `loss` toxic's draws on one direction of one connection.
+struct Losses {
+    /// The toxic's key: another toxic starts afresh.
+    fault: u64,
+    draws: LossDraws,
+    segment_size: u64,
+    /// Bytes seen.
+    offset: u64,
+    /// The last segment decided.
+    decided: Option<u64>,
+}
+
+/// A `corrupt` toxic's draws on one direction of one connection.
+struct Corruption {
+    /// The toxic's key: another toxic starts afresh.
+    fault: u64,
+    flips: FlipDraws,
+    /// Bytes that may be corrupted, seen so far.
+    offset: u64,
+    /// Where heads are, with `spare_head` on an HTTP link.
+    heads: Option<HeadScan>,
+}
+
+/// The longest head the scan keeps for its `Content-Length`: past it, the rest is body.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Where HTTP/1.1 heads and bodies are in a stream, by `Content-Length`.
+#[derive(Default)]
+struct HeadScan {
+    /// In a head: its bytes so far. `None` once in a body.
+    head: Option<Vec<u8>>,
+    /// Body bytes left; `None` for a body that runs to the end of the connection.
+    body_left: Option<u64>,
+    /// Past a body without a length: all the rest is body.
+    rest_is_body: bool,
+}
+
+impl HeadScan {
+    /// Of the bytes `data`, how many lead as head, then how many body follow them.
+    fn next(&mut self, data: &[u8]) -> (usize, usize) {
+        if self.rest_is_body {
+            return (0, data.len());
+        }
+        if let Some(left) = self.body_left.filter(|_| self.head.is_none()) {
+            let body = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+            self.body_left = Some(left - body as u64);
+            if left == body as u64 {
+                self.body_left = None;
+            }
+            return (0, body);
+        }
+        let head = self.head.get_or_insert_with(Vec::new);
+        for (i, b) in data.iter().enumerate() {
+            head.push(*b);
+            if head.ends_with(b"\r\n\r\n") || head.len() >= MAX_HEAD {
+                let length = content_length(head);
+                self.head = None;
+                match length {
+                    Some(0) => self.body_left = None,
+                    Some(n) => self.body_left = Some(n),
+                    None => self.rest_is_body = true,
+                }
+                return (i + 1, 0);
+            }
+        }
+        (data.len(), 0)
+    }
+}
+
+/// The `Content-Length` of a response head, if it states one.
+fn content_length(head: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(head).ok()?;
+    text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok()).flatten()
+    })
 }
 
 /// Per connection (per request on an HTTP link): whether each toxic it met acts on it.

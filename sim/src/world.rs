@@ -242,7 +242,8 @@ impl EdgeFaults for Fabric {
             .iter()
             .map(|l| {
                 let (bytes, connections) = l.totals();
-                (l.name.clone(), Traffic { bytes, connections })
+                let (lost, flipped) = l.damage();
+                (l.name.clone(), Traffic { bytes, connections, lost, flipped })
             })
             .collect();
         Box::pin(async move { Some(counters) })

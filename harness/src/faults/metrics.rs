@@ -1,6 +1,8 @@
 //! Prometheus text rendering of the per-proxy counters, with Toxiproxy's metric names
-//! (`toxiproxy_proxy_received_bytes_total`, `toxiproxy_proxy_sent_bytes_total`) and a
-//! Gauntlet one (`gauntlet_proxy_connections_total`).
+//! (`toxiproxy_proxy_received_bytes_total`, `toxiproxy_proxy_sent_bytes_total`) and
+//! Gauntlet's (`gauntlet_proxy_connections_total`; the damage of the `loss` and
+//! `corrupt` toxics, `gauntlet_proxy_segments_lost_total` by retransmission timeout and
+//! `gauntlet_proxy_bytes_corrupted_total`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -43,7 +45,36 @@ pub(crate) fn render(rows: &[ProxyRow<'_>]) -> String {
         let value = row.metrics.connections.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}{{proxy=\"{}\"}} {value}", escape(&row.config.name));
     }
+    render_damage(rows, &mut out);
     out
+}
+
+/// The counters of the toxics that damage streams; a proxy shows a lost series once it
+/// lost a segment there, and its corrupted bytes always.
+fn render_damage(rows: &[ProxyRow<'_>], out: &mut String) {
+    let name = "gauntlet_proxy_segments_lost_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Segments the loss toxic lost, per direction and the retransmission timeout (ms) each waited.\n# TYPE {name} counter"
+    );
+    for row in rows {
+        for (stream, rto, value) in row.metrics.toxics.lost() {
+            let _ = writeln!(
+                out,
+                "{name}{{direction=\"{stream}\",proxy=\"{}\",rto_ms=\"{rto}\"}} {value}",
+                escape(&row.config.name)
+            );
+        }
+    }
+    let name = "gauntlet_proxy_bytes_corrupted_total";
+    let _ =
+        writeln!(out, "# HELP {name} Bytes the corrupt toxic flipped a bit in, per direction.\n# TYPE {name} counter");
+    for row in rows {
+        for stream in Stream::BOTH {
+            let value = row.metrics.toxics.flipped(stream);
+            let _ = writeln!(out, "{name}{{direction=\"{stream}\",proxy=\"{}\"}} {value}", escape(&row.config.name));
+        }
+    }
 }
 
 fn escape(value: &str) -> String {
@@ -63,5 +94,22 @@ mod tests {
         assert!(text.contains(
             "toxiproxy_proxy_received_bytes_total{direction=\"downstream\",listener=\"127.0.0.1:1\",proxy=\"a\\\"b\",upstream=\"127.0.0.1:2\"} 42"
         ), "{text}");
+    }
+
+    #[test]
+    fn renders_the_damage_of_loss_and_corrupt() {
+        let config = ProxyConfig::new("p", "127.0.0.1:1", "127.0.0.1:2");
+        let metrics = ProxyMetrics::default();
+        metrics.toxics.sink(Stream::Upstream).segment_lost(400);
+        metrics.toxics.sink(Stream::Downstream).bytes_flipped(7);
+        let text = render(&[ProxyRow { config: &config, metrics: &metrics }]);
+        assert!(
+            text.contains("gauntlet_proxy_segments_lost_total{direction=\"upstream\",proxy=\"p\",rto_ms=\"400\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gauntlet_proxy_bytes_corrupted_total{direction=\"downstream\",proxy=\"p\"} 7"),
+            "{text}"
+        );
     }
 }

@@ -86,6 +86,20 @@
 //!   `x-gauntlet-fault: http_abort` header and keeps the connection open.
 //! - `http_delay`: `delay` in milliseconds. A touched request is forwarded that much later.
 //!
+//! Two more damage the stream, on either direction (Toxiproxy has neither):
+//!
+//! - `loss`: lost TCP segments, modelled: the stream is cut into `segment_size`-byte
+//!   segments (default 1448) by byte offset, each lost with `probability` (`0..=1`) or,
+//!   with `burst_enter` above 0, in Gilbert–Elliott bursts (`burst_exit`, `burst_loss`);
+//!   a lost segment and the bytes after it are held for the retransmission, `rto` ms
+//!   (default 200) doubling per lost retransmission up to `max_rto` (default 1600).
+//! - `corrupt`: flips one bit in each byte chosen with probability `rate` (`0..=1`);
+//!   `spare_head` (a boolean) leaves HTTP request and status lines and headers intact.
+//!
+//! Both draw from the seed per segment and per byte offset, per request on HTTP links,
+//! and count what they did in `/metrics` (`gauntlet_proxy_segments_lost_total` by
+//! `rto_ms`, `gauntlet_proxy_bytes_corrupted_total`).
+//!
 //! Limits: requests are assumed not pipelined (the abort answer is written after any
 //! response already travelling to the client); a connection whose bytes do not parse as
 //! HTTP/1.1, or that upgrades (`CONNECT`, `Upgrade`), is passed through untouched.

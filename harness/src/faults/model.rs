@@ -111,6 +111,18 @@ impl HttpMatch {
     }
 }
 
+/// A Gilbert–Elliott burst model for the `loss` toxic: a two-state chain (good, bad)
+/// stepped once per segment; in the bad state segments are lost with `loss`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Burst {
+    /// Probability, per segment, of going from the good state to the bad one.
+    pub enter: f64,
+    /// Probability, per segment, of going from the bad state back to the good one.
+    pub exit: f64,
+    /// Probability that a segment is lost in the bad state.
+    pub loss: f64,
+}
+
 /// What a toxic does, with its attributes; times in milliseconds unless named otherwise.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ToxicKind {
@@ -172,13 +184,59 @@ pub enum ToxicKind {
         /// Which requests.
         matching: HttpMatch,
     },
+    /// Gauntlet extension: what lost TCP segments do to a stream. The stream is cut into
+    /// segments of `segment_size` bytes; each is lost with `probability` (or by the
+    /// `burst` model), and a lost segment, with what follows it, is held back for a
+    /// retransmission timeout that starts at `rto` and doubles while its retransmissions
+    /// are lost too, up to `max_rto`.
+    Loss {
+        /// Probability that a segment is lost (`0..=1`), in the good state of `burst`.
+        probability: f64,
+        /// The first retransmission timeout, ms, at least 1.
+        rto: u64,
+        /// The longest retransmission timeout, ms, at least `rto`.
+        max_rto: u64,
+        /// Bytes per segment, at least 1.
+        segment_size: u64,
+        /// Losses in bursts, when set.
+        burst: Option<Burst>,
+    },
+    /// Gauntlet extension: flips one bit in each byte chosen with probability `rate`;
+    /// with `spare_head`, on a link carrying HTTP/1.1 the request and status lines and
+    /// headers are left intact, so the damage lands in bodies.
+    Corrupt {
+        /// Probability that a byte is corrupted (`0..=1`).
+        rate: f64,
+        /// Leave HTTP heads intact.
+        spare_head: bool,
+    },
 }
+
+/// The `loss` toxic's first retransmission timeout when none is given: Linux's
+/// `TCP_RTO_MIN`.
+pub const DEFAULT_RTO_MS: u64 = 200;
+/// The `loss` toxic's longest retransmission timeout when none is given (three
+/// doublings of the default).
+pub const DEFAULT_MAX_RTO_MS: u64 = 1_600;
+/// The `loss` toxic's segment size when none is given: an Ethernet MSS.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 1_448;
 
 const ATTR: &str = "attributes.";
 
 /// The toxic type names this server knows, Toxiproxy's then Gauntlet's.
-pub const TOXIC_TYPES: [&str; 9] =
-    ["latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "http_abort", "http_delay"];
+pub const TOXIC_TYPES: [&str; 11] = [
+    "latency",
+    "bandwidth",
+    "slow_close",
+    "timeout",
+    "reset_peer",
+    "slicer",
+    "limit_data",
+    "http_abort",
+    "http_delay",
+    "loss",
+    "corrupt",
+];
 
 impl ToxicKind {
     /// The wire name of the type, e.g. `latency`.
@@ -193,6 +251,8 @@ impl ToxicKind {
             Self::LimitData { .. } => "limit_data",
             Self::HttpAbort { .. } => "http_abort",
             Self::HttpDelay { .. } => "http_delay",
+            Self::Loss { .. } => "loss",
+            Self::Corrupt { .. } => "corrupt",
         }
     }
 
@@ -235,6 +295,21 @@ impl ToxicKind {
                 m.insert("delay".into(), json!(delay));
                 matching.write(&mut m);
             }
+            Self::Loss { probability, rto, max_rto, segment_size, burst } => {
+                m.insert("probability".into(), json!(probability));
+                m.insert("rto".into(), json!(rto));
+                m.insert("max_rto".into(), json!(max_rto));
+                m.insert("segment_size".into(), json!(segment_size));
+                if let Some(b) = burst {
+                    m.insert("burst_enter".into(), json!(b.enter));
+                    m.insert("burst_exit".into(), json!(b.exit));
+                    m.insert("burst_loss".into(), json!(b.loss));
+                }
+            }
+            Self::Corrupt { rate, spare_head } => {
+                m.insert("rate".into(), json!(rate));
+                m.insert("spare_head".into(), json!(spare_head));
+            }
         }
         Value::Object(m)
     }
@@ -261,6 +336,17 @@ impl ToxicKind {
                 matching: HttpMatch::read(attrs)?,
             },
             "http_delay" => Self::HttpDelay { delay: num("delay")?, matching: HttpMatch::read(attrs)? },
+            "loss" => Self::Loss {
+                probability: probability(attrs, "probability")?.unwrap_or(0.0),
+                rto: opt_u64(attrs, ATTR, "rto")?.unwrap_or(DEFAULT_RTO_MS),
+                max_rto: opt_u64(attrs, ATTR, "max_rto")?.unwrap_or(DEFAULT_MAX_RTO_MS),
+                segment_size: opt_u64(attrs, ATTR, "segment_size")?.unwrap_or(DEFAULT_SEGMENT_SIZE),
+                burst: burst(attrs)?,
+            },
+            "corrupt" => Self::Corrupt {
+                rate: probability(attrs, "rate")?.unwrap_or(0.0),
+                spare_head: opt_bool(attrs, ATTR, "spare_head")?.unwrap_or(false),
+            },
             _ => return Err(ApiError::InvalidToxicType),
         };
         kind.validate()?;
@@ -282,8 +368,43 @@ impl ToxicKind {
                     Ok(())
                 }
             }
+            Self::Loss { rto, max_rto, segment_size, .. } => {
+                if *rto == 0 {
+                    Err(bad("attributes.rto must be at least 1 (ms)".into()))
+                } else if max_rto < rto {
+                    Err(bad(format!("attributes.max_rto must be at least attributes.rto ({rto} ms), got {max_rto}")))
+                } else if *segment_size == 0 {
+                    Err(bad("attributes.segment_size must be at least 1 (bytes)".into()))
+                } else {
+                    Ok(())
+                }
+            }
             _ => Ok(()),
         }
+    }
+}
+
+/// A probability attribute, `0..=1`.
+fn probability(attrs: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
+    match opt_f64(attrs, ATTR, key)? {
+        Some(p) if !(0.0..=1.0).contains(&p) => Err(bad(format!("attributes.{key} must be between 0 and 1, got {p}"))),
+        p => Ok(p),
+    }
+}
+
+/// The burst model of a `loss` toxic: on when `burst_enter` is above 0.
+fn burst(attrs: &Map<String, Value>) -> Result<Option<Burst>, ApiError> {
+    let enter = probability(attrs, "burst_enter")?.unwrap_or(0.0);
+    let exit = probability(attrs, "burst_exit")?;
+    let loss = probability(attrs, "burst_loss")?.unwrap_or(1.0);
+    if enter == 0.0 {
+        return Ok(None);
+    }
+    match exit {
+        Some(exit) if exit > 0.0 => Ok(Some(Burst { enter, exit, loss })),
+        _ => Err(bad(
+            "attributes.burst_exit must be above 0 when attributes.burst_enter is (or a burst never ends)".into()
+        )),
     }
 }
 
@@ -526,6 +647,16 @@ mod tests {
         assert!(http.to_string().contains("upstream"), "{http}");
         let sl = e(json!({"type": "slicer", "attributes": {"average_size": 4, "size_variation": 4}}));
         assert!(sl.to_string().contains("size_variation"), "{sl}");
+        let p = e(json!({"type": "loss", "attributes": {"probability": 1.5}}));
+        assert!(p.to_string().contains("attributes.probability must be between 0 and 1"), "{p}");
+        let rto = e(json!({"type": "loss", "attributes": {"rto": 400, "max_rto": 200}}));
+        assert!(rto.to_string().contains("attributes.max_rto"), "{rto}");
+        let burst = e(json!({"type": "loss", "attributes": {"burst_enter": 0.1}}));
+        assert!(burst.to_string().contains("attributes.burst_exit"), "{burst}");
+        let rate = e(json!({"type": "corrupt", "attributes": {"rate": -0.1}}));
+        assert!(rate.to_string().contains("attributes.rate"), "{rate}");
+        let spare = e(json!({"type": "corrupt", "attributes": {"spare_head": "yes"}}));
+        assert!(spare.to_string().contains("attributes.spare_head must be a boolean"), "{spare}");
     }
 
     #[test]
@@ -541,6 +672,36 @@ mod tests {
         .with_toxicity(0.5);
         let back: Toxic = serde_json::from_value(t.to_json()).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn loss_and_corrupt_take_defaults_and_round_trip() {
+        let t = Toxic::from_create_json(&json!({"type": "loss", "attributes": {"probability": 0.1}})).unwrap();
+        assert_eq!(
+            t.kind,
+            ToxicKind::Loss {
+                probability: 0.1,
+                rto: DEFAULT_RTO_MS,
+                max_rto: DEFAULT_MAX_RTO_MS,
+                segment_size: DEFAULT_SEGMENT_SIZE,
+                burst: None
+            }
+        );
+        let bursty = Toxic::new(
+            ToxicKind::Loss {
+                probability: 0.01,
+                rto: 100,
+                max_rto: 800,
+                segment_size: 500,
+                burst: Some(Burst { enter: 0.05, exit: 0.5, loss: 0.9 }),
+            },
+            Stream::Upstream,
+        );
+        let corrupt = Toxic::new(ToxicKind::Corrupt { rate: 0.001, spare_head: true }, Stream::Downstream);
+        for t in [bursty, corrupt] {
+            let back: Toxic = serde_json::from_value(t.to_json()).unwrap();
+            assert_eq!(back, t);
+        }
     }
 
     #[test]

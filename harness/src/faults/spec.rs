@@ -85,10 +85,17 @@ impl EdgeFault {
         let mut attrs = Vec::new();
         for (k, v) in attributes.into_iter().flatten() {
             let raw = match v {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                other => return Err(format!("attributes.{k} must be a string or a number, got {}", other.type_str())),
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Float(f) => Ok(f.to_string()),
+                // A flag (`spare_head = true`): the toxic's own check says which take one.
+                toml::Value::Boolean(b) => Err(Value::Bool(*b)),
+                other => {
+                    return Err(format!(
+                        "attributes.{k} must be a string, a number or a boolean, got {}",
+                        other.type_str()
+                    ))
+                }
             };
             attrs.push((k.clone(), raw));
         }
@@ -104,7 +111,11 @@ impl EdgeFault {
         } else {
             let mut map = Map::new();
             for (key, raw) in &attrs {
-                map.insert(key.clone(), attribute_value(toxic, key, raw)?);
+                let value = match raw {
+                    Ok(raw) => attribute_value(toxic, key, raw)?,
+                    Err(flag) => flag.clone(),
+                };
+                map.insert(key.clone(), value);
             }
             EdgeAction::Toxic(
                 ToxicKind::from_attributes(toxic, &map)
@@ -162,7 +173,7 @@ impl EdgeFault {
 fn time_unit(toxic: &str, attr: &str) -> Option<u128> {
     match (toxic, attr) {
         ("slicer", "delay") => Some(1_000_000),
-        (_, "latency" | "jitter" | "delay" | "timeout") => Some(1_000),
+        (_, "latency" | "jitter" | "delay" | "timeout") | ("loss", "rto" | "max_rto") => Some(1_000),
         _ => None,
     }
 }
@@ -226,6 +237,25 @@ mod tests {
     }
 
     #[test]
+    fn reads_loss_and_corrupt_with_durations_and_flags() {
+        let attrs = table("probability = 0.05\nrto = \"100ms\"\nmax_rto = \"1s\"\nburst_enter = 0.1\nburst_exit = 0.5");
+        let f = EdgeFault::parse("loss", Some("both"), Some(&attrs), None).unwrap();
+        assert_eq!(
+            f.action,
+            EdgeAction::Toxic(ToxicKind::Loss {
+                probability: 0.05,
+                rto: 100,
+                max_rto: 1000,
+                segment_size: crate::faults::model::DEFAULT_SEGMENT_SIZE,
+                burst: Some(crate::faults::model::Burst { enter: 0.1, exit: 0.5, loss: 1.0 }),
+            })
+        );
+        let f = EdgeFault::parse("corrupt", None, Some(&table("rate = 0.001\nspare_head = true")), None).unwrap();
+        assert_eq!(f.direction, Direction::Downstream);
+        assert_eq!(f.action, EdgeAction::Toxic(ToxicKind::Corrupt { rate: 0.001, spare_head: true }));
+    }
+
+    #[test]
     fn http_toxics_act_on_requests_and_down_installs_nothing() {
         let attrs = table("status_code = 503\npercentage = 10\npath_prefix = \"/api/v1/items\"");
         let f = EdgeFault::parse("http_abort", None, Some(&attrs), None).unwrap();
@@ -244,6 +274,14 @@ mod tests {
         assert!(refuse("http_delay", Some("downstream"), "delay = 5", None).contains("upstream"));
         assert!(refuse("latency", None, "", Some(2.0)).contains("toxicity"));
         assert!(refuse("down", None, "latency = 5", None).contains("no attributes"));
-        assert!(refuse("latency", None, "latency = [1]", None).contains("string or a number"));
+        assert!(refuse("latency", None, "latency = [1]", None).contains("a string, a number or a boolean"));
+        assert!(
+            refuse("loss", None, "probability = 2", None).contains("attributes.probability must be between 0 and 1")
+        );
+        assert!(refuse("loss", None, "rto = \"1s\"\nmax_rto = \"200ms\"", None).contains("attributes.max_rto"));
+        assert!(
+            refuse("corrupt", None, "spare_head = \"yes\"", None).contains("attributes.spare_head must be a boolean")
+        );
+        assert!(refuse("latency", None, "latency = true", None).contains("attributes.latency must be a number"));
     }
 }

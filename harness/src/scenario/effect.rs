@@ -5,6 +5,9 @@
 //! operation history:
 //!
 //! - an edge toxic: the bytes and connections through its proxies while it was in place;
+//!   for a toxic that damages the stream, the damage it did, which is then what it
+//!   touched: the segments `loss` lost (and the retransmission timeouts they waited),
+//!   the bytes `corrupt` flipped;
 //! - an edge `down`: the bytes its proxies carried from the start of the load until it
 //!   was cut (the edge was live when it went down; once down it counts nothing);
 //! - a node fault: the bytes its edges carried until it struck and the operations in
@@ -19,12 +22,38 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// Traffic through one proxy, as its counters say.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Bytes received from either side.
     pub bytes: u64,
     /// Connections accepted.
     pub connections: u64,
+    /// Segments the `loss` toxic lost, by the retransmission timeout (ms) each waited.
+    pub lost: BTreeMap<u64, u64>,
+    /// Bytes the `corrupt` toxic flipped a bit in.
+    pub flipped: u64,
+}
+
+impl Traffic {
+    /// Segments lost, at any timeout.
+    pub fn lost_total(&self) -> u64 {
+        self.lost.values().sum()
+    }
+
+    /// What the damaging toxics did, e.g. `; 37 segment(s) lost (retransmitted after
+    /// 200-1600 ms)`, or nothing.
+    fn damage(&self) -> String {
+        let mut out = String::new();
+        let timeouts: Vec<u64> = self.lost.iter().filter(|(_, n)| **n > 0).map(|(rto, _)| *rto).collect();
+        if let (Some(first), Some(last)) = (timeouts.first(), timeouts.last()) {
+            let after = if first == last { format!("{first} ms") } else { format!("{first}-{last} ms") };
+            out.push_str(&format!("; {} segment(s) lost (retransmitted after {after})", self.lost_total()));
+        }
+        if self.flipped > 0 {
+            out.push_str(&format!("; {} byte(s) flipped", self.flipped));
+        }
+        out
+    }
 }
 
 /// Every proxy's counters at one instant.
@@ -42,6 +71,12 @@ pub fn parse_counters(text: &str) -> Counters {
             entry.bytes += value as u64;
         } else if series.starts_with("gauntlet_proxy_connections_total{") {
             entry.connections += value as u64;
+        } else if series.starts_with("gauntlet_proxy_segments_lost_total{") {
+            if let Some(rto) = label(series, "rto_ms").and_then(|r| r.parse::<u64>().ok()) {
+                *entry.lost.entry(rto).or_insert(0) += value as u64;
+            }
+        } else if series.starts_with("gauntlet_proxy_bytes_corrupted_total{") {
+            entry.flipped += value as u64;
         }
     }
     out
@@ -56,10 +91,18 @@ fn label<'a>(series: &'a str, name: &str) -> Option<&'a str> {
 /// The traffic through `proxies` between two readings.
 pub fn between(before: &Counters, after: &Counters, proxies: &[String]) -> Traffic {
     let mut t = Traffic::default();
+    let none = Traffic::default();
     for p in proxies {
-        let (a, b) = (after.get(p).copied().unwrap_or_default(), before.get(p).copied().unwrap_or_default());
+        let (a, b) = (after.get(p).unwrap_or(&none), before.get(p).unwrap_or(&none));
         t.bytes += a.bytes.saturating_sub(b.bytes);
         t.connections += a.connections.saturating_sub(b.connections);
+        t.flipped += a.flipped.saturating_sub(b.flipped);
+        for (rto, n) in &a.lost {
+            let grown = n.saturating_sub(b.lost.get(rto).copied().unwrap_or(0));
+            if grown > 0 {
+                *t.lost.entry(*rto).or_insert(0) += grown;
+            }
+        }
     }
     t
 }
@@ -133,16 +176,37 @@ impl OpsInFlight {
     }
 }
 
-/// The effect of traffic through proxies, described as `what`.
+/// The effect of traffic through proxies, described as `what`, with any damage done to it.
 pub fn traffic_effect(traffic: Traffic, proxies: usize, what: &str) -> Effect {
     Effect {
         measured: true,
         touched: traffic.bytes,
         detail: format!(
-            "{} bytes over {} connection(s) through {proxies} proxy(ies) {what}",
-            traffic.bytes, traffic.connections
+            "{} bytes over {} connection(s) through {proxies} proxy(ies) {what}{}",
+            traffic.bytes,
+            traffic.connections,
+            traffic.damage()
         ),
     }
+}
+
+/// The effect of a toxic of type `toxic` through proxies while it was in place: for a
+/// toxic that damages the stream, what it touched is the damage (traffic that passed
+/// undamaged proves nothing of it).
+pub fn toxic_effect(traffic: Traffic, proxies: usize, toxic: &str) -> Effect {
+    let damage = match toxic {
+        "loss" => Some((traffic.lost_total(), "no segment lost")),
+        "corrupt" => Some((traffic.flipped, "no byte flipped")),
+        _ => None,
+    };
+    let mut effect = traffic_effect(traffic, proxies, "while it was in place");
+    if let Some((touched, none)) = damage {
+        effect.touched = touched;
+        if touched == 0 {
+            effect.detail = format!("{}; {none}", effect.detail);
+        }
+    }
+    effect
 }
 
 #[cfg(test)]
@@ -186,7 +250,7 @@ mod tests {
     #[test]
     fn counters_are_read_per_proxy() {
         let c = parse_counters(TEXT);
-        assert_eq!(c["a__b__0"], Traffic { bytes: 150, connections: 3 });
+        assert_eq!(c["a__b__0"], Traffic { bytes: 150, connections: 3, ..Traffic::default() });
         assert_eq!(c["c__d__0"], Traffic::default());
     }
 
@@ -196,10 +260,35 @@ mod tests {
         let mut after = before.clone();
         after.get_mut("a__b__0").unwrap().bytes += 40;
         let t = between(&before, &after, &["a__b__0".into(), "gone".into()]);
-        assert_eq!(t, Traffic { bytes: 40, connections: 0 });
+        assert_eq!(t, Traffic { bytes: 40, connections: 0, ..Traffic::default() });
         assert!(!traffic_effect(t, 1, "while in place").is_nothing());
         let none = between(&before, &before, &["a__b__0".into()]);
         assert!(traffic_effect(none, 1, "while in place").is_nothing());
         assert!(!Effect::unmeasured("no /metrics").is_nothing(), "unmeasured is shown, not judged");
+    }
+
+    const DAMAGE: &str =
+        "gauntlet_proxy_segments_lost_total{direction=\"upstream\",proxy=\"a__b__0\",rto_ms=\"200\"} 30\n\
+        gauntlet_proxy_segments_lost_total{direction=\"downstream\",proxy=\"a__b__0\",rto_ms=\"200\"} 5\n\
+        gauntlet_proxy_segments_lost_total{direction=\"upstream\",proxy=\"a__b__0\",rto_ms=\"1600\"} 2\n\
+        gauntlet_proxy_bytes_corrupted_total{direction=\"downstream\",proxy=\"a__b__0\"} 112\n";
+
+    #[test]
+    fn damage_is_read_and_reported_as_what_loss_and_corrupt_touched() {
+        let before = parse_counters(TEXT);
+        let after = parse_counters(&format!("{TEXT}{DAMAGE}"));
+        let t = between(&before, &after, &["a__b__0".into()]);
+        assert_eq!((t.lost_total(), t.flipped), (37, 112));
+        let loss = toxic_effect(t.clone(), 1, "loss");
+        assert_eq!(loss.touched, 37);
+        assert!(loss.detail.contains("37 segment(s) lost (retransmitted after 200-1600 ms)"), "{}", loss.detail);
+        let corrupt = toxic_effect(t, 1, "corrupt");
+        assert_eq!(corrupt.touched, 112);
+        assert!(corrupt.detail.contains("112 byte(s) flipped"), "{}", corrupt.detail);
+        // Traffic that passed undamaged: the loss did not happen.
+        let clean = between(&before, &before, &["a__b__0".into()]);
+        let clean = Traffic { bytes: 500, ..clean };
+        assert!(toxic_effect(clean.clone(), 1, "loss").is_nothing());
+        assert!(!toxic_effect(clean, 1, "latency").is_nothing());
     }
 }

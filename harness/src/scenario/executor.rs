@@ -1074,14 +1074,13 @@ fn observe_effects<R: Runtime>(scenario: &Scenario, cluster: &Cluster<R>, outcom
             continue;
         };
         record.effect = Some(match (&fault.action, &fault.target) {
-            (FaultAction::Toxics(_), target) => {
+            (FaultAction::Toxics(toxics), target) => {
                 let names = proxies(cluster, target);
+                let toxic = toxics.first().map_or("", |t| t.kind.type_name());
                 match obs.at_remove.as_ref() {
-                    Some(at_remove) => effect::traffic_effect(
-                        effect::between(at_apply, at_remove, &names),
-                        names.len(),
-                        "while it was in place",
-                    ),
+                    Some(at_remove) => {
+                        effect::toxic_effect(effect::between(at_apply, at_remove, &names), names.len(), toxic)
+                    }
                     None => Effect::unmeasured("the proxies were not read when it was removed"),
                 }
             }

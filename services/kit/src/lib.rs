@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod contract;
 pub mod db;
+pub mod digest;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

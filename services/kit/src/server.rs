@@ -69,6 +69,7 @@ impl ServiceApp {
             .merge(operational)
             .fallback(unknown_route)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::from_fn(crate::digest::stamp))
             .layer(middleware::from_fn_with_state(ops, observe))
             .layer(DefaultBodyLimit::max(self.config.body_limit))
             .layer(CatchPanicLayer::custom(panic_response))

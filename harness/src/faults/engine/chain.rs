@@ -19,7 +19,7 @@ use super::boundaries::Boundaries;
 use super::{ChainSpec, Installed};
 use crate::faults::model::Stream;
 use crate::faults::seed::DecisionKey;
-use crate::faults::toxics::{self, Draws, Event, Joining, RequestDraws, Stage, Timed};
+use crate::faults::toxics::{self, Draws, EffectSink, Event, Joining, RequestDraws, Stage, Timed};
 
 /// Who the connection is, for seeding decisions.
 #[derive(Clone, Debug)]
@@ -53,11 +53,14 @@ pub(crate) struct Chain {
     boundaries: Option<Boundaries>,
     /// Whether the other direction wants to know which requests were forwarded.
     tell_requests: bool,
+    /// Where this direction's stages count the damage they do.
+    effects: EffectSink,
 }
 
 impl Chain {
-    /// An empty chain for the `stream` direction of the connection `id`.
-    pub(crate) fn new(id: ConnectionId, stream: Stream) -> Self {
+    /// An empty chain for the `stream` direction of the connection `id`, counting the
+    /// damage its stages do in `effects`.
+    pub(crate) fn new(id: ConnectionId, stream: Stream, effects: EffectSink) -> Self {
         Self {
             id,
             stream,
@@ -66,6 +69,7 @@ impl Chain {
             looks_http: false,
             boundaries: None,
             tell_requests: false,
+            effects,
         }
     }
 
@@ -156,7 +160,7 @@ impl Chain {
             installed.occurrences.clone(),
         );
         if toxics::decides_per_request(&toxic.kind, toxic.toxicity) {
-            let draws = Draws { connection: rng, requests };
+            let draws = Draws { connection: rng, requests, effects: self.effects.clone() };
             let stage = toxics::stage_by_request(&toxic.kind, draws, now, installed.uid);
             return Slot { uid: installed.uid, stage: Some(stage), last_out: None };
         }
@@ -166,7 +170,8 @@ impl Chain {
             uid: installed.uid,
             stage: acts.then(|| {
                 let joining = if self.carried { Joining::MidStream } else { Joining::AtStart };
-                toxics::stage(&toxic.kind, Draws { connection: rng, requests }, now, joining, installed.uid)
+                let draws = Draws { connection: rng, requests, effects: self.effects.clone() };
+                toxics::stage(&toxic.kind, draws, now, joining, installed.uid)
             }),
             last_out: None,
         }

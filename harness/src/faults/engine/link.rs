@@ -103,7 +103,7 @@ struct Link {
 impl Link {
     fn new(src: OwnedReadHalf, dst: OwnedWriteHalf, parts: LinkParts) -> Self {
         let signal_rx = parts.signal.subscribe();
-        let chain = Chain::new(parts.id.clone(), parts.stream);
+        let chain = Chain::new(parts.id.clone(), parts.stream, parts.metrics.toxics.sink(parts.stream));
         Self {
             src,
             dst,

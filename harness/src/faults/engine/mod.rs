@@ -72,6 +72,8 @@ pub(crate) struct ProxyMetrics {
     pub sent: [AtomicU64; 2],
     /// Connections accepted and connected upstream.
     pub connections: AtomicU64,
+    /// What the toxics that damage streams did.
+    pub toxics: Arc<toxics::ToxicEffects>,
 }
 
 /// What the accept loop and the links of one proxy share.

@@ -25,6 +25,8 @@ use std::time::Instant;
 
 use rand::Rng;
 
+use super::corrupt::Corrupt;
+use super::effects::EffectSink;
 use super::latency::Latency;
 use super::{stage, Draws, Joining, Stage, Timed};
 use crate::faults::model::ToxicKind;
@@ -61,6 +63,7 @@ pub(super) struct ByRequest {
     uid: u64,
     reach: Reach,
     requests: RequestDraws,
+    effects: EffectSink,
     /// The connection's generator after its toxicity draw, when that draw touched it.
     by_connection: Option<DecisionRng>,
     /// The stage acting on the current exchange, `None` when it is untouched.
@@ -74,7 +77,7 @@ pub(super) struct ByRequest {
 
 impl ByRequest {
     pub(super) fn new(kind: ToxicKind, draws: Draws, now: Instant, uid: u64) -> Self {
-        let Draws { connection: mut rng, requests } = draws;
+        let Draws { connection: mut rng, requests, effects } = draws;
         // The same first draw as a toxic deciding per connection, so a link that is not
         // HTTP gets exactly the decisions it got before.
         let by_connection = (rng.random::<f32>() < requests.toxicity()).then_some(rng);
@@ -83,6 +86,7 @@ impl ByRequest {
             kind,
             uid,
             requests,
+            effects,
             by_connection: None,
             current: None,
             on_connection: true,
@@ -98,8 +102,12 @@ impl ByRequest {
             ToxicKind::Latency { latency, jitter } if for_request => {
                 Box::new(Latency::for_request(latency, jitter, rng))
             }
+            // An exchange starts with its head: the one place a head is known.
+            ToxicKind::Corrupt { rate, spare_head } if for_request => {
+                Box::new(Corrupt::new(rate, spare_head, rng, self.effects.clone()))
+            }
             _ => {
-                let draws = Draws { connection: rng, requests: self.requests.clone() };
+                let draws = Draws { connection: rng, requests: self.requests.clone(), effects: self.effects.clone() };
                 stage(&self.kind, draws, now, Joining::AtStart, self.uid)
             }
         }
@@ -170,6 +178,7 @@ mod tests {
         let draws = Draws {
             connection: DecisionKey { seed: 5, proxy: "p", connection: 0, toxic: "t", revision: 0 }.rng(),
             requests: RequestDraws::new(5, "p".into(), "t".into(), 0, toxicity, Default::default()),
+            effects: EffectSink::discard(),
         };
         ByRequest::new(kind, draws, now, 3)
     }

@@ -6,12 +6,15 @@
 
 mod bandwidth;
 mod by_request;
+mod corrupt;
+mod effects;
 mod http_abort;
 mod http_delay;
 mod http_framing;
 mod http_response;
 mod latency;
 mod limit_data;
+mod loss;
 mod reset_peer;
 mod slicer;
 mod slow_close;
@@ -24,9 +27,13 @@ use bytes::Bytes;
 use super::model::ToxicKind;
 use super::seed::DecisionRng;
 
+pub use corrupt::FlipDraws;
+pub use effects::EffectSink;
+pub(crate) use effects::ToxicEffects;
 pub use http_abort::answer as abort_answer;
 pub use http_framing::{begins_with_request_line, Piece, RequestDraws, RequestFramer};
 pub use http_response::{Framed, ResponseFramer};
+pub use loss::{LossDraws, LossModel, MAX_RETRANSMISSIONS};
 
 /// What travels through a chain of toxics.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,18 +129,21 @@ pub enum Joining {
 }
 
 /// How a stage decides: `connection` is its seeded generator on this connection (TCP
-/// toxics), `requests` its per-request draws (HTTP toxics).
+/// toxics), `requests` its per-request draws (HTTP toxics); and where it counts what
+/// it did (`effects`).
 pub struct Draws {
     /// The generator keyed by the connection.
     pub connection: DecisionRng,
     /// The draws keyed by each request.
     pub requests: RequestDraws,
+    /// Where the toxics that damage the stream count the damage.
+    pub effects: EffectSink,
 }
 
 /// The stage for `kind` on a connection, starting `now` at `joining`; `uid` identifies
 /// the toxic.
 pub fn stage(kind: &ToxicKind, draws: Draws, now: Instant, joining: Joining, uid: u64) -> Box<dyn Stage> {
-    let Draws { connection: rng, requests } = draws;
+    let Draws { connection: rng, requests, effects } = draws;
     match kind {
         ToxicKind::Latency { latency, jitter } => Box::new(latency::Latency::new(*latency, *jitter, rng)),
         ToxicKind::Bandwidth { rate } => Box::new(bandwidth::Bandwidth::new(*rate)),
@@ -150,6 +160,22 @@ pub fn stage(kind: &ToxicKind, draws: Draws, now: Instant, joining: Joining, uid
         ToxicKind::HttpDelay { delay, matching } => {
             Box::new(http_delay::HttpDelay::new(*delay, matching.clone(), requests, joining))
         }
+        ToxicKind::Loss { .. } => match LossModel::of(kind) {
+            Some(model) => Box::new(loss::Loss::new(model, rng, effects)),
+            None => Box::new(PassThrough),
+        },
+        // Deciding per connection, the stage cannot know where a head is: only the
+        // stage of one HTTP exchange (`by_request`) spares it.
+        ToxicKind::Corrupt { rate, .. } => Box::new(corrupt::Corrupt::new(*rate, false, rng, effects)),
+    }
+}
+
+/// The stage of a toxic that does nothing.
+struct PassThrough;
+
+impl Stage for PassThrough {
+    fn on_event(&mut self, input: Timed, out: &mut Vec<Timed>) {
+        out.push(input);
     }
 }
 
@@ -171,6 +197,7 @@ pub fn decides_per_request(kind: &ToxicKind, toxicity: f32) -> bool {
         || match kind {
             ToxicKind::Latency { jitter, .. } => *jitter > 0,
             ToxicKind::Slicer { size_variation, .. } => *size_variation > 0,
+            ToxicKind::Loss { .. } | ToxicKind::Corrupt { .. } => true,
             _ => false,
         }
 }
@@ -194,6 +221,7 @@ mod tests {
         Draws {
             connection: DecisionKey { seed: 3, proxy: "p", connection: 0, toxic: "t", revision: 0 }.rng(),
             requests: RequestDraws::new(3, "p".into(), "t".into(), 0, 1.0, Default::default()),
+            effects: EffectSink::discard(),
         }
     }
 

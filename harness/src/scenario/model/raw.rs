@@ -168,9 +168,10 @@ pub(super) struct RawFault {
     /// "upstream" (requests), "downstream" (responses, the default) or "both".
     pub(super) stream: Option<String>,
     /// A toxic: latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data,
-    /// http_abort, http_delay; or "down" (the edge refuses connections).
+    /// http_abort, http_delay, loss, corrupt; or "down" (the edge refuses connections).
     pub(super) toxic: Option<String>,
-    /// The toxic's attributes; times as durations ("100ms").
+    /// The toxic's attributes; times as durations ("100ms"), flags as booleans
+    /// (`spare_head = true`).
     #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub(super) attributes: Option<toml::Table>,
     /// Share of connections the toxic acts on, 0..1 (default 1).

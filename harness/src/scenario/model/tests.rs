@@ -75,6 +75,16 @@ fn mistakes_point_at_their_place() {
             "unknown node operation",
         ),
         ("[[fault]]\nnode = \"catalog-0\"\nop = \"kill\"\nat = \"soon\"\nfor = \"1s\"\n", 17, "not a duration"),
+        (
+            "[[fault]]\nedge = \"orders->payments\"\ntoxic = \"loss\"\nattributes = { probability = 1.5 }\nat = \"1s\"\nfor = \"1s\"\n",
+            15,
+            "attributes.probability must be between 0 and 1",
+        ),
+        (
+            "[[fault]]\nedge = \"orders->payments\"\ntoxic = \"corrupt\"\nattributes = { spare_head = \"yes\" }\nat = \"1s\"\nfor = \"1s\"\n",
+            15,
+            "attributes.spare_head must be a boolean",
+        ),
         ("[[slo]]\nthreshold = \"p95 < lots\"\n", 15, "not a duration"),
         ("invariants = [\"fast\"]\n", 17, "unknown invariant"),
     ];

@@ -255,6 +255,9 @@ impl UpstreamClient {
                 problem: res.problem(),
             });
         }
+        // A damaged body must not decode into plausible data.
+        crate::digest::verify(&res.headers, &res.body)
+            .map_err(|reason| ClientError::Decode { upstream: self.name.to_string(), reason })?;
         serde_json::from_slice(&res.body)
             .map_err(|e| ClientError::Decode { upstream: self.name.to_string(), reason: e.to_string() })
     }
