@@ -572,7 +572,7 @@ fn judge_ok_shares(outcome: &mut RunOutcome, history: &crate::checks::op::OpHist
                 let since = || {
                     let (Some(items), Some(c)) = (&shown, &v.spec.threshold.confirm) else { return false };
                     let id = op.result.as_ref().and_then(|r| r.pointer(&c.by)).map(crate::checks::op::element_key);
-                    id.and_then(|id| items.get(&id)).is_some_and(|item| matches(item))
+                    id.and_then(|id| items.get(&id)).is_some_and(&matches)
                 };
                 answered || since()
             }
