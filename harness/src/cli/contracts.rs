@@ -9,7 +9,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::cluster::binaries::Binaries;
 use crate::cluster::docker::engine_available;
 use crate::contracts::broker::BrokerSource;
-use crate::contracts::matrix::{self, Matrix, MatrixRow};
+use crate::contracts::matrix::{Matrix, MatrixRow};
+use crate::contracts::providers::{ProviderRun, ProviderSpec, ProvidersFile, DEFAULT_FILE};
 use crate::contracts::verify::{self, ProviderReport, ProviderRuntime, Source};
 use crate::contracts::{can_i_deploy, diff, load_dir, pacts_for_provider, providers, ContractError, PactDoc};
 use crate::exit::{CliError, Outcome};
@@ -36,10 +37,16 @@ pub enum ContractsCommand {
 /// Where the contracts live.
 #[derive(Debug, Args)]
 pub struct ContractFiles {
-    /// The folder of pact files (default: contracts/pacts in the workspace).
+    /// The providers file: how each provider runs (a `binary` of this workspace, a
+    /// `command`, or a `url` already serving), its provider-state and message paths, and
+    /// where the pacts and the matrix are (default: contracts/providers.toml, here or in
+    /// the cargo workspace).
+    #[arg(long)]
+    pub providers: Option<PathBuf>,
+    /// The folder of pact files (default: the providers file's `pacts`).
     #[arg(long)]
     pub pacts: Option<PathBuf>,
-    /// The verification matrix (default: contracts/verifications.json in the workspace).
+    /// The verification matrix (default: the providers file's `matrix`).
     #[arg(long)]
     pub matrix: Option<PathBuf>,
 }
@@ -141,18 +148,39 @@ fn bad(e: ContractError) -> CliError {
     }
 }
 
-fn binaries(profile: &str) -> Result<Binaries, CliError> {
-    let here = std::env::current_dir().map_err(|e| CliError::Harness(e.into()))?;
-    Binaries::for_dir(&here, profile).map_err(|e| CliError::Harness(anyhow::anyhow!("{e}")))
-}
-
 impl ContractFiles {
-    fn pact_dir(&self, workspace: &Path) -> PathBuf {
-        self.pacts.clone().unwrap_or_else(|| workspace.join(crate::contracts::PACT_DIR))
+    /// The providers file: `--providers`, else contracts/providers.toml here, else in
+    /// the cargo workspace that holds this folder.
+    fn load(&self) -> Result<ProvidersFile, CliError> {
+        let path = match &self.providers {
+            Some(p) => p.clone(),
+            None => {
+                let here = std::env::current_dir().map_err(|e| CliError::Harness(e.into()))?;
+                let local = here.join(DEFAULT_FILE);
+                if local.exists() {
+                    local
+                } else {
+                    match Binaries::for_dir(&here, "debug") {
+                        Ok(b) if b.workspace.join(DEFAULT_FILE).exists() => b.workspace.join(DEFAULT_FILE),
+                        _ => {
+                            return Err(CliError::BadInput(format!(
+                                "no providers file: {DEFAULT_FILE} is not here or in a cargo workspace above; \
+                                 pass --providers FILE (how each provider runs: `gauntlet contracts verify --help`)"
+                            )))
+                        }
+                    }
+                }
+            }
+        };
+        ProvidersFile::load(&path).map_err(bad)
     }
 
-    fn matrix_path(&self, workspace: &Path) -> PathBuf {
-        self.matrix.clone().unwrap_or_else(|| matrix::default_path(workspace))
+    fn pact_dir(&self, file: &ProvidersFile) -> PathBuf {
+        self.pacts.clone().unwrap_or_else(|| file.pacts.clone())
+    }
+
+    fn matrix_path(&self, file: &ProvidersFile) -> PathBuf {
+        self.matrix.clone().unwrap_or_else(|| file.matrix.clone())
     }
 }
 
@@ -167,9 +195,8 @@ fn verify_cmd(args: VerifyArgs) -> Result<Outcome, CliError> {
             ))
         })?;
     }
-    let bins = binaries(&args.profile)?;
-    let workspace = bins.workspace.clone();
-    let dir = args.files.pact_dir(&workspace);
+    let file = args.files.load()?;
+    let dir = args.files.pact_dir(&file);
     let broker = match &args.broker_url {
         Some(url) => Some(broker_source(url, &args)?),
         None => None,
@@ -193,19 +220,28 @@ fn verify_cmd(args: VerifyArgs) -> Result<Outcome, CliError> {
             dir.display()
         )));
     }
-    verify::ensure_binaries(&bins, &names, !args.no_build).map_err(|e| CliError::Harness(e.into()))?;
+    let specs: Vec<&ProviderSpec> = names.iter().map(|n| file.provider(n)).collect::<Result<_, _>>().map_err(bad)?;
+    // A cargo workspace is needed only where a provider is one of its binaries.
+    let bins = if specs.iter().any(|s| matches!(s.run, ProviderRun::Binary(_))) {
+        let bins =
+            Binaries::for_dir(&file.dir, &args.profile).map_err(|e| CliError::Harness(anyhow::anyhow!("{e}")))?;
+        verify::ensure_binaries(&bins, &specs, !args.no_build).map_err(|e| CliError::Harness(e.into()))?;
+        Some(bins)
+    } else {
+        None
+    };
     let started = Instant::now();
     let tokio_rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Harness(e.into()))?;
     let reports = tokio_rt.block_on(async {
         let mut shutdown = Shutdown::listen();
-        let runs = names.iter().map(|name| {
-            let version = matrix::service_version(&workspace, name);
+        let runs = specs.iter().map(|spec| {
+            let version = file.version(&spec.name);
             let source = match &broker {
                 Some(b) => Source::Broker(b),
-                None => Source::Files(pacts.iter().filter(|p| &p.provider == name).collect()),
+                None => Source::Files(pacts.iter().filter(|p| p.provider == spec.name).collect()),
             };
-            let bins = &bins;
-            async move { verify::verify_provider(bins, runtime, name, &version, source).await }
+            let (bins, dir) = (bins.as_ref(), file.dir.as_path());
+            async move { verify::verify_provider(bins, runtime, (spec, dir), &version, source).await }
         });
         // On Ctrl-C or SIGTERM the runs are dropped, which ends every provider (and
         // removes its container).
@@ -220,7 +256,7 @@ fn verify_cmd(args: VerifyArgs) -> Result<Outcome, CliError> {
     println!("verified {} provider(s) ({} runtime) in {:.1}s", reports.len(), runtime, started.elapsed().as_secs_f64());
     write_junit(&args.junit, &reports)?;
     if broker.is_none() {
-        record(&args.files.matrix_path(&workspace), &pacts, &reports)?;
+        record(&args.files.matrix_path(&file), &pacts, &reports)?;
     }
     if reports.iter().all(ProviderReport::passed) {
         Ok(Outcome::Passed)
@@ -275,12 +311,13 @@ fn record(path: &Path, pacts: &[PactDoc], reports: &[ProviderReport]) -> Result<
 }
 
 fn can_i_deploy_cmd(args: CanIDeployArgs) -> Result<Outcome, CliError> {
-    let workspace = binaries("debug")?.workspace;
-    let dir = args.files.pact_dir(&workspace);
+    let file = args.files.load()?;
+    let dir = args.files.pact_dir(&file);
     let pacts = load_dir(&dir).map_err(bad)?;
-    let matrix = Matrix::load(&args.files.matrix_path(&workspace)).map_err(bad)?;
-    let decision =
-        can_i_deploy::decide(&workspace, &pacts, &matrix, &args.service, args.version.as_deref(), &dir).map_err(bad)?;
+    let matrix = Matrix::load(&args.files.matrix_path(&file)).map_err(bad)?;
+    let version_of = |name: &str| file.version(name);
+    let decision = can_i_deploy::decide(&version_of, &pacts, &matrix, &args.service, args.version.as_deref(), &dir)
+        .map_err(bad)?;
     print!("{}", decision.render());
     if decision.deployable() {
         Ok(Outcome::Passed)

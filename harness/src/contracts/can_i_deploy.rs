@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::matrix::{service_version, Matrix, MatrixRow, VerificationResult};
+use super::matrix::{Matrix, MatrixRow, VerificationResult};
 use super::{ContractError, PactDoc};
 
 /// What was needed for one pact, and what the matrix says.
@@ -64,10 +64,10 @@ impl Decision {
     }
 }
 
-/// Decides for `service` (at provider version `version`, default its current one) from
-/// the pacts and the matrix.
+/// Decides for `service` (at provider version `version`, default its current one,
+/// which `version_of` gives for any provider) from the pacts and the matrix.
 pub fn decide(
-    workspace: &Path,
+    version_of: &dyn Fn(&str) -> String,
     pacts: &[PactDoc],
     matrix: &Matrix,
     service: &str,
@@ -91,7 +91,7 @@ pub fn decide(
         .map(|p| {
             let provider_version = match version {
                 Some(v) if p.provider == service => v.to_string(),
-                _ => service_version(workspace, &p.provider),
+                _ => version_of(&p.provider),
             };
             let row = matrix.find(&p.consumer, &p.version, &p.provider, &provider_version).cloned();
             Requirement {
@@ -120,26 +120,31 @@ mod tests {
     #[test]
     fn every_pact_of_the_service_must_have_passed_at_these_versions() {
         let dir = tempfile::tempdir().unwrap();
-        let pacts = vec![pact("gateway", "catalog"), pact("orders", "catalog"), pact("gateway", "users")];
+        let pacts = vec![pact("web", "db"), pact("api", "db"), pact("web", "auth")];
         let (gw, ord) = (pacts[0].version.clone(), pacts[1].version.clone());
         let mut matrix = Matrix::default();
-        matrix.record(MatrixRow::now("gateway", &gw, "catalog", "v1", true));
-        let d = decide(dir.path(), &pacts, &matrix, "catalog", Some("v1"), dir.path()).unwrap();
+        matrix.record(MatrixRow::now("web", &gw, "db", "v1", true));
+        let d = decide(&|_: &str| "v0".to_string(), &pacts, &matrix, "db", Some("v1"), dir.path()).unwrap();
         assert_eq!(d.requirements.len(), 2);
-        assert!(!d.deployable(), "orders->catalog was never verified");
-        matrix.record(MatrixRow::now("orders", &ord, "catalog", "v1", true));
-        assert!(decide(dir.path(), &pacts, &matrix, "catalog", Some("v1"), dir.path()).unwrap().deployable());
-        matrix.record(MatrixRow::now("orders", &ord, "catalog", "v1", false));
-        let d = decide(dir.path(), &pacts, &matrix, "catalog", Some("v1"), dir.path()).unwrap();
+        assert!(!d.deployable(), "api->db was never verified");
+        matrix.record(MatrixRow::now("api", &ord, "db", "v1", true));
+        assert!(decide(&|_: &str| "v0".to_string(), &pacts, &matrix, "db", Some("v1"), dir.path())
+            .unwrap()
+            .deployable());
+        matrix.record(MatrixRow::now("api", &ord, "db", "v1", false));
+        let d = decide(&|_: &str| "v0".to_string(), &pacts, &matrix, "db", Some("v1"), dir.path()).unwrap();
         assert!(!d.deployable());
         assert!(d.render().contains("FAILED"), "{}", d.render());
-        assert!(!decide(dir.path(), &pacts, &matrix, "catalog", Some("v2"), dir.path()).unwrap().deployable());
+        assert!(!decide(&|_: &str| "v0".to_string(), &pacts, &matrix, "db", Some("v2"), dir.path())
+            .unwrap()
+            .deployable());
     }
 
     #[test]
     fn an_unknown_service_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let err = decide(dir.path(), &[pact("a", "b")], &Matrix::default(), "zed", None, dir.path()).unwrap_err();
+        let err = decide(&|_: &str| "v0".to_string(), &[pact("a", "b")], &Matrix::default(), "zed", None, dir.path())
+            .unwrap_err();
         assert!(err.to_string().contains("\"zed\"") && err.to_string().contains("known: a, b"), "{err}");
     }
 }

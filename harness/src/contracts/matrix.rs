@@ -1,12 +1,10 @@
 //! The verification matrix: which consumer version was verified against which provider
 //! version, with what result and when (`contracts/verifications.json`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::ContractError;
 
@@ -28,7 +26,7 @@ pub struct MatrixRow {
     /// The content hash of the pact.
     pub consumer_version: String,
     pub provider: String,
-    /// A hash of the provider's source (see [`service_version`]), or its crate version
+    /// A hash of the provider's source (see [`super::providers::source_version`]), or the version its file gives
     /// outside git.
     pub provider_version: String,
     pub result: VerificationResult,
@@ -114,40 +112,6 @@ impl Matrix {
                 && r.provider_version == provider_version
         })
     }
-}
-
-/// The version of service `name` in `workspace`: a hash of its source (its crate and the
-/// shared kit, every file git tracks or would track), so the version changes exactly
-/// when the provider's code does, and is the same before and after a commit. Outside
-/// git, the crate version.
-pub fn service_version(workspace: &Path, name: &str) -> String {
-    let paths = [format!("services/{name}"), "services/kit".to_string()];
-    let mut args = vec!["ls-files", "--cached", "--others", "--exclude-standard", "-z", "--"];
-    args.extend(paths.iter().map(String::as_str));
-    let listed = Command::new("git").args(&args).current_dir(workspace).output();
-    let files = match listed {
-        Ok(out) if out.status.success() && !out.stdout.is_empty() => out.stdout,
-        _ => return format!("{}@{}", name, env!("CARGO_PKG_VERSION")),
-    };
-    let mut names: Vec<&[u8]> = files.split(|b| *b == 0).filter(|f| !f.is_empty()).collect();
-    names.sort();
-    names.dedup();
-    let mut h = Sha256::new();
-    for file in names {
-        let path = workspace.join(String::from_utf8_lossy(file).as_ref());
-        // A tracked file deleted in the work tree hashes as absent.
-        let content = std::fs::read(&path).unwrap_or_default();
-        h.update(file);
-        h.update((content.len() as u64).to_le_bytes());
-        h.update(&content);
-    }
-    let digest: String = h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("src-{digest}")
-}
-
-/// The default matrix file of a workspace.
-pub fn default_path(workspace: &Path) -> PathBuf {
-    workspace.join(super::MATRIX_FILE)
 }
 
 #[cfg(test)]

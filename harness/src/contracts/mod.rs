@@ -2,29 +2,24 @@
 //! matrix, `can-i-deploy`, a breaking-change diff of pact files, and an optional Pact
 //! Broker as the source of pacts and the sink of results.
 //!
-//! The consumer tests (`services/orders/tests/pact_consumer.rs`,
-//! `services/gateway/tests/pact_consumer.rs`, and the message pact of
-//! `services/notifications/tests/pact_consumer.rs`) write one pact per edge into
-//! `contracts/pacts/`. [`verify`] starts each provider in contract-test mode and replays
-//! every interaction that names it (HTTP requests, and asynchronous messages asked of
-//! the provider's message endpoint); [`matrix`] records who was verified against whom, at
-//! which versions; [`can_i_deploy`] answers from that record.
+//! Consumer tests (of any Pact implementation: pact_consumer, pact-python, pact-js...)
+//! write one pact per edge into a folder. The providers file ([`providers`]) says how
+//! each provider runs and where its pacts and matrix are; [`verify`] starts each provider
+//! and replays every interaction that names it (HTTP requests, and asynchronous messages
+//! asked of the provider's message endpoint); [`matrix`] records who was verified
+//! against whom, at which versions; [`can_i_deploy`] answers from that record.
 
 pub mod broker;
 pub mod can_i_deploy;
 pub mod diff;
 pub mod matrix;
+pub mod providers;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-/// Where the consumer tests write their pacts, relative to the workspace.
-pub const PACT_DIR: &str = "contracts/pacts";
-/// The verification matrix, relative to the workspace.
-pub const MATRIX_FILE: &str = "contracts/verifications.json";
 
 /// What can go wrong reading contracts; every message names the file and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,16 @@
-//! Provider verification: start a provider in contract-test mode, replay every
-//! interaction of every pact that names it with `pact_verifier`, and say which passed.
+//! Provider verification: start a provider as the providers file says
+//! ([`super::providers`]), replay every interaction of every pact that names it with
+//! `pact_verifier`, and say which passed.
 //!
-//! Each provider runs on its own, with a fresh database and `SHOP_CONTRACT_TEST=1`, so
-//! it serves the provider-state endpoint `POST /_pact/state` and, for the asynchronous
-//! message interactions of message pacts, the message endpoint `POST /_pact/message`
-//! (the verifier posts the interaction's description there and compares the answer, the
-//! message the provider would publish, with the pact): as a process
-//! (`target/<profile>/shop-<name>`) on a free loopback port, or as a container built
-//! locally from that binary (see [`crate::cluster::images`]) with its port published
-//! on 127.0.0.1. Its upstreams point at a closed port: a provider's own calls are not
-//! part of the contract under test.
+//! Each provider runs on its own, with a fresh database and the environment the file
+//! gives it (a contract-test mode is turned on there, if it has one): a `binary` or `command`
+//! as a process on a free loopback port, a `binary` as a container built locally from it
+//! (see [`crate::cluster::images`]) with its port published on 127.0.0.1, or a `url`
+//! already serving. Provider states are set up (and torn down) by POSTing the standard
+//! Pact body, `{"state", "params", "action"}`, to its `states` path; for the
+//! asynchronous message interactions of message pacts, the verifier posts the
+//! interaction's description to its `messages` path and compares the answer, the
+//! message the provider would publish, with the pact.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -32,59 +33,22 @@ use crate::cluster::images::image_for;
 use crate::cluster::readiness::{poll_ready, tail};
 
 use super::broker::BrokerSource;
+use super::providers::{ProviderRun, ProviderSpec};
 use super::PactDoc;
 
 /// How long a provider may take to answer `/ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one replayed request (or state change) may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Turns a service's contract-test mode on (`shop_kit::contract::TEST_MODE_ENV`; the
-/// harness does not link the services).
-pub const TEST_MODE_ENV: &str = "SHOP_CONTRACT_TEST";
-/// A service's provider-state endpoint in contract-test mode (`shop_kit::contract::STATE_PATH`).
-pub const STATE_PATH: &str = "/_pact/state";
-/// A message provider's endpoint in contract-test mode, where the verifier asks for the
-/// message an interaction describes (`shop_kit::contract::MESSAGE_PATH`).
-pub const MESSAGE_PATH: &str = "/_pact/message";
 /// The label on a provider's container: `docker ps --filter label=dev.gauntlet.verify`
 /// finds any that a killed `gauntlet` left behind.
 pub const CONTAINER_LABEL: &str = "dev.gauntlet.verify";
 /// The label naming the `gauntlet` process that started a provider's container.
 pub const OWNER_LABEL: &str = "dev.gauntlet.owner-pid";
-/// Where every upstream of a provider under verification points: nothing listens there.
-const NOWHERE: &str = "http://127.0.0.1:9";
 /// The port a provider listens on inside its container.
 const CONTAINER_PORT: u16 = 8080;
 /// How many lines of a provider's log an error quotes.
 const LOG_LINES: usize = 20;
-
-/// The environment a provider needs beyond the defaults to honour the pacts' states.
-fn provider_env(name: &str) -> &'static [(&'static str, &'static str)] {
-    match name {
-        // "payments decline amounts over 5000".
-        "payments" => &[("SHOP_PAYMENTS_DECLINE_OVER", "5000")],
-        // "the saga's upstreams are slow": a new order answers 202 PENDING at once.
-        "orders" => &[("SHOP_ORDERS_INLINE_DEADLINE", "100ms")],
-        _ => &[],
-    }
-}
-
-/// The environment of provider `name` in contract-test mode with its database at `db`,
-/// whatever runs it (the listening address comes on top).
-fn contract_env(name: &str, db: &str) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> =
-        [(TEST_MODE_ENV, "1"), ("SHOP_DEV_DEFAULTS", "1"), ("SHOP_LOG", "warn"), ("SHOP_DB", db)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-    for upstream in ["USERS", "CATALOG", "ORDERS", "PAYMENTS"] {
-        env.insert(format!("SHOP_UPSTREAM_{upstream}"), NOWHERE.to_string());
-    }
-    for (k, v) in provider_env(name) {
-        env.insert(k.to_string(), v.to_string());
-    }
-    env
-}
 
 /// Where the providers under verification run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,9 +72,9 @@ impl fmt::Display for ProviderRuntime {
 /// Why verification could not run (as opposed to running and failing).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("could not find or build shop-{provider}: {detail}")]
+    #[error("could not find or build the binary of provider {provider}: {detail}")]
     Binary { provider: String, detail: String },
-    #[error("could not start shop-{provider}: {detail}")]
+    #[error("could not start provider {provider}: {detail}")]
     Start { provider: String, detail: String },
     #[error("verifying {provider} failed to run: {detail}")]
     Verifier { provider: String, detail: String },
@@ -172,50 +136,102 @@ impl ProviderReport {
 pub enum ProviderUnderTest {
     Process(ProviderProcess),
     Container(ProviderContainer),
+    /// A provider that was already serving (`url`): nothing to start or end.
+    Serving {
+        host: String,
+        port: u16,
+        scheme: String,
+    },
 }
 
 impl ProviderUnderTest {
-    /// Starts `shop-<name>` on `runtime` and waits until it is ready.
-    pub async fn start(runtime: ProviderRuntime, binaries: &Binaries, name: &str) -> Result<Self, VerifyError> {
-        let mut provider = match runtime {
-            ProviderRuntime::Process => Self::Process(ProviderProcess::start(binaries, name)?),
-            ProviderRuntime::Docker => Self::Container(ProviderContainer::start(binaries, name).await?),
-        };
-        if let Err(e) = provider.wait_ready(name).await {
+    /// Starts provider `spec` on `runtime` (its binary from `binaries`) and waits until
+    /// it is ready; one that serves already (`url`) is only checked for readiness.
+    pub async fn start(
+        runtime: ProviderRuntime,
+        binaries: Option<&Binaries>,
+        spec: &ProviderSpec,
+        dir: &Path,
+    ) -> Result<Self, VerifyError> {
+        let name = spec.name.as_str();
+        let err = |detail: String| VerifyError::Start { provider: name.to_string(), detail };
+        let no_binaries = || err("its binary has no cargo workspace to be built in".into());
+        let mut provider =
+            match (&spec.run, runtime) {
+                (ProviderRun::Url(url), _) => {
+                    let u = reqwest::Url::parse(url).map_err(|e| err(format!("url {url:?}: {e}")))?;
+                    let port = u.port_or_known_default().ok_or_else(|| err(format!("url {url:?} has no port")))?;
+                    let host = u.host_str().unwrap_or("127.0.0.1").to_string();
+                    Self::Serving { host, port, scheme: u.scheme().to_string() }
+                }
+                (ProviderRun::Binary(b), ProviderRuntime::Process) => {
+                    let program = binaries.ok_or_else(no_binaries)?.path(b);
+                    Self::Process(ProviderProcess::start(spec, vec![program.display().to_string()], dir)?)
+                }
+                (ProviderRun::Command(c), ProviderRuntime::Process) => {
+                    Self::Process(ProviderProcess::start(spec, c.clone(), dir)?)
+                }
+                (ProviderRun::Binary(b), ProviderRuntime::Docker) => {
+                    Self::Container(ProviderContainer::start(&binaries.ok_or_else(no_binaries)?.path(b), spec).await?)
+                }
+                (ProviderRun::Command(_), ProviderRuntime::Docker) => return Err(err(
+                    "a `command` provider runs as a process: verify it with --runtime process, or give it a `binary`"
+                        .into(),
+                )),
+            };
+        if let Err(e) = provider.wait_ready(spec).await {
             provider.stop().await;
             return Err(e);
         }
         Ok(provider)
     }
 
-    /// The port the provider answers on, on 127.0.0.1.
+    /// The host the provider answers on (127.0.0.1 unless it was already serving).
+    pub fn host(&self) -> &str {
+        match self {
+            Self::Serving { host, .. } => host,
+            _ => "127.0.0.1",
+        }
+    }
+
+    /// The port the provider answers on.
     pub fn port(&self) -> u16 {
         match self {
             Self::Process(p) => p.port,
             Self::Container(c) => c.host_port,
+            Self::Serving { port, .. } => *port,
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<host>:<port>`.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port())
+        let scheme = match self {
+            Self::Serving { scheme, .. } => scheme.as_str(),
+            _ => "http",
+        };
+        format!("{scheme}://{}:{}", self.host(), self.port())
     }
 
-    /// The last lines the provider logged, indented.
+    /// The last lines the provider logged, indented (none for one already serving).
     pub fn log_tail(&self) -> String {
-        tail(self.log(), LOG_LINES)
-    }
-
-    fn log(&self) -> &Path {
-        match self {
-            Self::Process(p) => &p.log,
-            Self::Container(c) => &c.log,
+        match self.log() {
+            Some(log) => tail(log, LOG_LINES),
+            None => "    (it was already serving: its log is its own)".into(),
         }
     }
 
-    async fn wait_ready(&mut self, name: &str) -> Result<(), VerifyError> {
-        let url = format!("{}/ready", self.base_url());
-        let node = format!("shop-{name}");
+    fn log(&self) -> Option<&Path> {
+        match self {
+            Self::Process(p) => Some(&p.log),
+            Self::Container(c) => Some(&c.log),
+            Self::Serving { .. } => None,
+        }
+    }
+
+    async fn wait_ready(&mut self, spec: &ProviderSpec) -> Result<(), VerifyError> {
+        let name = spec.name.as_str();
+        let url = format!("{}{}", self.base_url(), spec.ready);
+        let node = format!("provider {name}");
         let ready = match self {
             Self::Process(p) => {
                 let child = &mut p.child;
@@ -227,6 +243,10 @@ impl ProviderUnderTest {
             }
             Self::Container(c) => {
                 poll_ready(&node, &url, READY_TIMEOUT, &c.log, exit_probe(c.container.id().to_string())).await
+            }
+            Self::Serving { .. } => {
+                let log = std::env::temp_dir().join("gauntlet-no-log");
+                poll_ready(&node, &url, READY_TIMEOUT, &log, || None).await
             }
         };
         ready.map_err(|e| VerifyError::Start { provider: name.to_string(), detail: e.to_string() })
@@ -240,9 +260,10 @@ impl ProviderUnderTest {
             }
             Self::Container(c) => {
                 if let Err(e) = (*c.container).rm().await {
-                    eprintln!("warning: could not remove the container of shop-{}: {e}", c.name);
+                    eprintln!("warning: could not remove the container of provider {}: {e}", c.name);
                 }
             }
+            Self::Serving { .. } => {}
         }
     }
 }
@@ -256,23 +277,31 @@ pub struct ProviderProcess {
 }
 
 impl ProviderProcess {
-    /// Starts `shop-<name>` on a free loopback port (it may not be ready yet).
-    fn start(binaries: &Binaries, name: &str) -> Result<Self, VerifyError> {
+    /// Starts `argv` (`{port}` filled in; a relative program is `dir`'s) for provider
+    /// `spec` on a free loopback port, in a fresh folder (it may not be ready yet).
+    fn start(spec: &ProviderSpec, argv: Vec<String>, dir: &Path) -> Result<Self, VerifyError> {
+        let name = spec.name.as_str();
         let err = |detail: String| VerifyError::Start { provider: name.to_string(), detail };
-        let binary = binaries.path(&format!("shop-{name}"));
-        let dir = tempfile::tempdir().map_err(|e| err(format!("a temporary folder: {e}")))?;
+        let scratch = tempfile::tempdir().map_err(|e| err(format!("a temporary folder: {e}")))?;
         let port = free_port().map_err(|e| err(format!("finding a free port: {e}")))?;
-        let log = dir.path().join(format!("{name}.log"));
+        let log = scratch.path().join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).map_err(|e| err(format!("creating {}: {e}", log.display())))?;
-        let db = dir.path().join(format!("{name}.db"));
-        let mut cmd = Command::new(&binary);
-        cmd.envs(contract_env(name, &db.display().to_string()))
-            .env("SHOP_BIND", "127.0.0.1")
-            .env("SHOP_PORT", port.to_string());
+        let db = scratch.path().join(format!("{name}.db"));
+        let argv: Vec<String> = argv.into_iter().map(|a| a.replace("{port}", &port.to_string())).collect();
+        let program = PathBuf::from(&argv[0]);
+        let program = if program.components().count() > 1 && program.is_relative() {
+            std::path::absolute(dir.join(&program)).unwrap_or(program)
+        } else {
+            program
+        };
+        let mut env = spec.env.clone();
+        spec.env_names.fill(&mut env, port, "127.0.0.1", Some(db.display().to_string()));
+        let mut cmd = Command::new(&program);
+        cmd.args(&argv[1..]).envs(env).current_dir(dir);
         let stderr = log_file.try_clone().map_err(|e| err(e.to_string()))?;
         cmd.stdin(Stdio::null()).stdout(log_file).stderr(stderr).kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| err(format!("running {}: {e}", binary.display())))?;
-        Ok(Self { port, child, log, _dir: dir })
+        let child = cmd.spawn().map_err(|e| err(format!("running {}: {e}", program.display())))?;
+        Ok(Self { port, child, log, _dir: scratch })
     }
 }
 
@@ -288,26 +317,28 @@ pub struct ProviderContainer {
 }
 
 impl ProviderContainer {
-    /// Builds (or reuses) the image of `shop-<name>` and starts a container of it (it
-    /// may not be ready yet). The harness's own `SHOP_*` variables pass through, as a
-    /// process inherits them (`SHOP_CONTRACT_BREAK`, for one).
-    async fn start(binaries: &Binaries, name: &str) -> Result<Self, VerifyError> {
+    /// Builds (or reuses) the image of `binary` and starts a container of it for
+    /// provider `spec` (it may not be ready yet). The harness's own variables whose
+    /// names start with one of the spec's `pass_env` prefixes pass through, as a process
+    /// inherits them (a break switch a test sets, for one).
+    async fn start(binary: &Path, spec: &ProviderSpec) -> Result<Self, VerifyError> {
+        let name = spec.name.as_str();
         let err = |detail: String| VerifyError::Start { provider: name.to_string(), detail };
-        let image = image_for(&binaries.path(&format!("shop-{name}"))).await.map_err(|e| err(e.to_string()))?;
+        let image = image_for(binary).await.map_err(|e| err(e.to_string()))?;
         let dir = tempfile::tempdir().map_err(|e| err(format!("a temporary folder: {e}")))?;
         let log = dir.path().join(format!("{name}.log"));
-        let mut env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("SHOP_")).collect();
-        env.extend(contract_env(name, &format!("{DATA_DIR}/{name}.db")));
+        let mut env: BTreeMap<String, String> =
+            std::env::vars().filter(|(k, _)| spec.pass_env.iter().any(|p| k.starts_with(p.as_str()))).collect();
+        env.extend(spec.env.clone());
+        if let Some(db) = &spec.env_names.database {
+            env.insert(db.clone(), format!("{DATA_DIR}/{name}.db"));
+        }
         let started = ServiceContainer {
             image,
             port: CONTAINER_PORT,
             args: Vec::new(),
             env,
-            env_names: crate::cluster::spec::EnvNames {
-                port: Some("SHOP_PORT".into()),
-                bind: Some("SHOP_BIND".into()),
-                database: None,
-            },
+            env_names: crate::cluster::spec::EnvNames { database: None, ..spec.env_names.clone() },
             log: log.clone(),
             data: DataDir::Scratch,
             name: None,
@@ -334,12 +365,22 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Makes sure the binaries of `providers` are built from the current source (the
+/// Makes sure the `binary` of each of `providers` is built from the current source (the
 /// matrix records a hash of that source as the provider version): `cargo build`, a
 /// no-op when they are fresh; with `rebuild` false, only the missing ones are built.
-pub fn ensure_binaries(binaries: &Binaries, providers: &[String], rebuild: bool) -> Result<(), VerifyError> {
-    let names: Vec<String> = providers.iter().map(|p| format!("shop-{p}")).collect();
-    let failed = |detail: String| VerifyError::Binary { provider: providers.join(", "), detail };
+pub fn ensure_binaries(binaries: &Binaries, providers: &[&ProviderSpec], rebuild: bool) -> Result<(), VerifyError> {
+    let names: Vec<String> = providers
+        .iter()
+        .filter_map(|p| match &p.run {
+            ProviderRun::Binary(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    let failed = |detail: String| VerifyError::Binary { provider: shown.join(", "), detail };
     if !rebuild {
         return binaries.ensure(&names, &|msg| eprintln!("{msg}")).map_err(|e| failed(e.to_string()));
     }
@@ -368,21 +409,23 @@ pub fn ensure_binaries(binaries: &Binaries, providers: &[String], rebuild: bool)
 /// the results to the broker (broker sources only). The provider is ended afterwards,
 /// whatever happened.
 pub async fn verify_provider(
-    binaries: &Binaries,
+    binaries: Option<&Binaries>,
     runtime: ProviderRuntime,
-    provider: &str,
+    (spec, dir): (&ProviderSpec, &Path),
     provider_version: &str,
     source: Source<'_>,
 ) -> Result<ProviderReport, VerifyError> {
     let started = Instant::now();
-    let under_test = ProviderUnderTest::start(runtime, binaries, provider).await?;
+    let provider = spec.name.as_str();
+    let under_test = ProviderUnderTest::start(runtime, binaries, spec, dir).await?;
     let (sources, publish) = match &source {
         Source::Files(pacts) => {
             (pacts.iter().map(|p| PactSource::File(p.path.display().to_string())).collect::<Vec<_>>(), None)
         }
         Source::Broker(broker) => (vec![broker.pact_source(provider)], broker.publish_options(provider_version)),
     };
-    let replayed = replay(provider, under_test.port(), sources, publish.as_ref()).await.map_err(|e| match e {
+    let at = (under_test.host().to_string(), under_test.port());
+    let replayed = replay(spec, at, sources, publish.as_ref()).await.map_err(|e| match e {
         VerifyError::Verifier { provider, detail } => {
             VerifyError::Verifier { provider, detail: format!("{detail}\nits log ends:\n{}", under_test.log_tail()) }
         }
@@ -395,28 +438,31 @@ pub async fn verify_provider(
     Ok(report)
 }
 
-/// Replays `sources` against the provider listening on `port`.
+/// Replays `sources` against provider `spec` answering at `host:port`.
 pub async fn replay(
-    provider: &str,
-    port: u16,
+    spec: &ProviderSpec,
+    (host, port): (String, u16),
     sources: Vec<PactSource>,
     publish: Option<&PublishOptions>,
 ) -> Result<ProviderReport, VerifyError> {
+    let provider = spec.name.as_str();
+    let mut transports =
+        vec![ProviderTransport { transport: "http".into(), port: Some(port), path: None, scheme: Some("http".into()) }];
+    if let Some(path) = &spec.messages {
+        // Asynchronous messages: pact_verifier posts `{description, providerStates}` here.
+        transports.push(ProviderTransport {
+            transport: "message".into(),
+            port: Some(port),
+            path: Some(path.clone()),
+            scheme: Some("http".into()),
+        });
+    }
     #[allow(deprecated)]
     let info = ProviderInfo {
         name: provider.to_string(),
-        host: "127.0.0.1".to_string(),
+        host: host.clone(),
         port: Some(port),
-        transports: vec![
-            ProviderTransport { transport: "http".into(), port: Some(port), path: None, scheme: Some("http".into()) },
-            // Asynchronous messages: pact_verifier posts `{description, providerStates}` here.
-            ProviderTransport {
-                transport: "message".into(),
-                port: Some(port),
-                path: Some(MESSAGE_PATH.into()),
-                scheme: Some("http".into()),
-            },
-        ],
+        transports,
         ..ProviderInfo::default()
     };
     let options = VerificationOptions::<NullRequestFilterExecutor> {
@@ -426,9 +472,10 @@ pub async fn replay(
         broker_request_retries: 1,
         ..VerificationOptions::default()
     };
+    // The standard state change: `{"state", "params", "action": "setup"|"teardown"}`.
     let states = Arc::new(HttpRequestProviderStateExecutor {
-        state_change_url: Some(format!("http://127.0.0.1:{port}{}", STATE_PATH)),
-        state_change_teardown: false,
+        state_change_url: spec.states.as_ref().map(|path| format!("http://{host}:{port}{path}")),
+        state_change_teardown: spec.teardown,
         state_change_body: true,
         retries: 0,
     });
@@ -561,15 +608,7 @@ mod tests {
     }
 
     #[test]
-    fn a_provider_gets_the_same_contract_environment_whatever_runs_it() {
-        let env = contract_env("payments", "/data/payments.db");
-        assert_eq!(env[TEST_MODE_ENV], "1");
-        assert_eq!(env["SHOP_DB"], "/data/payments.db");
-        assert_eq!(env["SHOP_PAYMENTS_DECLINE_OVER"], "5000");
-        for upstream in ["USERS", "CATALOG", "ORDERS", "PAYMENTS"] {
-            assert_eq!(env[&format!("SHOP_UPSTREAM_{upstream}")], NOWHERE);
-        }
-        assert!(!env.contains_key("SHOP_BIND") && !env.contains_key("SHOP_PORT"), "each runtime sets its own");
+    fn runtimes_are_named_as_the_flag_writes_them() {
         assert_eq!(ProviderRuntime::default().to_string(), "process");
         assert_eq!(ProviderRuntime::Docker.to_string(), "docker");
     }
