@@ -119,7 +119,7 @@ mod tests {
     use super::*;
 
     fn row(cv: &str, pv: &str, passed: bool) -> MatrixRow {
-        MatrixRow::now("orders", cv, "catalog", pv, passed)
+        MatrixRow::now("api", cv, "db", pv, passed)
     }
 
     #[test]
@@ -129,8 +129,8 @@ mod tests {
         m.record(row("a", "2", true));
         m.record(row("a", "1", false));
         assert_eq!(m.rows.len(), 2);
-        assert_eq!(m.find("orders", "a", "catalog", "1").unwrap().result, VerificationResult::Failed);
-        assert!(m.find("orders", "b", "catalog", "1").is_none());
+        assert_eq!(m.find("api", "a", "db", "1").unwrap().result, VerificationResult::Failed);
+        assert!(m.find("api", "b", "db", "1").is_none());
     }
 
     #[test]

@@ -149,9 +149,9 @@ mod tests {
 
     #[test]
     fn a_pact_names_its_edge_and_hashes_its_content() {
-        let text = br#"{"consumer": {"name": "orders"}, "provider": {"name": "catalog"}, "interactions": []}"#;
+        let text = br#"{"consumer": {"name": "api"}, "provider": {"name": "db"}, "interactions": []}"#;
         let p = PactDoc::parse(Path::new("x.json"), text).unwrap();
-        assert_eq!(p.edge(), "orders->catalog");
+        assert_eq!(p.edge(), "api->db");
         assert_eq!(p.version.len(), 16);
         assert_ne!(p.version, content_version(b"{}"));
     }

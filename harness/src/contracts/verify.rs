@@ -597,8 +597,8 @@ mod tests {
 
     fn outcome(description: &str, failure: Option<&str>) -> InteractionOutcome {
         InteractionOutcome {
-            consumer: "gateway".into(),
-            provider: "catalog".into(),
+            consumer: "web".into(),
+            provider: "db".into(),
             description: description.into(),
             states: vec!["products 1 to 100 exist".into()],
             failure: failure.map(str::to_string),
@@ -616,14 +616,14 @@ mod tests {
     #[test]
     fn the_table_and_junit_show_each_interaction() {
         let report = ProviderReport {
-            provider: "catalog".into(),
+            provider: "db".into(),
             provider_version: "abc".into(),
             interactions: vec![outcome("get a product", None), outcome("list <products>", Some("$.name missing"))],
             elapsed: Duration::from_millis(20),
         };
         assert!(!report.passed());
         let table = render_table(std::slice::from_ref(&report));
-        assert!(table.contains("gateway->catalog") && table.contains("FAILED: $.name missing"), "{table}");
+        assert!(table.contains("web->db") && table.contains("FAILED: $.name missing"), "{table}");
         assert!(table.ends_with("2 interactions, 1 failed\n"), "{table}");
         let xml = junit_xml(&[report]);
         assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");

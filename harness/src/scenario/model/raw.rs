@@ -220,7 +220,7 @@ pub(super) struct RawSlo {
     pub(super) abort_after: Option<Spanned<String>>,
     /// For `ok_share(f where /pointer == value)`: an `ok` operation whose answer did not
     /// match counts if a final read shows it matching since, e.g.
-    /// { read = "orders-state", items = "/orders", by = "/id" }.
+    /// { read = "store-state", items = "/items", by = "/id" }.
     #[schemars(with = "Option<RawConfirm>")]
     pub(super) confirm: Option<Spanned<RawConfirm>>,
 }
