@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use gauntlet::cluster::spec::{fill_placeholders, Probe};
+use gauntlet::cluster::spec::{Fill, Probe};
 use gauntlet::cluster::{ClusterSpec, Edge, RunSpec};
 
 fn shop_file() -> std::path::PathBuf {
@@ -58,9 +58,47 @@ fn the_events_cluster_file_adds_a_broker_node_behind_the_proxy() {
 
 #[test]
 fn placeholders_are_filled_in_per_node() {
-    let cmd: Vec<String> = ["srv", "--port={port}", "{host}:{port}", "{data_dir}/store"].map(String::from).to_vec();
-    let filled = fill_placeholders(&cmd, "127.0.0.1", 7010, Path::new("/runs/r/data/broker-0"));
+    let fill = Fill {
+        host: "127.0.0.1".into(),
+        port: 7010,
+        data_dir: Path::new("/runs/r/data/broker-0").to_path_buf(),
+        upstreams: [("db".to_string(), vec!["redis://127.0.0.1:21001".to_string(), "redis://127.0.0.1:21002".into()])]
+            .into(),
+    };
+    let cmd = ["srv", "--port={port}", "{host}:{port}", "{data_dir}/store"];
+    let filled: Vec<String> = cmd.iter().map(|a| fill.fill(a)).collect();
     assert_eq!(filled, ["srv", "--port=7010", "127.0.0.1:7010", "/runs/r/data/broker-0/store"]);
+    // A provider's slots, and literal braces.
+    let config = "{{\"db\": \"{upstream.db.host}:{upstream.db.port}\", \"all\": \"{upstream.db.urls}\", \"first\": \"{upstream.db.url}\"}}";
+    assert_eq!(
+        fill.fill(config),
+        r#"{"db": "127.0.0.1:21001", "all": "redis://127.0.0.1:21001,redis://127.0.0.1:21002", "first": "redis://127.0.0.1:21001"}"#
+    );
+}
+
+#[test]
+fn a_config_file_template_is_read_with_the_file_and_checked_for_its_placeholders() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "name = \"c\"\ningress = \"a\"\nedges = [\"a->b\"]\n[services.a]\ncommand = [\"srv\", \"{data_dir}/a.conf\"]\nport = 7000\nfiles = { \"a.conf\" = \"a.conf.in\" }\nenv = { B = \"{upstream.b.url}\" }\n[services.b]\nbinary = \"y\"\nport = 7001\n";
+    std::fs::write(dir.path().join("a.conf.in"), "upstream {upstream.b.host}:{upstream.b.port} {{ }}\n").unwrap();
+    let spec = ClusterSpec::parse(text, &dir.path().join("c.toml")).unwrap();
+    let a = spec.service("a").unwrap();
+    assert_eq!(a.files, [("a.conf".to_string(), "upstream {upstream.b.host}:{upstream.b.port} {{ }}\n".to_string())]);
+    // A provider the service does not call, a part that does not exist, a stray brace.
+    for (template, what) in [
+        ("{upstream.c.host}", "calls no `c`"),
+        ("{upstream.b.address}", "host, port, url or urls"),
+        ("a { b", "without its '}'"),
+    ] {
+        std::fs::write(dir.path().join("a.conf.in"), template).unwrap();
+        let e = ClusterSpec::parse(text, &dir.path().join("c.toml")).unwrap_err().to_string();
+        assert!(e.contains(":7:9:") && e.contains(what), "{e}");
+    }
+    let e = ClusterSpec::parse(&text.replace("a.conf.in", "missing.in"), &dir.path().join("c.toml")).unwrap_err();
+    assert!(e.to_string().contains("missing.in"), "{e}");
+    let e = ClusterSpec::parse(&text.replace("{upstream.b.url}", "{upstream.a.url}"), &dir.path().join("c.toml"))
+        .unwrap_err();
+    assert!(e.to_string().contains("calls no `a`"), "{e}");
 }
 
 const BASE: &str = r#"name = "c"

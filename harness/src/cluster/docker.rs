@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use super::ledger::{self, Ledger, LedgerEntry};
 use super::plan::{ClusterPlan, NodeId, Slot, CLIENT};
 use super::readiness::{levels, poll_ready};
 use super::runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
-use super::spec::{fill_placeholders, RunSpec};
+use super::spec::{Fill, RunSpec};
 use super::wiring::{self, SlotAddressing, Wiring};
 use crate::faults::client::ToxiproxyClient;
 
@@ -245,12 +245,25 @@ impl DockerRuntime {
             env.insert(name.clone(), format!("{DATA_DIR}/{}.db", node.service.name));
         }
         env.extend(self.upstreams.get(id).cloned().unwrap_or_default());
-        // A command's arguments, filled in for the container: it listens on every
-        // interface of its own network namespace and keeps its files in the data mount.
-        let args = match (&node.service.run, &node.service.image) {
-            (RunSpec::Command(c), None) => {
-                fill_placeholders(c, "0.0.0.0", node.service.port, Path::new(DATA_DIR)).split_off(1)
+        // Placeholders, filled in for the container: it listens on every interface of its
+        // own network namespace and keeps its files in the data mount.
+        let fill = Fill {
+            host: "0.0.0.0".into(),
+            port: node.service.port,
+            data_dir: PathBuf::from(DATA_DIR),
+            upstreams: Fill::upstreams_of(&self.plan.spec, &node.service.name, self.upstreams.get(id)),
+        };
+        let env = env.into_iter().map(|(k, v)| (k, fill.fill(&v))).collect();
+        for (name, template) in &node.service.files {
+            let path = data.join(name);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
             }
+            std::fs::write(&path, fill.fill(template))
+                .map_err(RuntimeError::io(format!("writing {}", path.display())))?;
+        }
+        let args = match (&node.service.run, &node.service.image) {
+            (RunSpec::Command(c), None) => c.iter().map(|a| fill.fill(a)).collect::<Vec<_>>().split_off(1),
             _ => Vec::new(),
         };
         let started = ServiceContainer {

@@ -15,7 +15,7 @@ use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
 use super::plan::{ClusterPlan, NodeId, NodePlan};
 use super::readiness::{levels, poll_ready, wait_ready};
 use super::runtime::{NodeOp, NodeState, NodeStatus, Readiness, Runtime, RuntimeError};
-use super::spec::{fill_placeholders, RunSpec};
+use super::spec::{Fill, RunSpec};
 use super::wiring::{self, Wiring};
 
 /// How long a gracefully stopped node may take before it is killed.
@@ -93,12 +93,23 @@ impl ProcessRuntime {
         self.wiring.api_url()
     }
 
-    fn program(&self, node: &NodePlan) -> (PathBuf, Vec<String>) {
+    /// What the placeholders of `node` stand for: its address, its data folder, and
+    /// its providers' proxy slots.
+    fn fill(&self, node: &NodePlan) -> Fill {
+        Fill {
+            host: node.addr.ip().to_string(),
+            port: node.addr.port(),
+            data_dir: node.data_dir.clone(),
+            upstreams: Fill::upstreams_of(&self.plan.spec, &node.service.name, self.upstreams.get(&node.id)),
+        }
+    }
+
+    fn program(&self, node: &NodePlan, fill: &Fill) -> (PathBuf, Vec<String>) {
         match &node.service.run {
             RunSpec::Binary(b) => (self.binaries.path(b), Vec::new()),
             RunSpec::External => (PathBuf::from("/nonexistent"), Vec::new()),
             RunSpec::Command(c) => {
-                let c = fill_placeholders(c, &node.addr.ip().to_string(), node.addr.port(), &node.data_dir);
+                let c: Vec<String> = c.iter().map(|a| fill.fill(a)).collect();
                 (self.command_program(&c[0]), c[1..].to_vec())
             }
         }
@@ -121,12 +132,23 @@ impl ProcessRuntime {
             .open(&node.log_file)
             .map_err(RuntimeError::io(format!("opening {}", node.log_file.display())))?;
         let err_log = log.try_clone().map_err(RuntimeError::io("duplicating the log file handle"))?;
-        let (program, args) = self.program(&node);
+        let fill = self.fill(&node);
+        // Config files from their templates, before the node reads them.
+        for (name, template) in &node.service.files {
+            let path = node.data_dir.join(name);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
+            }
+            std::fs::write(&path, fill.fill(template))
+                .map_err(RuntimeError::io(format!("writing {}", path.display())))?;
+        }
+        let (program, args) = self.program(&node, &fill);
+        let env: Vec<(String, String)> = node.env.iter().map(|(k, v)| (k.clone(), fill.fill(v))).collect();
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .env_clear()
             .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME" || k == "RUST_BACKTRACE"))
-            .envs(&node.env)
+            .envs(env)
             .envs(self.upstreams.get(id).into_iter().flatten())
             .current_dir(&node.data_dir)
             .stdin(Stdio::null())

@@ -58,8 +58,95 @@ impl fmt::Display for SpecError {
     }
 }
 
-/// The placeholders a `command` may hold, filled in per node when it starts.
+/// The placeholders of a node's own, filled in per node when it starts (beside
+/// `{upstream.NAME.host}`, `.port`, `.url` and `.urls` of each provider it calls).
 pub const PLACEHOLDERS: [&str; 3] = ["{port}", "{data_dir}", "{host}"];
+
+/// What a provider's placeholder may ask for: `{upstream.NAME.<part>}`.
+pub const UPSTREAM_PARTS: [&str; 4] = ["host", "port", "url", "urls"];
+
+/// What the placeholders of one node stand for: its own address and data folder, and
+/// the proxy slots of each provider it calls (one URL per provider replica).
+#[derive(Debug, Clone, Default)]
+pub struct Fill {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Provider name to its slot URLs (`scheme://host:port`).
+    pub upstreams: BTreeMap<String, Vec<String>>,
+}
+
+impl Fill {
+    /// `text` with its placeholders filled in, `{{` and `}}` standing for `{` and `}`.
+    /// Placeholders were checked when the file was read; one that names nothing known
+    /// here is left as written.
+    pub fn fill(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(i) = rest.find(['{', '}']) {
+            out.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                out.push_str(&tail[..1]);
+                rest = &tail[2..];
+                continue;
+            }
+            match (tail.starts_with('{'), tail.find('}')) {
+                (true, Some(close)) => {
+                    let name = &tail[1..close];
+                    match self.value(name) {
+                        Some(v) => out.push_str(&v),
+                        None => out.push_str(&tail[..=close]),
+                    }
+                    rest = &tail[close + 1..];
+                }
+                _ => {
+                    out.push_str(&tail[..1]);
+                    rest = &tail[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        match name {
+            "port" => return Some(self.port.to_string()),
+            "host" => return Some(self.host.clone()),
+            "data_dir" => return Some(self.data_dir.display().to_string()),
+            _ => {}
+        }
+        let (provider, part) = name.strip_prefix("upstream.")?.rsplit_once('.')?;
+        let urls = self.upstreams.get(provider)?;
+        let first = urls.first()?;
+        let authority = first.split_once("://").map_or(first.as_str(), |(_, a)| a).trim_end_matches('/');
+        let (host, port) = authority.rsplit_once(':').unwrap_or((authority, ""));
+        Some(match part {
+            "host" => host.to_string(),
+            "port" => port.to_string(),
+            "url" => first.clone(),
+            "urls" => urls.join(","),
+            _ => return None,
+        })
+    }
+
+    /// The slot URLs of each provider, from a node's upstream variables (`upstream_var`
+    /// of each provider `spec` says it calls, set to `url,url,...`).
+    pub fn upstreams_of(
+        spec: &ClusterSpec,
+        service: &str,
+        env: Option<&BTreeMap<String, String>>,
+    ) -> BTreeMap<String, Vec<String>> {
+        let Some(env) = env else { return BTreeMap::new() };
+        spec.providers_of(service)
+            .filter_map(|p| {
+                let urls = env.get(&spec.upstream_var(p))?;
+                Some((p.to_string(), urls.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect()))
+            })
+            .collect()
+    }
+}
 
 /// How a node's liveness or readiness is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +215,9 @@ pub struct ServiceSpec {
     /// The variables through which a node learns its own port, bind address and
     /// database file: none unless the file names them.
     pub env_names: EnvNames,
+    /// Config files written into the node's data folder before it starts: its name
+    /// there, and the template's text (placeholders filled in per node).
+    pub files: Vec<(String, String)>,
 }
 
 /// The environment variables a node's own port, bind address and database file are
@@ -268,12 +358,7 @@ impl ClusterSpec {
                 (Some(b), None) => {
                     return Err(at(b.span(), "`binary` is empty".into(), Some("name a cargo binary of this workspace")))
                 }
-                (None, Some(c)) if !c.get_ref().is_empty() => {
-                    check_placeholders(c.get_ref()).map_err(|m| {
-                        at(c.span(), m, Some("a command may hold {port}, {data_dir} and {host}, filled in per node"))
-                    })?;
-                    RunSpec::Command(c.get_ref().clone())
-                }
+                (None, Some(c)) if !c.get_ref().is_empty() => RunSpec::Command(c.get_ref().clone()),
                 (None, Some(c)) => {
                     return Err(at(
                         c.span(),
@@ -413,6 +498,7 @@ impl ClusterSpec {
                     .clone()
                     .unwrap_or_default()
                     .or(&svc.env_names.clone().unwrap_or_default()),
+                files: Vec::new(),
             });
         }
 
@@ -448,6 +534,45 @@ impl ClusterSpec {
             edges.push((edge, e.span()));
         }
 
+        // Placeholders, once the edges say which providers each service calls.
+        let hint = Some(
+            "{port}, {host}, {data_dir} and {upstream.NAME.host|port|url|urls} of a provider are filled in per node",
+        );
+        let mut rendered: Vec<(String, String, String)> = Vec::new();
+        for (svc_name, svc) in &raw.services {
+            let providers: Vec<&str> =
+                edges.iter().filter(|(e, _)| &e.from == svc_name).map(|(e, _)| e.to.as_str()).collect();
+            let svc = svc.get_ref();
+            if let Some(c) = &svc.command {
+                check_placeholders(c.get_ref().iter().map(String::as_str), &providers)
+                    .map_err(|m| at(c.span(), m, hint))?;
+            }
+            if let Some(env) = &svc.env {
+                check_placeholders(env.get_ref().values().map(String::as_str), &providers)
+                    .map_err(|m| at(env.span(), m, hint))?;
+            }
+            if let Some(files) = &svc.files {
+                for (target, template) in files.get_ref() {
+                    let safe = !target.is_empty()
+                        && Path::new(target).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                    if !safe {
+                        return Err(at(
+                            files.span(),
+                            format!("file {target:?} is not a plain path inside the node's data folder"),
+                            Some("name it like \"nginx.conf\" or \"conf/app.json\""),
+                        ));
+                    }
+                    let path = file.parent().unwrap_or(Path::new(".")).join(template);
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        at(files.span(), format!("template {} of {target:?}: {e}", path.display()), None)
+                    })?;
+                    check_placeholders([text.as_str()], &providers)
+                        .map_err(|m| at(files.span(), format!("template {}: {m}", path.display()), hint))?;
+                    rendered.push((svc_name.clone(), target.clone(), text));
+                }
+            }
+        }
+
         let ingress = match &raw.ingress {
             Some(i) if !known.contains(i.get_ref().as_str()) => {
                 return Err(at(
@@ -474,6 +599,11 @@ impl ClusterSpec {
                 Some("remove one edge of the cycle"),
             )
         })?;
+        for (svc, target, text) in rendered {
+            if let Some(s) = services.iter_mut().find(|s| s.name == svc) {
+                s.files.push((target, text));
+            }
+        }
         let mut by_name: BTreeMap<String, ServiceSpec> = services.into_iter().map(|s| (s.name.clone(), s)).collect();
         let services = order.iter().filter_map(|n| by_name.remove(n)).collect();
 
@@ -530,34 +660,52 @@ fn start_order(
     Ok(order)
 }
 
-/// Every `{...}` in `command` is one of [`PLACEHOLDERS`].
-fn check_placeholders(command: &[String]) -> Result<(), String> {
-    for arg in command {
-        let mut rest = arg.as_str();
-        while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}') else {
-                return Err(format!("{arg:?} has a '{{' without its '}}'"));
-            };
-            let placeholder = &rest[open..open + close + 1];
-            if !PLACEHOLDERS.contains(&placeholder) {
-                return Err(format!("unknown placeholder {placeholder} in {arg:?}"));
+/// Every `{...}` in `texts` is one of [`PLACEHOLDERS`] or `{upstream.P.part}` of a
+/// provider in `providers`; `{{` and `}}` are literal braces. The error says which.
+fn check_placeholders<'a>(texts: impl IntoIterator<Item = &'a str>, providers: &[&str]) -> Result<(), String> {
+    for text in texts {
+        let mut rest = text;
+        while let Some(i) = rest.find(['{', '}']) {
+            let tail = &rest[i..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                rest = &tail[2..];
+                continue;
             }
-            rest = &rest[open + close + 1..];
+            if tail.starts_with('}') {
+                return Err(format!("{text:?} has a '}}' without its '{{' (write }}}} for a literal brace)"));
+            }
+            let Some(close) = tail.find('}') else {
+                return Err(format!("{text:?} has a '{{' without its '}}' (write {{{{ for a literal brace)"));
+            };
+            let placeholder = &tail[..=close];
+            let upstream = placeholder
+                .strip_prefix("{upstream.")
+                .and_then(|p| p.strip_suffix('}'))
+                .and_then(|p| p.rsplit_once('.'));
+            match upstream {
+                _ if PLACEHOLDERS.contains(&placeholder) => {}
+                Some((p, part)) if providers.contains(&p) && UPSTREAM_PARTS.contains(&part) => {}
+                Some((p, part)) if providers.contains(&p) => {
+                    return Err(format!(
+                        "{placeholder} in {text:?}: a provider's part is host, port, url or urls, not {part}"
+                    ))
+                }
+                Some((p, _)) => {
+                    let known = if providers.is_empty() { "none".to_string() } else { providers.join(", ") };
+                    return Err(format!(
+                        "{placeholder} in {text:?}: this service calls no `{p}` (an edge \"this->{p}\" makes it a provider; it calls: {known})"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "unknown placeholder {placeholder} in {text:?} (write {{{{ and }}}} for literal braces)"
+                    ))
+                }
+            }
+            rest = &tail[close + 1..];
         }
     }
     Ok(())
-}
-
-/// `command` with its placeholders filled in for one node.
-pub fn fill_placeholders(command: &[String], host: &str, port: u16, data_dir: &Path) -> Vec<String> {
-    command
-        .iter()
-        .map(|a| {
-            a.replace("{port}", &port.to_string())
-                .replace("{host}", host)
-                .replace("{data_dir}", &data_dir.display().to_string())
-        })
-        .collect()
 }
 
 fn valid_scheme(s: &str) -> bool {
@@ -699,6 +847,11 @@ struct RawService {
     env: Option<Spanned<BTreeMap<String, String>>>,
     /// The variables of its own port, bind address and database file, over the defaults'.
     env_names: Option<EnvNames>,
+    /// Config files rendered into the node's data folder before it starts, from
+    /// templates (relative to this file) holding the same placeholders as `command`:
+    /// { "nginx.conf" = "nginx.conf.in" }.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    files: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// The JSON Schema of the cluster file, generated from the types above (editors use
