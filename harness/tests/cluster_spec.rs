@@ -229,3 +229,53 @@ fn the_shipped_schema_is_current() {
         "services/cluster.schema.json is stale: regenerate it with `cargo run -p gauntlet -- schema cluster > services/cluster.schema.json`"
     );
 }
+
+#[test]
+fn readiness_may_be_a_command_or_a_log_line() {
+    let text = "name = \"c\"\ningress = \"pg\"\n[services.pg]\ncommand = [\"postgres\"]\nport = 5432\nready = [\"pg_isready\", \"-h\", \"{host}\", \"-p\", \"{port}\"]\n\
+                [services.q]\ncommand = [\"q\"]\nport = 6000\nready = { log = \"Ready to accept connections\" }\n";
+    let spec = ClusterSpec::parse(text, Path::new("c.toml")).unwrap();
+    let pg = &spec.service("pg").unwrap().ready;
+    assert_eq!(pg.target("127.0.0.1:5432"), r#"exec:["pg_isready","-h","127.0.0.1","-p","5432"]"#);
+    assert_eq!(spec.service("q").unwrap().ready, Probe::Log("Ready to accept connections".into()));
+    for (ready, what) in [
+        ("[\"pg_isready\", \"{data_dir}\"]", "{host} and {port} only"),
+        ("[]", "a program and its arguments"),
+        ("{ line = \"x\" }", "{ log ="),
+        ("3", "not a integer"),
+    ] {
+        let e =
+            ClusterSpec::parse(&text.replace("{ log = \"Ready to accept connections\" }", ready), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("c.toml:10:9:") && e.contains(what), "{ready}: {e}");
+    }
+}
+
+#[test]
+fn a_node_is_ready_when_its_command_exits_0_or_its_log_says_so() {
+    use gauntlet::cluster::readiness::poll_ready;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, marker) = (dir.path().join("node.log"), dir.path().join("up"));
+    std::fs::write(&log, "starting\n").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let short = std::time::Duration::from_millis(300);
+        // Not yet: the error says what the probe saw.
+        let e = poll_ready("n-0", "log:accepting connections", short, &log, || None).await.unwrap_err().to_string();
+        assert!(e.contains("no line of its log says \"accepting connections\""), "{e}");
+        let test = format!(r#"exec:["test","-e","{}"]"#, marker.display());
+        let e = poll_ready("n-0", &test, short, &log, || None).await.unwrap_err().to_string();
+        assert!(e.contains("exited with"), "{e}");
+        // Then the node gets there, while the probe polls.
+        let (log2, marker2) = (log.clone(), marker.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            std::fs::write(&log2, "starting\nnow accepting connections on 5432\n").unwrap();
+            std::fs::write(&marker2, "").unwrap();
+        });
+        let long = std::time::Duration::from_secs(5);
+        poll_ready("n-0", "log:accepting connections", long, &log, || None).await.unwrap();
+        poll_ready("n-0", &test, long, &log, || None).await.unwrap();
+    });
+}

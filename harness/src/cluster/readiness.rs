@@ -49,8 +49,9 @@ pub async fn wait_ready(node: &NodePlan, mut child: Option<&mut Child>) -> Resul
 }
 
 /// Polls `url` until it answers 2xx (a `tcp://host:port` target: until a connection is
-/// accepted and kept, see [`tcp_probe`]), `exited` says the node is gone, or `timeout` passes; the error quotes the
-/// end of the node's log.
+/// accepted and kept, see [`tcp_probe`]; `exec:[argv]`: until the command exits 0;
+/// `log:text`: until a line of `log` holds the text), `exited` says the node is gone,
+/// or `timeout` passes; the error quotes the end of the node's log.
 pub async fn poll_ready(
     node: &str,
     url: &str,
@@ -67,16 +68,27 @@ pub async fn poll_ready(
                 detail: format!("{how} before it was ready; its log ends:\n{}", tail(log, 15)),
             });
         }
-        let last = match url.strip_prefix("tcp://") {
-            Some(addr) => match tcp_probe(addr).await {
+        let last = if let Some(addr) = url.strip_prefix("tcp://") {
+            match tcp_probe(addr).await {
                 Ok(()) => return Ok(()),
                 Err(why) => format!("{url}: {why}"),
-            },
-            None => match http.get(url).send().await {
+            }
+        } else if let Some(argv) = url.strip_prefix("exec:") {
+            match command_probe(argv).await {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            }
+        } else if let Some(text) = url.strip_prefix("log:") {
+            if std::fs::read_to_string(log).is_ok_and(|l| l.lines().any(|line| line.contains(text))) {
+                return Ok(());
+            }
+            format!("no line of its log says {text:?} yet")
+        } else {
+            match http.get(url).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => format!("{url} answered {}", r.status()),
                 Err(e) => format!("{url}: {e}"),
-            },
+            }
         };
         if Instant::now() >= deadline {
             return Err(RuntimeError::NotReady {
@@ -86,6 +98,26 @@ pub async fn poll_ready(
             });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How long one run of a readiness command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A readiness command (a JSON array of the program and its arguments) exits 0.
+async fn command_probe(argv: &str) -> Result<(), String> {
+    let argv: Vec<String> = serde_json::from_str(argv).map_err(|e| format!("a readiness command: {e}"))?;
+    let shown = argv.join(" ");
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    match tokio::time::timeout(COMMAND_TIMEOUT, cmd.output()).await {
+        Err(_) => Err(format!("`{shown}` ran past {COMMAND_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(format!("`{shown}` could not run: {e}")),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let said = String::from_utf8_lossy(if out.stderr.is_empty() { &out.stdout } else { &out.stderr });
+            Err(format!("`{shown}` exited with {}: {}", out.status, said.trim()))
+        }
     }
 }
 

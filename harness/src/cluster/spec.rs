@@ -156,15 +156,29 @@ pub enum Probe {
     /// A TCP connection to the node's port is accepted (infrastructure without HTTP,
     /// e.g. a NATS server, which opens its client port once JetStream is up).
     Tcp,
+    /// A command exits 0 (`ready = ["pg_isready", "-h", "{host}", "-p", "{port}"]`),
+    /// run on this host with `{host}` and `{port}` filled in.
+    Command(Vec<String>),
+    /// A line of the node's log holds this text (`ready = { log = "Ready to accept
+    /// connections" }`), as testcontainers' `WaitFor::message_on_stdout`.
+    Log(String),
 }
 
 impl Probe {
-    /// What to poll for a node listening at `authority` (`host:port`): an `http://` URL
-    /// or a `tcp://host:port` address.
+    /// What to poll for a node listening at `authority` (`host:port`): an `http://` URL,
+    /// a `tcp://host:port` address, `exec:` and the command as a JSON array, or `log:`
+    /// and the text to find (see [`super::readiness::poll_ready`]).
     pub fn target(&self, authority: &str) -> String {
         match self {
             Probe::Http(path) => format!("http://{authority}{path}"),
             Probe::Tcp => format!("tcp://{authority}"),
+            Probe::Command(argv) => {
+                let (host, port) = authority.rsplit_once(':').unwrap_or((authority, ""));
+                let argv: Vec<String> =
+                    argv.iter().map(|a| a.replace("{host}", host).replace("{port}", port)).collect();
+                format!("exec:{}", serde_json::to_string(&argv).unwrap_or_default())
+            }
+            Probe::Log(text) => format!("log:{text}"),
         }
     }
 }
@@ -174,8 +188,26 @@ impl fmt::Display for Probe {
         match self {
             Probe::Http(path) => f.write_str(path),
             Probe::Tcp => f.write_str("tcp"),
+            Probe::Command(argv) => write!(f, "`{}` exits 0", argv.join(" ")),
+            Probe::Log(text) => write!(f, "the log says {text:?}"),
         }
     }
+}
+
+/// A probe as written: a path, "tcp", a command, or `{ log = "..." }`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum RawProbe {
+    /// An HTTP path answering 2xx (e.g. /ready), or "tcp" (the port accepts connections).
+    Path(String),
+    /// A command that exits 0 once the node is ready; {host} and {port} are filled in.
+    Command(Vec<String>),
+    /// A line of the node's log that says it is ready.
+    Log {
+        /// The text the line holds.
+        log: String,
+    },
 }
 
 /// How a service's process is started.
@@ -427,19 +459,58 @@ impl ClusterSpec {
                 }
                 ports.insert(p, (svc_name.clone(), svc.port.span()));
             }
-            let probe = |v: &Option<Spanned<String>>,
-                         default: &Option<Spanned<String>>,
+            let probe = |v: &Option<Spanned<toml::Value>>,
+                         default: &Option<Spanned<toml::Value>>,
                          fallback: &str|
              -> Result<Probe, SpecError> {
-                match v.as_ref().or(default.as_ref()) {
-                    Some(p) if p.get_ref() == "tcp" => Ok(Probe::Tcp),
-                    Some(p) if !p.get_ref().starts_with('/') => Err(at(
+                let Some(p) = v.as_ref().or(default.as_ref()) else { return Ok(Probe::Http(fallback.to_string())) };
+                let hint = Some(
+                    "an HTTP path starts with /, e.g. /health; \"tcp\" checks that the port accepts connections; \
+                     [\"pg_isready\", \"-p\", \"{port}\"] runs a command until it exits 0; { log = \"ready\" } waits for a log line",
+                );
+                match p.get_ref() {
+                    toml::Value::String(t) if t == "tcp" => Ok(Probe::Tcp),
+                    toml::Value::String(t) if t.starts_with('/') => Ok(Probe::Http(t.clone())),
+                    toml::Value::String(t) => Err(at(p.span(), format!("{t:?} is not a path nor \"tcp\""), hint)),
+                    toml::Value::Array(a) => {
+                        let argv: Option<Vec<String>> = a.iter().map(|v| v.as_str().map(str::to_string)).collect();
+                        match argv {
+                            Some(argv) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
+                                for arg in &argv {
+                                    let mut rest = arg.as_str();
+                                    while let Some(i) = rest.find('{') {
+                                        let tail = &rest[i..];
+                                        let known = ["{host}", "{port}"].iter().find(|k| tail.starts_with(*k));
+                                        let Some(k) = known else {
+                                            return Err(at(
+                                                p.span(),
+                                                format!(
+                                                    "{arg:?}: a readiness command may hold {{host}} and {{port}} only"
+                                                ),
+                                                hint,
+                                            ));
+                                        };
+                                        rest = &tail[k.len()..];
+                                    }
+                                }
+                                Ok(Probe::Command(argv))
+                            }
+                            _ => Err(at(
+                                p.span(),
+                                "a readiness command is a program and its arguments, as strings".into(),
+                                hint,
+                            )),
+                        }
+                    }
+                    toml::Value::Table(t) => match (t.get("log").and_then(|l| l.as_str()), t.len()) {
+                        (Some(text), 1) if !text.is_empty() => Ok(Probe::Log(text.to_string())),
+                        _ => Err(at(p.span(), "a log probe is { log = \"the text a ready node logs\" }".into(), hint)),
+                    },
+                    other => Err(at(
                         p.span(),
-                        format!("{:?} is not a path nor \"tcp\"", p.get_ref()),
-                        Some("an HTTP path starts with /, e.g. /health; \"tcp\" checks that the port accepts connections"),
+                        format!("a probe is a path, \"tcp\", a command or {{ log = ... }}, not a {}", other.type_str()),
+                        hint,
                     )),
-                    Some(p) => Ok(Probe::Http(p.get_ref().clone())),
-                    None => Ok(Probe::Http(fallback.to_string())),
                 }
             };
             let scheme = match &svc.scheme {
@@ -787,12 +858,13 @@ struct RawCluster {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
-    /// Liveness: an HTTP path (default /health), or "tcp".
-    #[schemars(with = "Option<String>")]
-    health: Option<Spanned<String>>,
-    /// Readiness: an HTTP path (default /ready), or "tcp".
-    #[schemars(with = "Option<String>")]
-    ready: Option<Spanned<String>>,
+    /// Liveness: an HTTP path (default /health), "tcp", a command, or { log = "..." }.
+    #[schemars(with = "Option<RawProbe>")]
+    health: Option<Spanned<toml::Value>>,
+    /// Readiness: an HTTP path (default /ready), "tcp", a command that exits 0 (with
+    /// {host} and {port}), or { log = "a line the node logs once ready" }.
+    #[schemars(with = "Option<RawProbe>")]
+    ready: Option<Spanned<toml::Value>>,
     /// How long a service may take to become ready, e.g. "15s".
     #[schemars(with = "Option<String>")]
     ready_timeout: Option<Spanned<String>>,
@@ -825,12 +897,14 @@ struct RawService {
     /// Replicas, 1 to 16 (default 1).
     #[schemars(with = "Option<u32>")]
     replicas: Option<Spanned<u32>>,
-    /// Liveness: an HTTP path, or "tcp" (the port accepts connections).
-    #[schemars(with = "Option<String>")]
-    health: Option<Spanned<String>>,
-    /// Readiness: an HTTP path, or "tcp" (the port accepts connections).
-    #[schemars(with = "Option<String>")]
-    ready: Option<Spanned<String>>,
+    /// Liveness: an HTTP path, "tcp" (the port accepts connections), a command, or
+    /// { log = "..." }.
+    #[schemars(with = "Option<RawProbe>")]
+    health: Option<Spanned<toml::Value>>,
+    /// Readiness: an HTTP path, "tcp" (the port accepts connections), a command that
+    /// exits 0 (with {host} and {port}), or { log = "a line the node logs once ready" }.
+    #[schemars(with = "Option<RawProbe>")]
+    ready: Option<Spanned<toml::Value>>,
     /// Readiness timeout, e.g. "15s".
     #[schemars(with = "Option<String>")]
     ready_timeout: Option<Spanned<String>>,
