@@ -2,8 +2,10 @@ use super::check::replicas_of;
 use super::*;
 use crate::load::slo::Window;
 
-fn shop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scenarios")
+/// The test clusters' folder: `cluster.toml` (web -> api -> db, two db replicas, with
+/// a checks file) and `bare.toml` (no checks).
+fn test_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scenario/model/testdata")
 }
 
 const BASE: &str = r#"
@@ -11,18 +13,18 @@ name = "t"
 description = "Hypothesis: it holds."
 seed = 3
 [cluster]
-replicas = { catalog = 2 }
+file = "cluster.toml"
 [load]
 schedule = { mode = "constant", rate = 5, duration = "30s" }
 [load.workload]
 [[load.workload.flow]]
 name = "browse"
 [[load.workload.flow.step]]
-path = "/api/v1/products/1"
+path = "/items/1"
 "#;
 
 fn parse(extra: &str) -> Result<Scenario, ScenarioError> {
-    Scenario::parse(&format!("{BASE}{extra}"), &shop_dir().join("t.toml"))
+    Scenario::parse(&format!("{BASE}{extra}"), &test_dir().join("t.toml"))
 }
 
 #[test]
@@ -30,13 +32,13 @@ fn a_full_timeline_parses() {
     let s = parse(
         r#"
 [[fault]]
-edge = "orders->payments"
+edge = "api->db"
 toxic = "latency"
 attributes = { latency = "300ms" }
 at = "5s"
 for = "10s"
 [[fault]]
-node = "catalog-1"
+node = "db-1"
 op = "kill"
 at = "2s"
 for = "3s"
@@ -59,7 +61,7 @@ during = "f1"
     assert_eq!(s.slos()[0].window, Window { start: Duration::from_secs(2), end: Some(Duration::from_secs(15)) });
     assert_eq!(s.slos()[1].window.start, Duration::from_secs(15));
     assert!(s.declared.is_empty() && s.final_reads.is_empty(), "a file that declares no invariant runs none");
-    assert_eq!(replicas_of(&s.cluster, "catalog"), 2);
+    assert_eq!(replicas_of(&s.cluster, "db"), 2);
     let FaultAction::Toxics(t) = &s.faults[1].action else { panic!() };
     assert_eq!(t[0].name, "gauntlet_f1_latency_downstream");
 }
@@ -67,21 +69,21 @@ during = "f1"
 #[test]
 fn mistakes_point_at_their_place() {
     let cases = [
-        ("[[fault]]\nedge = \"orders->nowhere\"\ntoxic = \"latency\"\nat = \"1s\"\nfor = \"1s\"\n", 15, "no edge"),
-        ("[[fault]]\nnode = \"catalog-2\"\nop = \"kill\"\nat = \"1s\"\nfor = \"1s\"\n", 15, "replicas 0..1"),
+        ("[[fault]]\nedge = \"api->nowhere\"\ntoxic = \"latency\"\nat = \"1s\"\nfor = \"1s\"\n", 15, "no edge"),
+        ("[[fault]]\nnode = \"db-2\"\nop = \"kill\"\nat = \"1s\"\nfor = \"1s\"\n", 15, "replicas 0..1"),
         (
-            "[[fault]]\nnode = \"catalog-0\"\nop = \"explode\"\nat = \"1s\"\nfor = \"1s\"\n",
+            "[[fault]]\nnode = \"db-0\"\nop = \"explode\"\nat = \"1s\"\nfor = \"1s\"\n",
             16,
             "unknown node operation",
         ),
-        ("[[fault]]\nnode = \"catalog-0\"\nop = \"kill\"\nat = \"soon\"\nfor = \"1s\"\n", 17, "not a duration"),
+        ("[[fault]]\nnode = \"db-0\"\nop = \"kill\"\nat = \"soon\"\nfor = \"1s\"\n", 17, "not a duration"),
         (
-            "[[fault]]\nedge = \"orders->payments\"\ntoxic = \"loss\"\nattributes = { probability = 1.5 }\nat = \"1s\"\nfor = \"1s\"\n",
+            "[[fault]]\nedge = \"api->db\"\ntoxic = \"loss\"\nattributes = { probability = 1.5 }\nat = \"1s\"\nfor = \"1s\"\n",
             15,
             "attributes.probability must be between 0 and 1",
         ),
         (
-            "[[fault]]\nedge = \"orders->payments\"\ntoxic = \"corrupt\"\nattributes = { spare_head = \"yes\" }\nat = \"1s\"\nfor = \"1s\"\n",
+            "[[fault]]\nedge = \"api->db\"\ntoxic = \"corrupt\"\nattributes = { spare_head = \"yes\" }\nat = \"1s\"\nfor = \"1s\"\n",
             15,
             "attributes.spare_head must be a boolean",
         ),
@@ -91,7 +93,7 @@ fn mistakes_point_at_their_place() {
     for (extra, line, what) in cases {
         // Top-level keys must come before the tables of BASE.
         let text = if extra.starts_with("invariants") { format!("{extra}{BASE}") } else { format!("{BASE}{extra}") };
-        let e = Scenario::parse(&text, &shop_dir().join("t.toml")).unwrap_err();
+        let e = Scenario::parse(&text, &test_dir().join("t.toml")).unwrap_err();
         let line = if extra.starts_with("invariants") { 1 } else { line };
         assert_eq!(e.line, line, "{e}");
         assert!(e.message.contains(what), "{e}");
@@ -100,7 +102,7 @@ fn mistakes_point_at_their_place() {
 
 #[test]
 fn faults_must_end_before_the_recovery_phase() {
-    let e = parse("[[fault]]\nnode = \"catalog-0\"\nop = \"pause\"\nat = \"20s\"\nfor = \"8s\"\n").unwrap_err();
+    let e = parse("[[fault]]\nnode = \"db-0\"\nop = \"pause\"\nat = \"20s\"\nfor = \"8s\"\n").unwrap_err();
     assert!(e.message.contains("lengthen the schedule"), "{e}");
 }
 
@@ -109,13 +111,13 @@ fn windows_tied_to_faults_move_to_their_actual_times() {
     let s = parse(
         r#"
 [[fault]]
-edge = "orders->payments"
+edge = "api->db"
 toxic = "latency"
 attributes = { latency = "300ms" }
 at = "5s"
 for = "10s"
 [[fault]]
-node = "catalog-1"
+node = "db-1"
 op = "kill"
 at = "2s"
 for = "3s"
@@ -231,7 +233,7 @@ fn a_step_that_records_an_operation_is_checked_where_it_is_written() {
         let text = format!(
             "{BASE}[[load.workload.flow]]\nname = \"w\"\n[[load.workload.flow.step]]\npath = \"/w\"\nop = {op}\n"
         );
-        Scenario::parse(&text, &shop_dir().join("t.toml")).unwrap_err()
+        Scenario::parse(&text, &test_dir().join("t.toml")).unwrap_err()
     };
     let e = bad("{ f = \"add\", value = \"{{nope}}\" }");
     assert!(e.message.contains("unknown variable `{{nope}}`"), "{e}");
@@ -257,26 +259,24 @@ fn an_ok_share_is_over_operations_a_step_records() {
 #[test]
 fn invariants_are_named_from_the_clusters_checks_file_with_their_final_reads() {
     let s = Scenario::parse(
-        &format!("invariants = [\"money_conserved\", \"no_lost_orders\", \"money_conserved\"]\n{BASE}"),
-        &shop_dir().join("t.toml"),
+        &format!("invariants = [\"balanced\", \"no_lost_acks\", \"balanced\"]\n{BASE}"),
+        &test_dir().join("t.toml"),
     )
     .unwrap();
     let names: Vec<&str> = s.declared.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, ["money_conserved", "no_lost_orders"], "in the order named, once each");
+    assert_eq!(names, ["balanced", "no_lost_acks"], "in the order named, once each");
     assert!(
-        matches!(&s.declared[0].check, InvariantCheck::External { binary: true, settled: Some(_), .. }),
+        matches!(&s.declared[1].check, InvariantCheck::External { binary: true, settled: Some(_), .. }),
         "{:?}",
-        s.declared[0]
+        s.declared[1]
     );
-    // The cluster runs no notifications: that read is left out, the other three taken.
+    // The cluster runs no mailer: that read is left out.
     let reads: Vec<&str> = s.final_reads.iter().map(|r| r.f.as_str()).collect();
-    assert_eq!(reads, ["orders-state", "payments-state", "catalog-state"]);
+    assert_eq!(reads, ["db-state"]);
 
     // A cluster file without a checks file: the scenario says where to declare them.
-    let text = format!("invariants = [\"no_lost_orders\"]\n{BASE}")
-        .replace("[cluster]\n", "[cluster]\nfile = \"../examples/redis-webdis/cluster.toml\"\n")
-        .replace("replicas = { catalog = 2 }\n", "");
-    let e = Scenario::parse(&text, &shop_dir().join("t.toml")).unwrap_err();
+    let text = format!("invariants = [\"no_lost_acks\"]\n{BASE}").replace("cluster.toml", "bare.toml");
+    let e = Scenario::parse(&text, &test_dir().join("t.toml")).unwrap_err();
     assert_eq!((e.line, e.column), (1, 15), "{e}");
     assert!(e.message.contains("declares no checks") && e.message.contains("checks = \"checks.toml\""), "{e}");
 }
@@ -285,17 +285,17 @@ fn invariants_are_named_from_the_clusters_checks_file_with_their_final_reads() {
 fn an_ok_share_confirmed_by_a_final_read_names_one_the_scenario_takes() {
     let paid = "[[load.workload.flow]]\nname = \"buy\"\n[[load.workload.flow.step]]\npath = \"/buy\"\n\
         op = { f = \"buy\", result = \"\" }\n[[slo]]\nthreshold = 'ok_share(buy where /status == \"PAID\") >= 95%'\n";
-    let ok = "confirm = { read = \"orders-state\", items = \"/orders\", by = \"/id\" }\n";
+    let ok = "confirm = { read = \"db-state\", items = \"/rows\", by = \"/id\" }\n";
     let named = |extra: &str| {
-        Scenario::parse(&format!("invariants = [\"no_lost_orders\"]\n{BASE}{paid}{extra}"), &shop_dir().join("t.toml"))
+        Scenario::parse(&format!("invariants = [\"no_lost_acks\"]\n{BASE}{paid}{extra}"), &test_dir().join("t.toml"))
     };
     let s = named(ok).unwrap();
     let c = s.slos().iter().find_map(|s| s.threshold.confirm.clone()).expect("a confirm");
-    assert_eq!((c.read.as_str(), c.items.as_str(), c.by.as_str()), ("orders-state", "/orders", "/id"));
-    // Without the invariants that take the orders' state, nothing reads it.
-    let e = Scenario::parse(&format!("{BASE}{paid}{ok}"), &shop_dir().join("t.toml")).unwrap_err();
+    assert_eq!((c.read.as_str(), c.items.as_str(), c.by.as_str()), ("db-state", "/rows", "/id"));
+    // Without the invariants that take the store's state, nothing reads it.
+    let e = Scenario::parse(&format!("{BASE}{paid}{ok}"), &test_dir().join("t.toml")).unwrap_err();
     assert!(e.message.contains("no [[final_read]] takes (taken: none)"), "{e}");
-    let e = named("confirm = { read = \"orders-state\", by = \"id\" }\n").unwrap_err();
+    let e = named("confirm = { read = \"db-state\", by = \"id\" }\n").unwrap_err();
     assert!(e.message.contains("confirm:"), "{e}");
     let e = parse("[[slo]]\nthreshold = \"p95 < 1s\"\nconfirm = { read = \"x\", by = \"/id\" }\n").unwrap_err();
     assert!(e.message.contains("goes with `ok_share(f where"), "{e}");
