@@ -6,6 +6,7 @@
 pub mod capacity;
 pub mod check;
 pub mod contracts;
+pub mod init;
 pub mod load;
 pub mod proxy;
 pub mod report;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Validate cluster, scenario and workload files without running anything: each
     /// mistake as file:line:column and what to do (exit 2 when there is one).
     Check(check::CheckArgs),
+    /// Write a starter cluster file, workload and scenario (commented) for a system's
+    /// programs, which `gauntlet run` accepts as written.
+    Init(init::InitArgs),
     /// Run the embedded Toxiproxy-compatible fault proxy (its HTTP API on --listen).
     Proxy(proxy::ProxyArgs),
     /// Drive load at a URL or a workload file (open model, corrected latency).
@@ -111,6 +115,7 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
             Ok(Outcome::Passed)
         }
         Command::Check(args) => check::run(args),
+        Command::Init(args) => init::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Load(args) => load::run(args),
         Command::Run(args) => run::run(args),

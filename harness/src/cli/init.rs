@@ -1,0 +1,224 @@
+//! `gauntlet init`: a starter cluster file, workload and scenario, commented, for a
+//! system given as its programs, which `gauntlet run` accepts as written.
+//!
+//! ```text
+//! gauntlet init --service 'web=python3 -m http.server {port}' --service 'store=redis-server --port {port}' \
+//!               --edge web->store --dir my-system
+//! ```
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::exit::{CliError, Outcome};
+
+/// Flags of `gauntlet init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A service as NAME=COMMAND, its program and arguments split on spaces; `{port}`,
+    /// `{host}` and `{data_dir}` are filled in per node (repeatable; the first is where
+    /// clients enter unless --ingress says otherwise).
+    #[arg(long = "service", value_name = "NAME=COMMAND")]
+    pub services: Vec<String>,
+    /// A call from one service to another, CONSUMER->PROVIDER (repeatable): it goes
+    /// through the fault proxy, where faults can be injected.
+    #[arg(long = "edge", value_name = "CONSUMER->PROVIDER")]
+    pub edges: Vec<String>,
+    /// The service clients and load enter through (default: the first).
+    #[arg(long)]
+    pub ingress: Option<String>,
+    /// The path the load and the steady-state probe GET (default /).
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Where to write cluster.toml, workload.toml and scenario.toml.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// The cluster's name (default: the folder's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Overwrite files that exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The first port given to a service; the next get the following ones, two apart.
+const FIRST_PORT: u16 = 7800;
+
+fn bad(msg: impl Into<String>) -> CliError {
+    CliError::BadInput(msg.into())
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 40
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `NAME=VALUE`, the name checked.
+fn split(s: &str, flag: &str, example: &str) -> Result<(String, String), CliError> {
+    let (name, value) =
+        s.split_once('=').ok_or_else(|| bad(format!("{flag} {s:?} is not NAME=...; e.g. {flag} '{example}'")))?;
+    let (name, value) = (name.trim(), value.trim());
+    if !valid_name(name) {
+        return Err(bad(format!(
+            "{flag} {s:?}: the name {name:?} must be lower-case letters, digits and '-', starting with a letter"
+        )));
+    }
+    if value.is_empty() {
+        return Err(bad(format!("{flag} {s:?} gives {name} nothing after '='; e.g. {flag} '{example}'")));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// The three files, as text, for `args` (checked), in the order cluster, workload, scenario.
+pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
+    let commands: Vec<(String, String)> = args
+        .services
+        .iter()
+        .map(|s| split(s, "--service", "web=python3 -m http.server {port}"))
+        .collect::<Result<_, _>>()?;
+    if commands.is_empty() {
+        return Err(bad(
+            "name the system's services: --service 'NAME=COMMAND' for each program Gauntlet starts, e.g. \
+             --service 'web=python3 -m http.server {port}'",
+        ));
+    }
+    let services: Vec<&(String, String)> = commands.iter().collect();
+    for (i, (name, _)) in services.iter().enumerate() {
+        if services[..i].iter().any(|(n, _)| n == name) {
+            return Err(bad(format!("service {name:?} is named twice")));
+        }
+    }
+    let known = |n: &str| services.iter().any(|(s, _)| s == n);
+    let names = services.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
+    let mut edges = Vec::new();
+    for e in &args.edges {
+        let Some((from, to)) = e.split_once("->").map(|(a, b)| (a.trim(), b.trim())) else {
+            return Err(bad(format!("--edge {e:?} is not CONSUMER->PROVIDER, e.g. --edge web->store")));
+        };
+        for end in [from, to] {
+            if !known(end) {
+                return Err(bad(format!("--edge {e:?}: no service {end:?} (services: {names})")));
+            }
+        }
+        edges.push((from.to_string(), to.to_string()));
+    }
+    let ingress = args.ingress.clone().unwrap_or_else(|| services[0].0.clone());
+    if !known(&ingress) {
+        return Err(bad(format!("--ingress {ingress:?} is not a service (services: {names})")));
+    }
+    if !args.path.starts_with('/') {
+        return Err(bad(format!("--path {:?} must start with /, e.g. /health", args.path)));
+    }
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => std::path::absolute(&args.dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_lowercase()))
+            .map(|n| n.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect::<String>())
+            .filter(|n| valid_name(n))
+            .unwrap_or_else(|| "my-system".into()),
+    };
+
+    let mut cluster = String::new();
+    let _ = writeln!(
+        cluster,
+        "# How the system starts and which service calls which (`gauntlet schema cluster` prints the\n\
+         # JSON Schema; `gauntlet check cluster.toml` checks it without running anything).\n"
+    );
+    let _ = writeln!(cluster, "name = {}", quote(&name));
+    let _ = writeln!(cluster, "# Where clients and the load enter.\ningress = {}", quote(&ingress));
+    let edge_list = edges.iter().map(|(a, b)| quote(&format!("{a}->{b}"))).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(
+        cluster,
+        "# Every edge consumer->provider goes through the fault proxy: the consumer finds the\n\
+         # provider's proxy slot in UPSTREAM_<PROVIDER> (see upstream_env), or in its command,\n\
+         # env or config files as {{upstream.<provider>.host}}, .port, .url.\nedges = [{edge_list}]"
+    );
+    let _ = writeln!(
+        cluster,
+        "\n[defaults]\n# A node is ready once its port accepts connections; an HTTP path (\"/ready\"), a\n\
+             # command ([\"pg_isready\", \"-p\", \"{{port}}\"]) or a log line ({{ log = \"ready\" }}) work too.\n\
+             health = \"tcp\"\nready = \"tcp\"\nready_timeout = \"30s\""
+    );
+    for (i, (svc, value)) in services.iter().enumerate() {
+        let _ = writeln!(cluster, "\n[services.{svc}]");
+        let argv: Vec<String> = value.split_whitespace().map(quote).collect();
+        let _ =
+            writeln!(cluster, "# {{port}}, {{host}} and {{data_dir}} are this node's own, filled in when it starts.");
+        let _ = writeln!(cluster, "command = [{}]", argv.join(", "));
+        let _ = writeln!(cluster, "port = {}", FIRST_PORT + 2 * i as u16);
+    }
+
+    let workload = format!(
+        "# What the load does, flow by flow (README, \"Test your own system\"). A step may record an\n\
+         # operation for the data checkers: op = {{ f = \"add\", value = \"{{{{iteration}}}}\" }}.\n\n\
+         [[flow]]\nname = \"read\"\n[[flow.step]]\nname = \"get\"\npath = {}\n",
+        quote(&args.path)
+    );
+
+    // The clients' edge always carries the load, so the fault touches something; an
+    // internal edge does once the consumer calls its provider through the proxy slot.
+    let fault_target = format!("client->{ingress}");
+    let fault_comment = format!("the clients' calls to {ingress}");
+    let internal = match edges.first() {
+        Some((a, b)) => {
+            format!("\n# An internal edge, once {a} calls {b} through its proxy slot: edge = \"{a}->{b}\".")
+        }
+        None => String::new(),
+    };
+    let scenario = format!(
+        "# A first experiment: `gauntlet run scenario.toml`. Change the hypothesis, the fault and the\n\
+         # SLOs to what you want to learn; `gauntlet check scenario.toml` checks it.\n\
+         name = {name}\n\
+         description = \"\"\"\n\
+         Hypothesis: with 100 ms of extra latency on {fault_comment} for 10 s, the system keeps \\\n\
+         answering (availability >= 99%) and p95 stays under 1 s.\"\"\"\n\
+         seed = 1\n\n\
+         [cluster]\nfile = \"cluster.toml\"\n\n\
+         [steady_state]\ntimeout = \"30s\"\n[[steady_state.probe]]\nname = \"it answers\"\npath = {path}\nexpect = 200\n\n\
+         [load]\nworkload = \"workload.toml\"\nschedule = {{ mode = \"constant\", rate = 10, duration = \"30s\" }}\ntimeout = \"5s\"\n\n\
+         # One fault on one edge; node faults (op = \"kill\", \"stop\", \"pause\", \"restart\") name a node, e.g. {ingress}-0.{internal}\n\
+         [[fault]]\nname = \"slow\"\nedge = {target}\ntoxic = \"latency\"\nattributes = {{ latency = \"100ms\", jitter = \"10ms\" }}\nat = \"10s\"\nfor = \"10s\"\n\n\
+         [[slo]]\nthreshold = \"availability >= 99%\"\n\n\
+         [[slo]]\nthreshold = \"p95 < 1s\"\nduring = \"faults\"\n\n\
+         # To judge the data too: [[final_read]]s and [[invariant]]s (README, \"Test your own system\").\n\n\
+         [recovery]\nduration = \"10s\"\n",
+        name = quote(&format!("{name}-latency")),
+        path = quote(&args.path),
+        target = quote(&fault_target),
+    );
+    Ok([("cluster.toml".into(), cluster), ("workload.toml".into(), workload), ("scenario.toml".into(), scenario)])
+}
+
+/// Writes the starter files, refusing to overwrite one unless `--force`.
+pub fn run(args: InitArgs) -> Result<Outcome, CliError> {
+    let files = render(&args)?;
+    let dir: &Path = &args.dir;
+    std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+    if !args.force {
+        if let Some((name, _)) = files.iter().find(|(name, _)| dir.join(name).exists()) {
+            return Err(bad(format!(
+                "{} exists: pass --force to overwrite it, or --dir another folder",
+                dir.join(name).display()
+            )));
+        }
+    }
+    for (name, text) in &files {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| CliError::Harness(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "next: gauntlet check {0}/cluster.toml {0}/scenario.toml && gauntlet run {0}/scenario.toml",
+        dir.display()
+    );
+    Ok(Outcome::Passed)
+}
