@@ -12,6 +12,9 @@ use tokio::process::{Child, Command};
 
 use super::binaries::{check_programs, command_program, Binaries};
 use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
+use super::limits::cgroup::{Hierarchy, NodeCgroup, Resource};
+use super::limits::disk::{self, Filled};
+use super::limits::{Bytes, LimitEffect, NodeLimit};
 use super::plan::{ClusterPlan, NodeId, NodePlan};
 use super::readiness::{levels, poll_ready, wait_ready};
 use super::runtime::{NodeOp, NodeState, NodeStatus, Readiness, Runtime, RuntimeError};
@@ -39,6 +42,13 @@ struct Proc {
     state: NodeState,
 }
 
+/// A resource fault in place on a node.
+enum Held {
+    Cpu { cgroup: NodeCgroup, share: f64, quota_us: u64, period_us: u64 },
+    Memory { cgroup: NodeCgroup, bytes: u64 },
+    Disk { filled: Filled },
+}
+
 /// Runs a cluster as local child processes.
 pub struct ProcessRuntime {
     plan: ClusterPlan,
@@ -49,6 +59,12 @@ pub struct ProcessRuntime {
     upstreams: BTreeMap<NodeId, BTreeMap<String, String>>,
     procs: BTreeMap<NodeId, Proc>,
     partitioned: Vec<NodeId>,
+    /// The cgroup hierarchies prepared for resource faults.
+    hierarchies: Vec<Hierarchy>,
+    /// Nodes whose data folder is a size-limited filesystem, and its size.
+    disks: BTreeMap<NodeId, u64>,
+    /// Resource faults in place.
+    held: BTreeMap<NodeId, Held>,
 }
 
 impl ProcessRuntime {
@@ -80,6 +96,9 @@ impl ProcessRuntime {
             upstreams: BTreeMap::new(),
             procs: BTreeMap::new(),
             partitioned: Vec::new(),
+            hierarchies: Vec::new(),
+            disks: BTreeMap::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -112,6 +131,14 @@ impl ProcessRuntime {
         let node = self.plan.node(id).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?.clone();
         std::fs::create_dir_all(&node.data_dir)
             .map_err(RuntimeError::io(format!("creating {}", node.data_dir.display())))?;
+        if let Some(&size) = self.disks.get(id) {
+            if !disk::is_mount(&node.data_dir) {
+                disk::mount(&node.data_dir, size)
+                    .map_err(|detail| RuntimeError::Start { node: id.to_string(), detail })?;
+                self.entry.mounts.push(node.data_dir.clone());
+                self.record();
+            }
+        }
         if let Some(dir) = node.log_file.parent() {
             std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
         }
@@ -394,8 +421,189 @@ impl Runtime for ProcessRuntime {
             }
         }
         self.wiring.close(&self.plan).await;
-        self.ledger.remove(&self.entry.run_id);
+        let left = self.remove_limits();
+        if left.is_empty() {
+            self.ledger.remove(&self.entry.run_id);
+            return Ok(());
+        }
+        // The ledger keeps them for the next `gauntlet down` to try again.
+        Err(RuntimeError::Unsupported(format!("could not remove what resource faults made: {}", left.join("; "))))
+    }
+
+    fn prepare_limits(&mut self, limits: &[(NodeId, NodeLimit)]) -> Result<(), RuntimeError> {
+        for (id, limit) in limits {
+            let refuse = |why: String| RuntimeError::Unsupported(format!("`op = \"{}\"` on {id}: {why}", limit.op()));
+            let resource = match limit {
+                NodeLimit::Cpu { .. } => Resource::Cpu,
+                NodeLimit::Memory { .. } => Resource::Memory,
+                NodeLimit::DiskFull { size, .. } => {
+                    if self.disks.is_empty() {
+                        std::fs::create_dir_all(&self.plan.run_dir)
+                            .map_err(RuntimeError::io(format!("creating {}", self.plan.run_dir.display())))?;
+                        disk::probe(&self.plan.run_dir).map_err(refuse)?;
+                    }
+                    let s = self.disks.entry(id.clone()).or_insert(0);
+                    *s = (*s).max(*size);
+                    continue;
+                }
+            };
+            if self.hierarchies.iter().any(|h| h.resource == resource) {
+                continue;
+            }
+            let h = Hierarchy::find(resource).map_err(refuse)?;
+            let dir = h.prepare(&self.entry.run_id).map_err(refuse)?;
+            self.entry.cgroups.push(dir);
+            self.hierarchies.push(h);
+            self.record();
+        }
         Ok(())
+    }
+
+    async fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<(), RuntimeError> {
+        let state = self.procs.get(id).map(|p| p.state).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        let pid = match self.procs.get(id) {
+            Some(p) if p.child.is_some() => p.pid,
+            _ => return Err(RuntimeError::Unsupported(format!("{limit} on {id}: the node is {state}, not running"))),
+        };
+        let failed = |detail: String| RuntimeError::Unsupported(format!("{limit} on {id}: {detail}"));
+        let held = match *limit {
+            NodeLimit::Cpu { share } => {
+                let cgroup = self.node_cgroup(Resource::Cpu, id, pid).map_err(failed)?;
+                match cgroup.cap_cpu(share) {
+                    Ok((quota_us, period_us)) => Held::Cpu { cgroup, share, quota_us, period_us },
+                    Err(e) => return Err(failed(release_after(cgroup, e))),
+                }
+            }
+            NodeLimit::Memory { bytes } => {
+                let cgroup = self.node_cgroup(Resource::Memory, id, pid).map_err(failed)?;
+                match cgroup.cap_memory(bytes) {
+                    Ok(()) => Held::Memory { cgroup, bytes },
+                    Err(e) => return Err(failed(release_after(cgroup, e))),
+                }
+            }
+            NodeLimit::DiskFull { leave, .. } => {
+                let dir = self.plan.node(id).map(|n| n.data_dir.clone()).unwrap_or_default();
+                if !disk::is_mount(&dir) {
+                    return Err(failed(format!("{} is not the run's size-limited filesystem", dir.display())));
+                }
+                let filled = disk::fill(&dir, leave).map_err(|e| failed(e.clone() + &release_disk(&dir)))?;
+                Held::Disk { filled }
+            }
+        };
+        self.held.insert(id.clone(), held);
+        Ok(())
+    }
+
+    async fn unlimit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<LimitEffect, RuntimeError> {
+        let failed = |detail: String| RuntimeError::Unsupported(format!("lifting {limit} from {id}: {detail}"));
+        let Some(held) = self.held.remove(id) else { return Ok(LimitEffect::default()) };
+        let effect = match held {
+            Held::Cpu { cgroup, share, quota_us, period_us } => {
+                let stat = cgroup.cpu_stat();
+                cgroup.release().map_err(failed)?;
+                LimitEffect {
+                    touched: stat.throttled,
+                    detail: format!(
+                        "throttled in {} of {} periods, {:.1} s in all, at a {:.0}% share of a core ({} ms per {} ms)",
+                        stat.throttled,
+                        stat.periods,
+                        stat.throttled_time.as_secs_f64(),
+                        share * 100.0,
+                        quota_us as f64 / 1000.0,
+                        period_us as f64 / 1000.0
+                    ),
+                    node_ended: false,
+                }
+            }
+            Held::Memory { cgroup, bytes } => {
+                let stat = cgroup.memory_stat();
+                let died = self.exit_signal(id);
+                cgroup.release().map_err(failed)?;
+                let ended = died.is_some();
+                let mut detail =
+                    format!("the {} limit was hit {} time(s) (peak {})", Bytes(bytes), stat.hit, Bytes(stat.max_usage));
+                match (stat.oom_kills, died) {
+                    (0, None) => detail.push_str("; no process was OOM-killed"),
+                    (kills, Some(how)) => detail.push_str(&format!(
+                        "; the node was OOM-killed ({kills} kill(s) counted, it {how}): it stayed down while the limit held \
+                         and is started again on its data now that the fault ended"
+                    )),
+                    (kills, None) => detail.push_str(&format!("; {kills} process(es) of the node OOM-killed, the node lived")),
+                }
+                LimitEffect { touched: stat.hit + stat.oom_kills, detail, node_ended: ended }
+            }
+            Held::Disk { filled } => {
+                let dir = self.plan.node(id).map(|n| n.data_dir.clone()).unwrap_or_default();
+                let at_end = disk::free(&dir).ok();
+                disk::release(&dir).map_err(failed)?;
+                LimitEffect { touched: filled.written, detail: disk::describe(&dir, filled, at_end), node_ended: false }
+            }
+        };
+        if effect.node_ended {
+            if let Some(p) = self.procs.get_mut(id) {
+                p.child = None;
+                p.state = NodeState::Killed;
+            }
+            self.record();
+        }
+        Ok(effect)
+    }
+}
+
+/// Releases a cgroup after a failure, adding any error of the release to `error`.
+fn release_after(cgroup: NodeCgroup, error: String) -> String {
+    match cgroup.release() {
+        Ok(()) => error,
+        Err(e) => format!("{error}; and {e}"),
+    }
+}
+
+/// Deletes the filler of `dir` after a failure, saying so if that failed too.
+fn release_disk(dir: &std::path::Path) -> String {
+    disk::release(dir).err().map(|e| format!("; and {e}")).unwrap_or_default()
+}
+
+impl ProcessRuntime {
+    fn node_cgroup(&self, resource: Resource, id: &NodeId, pid: u32) -> Result<NodeCgroup, String> {
+        let h = self.hierarchies.iter().find(|h| h.resource == resource).ok_or_else(|| {
+            "not prepared (the runtime was not told of the fault before the cluster started)".to_string()
+        })?;
+        NodeCgroup::create(h, &self.entry.run_id, &id.to_string(), pid)
+    }
+
+    /// How node `id`'s process ended, if it has: "was killed by SIGKILL", "exited 1".
+    fn exit_signal(&mut self, id: &NodeId) -> Option<String> {
+        use std::os::unix::process::ExitStatusExt;
+        let child = self.procs.get_mut(id)?.child.as_mut()?;
+        let status = child.try_wait().ok()??;
+        Some(match status.signal() {
+            Some(9) => "was killed by SIGKILL".into(),
+            Some(sig) => format!("was killed by signal {sig}"),
+            None => format!("exited with {status}"),
+        })
+    }
+
+    /// Lifts every resource fault, removes the run's cgroups and unmounts its data
+    /// filesystems (after the processes are gone); returns what could not be removed.
+    fn remove_limits(&mut self) -> Vec<String> {
+        let mut left = Vec::new();
+        let dirs: BTreeMap<NodeId, PathBuf> =
+            self.plan.nodes.iter().map(|n| (n.id.clone(), n.data_dir.clone())).collect();
+        for (id, held) in std::mem::take(&mut self.held) {
+            let r = match held {
+                Held::Cpu { cgroup, .. } | Held::Memory { cgroup, .. } => cgroup.release(),
+                Held::Disk { .. } => dirs.get(&id).map_or(Ok(()), |d| disk::release(d)),
+            };
+            left.extend(r.err());
+        }
+        for dir in std::mem::take(&mut self.entry.cgroups) {
+            left.extend(super::limits::cgroup::remove_run(&dir).err());
+        }
+        self.hierarchies.clear();
+        for dir in std::mem::take(&mut self.entry.mounts) {
+            left.extend(disk::unmount(&dir).err());
+        }
+        left
     }
 }
 
@@ -409,13 +617,20 @@ impl ProcessRuntime {
 }
 
 impl Drop for ProcessRuntime {
-    /// The last line of defence (a panic, an early return): no child outlives us.
+    /// The last line of defence (a panic, an early return): no child outlives us, and
+    /// no cgroup, filler or mount of ours either.
     fn drop(&mut self) {
         for p in self.procs.values_mut() {
-            if p.child.take().is_some() {
+            if let Some(mut child) = p.child.take() {
                 let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGCONT);
                 let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+                // Gone before its cgroup and its data folder's mount are removed.
+                let _ = child.start_kill();
+                let _ = child.try_wait();
             }
+        }
+        for left in self.remove_limits() {
+            eprintln!("warning: {left}");
         }
     }
 }
