@@ -520,8 +520,10 @@ impl Runtime for ProcessRuntime {
                 let died = self.exit_signal(id);
                 cgroup.release().map_err(failed)?;
                 let ended = died.is_some();
-                let mut detail =
-                    format!("the {} limit was hit {} time(s) (peak {})", Bytes(bytes), stat.hit, Bytes(stat.max_usage));
+                let mut detail = format!("held to {} (peak {})", Bytes(bytes), Bytes(stat.max_usage));
+                if stat.hit > 0 {
+                    detail.push_str(&format!(", the limit hit {} time(s) and memory reclaimed", stat.hit));
+                }
                 match (stat.oom_kills, died) {
                     (0, None) => detail.push_str("; no process was OOM-killed"),
                     (kills, Some(how)) => detail.push_str(&format!(

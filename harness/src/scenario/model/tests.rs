@@ -348,7 +348,10 @@ fn mistakes_in_resource_faults_point_at_their_op_and_say_what_to_give() {
         (fault("memory", "attributes = { limit = \"1KiB\" }\n", "for = \"1s\"\n"), "at least 4.0 MiB"),
         (fault("memory", "attributes = { limit = \"lots\" }\n", "for = \"1s\"\n"), "not a size"),
         (fault("disk_full", "", "for = \"1s\"\n"), "bytes left free"),
-        (fault("disk_full", "attributes = { leave = \"1GiB\" }\n", "for = \"1s\"\n"), "less than the data filesystem's"),
+        (
+            fault("disk_full", "attributes = { leave = \"1GiB\" }\n", "for = \"1s\"\n"),
+            "less than the data filesystem's",
+        ),
         (fault("kill", "attributes = { share = 0.2 }\n", "for = \"1s\"\n"), "`attributes` only with cpu"),
     ];
     for (extra, what) in cases {
