@@ -132,10 +132,11 @@ impl ProcessRuntime {
         std::fs::create_dir_all(&node.data_dir)
             .map_err(RuntimeError::io(format!("creating {}", node.data_dir.display())))?;
         if let Some(&size) = self.disks.get(id) {
-            if !disk::is_mount(&node.data_dir) {
-                disk::mount(&node.data_dir, size)
+            let store = node.store_dir();
+            if !disk::is_mount(&store) {
+                disk::mount(&store, size)
                     .map_err(|detail| RuntimeError::Start { node: id.to_string(), detail })?;
-                self.entry.mounts.push(node.data_dir.clone());
+                self.entry.mounts.push(store);
                 self.record();
             }
         }
@@ -482,7 +483,7 @@ impl Runtime for ProcessRuntime {
                 }
             }
             NodeLimit::DiskFull { leave, .. } => {
-                let dir = self.plan.node(id).map(|n| n.data_dir.clone()).unwrap_or_default();
+                let dir = self.plan.node(id).map(NodePlan::store_dir).unwrap_or_default();
                 if !disk::is_mount(&dir) {
                     return Err(failed(format!("{} is not the run's size-limited filesystem", dir.display())));
                 }
@@ -535,7 +536,7 @@ impl Runtime for ProcessRuntime {
                 LimitEffect { touched: stat.hit + stat.oom_kills, detail, node_ended: ended }
             }
             Held::Disk { filled } => {
-                let dir = self.plan.node(id).map(|n| n.data_dir.clone()).unwrap_or_default();
+                let dir = self.plan.node(id).map(NodePlan::store_dir).unwrap_or_default();
                 let at_end = disk::free(&dir).ok();
                 disk::release(&dir).map_err(failed)?;
                 LimitEffect { touched: filled.written, detail: disk::describe(&dir, filled, at_end), node_ended: false }
@@ -590,7 +591,7 @@ impl ProcessRuntime {
     fn remove_limits(&mut self) -> Vec<String> {
         let mut left = Vec::new();
         let dirs: BTreeMap<NodeId, PathBuf> =
-            self.plan.nodes.iter().map(|n| (n.id.clone(), n.data_dir.clone())).collect();
+            self.plan.nodes.iter().map(|n| (n.id.clone(), n.store_dir())).collect();
         for (id, held) in std::mem::take(&mut self.held) {
             let r = match held {
                 Held::Cpu { cgroup, .. } | Held::Memory { cgroup, .. } => cgroup.release(),
