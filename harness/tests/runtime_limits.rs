@@ -89,9 +89,13 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["WEB_PORT"])), H).serve_forever()
 "#;
 
-/// A cluster of two nodes: `web` (the stand-in) and `hog` (the stand-in beside a shell
-/// spinning on one core, in the same process group).
-fn cluster(dir: &Path) -> PathBuf {
+/// The tests that spin a core take turns: on a small machine two hogs at once would
+/// lend each other's uncapped measurement less than a core.
+static HOGS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A cluster of `web` (the stand-in) and, with `hog`, `hog` (the stand-in beside a
+/// shell spinning on one core, in the same process group).
+fn cluster(dir: &Path, hog: bool) -> PathBuf {
     let script = dir.join("stand-in.py");
     std::fs::write(&script, STAND_IN).unwrap();
     let file = dir.join("cluster.toml");
@@ -100,8 +104,12 @@ fn cluster(dir: &Path) -> PathBuf {
         &file,
         format!(
             "name = \"limits\"\ningress = \"web\"\n[defaults]\nready = \"tcp\"\nenv_names = {{ port = \"WEB_PORT\" }}\n\
-             [services.web]\ncommand = [\"python3\", \"{s}\"]\nport = 7481\n\
-             [services.hog]\ncommand = [\"sh\", \"-c\", \"python3 {s} & while :; do :; done\"]\nport = 7482\n"
+             [services.web]\ncommand = [\"python3\", \"{s}\"]\nport = 7481\n{}",
+            if hog {
+                format!("[services.hog]\ncommand = [\"sh\", \"-c\", \"python3 {s} & while :; do :; done\"]\nport = 7482\n")
+            } else {
+                String::new()
+            }
         ),
     )
     .unwrap();
@@ -110,7 +118,8 @@ fn cluster(dir: &Path) -> PathBuf {
 
 /// A started process runtime of `cluster(dir)`, prepared for `limits`.
 async fn started(dir: &Path, limits: &[(NodeId, NodeLimit)]) -> ProcessRuntime {
-    let spec = ClusterSpec::load(&cluster(dir)).unwrap();
+    let hog = limits.iter().any(|(id, _)| id.service == "hog");
+    let spec = ClusterSpec::load(&cluster(dir, hog)).unwrap();
     let plan = ClusterPlan::new(spec, &dir.join("run"), Ports::Ephemeral, &ReplicaOverrides::new()).unwrap();
     let binaries = Binaries::for_dir(&scenario_common::workspace(), "debug").unwrap();
     let mut rt = ProcessRuntime::new(plan, binaries, Wiring::Direct, Ledger::new(&dir.join("runs")), &run_id(dir));
@@ -152,6 +161,19 @@ fn group_cpu(pgid: u32) -> Duration {
     Duration::from_secs_f64(used as f64 / ticks)
 }
 
+/// The most samples an uncapped share is taken over (a busy machine can lend a spinning
+/// process less than a core for a while; its best sample is what it can get).
+const UNCAPPED_SAMPLES: usize = 3;
+
+/// The best of `UNCAPPED_SAMPLES` shares of the group led by `pgid`.
+async fn best_share(pgid: u32) -> f64 {
+    let mut best: f64 = 0.0;
+    for _ in 0..UNCAPPED_SAMPLES {
+        best = best.max(cpu_share(pgid).await);
+    }
+    best
+}
+
 /// The share of one core the group led by `pgid` used over `SAMPLE` of wall time.
 async fn cpu_share(pgid: u32) -> f64 {
     let (cpu0, t0) = (group_cpu(pgid), Instant::now());
@@ -171,21 +193,24 @@ async fn a_cpu_hog_capped_at_a_fifth_of_a_core_gets_about_that_and_a_whole_core_
     if !capable() {
         return;
     }
+    let _turn = HOGS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let cap = NodeLimit::Cpu { share: 0.2 };
     let mut rt = started(dir.path(), &[(node("hog-0"), cap)]).await;
     let pid = pid_of(&mut rt, "hog-0");
-    let free = cpu_share(pid).await;
+    let free = best_share(pid).await;
     rt.limit(&node("hog-0"), &cap).await.unwrap();
     let run_cgroup = Hierarchy::find(Resource::Cpu).unwrap().run_dir(&run_id(dir.path()));
     assert!(run_cgroup.join("hog-0").is_dir(), "the node has its own cgroup while capped");
     let capped = cpu_share(pid).await;
     let effect = rt.unlimit(&node("hog-0"), &cap).await.unwrap();
-    let after = cpu_share(pid).await;
+    let after = best_share(pid).await;
     eprintln!("uncapped {free:.2}, capped {capped:.2}, after {after:.2}: {}", effect.detail);
-    assert!(free > 0.5, "the hog spins a whole core uncapped: {free:.2}");
+    // Side by side: the same hog, uncapped, capped, and uncapped again (the machine may
+    // be busy, so the uncapped runs are compared with the capped one, not with 1.0).
     assert!((0.1..0.3).contains(&capped), "capped at 0.2 of a core it gets about that: {capped:.2}");
-    assert!(after > 0.5, "lifted, it gets its core back: {after:.2}");
+    assert!(free > 2.0 * capped, "uncapped it spins far more: {free:.2} against {capped:.2}");
+    assert!(after > 2.0 * capped, "lifted, it gets its core back: {after:.2} against {capped:.2}");
     assert!(effect.touched >= 10, "the kernel throttled it in most periods: {}", effect.detail);
     assert!(effect.detail.contains("at a 20% share of a core (20 ms per 100 ms)"), "{}", effect.detail);
     assert!(!run_cgroup.join("hog-0").exists(), "the node's cgroup is gone once lifted");
@@ -258,8 +283,9 @@ fn a_run_aborted_by_its_slo_rolls_back_its_cpu_cap_and_full_disk_and_leaves_noth
     if !capable() {
         return;
     }
+    let _turn = HOGS.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(dir.path());
+    let cluster = cluster(dir.path(), true);
     // The SLO cannot hold (p95 under a microsecond): the run aborts with both faults on.
     let body = format!(
         "invariants = []\n[cluster]\nfile = \"{}\"\n\

@@ -23,6 +23,10 @@ use super::wiring::{self, Wiring};
 
 /// How long a gracefully stopped node may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often, and how far apart, a node an OOM kill was counted in is looked at for
+/// its exit before it is said to have lived.
+const OOM_EXIT_POLLS: u32 = 20;
+const OOM_EXIT_PAUSE: Duration = Duration::from_millis(50);
 
 /// Why process `pid` is gone, if it is: exited (a zombie not yet reaped) or no more.
 fn exited(pid: u32) -> Option<String> {
@@ -44,9 +48,22 @@ struct Proc {
 
 /// A resource fault in place on a node.
 enum Held {
-    Cpu { cgroup: NodeCgroup, share: f64, quota_us: u64, period_us: u64 },
-    Memory { cgroup: NodeCgroup, bytes: u64 },
-    Disk { filled: Filled },
+    Cpu {
+        cgroup: NodeCgroup,
+        share: f64,
+        quota_us: u64,
+        period_us: u64,
+    },
+    /// In the node's own memory cgroup (in `ProcessRuntime::born_in`); kills counted
+    /// before it.
+    Memory {
+        bytes: u64,
+        oom_kills_before: u64,
+        usage_before: u64,
+    },
+    Disk {
+        filled: Filled,
+    },
 }
 
 /// Runs a cluster as local child processes.
@@ -65,6 +82,10 @@ pub struct ProcessRuntime {
     disks: BTreeMap<NodeId, u64>,
     /// Resource faults in place.
     held: BTreeMap<NodeId, Held>,
+    /// Nodes a memory fault targets: born in a memory cgroup of their own, so all their
+    /// memory is charged to it (a process moved later leaves its pages charged behind).
+    memory_nodes: Vec<NodeId>,
+    born_in: BTreeMap<NodeId, NodeCgroup>,
 }
 
 impl ProcessRuntime {
@@ -99,6 +120,8 @@ impl ProcessRuntime {
             hierarchies: Vec::new(),
             disks: BTreeMap::new(),
             held: BTreeMap::new(),
+            memory_nodes: Vec::new(),
+            born_in: BTreeMap::new(),
         }
     }
 
@@ -134,8 +157,7 @@ impl ProcessRuntime {
         if let Some(&size) = self.disks.get(id) {
             let store = node.store_dir();
             if !disk::is_mount(&store) {
-                disk::mount(&store, size)
-                    .map_err(|detail| RuntimeError::Start { node: id.to_string(), detail })?;
+                disk::mount(&store, size).map_err(|detail| RuntimeError::Start { node: id.to_string(), detail })?;
                 self.entry.mounts.push(store);
                 self.record();
             }
@@ -162,6 +184,25 @@ impl ProcessRuntime {
             .stderr(Stdio::from(err_log))
             .process_group(0)
             .kill_on_drop(true);
+        // A node a memory fault targets is born in its memory cgroup: the child writes
+        // its own pid ("0") there between fork and exec.
+        let _procs = match self.memory_nodes.contains(id) {
+            true => {
+                let procs = self.birth_cgroup(id)?;
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+                // SAFETY: between fork and exec the closure only calls write(2), which is
+                // async-signal-safe, on a descriptor opened before the fork and kept open
+                // (`_procs`) until the spawn returns.
+                unsafe {
+                    cmd.pre_exec(move || match nix::libc::write(fd, b"0".as_ptr().cast(), 1) {
+                        1 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    });
+                }
+                Some(procs)
+            }
+            false => None,
+        };
         let child = cmd.spawn().map_err(|e| RuntimeError::Start {
             node: id.to_string(),
             detail: format!("cannot run {}: {e}", program.display()),
@@ -436,7 +477,10 @@ impl Runtime for ProcessRuntime {
             let refuse = |why: String| RuntimeError::Unsupported(format!("`op = \"{}\"` on {id}: {why}", limit.op()));
             let resource = match limit {
                 NodeLimit::Cpu { .. } => Resource::Cpu,
-                NodeLimit::Memory { .. } => Resource::Memory,
+                NodeLimit::Memory { .. } => {
+                    self.memory_nodes.push(id.clone());
+                    Resource::Memory
+                }
                 NodeLimit::DiskFull { size, .. } => {
                     if self.disks.is_empty() {
                         std::fs::create_dir_all(&self.plan.run_dir)
@@ -476,11 +520,13 @@ impl Runtime for ProcessRuntime {
                 }
             }
             NodeLimit::Memory { bytes } => {
-                let cgroup = self.node_cgroup(Resource::Memory, id, pid).map_err(failed)?;
-                match cgroup.cap_memory(bytes) {
-                    Ok(()) => Held::Memory { cgroup, bytes },
-                    Err(e) => return Err(failed(release_after(cgroup, e))),
-                }
+                let cgroup = self.born_in.get(id).ok_or_else(|| failed("the node was not born in a cgroup".into()))?;
+                // Any process of the group born elsewhere joins it (its new pages count).
+                cgroup.adopt(pid).map_err(failed)?;
+                let before = cgroup.memory_stat();
+                let (oom_kills_before, usage_before) = (before.oom_kills, before.usage);
+                cgroup.cap_memory(bytes).map_err(|e| failed(e + &cgroup.uncap_memory().err().unwrap_or_default()))?;
+                Held::Memory { bytes, oom_kills_before, usage_before }
             }
             NodeLimit::DiskFull { leave, .. } => {
                 let dir = self.plan.node(id).map(NodePlan::store_dir).unwrap_or_default();
@@ -516,12 +562,29 @@ impl Runtime for ProcessRuntime {
                     node_ended: false,
                 }
             }
-            Held::Memory { cgroup, bytes } => {
-                let stat = cgroup.memory_stat();
-                let died = self.exit_signal(id);
-                cgroup.release().map_err(failed)?;
+            Held::Memory { bytes, oom_kills_before, usage_before } => {
+                let cgroup = self.born_in.get(id).ok_or_else(|| failed("the node's cgroup is gone".into()))?;
+                let mut stat = cgroup.memory_stat();
+                stat.oom_kills = stat.oom_kills.saturating_sub(oom_kills_before);
+                cgroup.uncap_memory().map_err(failed)?;
+                let mut died = self.exit_signal(id);
+                // A kill the cgroup counted may still be on its way to the node's leader.
+                for _ in 0..OOM_EXIT_POLLS {
+                    if died.is_some() || stat.oom_kills == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(OOM_EXIT_PAUSE).await;
+                    died = self.exit_signal(id);
+                }
                 let ended = died.is_some();
                 let mut detail = format!("held to {} (peak {})", Bytes(bytes), Bytes(stat.max_usage));
+                // Set below what the node held, the limit bites at once: the kernel
+                // reclaims down to it (or refuses the limit, and the fault fails).
+                let cut = usage_before > bytes;
+                if cut {
+                    detail
+                        .push_str(&format!(", cut from the {} it held when it struck by reclaim", Bytes(usage_before)));
+                }
                 if stat.hit > 0 {
                     detail.push_str(&format!(", the limit hit {} time(s) and memory reclaimed", stat.hit));
                 }
@@ -533,7 +596,7 @@ impl Runtime for ProcessRuntime {
                     )),
                     (kills, None) => detail.push_str(&format!("; {kills} process(es) of the node OOM-killed, the node lived")),
                 }
-                LimitEffect { touched: stat.hit + stat.oom_kills, detail, node_ended: ended }
+                LimitEffect { touched: stat.hit + stat.oom_kills + u64::from(cut), detail, node_ended: ended }
             }
             Held::Disk { filled } => {
                 let dir = self.plan.node(id).map(NodePlan::store_dir).unwrap_or_default();
@@ -574,6 +637,26 @@ impl ProcessRuntime {
         NodeCgroup::create(h, &self.entry.run_id, &id.to_string(), pid)
     }
 
+    /// The memory cgroup node `id` is born in (made on its first start), its
+    /// `cgroup.procs` opened for writing.
+    fn birth_cgroup(&mut self, id: &NodeId) -> Result<std::fs::File, RuntimeError> {
+        let refuse = |detail: String| RuntimeError::Start { node: id.to_string(), detail };
+        if !self.born_in.contains_key(id) {
+            let h = self
+                .hierarchies
+                .iter()
+                .find(|h| h.resource == Resource::Memory)
+                .ok_or_else(|| refuse("no memory cgroup hierarchy was prepared".into()))?;
+            let cgroup = NodeCgroup::for_birth(h, &self.entry.run_id, &id.to_string()).map_err(refuse)?;
+            self.born_in.insert(id.clone(), cgroup);
+        }
+        let file = self.born_in[id].procs_file();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .map_err(|e| refuse(format!("opening {}: {e}", file.display())))
+    }
+
     /// How node `id`'s process ended, if it has: "was killed by SIGKILL", "exited 1".
     fn exit_signal(&mut self, id: &NodeId) -> Option<String> {
         use std::os::unix::process::ExitStatusExt;
@@ -590,14 +673,17 @@ impl ProcessRuntime {
     /// filesystems (after the processes are gone); returns what could not be removed.
     fn remove_limits(&mut self) -> Vec<String> {
         let mut left = Vec::new();
-        let dirs: BTreeMap<NodeId, PathBuf> =
-            self.plan.nodes.iter().map(|n| (n.id.clone(), n.store_dir())).collect();
+        let dirs: BTreeMap<NodeId, PathBuf> = self.plan.nodes.iter().map(|n| (n.id.clone(), n.store_dir())).collect();
         for (id, held) in std::mem::take(&mut self.held) {
             let r = match held {
-                Held::Cpu { cgroup, .. } | Held::Memory { cgroup, .. } => cgroup.release(),
+                Held::Cpu { cgroup, .. } => cgroup.release(),
+                Held::Memory { .. } => Ok(()),
                 Held::Disk { .. } => dirs.get(&id).map_or(Ok(()), |d| disk::release(d)),
             };
             left.extend(r.err());
+        }
+        for (_, cgroup) in std::mem::take(&mut self.born_in) {
+            left.extend(cgroup.release().err());
         }
         for dir in std::mem::take(&mut self.entry.cgroups) {
             left.extend(super::limits::cgroup::remove_run(&dir).err());

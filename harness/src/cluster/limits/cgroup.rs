@@ -130,6 +130,8 @@ pub struct MemoryStat {
     pub oom_kills: u64,
     /// The highest usage seen.
     pub max_usage: u64,
+    /// The usage now.
+    pub usage: u64,
 }
 
 /// One node's cgroup for one resource, while it holds.
@@ -156,9 +158,34 @@ impl NodeCgroup {
         let cg = Self { hierarchy: hierarchy.clone(), dir, home };
         if hierarchy.resource == Resource::Memory && !hierarchy.v2 {
             // v1 leaves the memory a process already uses charged where it was unless
-            // told to move it with the process.
+            // told to move it with the process (and newer kernels ignore even that: a
+            // node is born in its memory cgroup, see `for_birth`).
             let _ = write(&cg.dir.join("memory.move_charge_at_immigrate"), "3");
         }
+        cg.adopt(pgid)?;
+        Ok(cg)
+    }
+
+    /// Makes the cgroup of `node` under run `run_id`, empty and without a cap, for the
+    /// node to be born in (its memory is then charged to it from the first page).
+    pub fn for_birth(hierarchy: &Hierarchy, run_id: &str, node: &str) -> Result<Self, String> {
+        let dir = hierarchy.prepare(run_id)?.join(node);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create the cgroup {} ({e})", dir.display())),
+        }
+        Ok(Self { hierarchy: hierarchy.clone(), dir, home: hierarchy.root.clone() })
+    }
+
+    /// The file a process writes `0` to to join the cgroup.
+    pub fn procs_file(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+
+    /// Moves every process of the process group `pgid` into the cgroup.
+    pub fn adopt(&self, pgid: u32) -> Result<(), String> {
+        let cg = self;
         let pids = group_pids(pgid);
         if pids.is_empty() {
             return Err(format!("the node's process group {pgid} has no process (it is not running)"));
@@ -171,7 +198,7 @@ impl NodeCgroup {
                 }
             }
         }
-        Ok(cg)
+        Ok(())
     }
 
     /// Caps the group at `share` of one core; returns the quota and period set (µs).
@@ -187,8 +214,14 @@ impl NodeCgroup {
         Ok((quota, period))
     }
 
-    /// Caps the group's memory (swap included, where the kernel counts it) at `bytes`.
+    /// Caps the group's memory (swap included, where the kernel counts it) at `bytes`;
+    /// the peak and the count of hits start again from here.
     pub fn cap_memory(&self, bytes: u64) -> Result<(), String> {
+        if !self.hierarchy.v2 {
+            for counter in ["memory.max_usage_in_bytes", "memory.failcnt"] {
+                let _ = write(&self.dir.join(counter), "0");
+            }
+        }
         if self.hierarchy.v2 {
             write(&self.dir.join("memory.max"), &bytes.to_string())?;
             let swap = self.dir.join("memory.swap.max");
@@ -205,6 +238,18 @@ impl NodeCgroup {
             write(&memsw, &bytes.to_string())?;
         }
         Ok(())
+    }
+
+    /// Lifts the memory cap, keeping the cgroup (a node born in it stays in it).
+    pub fn uncap_memory(&self) -> Result<(), String> {
+        if self.hierarchy.v2 {
+            return write(&self.dir.join("memory.max"), "max");
+        }
+        let memsw = self.dir.join("memory.memsw.limit_in_bytes");
+        if memsw.exists() {
+            write(&memsw, "-1")?;
+        }
+        write(&self.dir.join("memory.limit_in_bytes"), "-1")
     }
 
     /// The group's throttling so far.
@@ -235,12 +280,14 @@ impl NodeCgroup {
                 hit: keyed("memory.events", "max").unwrap_or(0),
                 oom_kills: keyed("memory.events", "oom_kill").unwrap_or(0),
                 max_usage: read_u64(&self.dir.join("memory.peak")).unwrap_or(0),
+                usage: read_u64(&self.dir.join("memory.current")).unwrap_or(0),
             };
         }
         MemoryStat {
             hit: read_u64(&self.dir.join("memory.failcnt")).unwrap_or(0),
             oom_kills: keyed("memory.oom_control", "oom_kill").unwrap_or(0),
             max_usage: read_u64(&self.dir.join("memory.max_usage_in_bytes")).unwrap_or(0),
+            usage: read_u64(&self.dir.join("memory.usage_in_bytes")).unwrap_or(0),
         }
     }
 

@@ -469,7 +469,7 @@ const LIMIT_OPS: [&str; 3] = ["cpu", "memory", "disk_full"];
 /// The most cores a CPU share may name.
 const MAX_CORES: f64 = 64.0;
 /// The smallest memory limit (below it a process cannot even start).
-const MIN_MEMORY: u64 = 4 << 20;
+const MIN_MEMORY: u64 = 1 << 20;
 
 /// A resource fault from its `op` and `attributes`, every mistake at the `op`.
 fn node_limit(op: &Spanned<String>, attributes: Option<&toml::Table>) -> Checked<NodeLimit> {

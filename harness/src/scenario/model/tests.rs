@@ -345,7 +345,7 @@ fn mistakes_in_resource_faults_point_at_their_op_and_say_what_to_give() {
         (fault("cpu", "attributes = { share = 0 }\n", "for = \"1s\"\n"), "above 0"),
         (fault("cpu", "attributes = { share = 0.2 }\n", ""), "`cpu` needs `for`"),
         (fault("cpu", "attributes = { quota = 3 }\n", "for = \"1s\"\n"), "takes attributes share, not `quota`"),
-        (fault("memory", "attributes = { limit = \"1KiB\" }\n", "for = \"1s\"\n"), "at least 4.0 MiB"),
+        (fault("memory", "attributes = { limit = \"1KiB\" }\n", "for = \"1s\"\n"), "at least 1.0 MiB"),
         (fault("memory", "attributes = { limit = \"lots\" }\n", "for = \"1s\"\n"), "not a size"),
         (fault("disk_full", "", "for = \"1s\"\n"), "bytes left free"),
         (
