@@ -27,6 +27,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// its exit before it is said to have lived.
 const OOM_EXIT_POLLS: u32 = 20;
 const OOM_EXIT_PAUSE: Duration = Duration::from_millis(50);
+/// A memory page: the grain of a cgroup's memory counters.
+const PAGE: u64 = 4096;
 
 /// Why process `pid` is gone, if it is: exited (a zombie not yet reaped) or no more.
 fn exited(pid: u32) -> Option<String> {
@@ -585,6 +587,12 @@ impl Runtime for ProcessRuntime {
                     detail
                         .push_str(&format!(", cut from the {} it held when it struck by reclaim", Bytes(usage_before)));
                 }
+                // Usage cannot pass the limit: a peak at it (within a page) means the
+                // node's charges met the limit and the kernel reclaimed to keep it there.
+                let at_limit = !cut && stat.max_usage + PAGE >= bytes;
+                if at_limit {
+                    detail.push_str(", ran at its limit (the kernel reclaimed to keep it there)");
+                }
                 if stat.hit > 0 {
                     detail.push_str(&format!(", the limit hit {} time(s) and memory reclaimed", stat.hit));
                 }
@@ -596,7 +604,11 @@ impl Runtime for ProcessRuntime {
                     )),
                     (kills, None) => detail.push_str(&format!("; {kills} process(es) of the node OOM-killed, the node lived")),
                 }
-                LimitEffect { touched: stat.hit + stat.oom_kills + u64::from(cut), detail, node_ended: ended }
+                LimitEffect {
+                    touched: stat.hit + stat.oom_kills + u64::from(cut || at_limit),
+                    detail,
+                    node_ended: ended,
+                }
             }
             Held::Disk { filled } => {
                 let dir = self.plan.node(id).map(NodePlan::store_dir).unwrap_or_default();
