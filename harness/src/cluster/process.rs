@@ -553,11 +553,11 @@ impl Runtime for ProcessRuntime {
                 LimitEffect {
                     touched: stat.throttled,
                     detail: format!(
-                        "throttled in {} of {} periods, {:.1} s in all, at a {:.0}% share of a core ({} ms per {} ms)",
+                        "throttled in {} of {} periods, {:.1} s in all, at a {} share of a core ({} ms per {} ms)",
                         stat.throttled,
                         stat.periods,
                         stat.throttled_time.as_secs_f64(),
-                        share * 100.0,
+                        super::limits::percent(share),
                         quota_us as f64 / 1000.0,
                         period_us as f64 / 1000.0
                     ),

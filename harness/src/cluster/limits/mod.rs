@@ -47,11 +47,17 @@ impl NodeLimit {
 impl fmt::Display for NodeLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Cpu { share } => write!(f, "cpu {:.0}%", share * 100.0),
+            Self::Cpu { share } => write!(f, "cpu {}", percent(*share)),
             Self::Memory { bytes } => write!(f, "memory {}", Bytes(*bytes)),
             Self::DiskFull { leave, .. } => write!(f, "disk_full leaving {}", Bytes(*leave)),
         }
     }
+}
+
+/// A share as a percentage with at most one decimal: `20%`, `1.5%`.
+pub fn percent(share: f64) -> String {
+    let p = format!("{:.1}", share * 100.0);
+    format!("{}%", p.strip_suffix(".0").unwrap_or(&p))
 }
 
 /// What a resource fault did, read back when it was released.
@@ -122,6 +128,12 @@ mod tests {
         assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
         assert!(parse_bytes("3 furlongs").unwrap_err().contains("unknown unit"));
         assert!(parse_bytes("2048GiB").is_err(), "bounded");
+    }
+
+    #[test]
+    fn shares_are_shown_as_percentages() {
+        assert_eq!(percent(0.2), "20%");
+        assert_eq!(percent(0.015), "1.5%");
     }
 
     #[test]
