@@ -321,3 +321,70 @@ fn a_run_aborted_by_its_slo_rolls_back_its_cpu_cap_and_full_disk_and_leaves_noth
     assert!(!mounts.contains(&runs.join(&id).display().to_string()), "no mount of the run is left");
     assert!(Ledger::new(&runs).entries().is_empty(), "the run ended cleanly");
 }
+
+#[test]
+fn a_harness_killed_with_sigkill_leaves_no_cgroup_or_mount_behind() {
+    if !capable() {
+        return;
+    }
+    let _turn = HOGS.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), true);
+    let body = format!(
+        "invariants = []\n[cluster]\nfile = \"{}\"\n\
+         [load]\nschedule = {{ mode = \"constant\", rate = 5, duration = \"60s\" }}\n\
+         [load.workload]\n[[load.workload.flow]]\nname = \"health\"\n[[load.workload.flow.step]]\npath = \"/health\"\n\
+         [[fault]]\nnode = \"hog-0\"\nop = \"cpu\"\nattributes = {{ share = 0.1 }}\nat = \"500ms\"\nfor = \"50s\"\n\
+         [[fault]]\nnode = \"web-0\"\nop = \"disk_full\"\nattributes = {{ leave = \"1MiB\", size = \"8MiB\" }}\nat = \"500ms\"\nfor = \"50s\"\n\
+         [recovery]\nduration = \"1s\"\n",
+        cluster.display()
+    );
+    let file = scenario_common::scenario_file(dir.path(), "killed", &body);
+    scenario_common::binaries();
+    let runs = dir.path().join("runs");
+    let mut harness = std::process::Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["run", "--profile", "debug", "--runs"])
+        .arg(&runs)
+        .arg(&file)
+        .current_dir(scenario_common::workspace())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cpu = Hierarchy::find(Resource::Cpu).unwrap();
+    let mounted =
+        |run: &Path| std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&run.display().to_string());
+    // Both faults in place: the node's cgroup and the data folder's mount exist.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (cgroup, run) = loop {
+        let run = std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("data").exists());
+        if let Some(run) = run {
+            let id = run.file_name().unwrap().to_string_lossy().to_string();
+            let cgroup = cpu.run_dir(&id);
+            if cgroup.join("hog-0").exists() && mounted(&run) && run.join("data/web-0").join(disk::FILLER).exists() {
+                break (cgroup, run);
+            }
+        }
+        assert!(Instant::now() < deadline, "the faults never went on");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    harness.kill().unwrap();
+    harness.wait().unwrap();
+    // The reaper (a process of its own) removes what the dead harness left.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cgroup.exists() || mounted(&run) {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: cgroup {} {}, mount {}",
+            cgroup.display(),
+            cgroup.exists(),
+            mounted(&run)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
