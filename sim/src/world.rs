@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use gauntlet::cluster::plan::{ClusterPlan, Slot};
-use gauntlet::cluster::{NodeId, NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
+use gauntlet::cluster::{NodeId, NodeLimit, NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
 use gauntlet::faults::model::Toxic;
 use gauntlet::scenario::effect::{Counters, Traffic};
 use gauntlet::world::reach::{EdgeFaults, Http, Reach};
@@ -183,6 +183,17 @@ impl Runtime for SimWorld {
     }
 
     /// The simulation's owner ends the hosts when the simulation ends.
+    fn prepare_limits(&mut self, limits: &[(NodeId, NodeLimit)]) -> Result<(), RuntimeError> {
+        match limits.first() {
+            None => Ok(()),
+            Some((id, limit)) => Err(RuntimeError::Unsupported(format!(
+                "`op = \"{}\"` on {id}: the simulated world has no CPU, memory or disk of a node's to starve (its \
+                 nodes share one thread and simulated time); run the scenario with `gauntlet run` on the process runtime",
+                limit.op()
+            ))),
+        }
+    }
+
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
         Ok(())
     }

@@ -126,6 +126,9 @@ fn report_reaped(reaped: &[Reaped]) {
         if !r.networks.is_empty() {
             parts.push(format!("removed networks {}", r.networks.join(", ")));
         }
+        if !r.limits.is_empty() {
+            parts.push(format!("removed {}", r.limits.join(", ")));
+        }
         let what = if parts.is_empty() { "nothing was left running".to_string() } else { parts.join("; ") };
         eprintln!("gauntlet: run {} ended without cleaning up; {what}", r.run_id);
     }

@@ -631,6 +631,18 @@ impl Runtime for DockerRuntime {
         &self.plan
     }
 
+    fn prepare_limits(&mut self, limits: &[(NodeId, super::NodeLimit)]) -> Result<(), RuntimeError> {
+        match limits.first() {
+            None => Ok(()),
+            Some((id, limit)) => Err(RuntimeError::Unsupported(format!(
+                "`op = \"{}\"` on {id}: the docker runtime does not hold resource faults yet (CPU and memory would be \
+                 `docker update --cpus/--memory`, a full disk a size-limited volume; not built): run the scenario with \
+                 --runtime process",
+                limit.op()
+            ))),
+        }
+    }
+
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
         let ids: Vec<NodeId> = self.plan.nodes.iter().rev().map(|n| n.id.clone()).collect();
         for id in ids {

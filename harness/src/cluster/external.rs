@@ -104,6 +104,17 @@ impl Runtime for ExternalRuntime {
         &self.plan
     }
 
+    fn prepare_limits(&mut self, limits: &[(NodeId, super::NodeLimit)]) -> Result<(), RuntimeError> {
+        match limits.first() {
+            None => Ok(()),
+            Some((id, limit)) => Err(RuntimeError::Unsupported(format!(
+                "`op = \"{}\"` on {id}: the external runtime does not own its nodes, so it cannot cap their CPU or \
+                 memory or fill their disks; use the deployment's own tools, or run the scenario on the process runtime",
+                limit.op()
+            ))),
+        }
+    }
+
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
         self.ledger.remove(&self.entry.run_id);
         Ok(())

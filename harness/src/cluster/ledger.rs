@@ -48,6 +48,12 @@ pub struct LedgerEntry {
     /// an external `--toxiproxy` is left as it was found).
     #[serde(default)]
     pub proxies: Vec<String>,
+    /// The cgroup folders of the run's resource faults (`<mount>/gauntlet/<run>`).
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
+    /// The size-limited filesystems mounted at nodes' data folders.
+    #[serde(default)]
+    pub mounts: Vec<PathBuf>,
 }
 
 /// The ledger folder: `<runs>/active`.
@@ -63,6 +69,8 @@ pub struct Reaped {
     pub processes: Vec<String>,
     pub containers: Vec<String>,
     pub networks: Vec<String>,
+    /// Cgroups and mounts of resource faults removed.
+    pub limits: Vec<String>,
 }
 
 impl Ledger {
@@ -138,6 +146,18 @@ pub fn reap(entry: &LedgerEntry) -> Reaped {
             r.containers.extend(entry.containers.iter().cloned());
         } else {
             r.containers.extend(entry.containers.iter().filter(|c| docker(&["rm", "-f", "-v", c])).cloned());
+        }
+    }
+    // After the processes: a cgroup goes once empty, a mount once nobody works in it.
+    for m in &entry.mounts {
+        let _ = super::limits::disk::release(m);
+        if super::limits::disk::is_mount(m) && super::limits::disk::unmount(m).is_ok() {
+            r.limits.push(format!("mount {}", m.display()));
+        }
+    }
+    for c in entry.cgroups.iter().filter(|c| c.exists()) {
+        if super::limits::cgroup::remove_run(c).is_ok() {
+            r.limits.push(format!("cgroup {}", c.display()));
         }
     }
     if let (Some(api), false) = (&entry.toxiproxy, entry.proxies.is_empty()) {

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod external;
 pub mod images;
 pub mod ledger;
+pub mod limits;
 pub mod plan;
 pub mod process;
 pub mod readiness;
@@ -18,6 +19,7 @@ pub mod runtime;
 pub mod spec;
 pub mod wiring;
 
+pub use limits::{LimitEffect, NodeLimit};
 pub use plan::{ClusterPlan, NodeId, Ports};
 pub use runtime::{NodeOp, NodeState, NodeStatus, Readiness, Runtime, RuntimeError};
 pub use spec::{ClusterSpec, Edge, RunSpec, ServiceSpec, SpecError};

@@ -69,6 +69,16 @@ impl NodePlan {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The folder its data is stored in: its service's database folder (shared by the
+    /// service's replicas, as a real service's store is) where it has a database, else
+    /// its own data directory. A full disk is this folder's.
+    pub fn store_dir(&self) -> PathBuf {
+        match self.data_dir.parent() {
+            Some(data) if self.service.database => data.join(&self.id.service),
+            _ => self.data_dir.clone(),
+        }
+    }
 }
 
 /// A proxy slot: the place on one edge, from one consumer replica to one provider

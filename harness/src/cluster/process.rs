@@ -12,6 +12,9 @@ use tokio::process::{Child, Command};
 
 use super::binaries::{check_programs, command_program, Binaries};
 use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
+use super::limits::cgroup::{Hierarchy, NodeCgroup, Resource};
+use super::limits::disk::{self, Filled};
+use super::limits::{Bytes, LimitEffect, NodeLimit};
 use super::plan::{ClusterPlan, NodeId, NodePlan};
 use super::readiness::{levels, poll_ready, wait_ready};
 use super::runtime::{NodeOp, NodeState, NodeStatus, Readiness, Runtime, RuntimeError};
@@ -20,6 +23,12 @@ use super::wiring::{self, Wiring};
 
 /// How long a gracefully stopped node may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often, and how far apart, a node an OOM kill was counted in is looked at for
+/// its exit before it is said to have lived.
+const OOM_EXIT_POLLS: u32 = 20;
+const OOM_EXIT_PAUSE: Duration = Duration::from_millis(50);
+/// A memory page: the grain of a cgroup's memory counters.
+const PAGE: u64 = 4096;
 
 /// Why process `pid` is gone, if it is: exited (a zombie not yet reaped) or no more.
 fn exited(pid: u32) -> Option<String> {
@@ -39,6 +48,26 @@ struct Proc {
     state: NodeState,
 }
 
+/// A resource fault in place on a node.
+enum Held {
+    Cpu {
+        cgroup: NodeCgroup,
+        share: f64,
+        quota_us: u64,
+        period_us: u64,
+    },
+    /// In the node's own memory cgroup (in `ProcessRuntime::born_in`); kills counted
+    /// before it.
+    Memory {
+        bytes: u64,
+        oom_kills_before: u64,
+        usage_before: u64,
+    },
+    Disk {
+        filled: Filled,
+    },
+}
+
 /// Runs a cluster as local child processes.
 pub struct ProcessRuntime {
     plan: ClusterPlan,
@@ -49,6 +78,16 @@ pub struct ProcessRuntime {
     upstreams: BTreeMap<NodeId, BTreeMap<String, String>>,
     procs: BTreeMap<NodeId, Proc>,
     partitioned: Vec<NodeId>,
+    /// The cgroup hierarchies prepared for resource faults.
+    hierarchies: Vec<Hierarchy>,
+    /// Nodes whose data folder is a size-limited filesystem, and its size.
+    disks: BTreeMap<NodeId, u64>,
+    /// Resource faults in place.
+    held: BTreeMap<NodeId, Held>,
+    /// Nodes a memory fault targets: born in a memory cgroup of their own, so all their
+    /// memory is charged to it (a process moved later leaves its pages charged behind).
+    memory_nodes: Vec<NodeId>,
+    born_in: BTreeMap<NodeId, NodeCgroup>,
 }
 
 impl ProcessRuntime {
@@ -80,6 +119,11 @@ impl ProcessRuntime {
             upstreams: BTreeMap::new(),
             procs: BTreeMap::new(),
             partitioned: Vec::new(),
+            hierarchies: Vec::new(),
+            disks: BTreeMap::new(),
+            held: BTreeMap::new(),
+            memory_nodes: Vec::new(),
+            born_in: BTreeMap::new(),
         }
     }
 
@@ -123,6 +167,14 @@ impl ProcessRuntime {
         let node = self.plan.node(id).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?.clone();
         std::fs::create_dir_all(&node.data_dir)
             .map_err(RuntimeError::io(format!("creating {}", node.data_dir.display())))?;
+        if let Some(&size) = self.disks.get(id) {
+            let store = node.store_dir();
+            if !disk::is_mount(&store) {
+                disk::mount(&store, size).map_err(|detail| RuntimeError::Start { node: id.to_string(), detail })?;
+                self.entry.mounts.push(store);
+                self.record();
+            }
+        }
         if let Some(dir) = node.log_file.parent() {
             std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
         }
@@ -156,6 +208,25 @@ impl ProcessRuntime {
             .stderr(Stdio::from(err_log))
             .process_group(0)
             .kill_on_drop(true);
+        // A node a memory fault targets is born in its memory cgroup: the child writes
+        // its own pid ("0") there between fork and exec.
+        let _procs = match self.memory_nodes.contains(id) {
+            true => {
+                let procs = self.birth_cgroup(id)?;
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+                // SAFETY: between fork and exec the closure only calls write(2), which is
+                // async-signal-safe, on a descriptor opened before the fork and kept open
+                // (`_procs`) until the spawn returns.
+                unsafe {
+                    cmd.pre_exec(move || match nix::libc::write(fd, b"0".as_ptr().cast(), 1) {
+                        1 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    });
+                }
+                Some(procs)
+            }
+            false => None,
+        };
         let child = cmd.spawn().map_err(|e| RuntimeError::Start {
             node: id.to_string(),
             detail: format!("cannot run {}: {e}", program.display()),
@@ -416,8 +487,246 @@ impl Runtime for ProcessRuntime {
             }
         }
         self.wiring.close(&self.plan).await;
-        self.ledger.remove(&self.entry.run_id);
+        let left = self.remove_limits();
+        if left.is_empty() {
+            self.ledger.remove(&self.entry.run_id);
+            return Ok(());
+        }
+        // The ledger keeps them for the next `gauntlet down` to try again.
+        Err(RuntimeError::Unsupported(format!("could not remove what resource faults made: {}", left.join("; "))))
+    }
+
+    fn prepare_limits(&mut self, limits: &[(NodeId, NodeLimit)]) -> Result<(), RuntimeError> {
+        for (id, limit) in limits {
+            let refuse = |why: String| RuntimeError::Unsupported(format!("`op = \"{}\"` on {id}: {why}", limit.op()));
+            let resource = match limit {
+                NodeLimit::Cpu { .. } => Resource::Cpu,
+                NodeLimit::Memory { .. } => {
+                    self.memory_nodes.push(id.clone());
+                    Resource::Memory
+                }
+                NodeLimit::DiskFull { size, .. } => {
+                    if self.disks.is_empty() {
+                        std::fs::create_dir_all(&self.plan.run_dir)
+                            .map_err(RuntimeError::io(format!("creating {}", self.plan.run_dir.display())))?;
+                        disk::probe(&self.plan.run_dir).map_err(refuse)?;
+                    }
+                    let s = self.disks.entry(id.clone()).or_insert(0);
+                    *s = (*s).max(*size);
+                    continue;
+                }
+            };
+            if self.hierarchies.iter().any(|h| h.resource == resource) {
+                continue;
+            }
+            let h = Hierarchy::find(resource).map_err(refuse)?;
+            let dir = h.prepare(&self.entry.run_id).map_err(refuse)?;
+            self.entry.cgroups.push(dir);
+            self.hierarchies.push(h);
+            self.record();
+        }
         Ok(())
+    }
+
+    async fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<(), RuntimeError> {
+        let state = self.procs.get(id).map(|p| p.state).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        let pid = match self.procs.get(id) {
+            Some(p) if p.child.is_some() => p.pid,
+            _ => return Err(RuntimeError::Unsupported(format!("{limit} on {id}: the node is {state}, not running"))),
+        };
+        let failed = |detail: String| RuntimeError::Unsupported(format!("{limit} on {id}: {detail}"));
+        let held = match *limit {
+            NodeLimit::Cpu { share } => {
+                let cgroup = self.node_cgroup(Resource::Cpu, id, pid).map_err(failed)?;
+                match cgroup.cap_cpu(share) {
+                    Ok((quota_us, period_us)) => Held::Cpu { cgroup, share, quota_us, period_us },
+                    Err(e) => return Err(failed(release_after(cgroup, e))),
+                }
+            }
+            NodeLimit::Memory { bytes } => {
+                let cgroup = self.born_in.get(id).ok_or_else(|| failed("the node was not born in a cgroup".into()))?;
+                // Any process of the group born elsewhere joins it (its new pages count).
+                cgroup.adopt(pid).map_err(failed)?;
+                let before = cgroup.memory_stat();
+                let (oom_kills_before, usage_before) = (before.oom_kills, before.usage);
+                cgroup.cap_memory(bytes).map_err(|e| failed(e + &cgroup.uncap_memory().err().unwrap_or_default()))?;
+                Held::Memory { bytes, oom_kills_before, usage_before }
+            }
+            NodeLimit::DiskFull { leave, .. } => {
+                let dir = self.plan.node(id).map(NodePlan::store_dir).unwrap_or_default();
+                if !disk::is_mount(&dir) {
+                    return Err(failed(format!("{} is not the run's size-limited filesystem", dir.display())));
+                }
+                let filled = disk::fill(&dir, leave).map_err(|e| failed(e.clone() + &release_disk(&dir)))?;
+                Held::Disk { filled }
+            }
+        };
+        self.held.insert(id.clone(), held);
+        Ok(())
+    }
+
+    async fn unlimit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<LimitEffect, RuntimeError> {
+        let failed = |detail: String| RuntimeError::Unsupported(format!("lifting {limit} from {id}: {detail}"));
+        let Some(held) = self.held.remove(id) else { return Ok(LimitEffect::default()) };
+        let effect = match held {
+            Held::Cpu { cgroup, share, quota_us, period_us } => {
+                let stat = cgroup.cpu_stat();
+                cgroup.release().map_err(failed)?;
+                LimitEffect {
+                    touched: stat.throttled,
+                    detail: format!(
+                        "throttled in {} of {} periods, {:.1} s in all, at a {} share of a core ({} ms per {} ms)",
+                        stat.throttled,
+                        stat.periods,
+                        stat.throttled_time.as_secs_f64(),
+                        super::limits::percent(share),
+                        quota_us as f64 / 1000.0,
+                        period_us as f64 / 1000.0
+                    ),
+                    node_ended: false,
+                }
+            }
+            Held::Memory { bytes, oom_kills_before, usage_before } => {
+                let cgroup = self.born_in.get(id).ok_or_else(|| failed("the node's cgroup is gone".into()))?;
+                let mut stat = cgroup.memory_stat();
+                stat.oom_kills = stat.oom_kills.saturating_sub(oom_kills_before);
+                cgroup.uncap_memory().map_err(failed)?;
+                let mut died = self.exit_signal(id);
+                // A kill the cgroup counted may still be on its way to the node's leader.
+                for _ in 0..OOM_EXIT_POLLS {
+                    if died.is_some() || stat.oom_kills == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(OOM_EXIT_PAUSE).await;
+                    died = self.exit_signal(id);
+                }
+                let ended = died.is_some();
+                let mut detail = format!("held to {} (peak {})", Bytes(bytes), Bytes(stat.max_usage));
+                // Set below what the node held, the limit bites at once: the kernel
+                // reclaims down to it (or refuses the limit, and the fault fails).
+                let cut = usage_before > bytes;
+                if cut {
+                    detail
+                        .push_str(&format!(", cut from the {} it held when it struck by reclaim", Bytes(usage_before)));
+                }
+                // Usage cannot pass the limit: a peak at it (within a page) means the
+                // node's charges met the limit and the kernel reclaimed to keep it there.
+                let at_limit = !cut && stat.max_usage + PAGE >= bytes;
+                if at_limit {
+                    detail.push_str(", ran at its limit (the kernel reclaimed to keep it there)");
+                }
+                if stat.hit > 0 {
+                    detail.push_str(&format!(", the limit hit {} time(s) and memory reclaimed", stat.hit));
+                }
+                match (stat.oom_kills, died) {
+                    (0, None) => detail.push_str("; no process was OOM-killed"),
+                    (kills, Some(how)) => detail.push_str(&format!(
+                        "; the node was OOM-killed ({kills} kill(s) counted, it {how}): it stayed down while the limit held \
+                         and is started again on its data now that the fault ended"
+                    )),
+                    (kills, None) => detail.push_str(&format!("; {kills} process(es) of the node OOM-killed, the node lived")),
+                }
+                LimitEffect {
+                    touched: stat.hit + stat.oom_kills + u64::from(cut || at_limit),
+                    detail,
+                    node_ended: ended,
+                }
+            }
+            Held::Disk { filled } => {
+                let dir = self.plan.node(id).map(NodePlan::store_dir).unwrap_or_default();
+                let at_end = disk::free(&dir).ok();
+                disk::release(&dir).map_err(failed)?;
+                LimitEffect { touched: filled.written, detail: disk::describe(&dir, filled, at_end), node_ended: false }
+            }
+        };
+        if effect.node_ended {
+            if let Some(p) = self.procs.get_mut(id) {
+                p.child = None;
+                p.state = NodeState::Killed;
+            }
+            self.record();
+        }
+        Ok(effect)
+    }
+}
+
+/// Releases a cgroup after a failure, adding any error of the release to `error`.
+fn release_after(cgroup: NodeCgroup, error: String) -> String {
+    match cgroup.release() {
+        Ok(()) => error,
+        Err(e) => format!("{error}; and {e}"),
+    }
+}
+
+/// Deletes the filler of `dir` after a failure, saying so if that failed too.
+fn release_disk(dir: &std::path::Path) -> String {
+    disk::release(dir).err().map(|e| format!("; and {e}")).unwrap_or_default()
+}
+
+impl ProcessRuntime {
+    fn node_cgroup(&self, resource: Resource, id: &NodeId, pid: u32) -> Result<NodeCgroup, String> {
+        let h = self.hierarchies.iter().find(|h| h.resource == resource).ok_or_else(|| {
+            "not prepared (the runtime was not told of the fault before the cluster started)".to_string()
+        })?;
+        NodeCgroup::create(h, &self.entry.run_id, &id.to_string(), pid)
+    }
+
+    /// The memory cgroup node `id` is born in (made on its first start), its
+    /// `cgroup.procs` opened for writing.
+    fn birth_cgroup(&mut self, id: &NodeId) -> Result<std::fs::File, RuntimeError> {
+        let refuse = |detail: String| RuntimeError::Start { node: id.to_string(), detail };
+        if !self.born_in.contains_key(id) {
+            let h = self
+                .hierarchies
+                .iter()
+                .find(|h| h.resource == Resource::Memory)
+                .ok_or_else(|| refuse("no memory cgroup hierarchy was prepared".into()))?;
+            let cgroup = NodeCgroup::for_birth(h, &self.entry.run_id, &id.to_string()).map_err(refuse)?;
+            self.born_in.insert(id.clone(), cgroup);
+        }
+        let file = self.born_in[id].procs_file();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .map_err(|e| refuse(format!("opening {}: {e}", file.display())))
+    }
+
+    /// How node `id`'s process ended, if it has: "was killed by SIGKILL", "exited 1".
+    fn exit_signal(&mut self, id: &NodeId) -> Option<String> {
+        use std::os::unix::process::ExitStatusExt;
+        let child = self.procs.get_mut(id)?.child.as_mut()?;
+        let status = child.try_wait().ok()??;
+        Some(match status.signal() {
+            Some(9) => "was killed by SIGKILL".into(),
+            Some(sig) => format!("was killed by signal {sig}"),
+            None => format!("exited with {status}"),
+        })
+    }
+
+    /// Lifts every resource fault, removes the run's cgroups and unmounts its data
+    /// filesystems (after the processes are gone); returns what could not be removed.
+    fn remove_limits(&mut self) -> Vec<String> {
+        let mut left = Vec::new();
+        let dirs: BTreeMap<NodeId, PathBuf> = self.plan.nodes.iter().map(|n| (n.id.clone(), n.store_dir())).collect();
+        for (id, held) in std::mem::take(&mut self.held) {
+            let r = match held {
+                Held::Cpu { cgroup, .. } => cgroup.release(),
+                Held::Memory { .. } => Ok(()),
+                Held::Disk { .. } => dirs.get(&id).map_or(Ok(()), |d| disk::release(d)),
+            };
+            left.extend(r.err());
+        }
+        for (_, cgroup) in std::mem::take(&mut self.born_in) {
+            left.extend(cgroup.release().err());
+        }
+        for dir in std::mem::take(&mut self.entry.cgroups) {
+            left.extend(super::limits::cgroup::remove_run(&dir).err());
+        }
+        self.hierarchies.clear();
+        for dir in std::mem::take(&mut self.entry.mounts) {
+            left.extend(disk::unmount(&dir).err());
+        }
+        left
     }
 }
 
@@ -431,13 +740,20 @@ impl ProcessRuntime {
 }
 
 impl Drop for ProcessRuntime {
-    /// The last line of defence (a panic, an early return): no child outlives us.
+    /// The last line of defence (a panic, an early return): no child outlives us, and
+    /// no cgroup, filler or mount of ours either.
     fn drop(&mut self) {
         for p in self.procs.values_mut() {
-            if p.child.take().is_some() {
+            if let Some(mut child) = p.child.take() {
                 let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGCONT);
                 let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+                // Gone before its cgroup and its data folder's mount are removed.
+                let _ = child.start_kill();
+                let _ = child.try_wait();
             }
+        }
+        for left in self.remove_limits() {
+            eprintln!("warning: {left}");
         }
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::{LimitEffect, NodeLimit};
 use super::plan::{ClusterPlan, NodeId};
 
 /// A runtime's failure, with what to do about it where we know.
@@ -131,6 +132,35 @@ pub trait Runtime: Send {
     /// Records how a [`Readiness`] wait of node `id` ended.
     fn node_ready(&mut self, id: &NodeId, ready: &Result<(), RuntimeError>) {
         let _ = (id, ready);
+    }
+    /// Checks, before anything starts, that this runtime can hold every resource fault
+    /// of `limits` (a CPU share, a memory limit, a full disk) on this machine, and
+    /// prepares what must exist before the nodes start (a size-limited data folder for
+    /// `disk_full`). Refuses, naming what is missing, so a scenario is refused at its
+    /// start rather than mid-run. A runtime without resource faults refuses any.
+    fn prepare_limits(&mut self, limits: &[(NodeId, NodeLimit)]) -> Result<(), RuntimeError> {
+        match limits.first() {
+            None => Ok(()),
+            Some((id, limit)) => Err(RuntimeError::Unsupported(format!(
+                "`op = \"{}\"` on {id}: this runtime cannot starve a node of CPU, memory or disk; run the scenario on the process runtime",
+                limit.op()
+            ))),
+        }
+    }
+    /// Puts resource fault `limit` on node `id` (prepared by [`Runtime::prepare_limits`]).
+    fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        let refused = self.prepare_limits(&[(id.clone(), *limit)]);
+        async move { refused.and(Err(RuntimeError::Unsupported(format!("`{}` is not held by this runtime", limit.op())))) }
+    }
+    /// Lifts resource fault `limit` from node `id` and says what it did; safe to call
+    /// for a limit that was only half put in place, or not at all.
+    fn unlimit(
+        &mut self,
+        id: &NodeId,
+        limit: &NodeLimit,
+    ) -> impl Future<Output = Result<LimitEffect, RuntimeError>> + Send {
+        let _ = (id, limit);
+        async move { Ok(LimitEffect::default()) }
     }
     /// Every node and its state.
     fn status(&mut self) -> Vec<NodeStatus>;

@@ -24,7 +24,7 @@ use super::gauges;
 use super::model::{ActualTimes, Fault, FaultAction, FaultTarget, Scenario};
 use crate::checks::history::History;
 use crate::checks::CheckResult;
-use crate::cluster::Runtime;
+use crate::cluster::{LimitEffect, NodeId, NodeOp, Readiness, Runtime, RuntimeError};
 use crate::load::client::ClientConfig;
 use crate::load::runner::{self, Control, Progress, RunConfig};
 use crate::load::slo::{Gauge, Metric, Observable, SloVerdict};
@@ -74,6 +74,8 @@ pub struct FaultRecord {
 struct Observed {
     at_apply: Option<Counters>,
     at_remove: Option<Counters>,
+    /// What a resource fault did, read back when it was lifted.
+    limit: Option<LimitEffect>,
 }
 
 impl FaultRecord {
@@ -852,15 +854,9 @@ async fn run_timeline<R: Runtime>(
             pending.remove(k);
             let fault = &scenario.faults[i];
             match (&fault.action, &fault.target) {
-                (FaultAction::Node(op), FaultTarget::Node(node)) => {
-                    let op = match change {
-                        Change::Apply => Some(*op),
-                        Change::Remove => Fault::inverse(*op),
-                    };
-                    let started = match op {
-                        Some(op) => cluster.runtime.node_op_detached(node, op).await,
-                        None => Ok(None),
-                    };
+                (FaultAction::Node(_) | FaultAction::Limit(_), FaultTarget::Node(node)) => {
+                    let observed = &mut outcome.faults[i].observed;
+                    let started = node_change(&fault.action, node, change, cluster, observed).await;
                     match started {
                         Ok(Some(ready)) => {
                             busy.push((i, target));
@@ -922,6 +918,34 @@ async fn run_timeline<R: Runtime>(
         outcome.stopped = Some(why);
     }
     Ok(())
+}
+
+/// Starts a change of a node fault: its operation (or inverse), or putting on or
+/// lifting a resource fault (what it did goes to `observed`; a node it ended is started
+/// again). A restart's wait for readiness comes back to await elsewhere.
+async fn node_change<R: Runtime>(
+    action: &FaultAction,
+    node: &NodeId,
+    change: Change,
+    cluster: &mut Cluster<R>,
+    observed: &mut Observed,
+) -> Result<Option<Readiness>, RuntimeError> {
+    let op = match (action, change) {
+        (FaultAction::Node(op), Change::Apply) => Some(*op),
+        (FaultAction::Node(op), Change::Remove) => Fault::inverse(*op),
+        (FaultAction::Limit(limit), Change::Apply) => return cluster.runtime.limit(node, limit).await.map(|()| None),
+        (FaultAction::Limit(limit), Change::Remove) => {
+            let effect = cluster.runtime.unlimit(node, limit).await?;
+            let ended = effect.node_ended;
+            observed.limit = Some(effect);
+            ended.then_some(NodeOp::Restart)
+        }
+        _ => None,
+    };
+    match op {
+        Some(op) => cluster.runtime.node_op_detached(node, op).await,
+        None => Ok(None),
+    }
 }
 
 /// Records a change that was under way: a restarted node's readiness goes to its
@@ -1039,18 +1063,23 @@ async fn edge_change(
             }
             Ok(())
         }
-        (FaultAction::Node(_), _) => anyhow::bail!("a node operation is not an edge change"),
+        (FaultAction::Node(_) | FaultAction::Limit(_), _) => anyhow::bail!("a node operation is not an edge change"),
     }
 }
 
-/// Removes `fault` now, waiting for whatever it takes (a restart's readiness included).
-async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>) -> anyhow::Result<()> {
+/// Removes `fault` now, waiting for whatever it takes (a restart's readiness included);
+/// what a resource fault did goes to `observed`.
+async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>, observed: &mut Observed) -> anyhow::Result<()> {
     match (&fault.action, &fault.target) {
-        (FaultAction::Node(op), FaultTarget::Node(id)) => match Fault::inverse(*op) {
-            Some(undo) => Ok(cluster.runtime.node_op(id, undo).await?),
-            None => Ok(()),
-        },
-        (FaultAction::Node(_), FaultTarget::Edge { .. }) => Ok(()),
+        (FaultAction::Node(_) | FaultAction::Limit(_), FaultTarget::Node(id)) => {
+            if let Some(ready) = node_change(&fault.action, id, Change::Remove, cluster, observed).await? {
+                let r = ready.await;
+                cluster.runtime.node_ready(id, &r);
+                r?;
+            }
+            Ok(())
+        }
+        (FaultAction::Node(_) | FaultAction::Limit(_), FaultTarget::Edge { .. }) => Ok(()),
         (action, target) => {
             edge_change(action, &*cluster.reach.faults, &proxies(cluster, target), Change::Remove).await
         }
@@ -1069,6 +1098,13 @@ fn observe_effects<R: Runtime>(scenario: &Scenario, cluster: &Cluster<R>, outcom
             continue;
         }
         let obs = &record.observed;
+        if matches!(fault.action, FaultAction::Limit(_)) {
+            record.effect = Some(match &obs.limit {
+                Some(l) => Effect { measured: true, touched: l.touched, detail: l.detail.clone() },
+                None => Effect::unmeasured("the limit was not lifted, so its counters were not read"),
+            });
+            continue;
+        }
         let (Some(base), Some(at_apply)) = (outcome.baseline.as_ref(), obs.at_apply.as_ref()) else {
             record.effect = Some(Effect::unmeasured("the Toxiproxy API serves no /metrics counters"));
             continue;
@@ -1116,7 +1152,10 @@ fn observe_effects<R: Runtime>(scenario: &Scenario, cluster: &Cluster<R>, outcom
                     }
                 }
             }
-            (FaultAction::Node(_), FaultTarget::Edge { .. }) => Effect::unmeasured("a node operation on an edge"),
+            (FaultAction::Node(_) | FaultAction::Limit(_), FaultTarget::Edge { .. }) => {
+                Effect::unmeasured("a node operation on an edge")
+            }
+            (FaultAction::Limit(_), FaultTarget::Node(_)) => Effect::unmeasured("measured above"),
         });
     }
 }
@@ -1132,7 +1171,7 @@ async fn rollback<R: Runtime>(
 ) {
     while let Some(i) = active.faults.pop() {
         let fault = &scenario.faults[i];
-        let result = remove(fault, cluster).await;
+        let result = remove(fault, cluster, &mut outcome.faults[i].observed).await;
         let at = history.start().map_or(0.0, |t| t.elapsed().as_secs_f64());
         match result {
             Ok(()) => {

@@ -177,6 +177,11 @@ pub async fn run_on<W: World>(
 ) -> Result<RunOutcome, CliError> {
     let t0 = Instant::now();
     let progress = |msg: &str| on_event(LaunchEvent::Step { elapsed: t0.elapsed(), message: msg.to_string() });
+    // A resource fault this world cannot hold refuses the scenario before anything starts.
+    if let Err(e) = world.prepare_limits(&scenario.limits()) {
+        let _ = world.teardown().await;
+        return Err(CliError::BadInput(format!("{}: {e}", scenario.file.display())));
+    }
     match start(&mut world, &mut interrupt, &progress).await {
         Ok(Started::Up) => {}
         Ok(Started::Interrupted) => {

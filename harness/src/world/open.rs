@@ -11,7 +11,7 @@ use crate::cluster::ledger::Ledger;
 use crate::cluster::plan::{ClusterPlan, NodeId};
 use crate::cluster::process::ProcessRuntime;
 use crate::cluster::wiring::Wiring;
-use crate::cluster::{ClusterSpec, NodeOp, NodeStatus, Readiness, Runtime, RuntimeError};
+use crate::cluster::{ClusterSpec, LimitEffect, NodeLimit, NodeOp, NodeStatus, Readiness, Runtime, RuntimeError};
 use crate::exit::CliError;
 use crate::faults::client::ToxiproxyClient;
 use crate::faults::ProxyServer;
@@ -152,6 +152,18 @@ impl Runtime for AnyWorld {
 
     fn node_ready(&mut self, id: &NodeId, ready: &Result<(), RuntimeError>) {
         each!(self, w => w.node_ready(id, ready))
+    }
+
+    fn prepare_limits(&mut self, limits: &[(NodeId, NodeLimit)]) -> Result<(), RuntimeError> {
+        each!(self, w => w.prepare_limits(limits))
+    }
+
+    async fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<(), RuntimeError> {
+        each!(self, w => w.limit(id, limit).await)
+    }
+
+    async fn unlimit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<LimitEffect, RuntimeError> {
+        each!(self, w => w.unlimit(id, limit).await)
     }
 
     fn status(&mut self) -> Vec<NodeStatus> {

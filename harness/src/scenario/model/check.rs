@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::cluster::limits::{parse_bytes, Bytes, DEFAULT_DISK_SIZE, MAX_BYTES};
 use crate::cluster::plan::{ReplicaOverrides, CLIENT};
-use crate::cluster::{ClusterSpec, Edge, NodeId, NodeOp};
+use crate::cluster::{ClusterSpec, Edge, NodeId, NodeLimit, NodeOp};
 use crate::faults::spec::{EdgeAction, EdgeFault};
 use crate::load::slo::{parse_during, SloScope, SloSpec, Threshold, Window};
 use crate::load::workload::Workload;
@@ -399,8 +400,12 @@ fn node_fault(
     length: Option<Duration>,
     cluster: &ClusterChoice,
 ) -> Checked<Fault> {
-    if f.toxic.is_some() || f.attributes.is_some() || f.stream.is_some() {
-        return here(node.span(), "a node fault takes `op`, not `toxic`, `attributes` or `stream`");
+    let limit_op = f.op.as_ref().filter(|o| LIMIT_OPS.contains(&o.get_ref().as_str()));
+    if f.toxic.is_some() || f.stream.is_some() || (f.attributes.is_some() && limit_op.is_none()) {
+        return here(
+            node.span(),
+            "a node fault takes `op`, not `toxic`, `attributes` or `stream` (`attributes` only with cpu, memory or disk_full)",
+        );
     }
     let Some(id) = NodeId::parse(node.get_ref()) else {
         return here(node.span(), "a node reads service-replica, e.g. api-1");
@@ -416,8 +421,26 @@ fn node_fault(
         );
     }
     let Some(op_text) = &f.op else {
-        return here(node.span(), "a node fault needs `op`: kill, stop, pause, restart or partition");
+        return here(
+            node.span(),
+            "a node fault needs `op`: kill, stop, pause, restart, partition, cpu, memory or disk_full",
+        );
     };
+    if let Some(op) = limit_op {
+        let Some(length) = length else {
+            return here(op.span(), format!("`{}` needs `for` (the limit is lifted when it ends)", op.get_ref()));
+        };
+        let limit = node_limit(op, f.attributes.as_ref())?;
+        let target = FaultTarget::Node(id);
+        return Ok(Fault {
+            label: format!("f{n} {target} {limit}"),
+            target,
+            action: FaultAction::Limit(limit),
+            at,
+            until: at + length,
+            expect_effect: true,
+        });
+    }
     let op: NodeOp = op_text.get_ref().parse().map_err(|e: String| Located::Here(op_text.span(), e))?;
     let until = match (op, length) {
         (NodeOp::Resume | NodeOp::Heal, _) => {
@@ -439,6 +462,79 @@ fn node_fault(
         until,
         expect_effect: true,
     })
+}
+
+/// The node operations that are resource faults, sized by their `attributes`.
+const LIMIT_OPS: [&str; 3] = ["cpu", "memory", "disk_full"];
+/// The most cores a CPU share may name.
+const MAX_CORES: f64 = 64.0;
+/// The smallest memory limit (below it a process cannot even start).
+const MIN_MEMORY: u64 = 1 << 20;
+
+/// A resource fault from its `op` and `attributes`, every mistake at the `op`.
+fn node_limit(op: &Spanned<String>, attributes: Option<&toml::Table>) -> Checked<NodeLimit> {
+    let span = op.span();
+    let name = op.get_ref().as_str();
+    let empty = toml::Table::new();
+    let attrs = attributes.unwrap_or(&empty);
+    let known: &[&str] = match name {
+        "cpu" => &["share"],
+        "memory" => &["limit"],
+        _ => &["leave", "size"],
+    };
+    if let Some(k) = attrs.keys().find(|k| !known.contains(&k.as_str())) {
+        return here(span, format!("`{name}` takes attributes {}, not `{k}`", known.join(" and ")));
+    }
+    let size = |key: &str| -> Checked<Option<u64>> {
+        match attrs.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(b)) if *b >= 0 => Ok(Some(*b as u64)),
+            Some(toml::Value::String(s)) => parse_bytes(s).map(Some).map_err(|e| Located::Here(span.clone(), e)),
+            Some(other) => here(span.clone(), format!("`{key}` is a size like \"64MiB\", not {other}")),
+        }
+    };
+    let limit = match name {
+        "cpu" => {
+            let share = match attrs.get("share") {
+                Some(toml::Value::Float(v)) => Some(*v),
+                Some(toml::Value::Integer(v)) => Some(*v as f64),
+                Some(toml::Value::String(s)) => parse_share(s),
+                _ => None,
+            };
+            match share {
+                Some(share) if share > 0.0 && share <= MAX_CORES => NodeLimit::Cpu { share },
+                _ => {
+                    return here(
+                        span,
+                        format!("`cpu` needs attributes = {{ share = 0.2 }}: a share of one core, above 0 and at most {MAX_CORES}"),
+                    )
+                }
+            }
+        }
+        "memory" => match size("limit")? {
+            Some(bytes) if (MIN_MEMORY..=MAX_BYTES).contains(&bytes) => NodeLimit::Memory { bytes },
+            _ => {
+                return here(
+                    span,
+                    format!("`memory` needs attributes = {{ limit = \"64MiB\" }}, at least {}", Bytes(MIN_MEMORY)),
+                )
+            }
+        },
+        _ => {
+            let disk = size("size")?.unwrap_or(DEFAULT_DISK_SIZE);
+            match size("leave")? {
+                Some(leave) if leave < disk => NodeLimit::DiskFull { leave, size: disk },
+                Some(_) => {
+                    return here(
+                        span,
+                        format!("`leave` must be less than the data filesystem's size ({})", Bytes(disk)),
+                    )
+                }
+                None => return here(span, "`disk_full` needs attributes = { leave = \"1MiB\" } (bytes left free)"),
+            }
+        }
+    };
+    Ok(limit)
 }
 
 fn check_slo(

@@ -66,7 +66,7 @@ use std::time::Duration;
 
 use crate::cluster::plan::ReplicaOverrides;
 use crate::cluster::spec::line_col;
-use crate::cluster::{ClusterSpec, Edge, NodeId, NodeOp};
+use crate::cluster::{ClusterSpec, Edge, NodeId, NodeLimit, NodeOp};
 use crate::faults::Toxic;
 use crate::load::schedule::ArrivalSchedule;
 use crate::load::slo::{SloSpec, Window};
@@ -201,6 +201,8 @@ pub enum FaultAction {
     Down,
     /// A node operation; its inverse ends the fault.
     Node(NodeOp),
+    /// A resource fault on a node (CPU share, memory limit, full disk), lifted at the end.
+    Limit(NodeLimit),
 }
 
 /// One entry of the fault timeline.
@@ -388,6 +390,18 @@ impl Scenario {
             }
         }
         Ok(s)
+    }
+
+    /// The resource faults of the timeline, by node: what a runtime must be able to hold
+    /// (and prepare for) before the cluster starts.
+    pub fn limits(&self) -> Vec<(NodeId, NodeLimit)> {
+        self.faults
+            .iter()
+            .filter_map(|f| match (&f.action, &f.target) {
+                (FaultAction::Limit(l), FaultTarget::Node(id)) => Some((id.clone(), *l)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The SLOs (also the workload's).

@@ -171,7 +171,10 @@ pub(super) struct RawFault {
     /// http_abort, http_delay, loss, corrupt; or "down" (the edge refuses connections).
     pub(super) toxic: Option<String>,
     /// The toxic's attributes; times as durations ("100ms"), flags as booleans
-    /// (`spare_head = true`).
+    /// (`spare_head = true`). For a node's resource fault: `share = 0.2` (op "cpu", a
+    /// share of one core), `limit = "64MiB"` (op "memory"), `leave = "1MiB"` and
+    /// optionally `size = "64MiB"` (op "disk_full": bytes left free on a data
+    /// filesystem of that size).
     #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub(super) attributes: Option<toml::Table>,
     /// Share of connections the toxic acts on, 0..1 (default 1).
@@ -179,7 +182,8 @@ pub(super) struct RawFault {
     /// A node, e.g. "api-1".
     #[schemars(with = "Option<String>")]
     pub(super) node: Option<Spanned<String>>,
-    /// kill, stop, pause, restart or partition.
+    /// kill, stop, pause, restart or partition; or a resource fault held for `for`:
+    /// cpu, memory or disk_full (its size in `attributes`).
     #[schemars(with = "Option<String>")]
     pub(super) op: Option<Spanned<String>>,
     /// When it starts, from the start of the load ("10s").

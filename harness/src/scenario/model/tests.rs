@@ -300,3 +300,63 @@ fn an_ok_share_confirmed_by_a_final_read_names_one_the_scenario_takes() {
     let e = parse("[[slo]]\nthreshold = \"p95 < 1s\"\nconfirm = { read = \"x\", by = \"/id\" }\n").unwrap_err();
     assert!(e.message.contains("goes with `ok_share(f where"), "{e}");
 }
+
+#[test]
+fn resource_faults_parse_with_their_sizes_and_need_a_duration() {
+    let s = parse(
+        r#"
+[[fault]]
+node = "payments-0"
+op = "cpu"
+attributes = { share = 0.2 }
+at = "2s"
+for = "5s"
+[[fault]]
+node = "catalog-0"
+op = "memory"
+attributes = { limit = "64MiB" }
+at = "2s"
+for = "5s"
+[[fault]]
+node = "catalog-1"
+op = "disk_full"
+attributes = { leave = "1MiB", size = "32MiB" }
+at = "8s"
+for = "5s"
+"#,
+    )
+    .unwrap();
+    use crate::cluster::NodeLimit;
+    let limits: Vec<NodeLimit> = s.limits().into_iter().map(|(_, l)| l).collect();
+    assert!(limits.contains(&NodeLimit::Cpu { share: 0.2 }));
+    assert!(limits.contains(&NodeLimit::Memory { bytes: 64 << 20 }));
+    assert!(limits.contains(&NodeLimit::DiskFull { leave: 1 << 20, size: 32 << 20 }));
+    assert_eq!(s.limits().len(), 3);
+    assert!(s.faults.iter().any(|f| f.label == "f1 payments-0 cpu 20%"), "{:?}", s.faults);
+}
+
+#[test]
+fn mistakes_in_resource_faults_point_at_their_op_and_say_what_to_give() {
+    let fault = |op: &str, attrs: &str, dur: &str| {
+        format!("[[fault]]\nnode = \"payments-0\"\nop = \"{op}\"\n{attrs}at = \"1s\"\n{dur}")
+    };
+    let cases = [
+        (fault("cpu", "", "for = \"1s\"\n"), "share of one core"),
+        (fault("cpu", "attributes = { share = 0 }\n", "for = \"1s\"\n"), "above 0"),
+        (fault("cpu", "attributes = { share = 0.2 }\n", ""), "`cpu` needs `for`"),
+        (fault("cpu", "attributes = { quota = 3 }\n", "for = \"1s\"\n"), "takes attributes share, not `quota`"),
+        (fault("memory", "attributes = { limit = \"1KiB\" }\n", "for = \"1s\"\n"), "at least 1.0 MiB"),
+        (fault("memory", "attributes = { limit = \"lots\" }\n", "for = \"1s\"\n"), "not a size"),
+        (fault("disk_full", "", "for = \"1s\"\n"), "bytes left free"),
+        (
+            fault("disk_full", "attributes = { leave = \"1GiB\" }\n", "for = \"1s\"\n"),
+            "less than the data filesystem's",
+        ),
+        (fault("kill", "attributes = { share = 0.2 }\n", "for = \"1s\"\n"), "`attributes` only with cpu"),
+    ];
+    for (extra, what) in cases {
+        let e = parse(&extra).unwrap_err();
+        assert!(e.line >= 15, "{e}");
+        assert!(e.message.contains(what), "{what}: {e}");
+    }
+}
