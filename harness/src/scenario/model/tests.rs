@@ -306,19 +306,19 @@ fn resource_faults_parse_with_their_sizes_and_need_a_duration() {
     let s = parse(
         r#"
 [[fault]]
-node = "payments-0"
+node = "api-0"
 op = "cpu"
 attributes = { share = 0.2 }
 at = "2s"
 for = "5s"
 [[fault]]
-node = "catalog-0"
+node = "db-0"
 op = "memory"
 attributes = { limit = "64MiB" }
 at = "2s"
 for = "5s"
 [[fault]]
-node = "catalog-1"
+node = "db-1"
 op = "disk_full"
 attributes = { leave = "1MiB", size = "32MiB" }
 at = "8s"
@@ -332,13 +332,13 @@ for = "5s"
     assert!(limits.contains(&NodeLimit::Memory { bytes: 64 << 20 }));
     assert!(limits.contains(&NodeLimit::DiskFull { leave: 1 << 20, size: 32 << 20 }));
     assert_eq!(s.limits().len(), 3);
-    assert!(s.faults.iter().any(|f| f.label == "f1 payments-0 cpu 20%"), "{:?}", s.faults);
+    assert!(s.faults.iter().any(|f| f.label == "f1 api-0 cpu 20%"), "{:?}", s.faults);
 }
 
 #[test]
 fn mistakes_in_resource_faults_point_at_their_op_and_say_what_to_give() {
     let fault = |op: &str, attrs: &str, dur: &str| {
-        format!("[[fault]]\nnode = \"payments-0\"\nop = \"{op}\"\n{attrs}at = \"1s\"\n{dur}")
+        format!("[[fault]]\nnode = \"api-0\"\nop = \"{op}\"\n{attrs}at = \"1s\"\n{dur}")
     };
     let cases = [
         (fault("cpu", "", "for = \"1s\"\n"), "share of one core"),
