@@ -29,22 +29,10 @@ const SAMPLE: Duration = Duration::from_millis(1500);
 /// Whether this machine can hold resource faults; a missing capability is a failure
 /// under `GAUNTLET_REQUIRE_CGROUPS=1`, a skip (saying why) otherwise.
 fn capable() -> bool {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let root = unsafe { nix::libc::geteuid() } == 0;
-    let missing = [
-        (!root).then(|| "not root".to_string()),
-        Hierarchy::find(Resource::Cpu).err(),
-        Hierarchy::find(Resource::Memory).err(),
-        python().is_none().then(|| "python3 is not installed (the stand-in service needs it)".to_string()),
-    ]
-    .into_iter()
-    .flatten()
-    .chain(
-        root.then(|| disk::probe(&std::env::temp_dir()).err())
-            .flatten()
-            .map(|e| format!("tmpfs cannot be mounted: {e}")),
-    )
-    .collect::<Vec<_>>();
+    let mut missing = gauntlet::cluster::limits::missing_capabilities();
+    if python().is_none() {
+        missing.push("python3 is not installed (the stand-in service needs it)".to_string());
+    }
     if missing.is_empty() {
         return true;
     }

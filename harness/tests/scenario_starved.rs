@@ -11,7 +11,6 @@ mod scenario_common;
 
 use std::path::Path;
 
-use gauntlet::cluster::limits::cgroup::{Hierarchy, Resource};
 use scenario_common::{gauntlet_run, report_json, scenario_file, workspace};
 
 fn show(out: &std::process::Output) -> String {
@@ -20,16 +19,7 @@ fn show(out: &std::process::Output) -> String {
 
 /// Whether this machine can hold resource faults (see runtime_limits.rs).
 fn capable() -> bool {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let root = unsafe { nix::libc::geteuid() } == 0;
-    let missing: Vec<String> = [
-        (!root).then(|| "not root (cgroups and mounts need it)".to_string()),
-        Hierarchy::find(Resource::Cpu).err(),
-        Hierarchy::find(Resource::Memory).err(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let missing = gauntlet::cluster::limits::missing_capabilities();
     if missing.is_empty() {
         return true;
     }

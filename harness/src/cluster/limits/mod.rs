@@ -54,6 +54,27 @@ impl fmt::Display for NodeLimit {
     }
 }
 
+/// What this machine lacks to hold resource faults, each said with why: root, the cpu
+/// and memory cgroup controllers, a tmpfs mount. Empty when it can hold them all.
+pub fn missing_capabilities() -> Vec<String> {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let root = unsafe { nix::libc::geteuid() } == 0;
+    let mut missing: Vec<String> = [
+        (!root).then(|| "not root (cgroups and mounts need it)".to_string()),
+        cgroup::Hierarchy::find(cgroup::Resource::Cpu).err(),
+        cgroup::Hierarchy::find(cgroup::Resource::Memory).err(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if root {
+        if let Err(e) = disk::probe(&std::env::temp_dir()) {
+            missing.push(format!("tmpfs cannot be mounted: {e}"));
+        }
+    }
+    missing
+}
+
 /// A share as a percentage with at most one decimal: `20%`, `1.5%`.
 pub fn percent(share: f64) -> String {
     let p = format!("{:.1}", share * 100.0);
