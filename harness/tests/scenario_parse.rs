@@ -43,14 +43,13 @@ fn the_shop_workloads_count_stale_answers_as_degraded() {
     assert!(seen >= 1, "no workloads in {}", dir.display());
 }
 
-/// The README's example of answer rules and drawn values is a workload that parses.
+/// The workload page's example of answer rules and drawn values is a workload that parses.
 #[test]
-fn the_readme_workload_example_parses() {
-    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
-    let section = &readme[readme.find("### Workloads: good answers").expect("the README has the section")..];
+fn the_docs_workload_example_parses() {
+    let section = std::fs::read_to_string(workspace().join("docs/workload.md")).unwrap();
     let start = section.find("```toml\n").unwrap() + "```toml\n".len();
     let example = &section[start..start + section[start..].find("```").unwrap()];
-    let w = Workload::parse(example, "README.md").unwrap_or_else(|e| panic!("{e}"));
+    let w = Workload::parse(example, "docs/workload.md").unwrap_or_else(|e| panic!("{e}"));
     let steps = &w.flows[0].steps;
     assert_eq!(steps[0].rules.degraded().len(), 2);
     assert!(steps[1].rules.expect().is_some());

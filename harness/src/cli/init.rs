@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! gauntlet init --service 'web=python3 -m http.server {port}' --service 'store=redis-server --port {port}' \
-//!               --edge web->store --dir my-system
+//!               --edge 'web->store' --dir my-system
 //! ```
 
 use std::fmt::Write as _;
@@ -22,7 +22,8 @@ pub struct InitArgs {
     #[arg(long = "service", value_name = "NAME=COMMAND")]
     pub services: Vec<String>,
     /// A call from one service to another, CONSUMER->PROVIDER (repeatable): it goes
-    /// through the fault proxy, where faults can be injected.
+    /// through the fault proxy, where faults can be injected. Quote it: the shell reads
+    /// `>` as a redirection (--edge 'web->store').
     #[arg(long = "edge", value_name = "CONSUMER->PROVIDER")]
     pub edges: Vec<String>,
     /// The service clients and load enter through (default: the first).
@@ -100,7 +101,7 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
     let mut edges = Vec::new();
     for e in &args.edges {
         let Some((from, to)) = e.split_once("->").map(|(a, b)| (a.trim(), b.trim())) else {
-            return Err(bad(format!("--edge {e:?} is not CONSUMER->PROVIDER, e.g. --edge web->store")));
+            return Err(bad(format!("--edge {e:?} is not CONSUMER->PROVIDER, e.g. --edge 'web->store' (quoted: the shell reads > as a redirection)")));
         };
         for end in [from, to] {
             if !known(end) {
@@ -157,7 +158,7 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
     }
 
     let workload = format!(
-        "# What the load does, flow by flow (README, \"Test your own system\"). A step may record an\n\
+        "# What the load does, flow by flow (docs/workload.md). A step may record an\n\
          # operation for the data checkers: op = {{ f = \"add\", value = \"{{{{iteration}}}}\" }}.\n\n\
          [[flow]]\nname = \"read\"\n[[flow.step]]\nname = \"get\"\npath = {}\n",
         quote(&args.path)
@@ -188,7 +189,7 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
          [[fault]]\nname = \"slow\"\nedge = {target}\ntoxic = \"latency\"\nattributes = {{ latency = \"100ms\", jitter = \"10ms\" }}\nat = \"10s\"\nfor = \"10s\"\n\n\
          [[slo]]\nthreshold = \"availability >= 99%\"\n\n\
          [[slo]]\nthreshold = \"p95 < 1s\"\nduring = \"faults\"\n\n\
-         # To judge the data too: [[final_read]]s and [[invariant]]s (README, \"Test your own system\").\n\n\
+         # To judge the data too: [[final_read]]s and [[invariant]]s (docs/checkers.md).\n\n\
          [recovery]\nduration = \"10s\"\n",
         name = quote(&format!("{name}-latency")),
         path = quote(&args.path),

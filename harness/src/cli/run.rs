@@ -209,7 +209,7 @@ pub fn print_verdict(o: &RunOutcome) {
             println!("  {c}");
         }
     } else if o.reasons.is_some() {
-        println!("\nInvariants: none declared, so no data was judged (declare [[invariant]]s: README, \"Test your own system\")");
+        println!("\nInvariants: none declared, so no data was judged (declare [[invariant]]s: docs/checkers.md)");
     }
     if !o.faults.is_empty() {
         println!("\nFaults{:>46} {:>20}", "planned", "actual");

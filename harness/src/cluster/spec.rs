@@ -362,7 +362,7 @@ impl ClusterSpec {
         };
         let raw: RawCluster = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            at(span, e.message().trim().to_string(), Some("see the README's \"Cluster file\" section for every key"))
+            at(span, e.message().trim().to_string(), Some("docs/cluster.md has every key"))
         })?;
 
         let name = raw.name.get_ref().clone();

@@ -454,7 +454,7 @@ fn check_step(raw: RawStep, name: String, known: &BTreeSet<String>, degraded: &[
         return Err((
             r.span(),
             format!(
-                "`record` is gone: a step records an operation with `op = {{ f = \"{}\", value = ..., result = ... }}` (README, \"Test your own system\")",
+                "`record` is gone: a step records an operation with `op = {{ f = \"{}\", value = ..., result = ... }}` (docs/workload.md, \"Operations for the data checkers\")",
                 r.get_ref()
             ),
         ));
