@@ -214,6 +214,7 @@ fn launch_label(args: &CapacityArgs, runtime: RuntimeChoice) -> String {
     let runtime = match runtime {
         RuntimeChoice::Docker => "docker",
         RuntimeChoice::Process => "process",
+        RuntimeChoice::External => "external",
     };
     format!("{runtime} runtime, {} service binaries", args.profile)
 }

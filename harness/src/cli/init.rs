@@ -4,7 +4,12 @@
 //! ```text
 //! gauntlet init --service 'web=python3 -m http.server {port}' --service 'store=redis-server --port {port}' \
 //!               --edge 'web->store' --dir my-system
+//! gauntlet init --url 'api=http://127.0.0.1:8080' --path /health --dir staging
 //! ```
+//!
+//! Programs run as local processes; URLs are a deployment already running, which the
+//! scenario reaches on the external runtime (nothing started, the load and faults through
+//! a proxy of Gauntlet's in front of the ingress).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,6 +26,11 @@ pub struct InitArgs {
     /// clients enter unless --ingress says otherwise).
     #[arg(long = "service", value_name = "NAME=COMMAND")]
     pub services: Vec<String>,
+    /// A service already running, as NAME=URL (http://host:port; repeatable, and the
+    /// same NAME again for each replica): the scenario runs on the external runtime,
+    /// starting nothing, with a fault on the clients' edge. Not with --service.
+    #[arg(long = "url", value_name = "NAME=URL")]
+    pub urls: Vec<String>,
     /// A call from one service to another, CONSUMER->PROVIDER (repeatable): it goes
     /// through the fault proxy, where faults can be injected. Quote it: the shell reads
     /// `>` as a redirection (--edge 'web->store').
@@ -84,10 +94,20 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
         .iter()
         .map(|s| split(s, "--service", "web=python3 -m http.server {port}"))
         .collect::<Result<_, _>>()?;
+    let deployed = deployed(&args.urls)?;
+    if !commands.is_empty() && !deployed.is_empty() {
+        return Err(bad(
+            "give --service (programs Gauntlet starts) or --url (a deployment already running), not both: \
+             the external runtime starts nothing",
+        ));
+    }
+    let external = !deployed.is_empty();
+    let commands = if external { deployed } else { commands };
     if commands.is_empty() {
         return Err(bad(
             "name the system's services: --service 'NAME=COMMAND' for each program Gauntlet starts, e.g. \
-             --service 'web=python3 -m http.server {port}'",
+             --service 'web=python3 -m http.server {port}', or --url 'NAME=http://host:port' for each one \
+             already running",
         ));
     }
     let services: Vec<&(String, String)> = commands.iter().collect();
@@ -150,6 +170,12 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
     );
     for (i, (svc, value)) in services.iter().enumerate() {
         let _ = writeln!(cluster, "\n[services.{svc}]");
+        if external {
+            let urls: Vec<String> = value.split(',').map(quote).collect();
+            let _ = writeln!(cluster, "# Already running: one URL per replica. Nothing is started or stopped.");
+            let _ = writeln!(cluster, "urls = [{}]", urls.join(", "));
+            continue;
+        }
         let argv: Vec<String> = value.split_whitespace().map(quote).collect();
         let _ =
             writeln!(cluster, "# {{port}}, {{host}} and {{data_dir}} are this node's own, filled in when it starts.");
@@ -182,7 +208,7 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
          Hypothesis: with 100 ms of extra latency on {fault_comment} for 10 s, the system keeps \\\n\
          answering (availability >= 99%) and p95 stays under 1 s.\"\"\"\n\
          seed = 1\n\n\
-         [cluster]\nfile = \"cluster.toml\"\n\n\
+         [cluster]\nfile = \"cluster.toml\"\n{runtime}\n\
          [steady_state]\ntimeout = \"30s\"\n[[steady_state.probe]]\nname = \"it answers\"\npath = {path}\nexpect = 200\n\n\
          [load]\nworkload = \"workload.toml\"\nschedule = {{ mode = \"constant\", rate = 10, duration = \"30s\" }}\ntimeout = \"5s\"\n\n\
          # One fault on one edge; node faults (op = \"kill\", \"stop\", \"pause\", \"restart\") name a node, e.g. {ingress}-0.{internal}\n\
@@ -194,8 +220,39 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
         name = quote(&format!("{name}-latency")),
         path = quote(&args.path),
         target = quote(&fault_target),
+        runtime = if external {
+            "# A deployment already running: nothing is started, node faults are refused, and the clients'\n\
+             # calls go through a proxy of Gauntlet's in front of it (--toxiproxy URL of the deployment's own\n\
+             # edge proxies reaches its inner edges).\nruntime = \"external\"\n"
+        } else {
+            ""
+        },
     );
     Ok([("cluster.toml".into(), cluster), ("workload.toml".into(), workload), ("scenario.toml".into(), scenario)])
+}
+
+/// The `--url NAME=URL` flags as (name, comma list of its URLs), in the order first named.
+fn deployed(flags: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for flag in flags {
+        let (name, url) = split(flag, "--url", "api=http://127.0.0.1:8080")?;
+        let base = url.strip_prefix("http://").is_some_and(|rest| {
+            rest.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        });
+        if !base {
+            return Err(bad(format!(
+                "--url {flag:?}: give a base URL http://host:port (a path goes in --path, e.g. --path /health)"
+            )));
+        }
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, urls)) => {
+                urls.push(',');
+                urls.push_str(&url);
+            }
+            None => out.push((name, url)),
+        }
+    }
+    Ok(out)
 }
 
 /// Writes the starter files, refusing to overwrite one unless `--force`.

@@ -23,6 +23,9 @@ pub enum RunRuntime {
     Process,
     /// Containers (needs a Docker engine).
     Docker,
+    /// A deployment already running at its services' `urls` (nothing is started; node
+    /// faults are refused; without --toxiproxy only the clients' edge carries faults).
+    External,
 }
 
 /// Options of `gauntlet run`.
@@ -88,6 +91,7 @@ impl From<RunRuntime> for RuntimeChoice {
         match r {
             RunRuntime::Process => RuntimeChoice::Process,
             RunRuntime::Docker => RuntimeChoice::Docker,
+            RunRuntime::External => RuntimeChoice::External,
         }
     }
 }

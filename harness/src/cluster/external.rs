@@ -1,6 +1,11 @@
 //! The external runtime: a deployment that is already running somewhere, described by
 //! the `urls` of each service. It starts nothing and stops nothing; it checks readiness
 //! and reports what it sees.
+//!
+//! Faults reach it two ways: through the deployment's own edge proxies (their Toxiproxy
+//! API, `--toxiproxy URL`), or, without one, through a proxy of Gauntlet's put in front
+//! of each ingress URL ([`ExternalRuntime::with_ingress_proxies`]), so the clients' edge
+//! carries faults as on any runtime. The deployment's inner edges are then out of reach.
 
 use std::time::Duration;
 
@@ -8,6 +13,8 @@ use super::ledger::{self, Ledger, LedgerEntry};
 use super::plan::{ClusterPlan, NodeId};
 use super::readiness::poll_ready;
 use super::runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
+use crate::faults::client::ToxiproxyClient;
+use crate::faults::model::ProxyConfig;
 
 /// Watches an already-running deployment.
 pub struct ExternalRuntime {
@@ -15,6 +22,10 @@ pub struct ExternalRuntime {
     ledger: Ledger,
     entry: LedgerEntry,
     states: Vec<(String, String, String, NodeState)>,
+    /// Gauntlet's own proxies in front of the ingress URLs, at this Toxiproxy API.
+    ingress_proxies: Option<ToxiproxyClient>,
+    /// The names of the proxies made there.
+    made: Vec<String>,
 }
 
 impl ExternalRuntime {
@@ -50,7 +61,16 @@ impl ExternalRuntime {
             toxiproxy,
             ..Default::default()
         };
-        Ok(Self { plan, ledger, entry, states })
+        Ok(Self { plan, ledger, entry, states, ingress_proxies: None, made: Vec::new() })
+    }
+
+    /// Puts a proxy at `api` (a Toxiproxy API on this machine) in front of each ingress
+    /// URL when the deployment starts: clients and the load go through it, and faults on
+    /// the clients' edge (`client-><ingress>`) act there. Its slots are named as on any
+    /// runtime (`client__<ingress>__<i>`).
+    pub fn with_ingress_proxies(mut self, api: ToxiproxyClient) -> Self {
+        self.ingress_proxies = Some(api);
+        self
     }
 
     /// Where clients reach the ingress.
@@ -58,9 +78,10 @@ impl ExternalRuntime {
         &self.entry.ingress
     }
 
-    /// The Toxiproxy API of the deployment's edge proxies, if it was given one.
+    /// The Toxiproxy API faults go through: the deployment's edge proxies', or the one
+    /// of Gauntlet's proxies in front of the ingress; `None` when there is neither.
     pub fn toxiproxy_url(&self) -> Option<String> {
-        self.entry.toxiproxy.clone()
+        self.entry.toxiproxy.clone().or_else(|| self.ingress_proxies.as_ref().map(|c| c.base_url().to_string()))
     }
 }
 
@@ -74,6 +95,24 @@ impl Runtime for ExternalRuntime {
             let r = poll_ready(id, &spec.ready.target(authority), spec.ready_timeout, &log, || None).await;
             *state = if r.is_ok() { NodeState::Ready } else { NodeState::Exited };
             r?;
+        }
+        if let Some(api) = &self.ingress_proxies {
+            let ingress = self.plan.spec.ingress.clone();
+            let urls = self.plan.spec.service(&ingress).map(|s| s.urls.clone()).unwrap_or_default();
+            let mut fronted = Vec::new();
+            for (i, url) in urls.iter().enumerate() {
+                let name = format!("{}__{ingress}__{i}", super::plan::CLIENT);
+                let (scheme, authority) = url.split_once("://").unwrap_or(("http", url));
+                let _ = api.delete_proxy(&name).await;
+                let proxy = api
+                    .create_proxy(&ProxyConfig::new(name.clone(), "127.0.0.1:0", authority))
+                    .await
+                    .map_err(|e| RuntimeError::Wiring(format!("creating proxy {name} in front of {url}: {e}")))?;
+                self.made.push(name);
+                fronted.push(format!("{scheme}://{}", proxy.listen));
+            }
+            progress(&format!("clients reach {ingress} through Gauntlet's proxies: {}", fronted.join(", ")));
+            self.entry.ingress = fronted;
         }
         self.entry.nodes = self.status();
         self.ledger.write(&self.entry).map_err(RuntimeError::io("writing the run ledger"))?;
@@ -116,6 +155,11 @@ impl Runtime for ExternalRuntime {
     }
 
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
+        if let Some(api) = &self.ingress_proxies {
+            for name in self.made.drain(..) {
+                let _ = api.delete_proxy(&name).await;
+            }
+        }
         self.ledger.remove(&self.entry.run_id);
         Ok(())
     }

@@ -431,10 +431,21 @@ impl ClusterSpec {
                     return Err(at(u.span(), "`urls` is empty".into(), Some("give one URL per replica")));
                 }
             }
-            let port = *svc.port.get_ref();
+            // A deployed service's port is its first URL's unless the file says otherwise.
+            let url_port = urls.first().and_then(|u| u.rsplit(':').next()).and_then(|p| p.parse::<u16>().ok());
+            let (port, port_span) =
+                match (&svc.port, url_port) {
+                    (Some(p), _) => (*p.get_ref(), p.span()),
+                    (None, Some(p)) => (p, span.clone()),
+                    (None, None) => return Err(at(
+                        span,
+                        format!("service {svc_name:?} has no `port`"),
+                        Some("give the port its first replica listens on, e.g. port = 7001 (replica i uses port + i)"),
+                    )),
+                };
             if port == 0 {
                 return Err(at(
-                    svc.port.span(),
+                    port_span.clone(),
                     "port 0 is not allowed".into(),
                     Some("give a fixed port from 1024 to 65535"),
                 ));
@@ -446,18 +457,20 @@ impl ClusterSpec {
                 Some(r) => *r.get_ref(),
                 None => 1,
             };
-            for i in 0..replicas {
+            // Deployed services listen wherever their URLs say: no local port is taken.
+            for i in (0..replicas).filter(|_| urls.is_empty()) {
                 let p = u32::from(port) + i;
-                let p = u16::try_from(p)
-                    .map_err(|_| at(svc.port.span(), format!("replica {i} would need port {p}, above 65535"), None))?;
+                let p = u16::try_from(p).map_err(|_| {
+                    at(port_span.clone(), format!("replica {i} would need port {p}, above 65535"), None)
+                })?;
                 if let Some((other, _)) = ports.get(&p) {
                     return Err(at(
-                        svc.port.span(),
+                        port_span.clone(),
                         format!("port {p} of service {svc_name:?} is already used by service {other:?}"),
                         Some("replica i of a service listens on port + i: leave a gap of `replicas` ports between services"),
                     ));
                 }
-                ports.insert(p, (svc_name.clone(), svc.port.span()));
+                ports.insert(p, (svc_name.clone(), port_span.clone()));
             }
             let probe = |v: &Option<Spanned<toml::Value>>,
                          default: &Option<Spanned<toml::Value>>,
@@ -891,9 +904,10 @@ struct RawService {
     /// Base URLs of an already-running deployment, one per replica (external runtime).
     #[schemars(with = "Option<Vec<String>>")]
     urls: Option<Spanned<Vec<String>>>,
-    /// Port of the first replica; replica i uses port + i.
-    #[schemars(with = "u16")]
-    port: Spanned<u16>,
+    /// Port of the first replica; replica i uses port + i. Required unless the service
+    /// is deployed at `urls` (then its first URL's port).
+    #[schemars(with = "Option<u16>")]
+    port: Option<Spanned<u16>>,
     /// Replicas, 1 to 16 (default 1).
     #[schemars(with = "Option<u32>")]
     replicas: Option<Spanned<u32>>,

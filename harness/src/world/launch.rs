@@ -84,6 +84,29 @@ pub fn resolve_runtime(
     Ok(runtime)
 }
 
+/// Refuses, before anything runs, the faults an external deployment cannot take: node
+/// faults (Gauntlet owns none of its nodes), and without the deployment's own Toxiproxy,
+/// faults on any edge but the clients' (only the ingress is behind Gauntlet's proxy).
+fn reachable_on_a_deployment(scenario: &Scenario, own_toxiproxy: bool) -> Result<(), CliError> {
+    use crate::scenario::model::FaultTarget;
+    for fault in &scenario.faults {
+        let why = match &fault.target {
+            FaultTarget::Node(node) => format!(
+                "node {node}: the external runtime does not own the deployment's nodes; use its own tools, \
+                 or run the system on the process or docker runtime"
+            ),
+            FaultTarget::Edge { edge, .. } if edge.from != crate::cluster::plan::CLIENT && !own_toxiproxy => format!(
+                "edge {edge}: on an external deployment only the clients' edge (client->{}) goes through \
+                 Gauntlet's proxy; give --toxiproxy URL of the deployment's own edge proxies to reach the others",
+                scenario.cluster.spec.ingress
+            ),
+            FaultTarget::Edge { .. } => continue,
+        };
+        return Err(CliError::BadInput(format!("{}: fault {}: {why}", scenario.file.display(), fault.label)));
+    }
+    Ok(())
+}
+
 /// Where and how a scenario's cluster runs: one run with `gauntlet run`, many with
 /// `gauntlet capacity`.
 pub struct Launch {
@@ -106,6 +129,9 @@ impl Launch {
         on_event: &(dyn Fn(LaunchEvent) + Sync),
     ) -> Result<Self, CliError> {
         let runtime = resolve_runtime(runtime, scenario.cluster.runtime, toxiproxy.is_some())?;
+        if runtime == RuntimeChoice::External {
+            reachable_on_a_deployment(scenario, toxiproxy.is_some())?;
+        }
         for r in Ledger::new(runs).reap_dead() {
             on_event(LaunchEvent::Reaped(r));
         }
@@ -156,6 +182,8 @@ impl Launch {
             (RuntimeChoice::Process, Some(url)) => (WorldKind::Process, Proxies::Toxiproxy(url.clone())),
             (RuntimeChoice::Process, None) => (WorldKind::Process, Proxies::Embedded { listen: None }),
             (RuntimeChoice::Docker, _) => (WorldKind::Docker, Proxies::Embedded { listen: None }),
+            (RuntimeChoice::External, Some(url)) => (WorldKind::External, Proxies::Toxiproxy(url.clone())),
+            (RuntimeChoice::External, None) => (WorldKind::External, Proxies::Embedded { listen: None }),
         };
         let binaries = self.binaries.clone();
         let OpenWorld { world, embedded_proxy } =

@@ -116,13 +116,22 @@ pub async fn open(
             Ok(OpenWorld { world, embedded_proxy: None })
         }
         WorldKind::External => {
-            let toxiproxy = match proxies {
-                Proxies::Toxiproxy(url) => Some(url),
+            let toxiproxy = match &proxies {
+                Proxies::Toxiproxy(url) => Some(url.clone()),
                 Proxies::Embedded { .. } | Proxies::Direct => None,
             };
             let runtime =
                 ExternalRuntime::new(plan, ledger, id, toxiproxy).map_err(|e| CliError::BadInput(e.to_string()))?;
-            Ok(OpenWorld { world: AnyWorld::External(runtime), embedded_proxy: None })
+            // Without the deployment's own edge proxies, the clients' edge goes through
+            // the embedded proxy, so it carries faults.
+            let Proxies::Embedded { listen } = proxies else {
+                return Ok(OpenWorld { world: AnyWorld::External(runtime), embedded_proxy: None });
+            };
+            let server = ProxyServer::start(listen.as_deref().unwrap_or("127.0.0.1:0"), seed)
+                .await
+                .context("could not start the embedded fault proxy")?;
+            let runtime = runtime.with_ingress_proxies(ToxiproxyClient::new(server.url()));
+            Ok(OpenWorld { world: AnyWorld::External(runtime), embedded_proxy: Some(server) })
         }
     }
 }

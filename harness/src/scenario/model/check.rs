@@ -223,7 +223,8 @@ impl RawCluster {
         let runtime = match self.runtime.as_ref().map(|r| (r.span(), r.get_ref().as_str())) {
             None | Some((_, "process")) => RuntimeChoice::Process,
             Some((_, "docker")) => RuntimeChoice::Docker,
-            Some((span, other)) => return here(span, format!("runtime `{other}` is not process or docker")),
+            Some((_, "external")) => RuntimeChoice::External,
+            Some((span, other)) => return here(span, format!("runtime `{other}` is not process, docker or external")),
         };
         let mut replicas = ReplicaOverrides::new();
         for (svc, n) in self.replicas {

@@ -7,7 +7,7 @@
 //!
 //! [cluster]
 //! file = "../services/cluster.toml"   # relative to this file (the default)
-//! runtime = "process"                 # or "docker"
+//! runtime = "process"                 # or "docker", or "external" (services at their `urls`)
 //! replicas = { api = 2 }
 //! env = { db = { LOG_LEVEL = "debug" } }
 //!
@@ -101,6 +101,8 @@ pub enum RuntimeChoice {
     Process,
     /// Containers.
     Docker,
+    /// A deployment already running at its services' `urls`: nothing is started.
+    External,
 }
 
 /// The cluster a scenario runs on.

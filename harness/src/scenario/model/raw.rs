@@ -91,7 +91,8 @@ pub(super) struct RawCluster {
     /// The cluster file, relative to the scenario (default ../services/cluster.toml).
     #[schemars(with = "Option<String>")]
     pub(super) file: Option<Spanned<String>>,
-    /// "process" (default) or "docker".
+    /// "process" (default), "docker", or "external" (a deployment already running at
+    /// its services' `urls`; nothing is started).
     #[schemars(with = "Option<String>")]
     pub(super) runtime: Option<Spanned<String>>,
     /// Replica counts overriding the cluster file's, e.g. { api = 2 }.
