@@ -184,7 +184,7 @@ async fn a_cpu_hog_capped_at_a_fifth_of_a_core_gets_about_that_and_a_whole_core_
     let _turn = HOGS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let cap = NodeLimit::Cpu { share: 0.2 };
-    let mut rt = started(dir.path(), &[(node("hog-0"), cap)]).await;
+    let mut rt = started(dir.path(), &[(node("hog-0"), cap.clone())]).await;
     let pid = pid_of(&mut rt, "hog-0");
     let free = best_share(pid).await;
     rt.limit(&node("hog-0"), &cap).await.unwrap();
@@ -214,7 +214,7 @@ async fn a_node_allocating_past_its_memory_limit_is_oom_killed_and_the_effect_sa
     }
     let dir = tempfile::tempdir().unwrap();
     let cap = NodeLimit::Memory { bytes: 48 << 20 };
-    let mut rt = started(dir.path(), &[(node("web-0"), cap)]).await;
+    let mut rt = started(dir.path(), &[(node("web-0"), cap.clone())]).await;
     let addr = addr_of(&mut rt, "web-0");
     // Below the limit it lives.
     assert_eq!(get(&addr, "/eat?mb=4").await.map(|r| r.0), Ok(200));
@@ -230,7 +230,7 @@ async fn a_node_allocating_past_its_memory_limit_is_oom_killed_and_the_effect_sa
     // A limit the node lives under is reported as such.
     let other_dir = dir.path().join("other");
     std::fs::create_dir_all(&other_dir).unwrap();
-    let mut other = started(&other_dir, &[(node("web-0"), cap)]).await;
+    let mut other = started(&other_dir, &[(node("web-0"), cap.clone())]).await;
     other.limit(&node("web-0"), &cap).await.unwrap();
     let addr = addr_of(&mut other, "web-0");
     assert_eq!(get(&addr, "/eat?mb=1").await.map(|r| r.0), Ok(200));
@@ -247,7 +247,7 @@ async fn a_full_data_disk_fails_writes_with_enospc_until_the_filler_is_gone() {
     }
     let dir = tempfile::tempdir().unwrap();
     let full = NodeLimit::DiskFull { leave: 64 << 10, size: 16 << 20 };
-    let mut rt = started(dir.path(), &[(node("web-0"), full)]).await;
+    let mut rt = started(dir.path(), &[(node("web-0"), full.clone())]).await;
     let data = dir.path().join("run/data/web-0");
     assert!(disk::is_mount(&data), "the data folder is the run's own filesystem from the start");
     let addr = addr_of(&mut rt, "web-0");

@@ -23,6 +23,7 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use super::binaries::{check_programs, command_program, find_program, Binaries};
 use super::images::{image_for, image_for_program, LocalImage};
 use super::ledger::{self, Ledger, LedgerEntry};
+use super::limits::{self, LimitEffect, NodeLimit};
 use super::plan::{ClusterPlan, NodeId, Slot, CLIENT};
 use super::readiness::{levels, poll_ready};
 use super::runtime::{NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
@@ -74,6 +75,18 @@ pub struct DockerRuntime {
     upstreams: BTreeMap<NodeId, BTreeMap<String, String>>,
     nodes: BTreeMap<NodeId, Node>,
     partitioned: Vec<NodeId>,
+    /// Resource faults in place, by node.
+    held: BTreeMap<NodeId, Held>,
+}
+
+/// A resource fault a container holds, and what it must be set back to.
+enum Held {
+    /// Packets dropped in the namespace of this pid.
+    Loss { pid: u32, scope: String },
+    /// CPUs capped; the container had `nano_cpus` before (0: none).
+    Cpu { nano_cpus: u64, before: limits::cgroup::CpuStat },
+    /// Memory capped; the container had `memory` and `swap` before (0: none).
+    Memory { memory: i64, swap: i64, before: limits::cgroup::MemoryStat },
 }
 
 impl DockerRuntime {
@@ -120,6 +133,7 @@ impl DockerRuntime {
             upstreams: BTreeMap::new(),
             nodes: BTreeMap::new(),
             partitioned: Vec::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -631,16 +645,124 @@ impl Runtime for DockerRuntime {
         &self.plan
     }
 
-    fn prepare_limits(&mut self, limits: &[(NodeId, super::NodeLimit)]) -> Result<(), RuntimeError> {
-        match limits.first() {
-            None => Ok(()),
-            Some((id, limit)) => Err(RuntimeError::Unsupported(format!(
-                "`op = \"{}\"` on {id}: the docker runtime does not hold resource faults yet (CPU and memory would be \
-                 `docker update --cpus/--memory`, a full disk a size-limited volume; not built): run the scenario with \
-                 --runtime process",
-                limit.op()
-            ))),
+    fn prepare_limits(&mut self, limits: &[(NodeId, NodeLimit)]) -> Result<(), RuntimeError> {
+        for (id, limit) in limits {
+            let refuse = |why: String| RuntimeError::Unsupported(format!("`op = \"{}\"` on {id}: {why}", limit.op()));
+            match limit {
+                NodeLimit::Cpu { .. } | NodeLimit::Memory { .. } => {}
+                NodeLimit::PacketLoss { .. } => {
+                    let missing = limits::container::packet_loss_missing();
+                    if !missing.is_empty() {
+                        return Err(refuse(format!(
+                            "real drops in the container's network namespace need {}",
+                            missing.join(", ")
+                        )));
+                    }
+                }
+                NodeLimit::DiskFull { .. } => {
+                    return Err(refuse(
+                        "the docker runtime does not fill a container's disk (its data folder is a bind mount of \
+                         the host's); run the scenario with --runtime process"
+                            .into(),
+                    ))
+                }
+            }
         }
+        Ok(())
+    }
+
+    async fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<(), RuntimeError> {
+        use limits::container;
+        let failed = |detail: String| RuntimeError::Unsupported(format!("{limit} on {id}: {detail}"));
+        let cid = self.nodes.get(id).map(|n| n.id.clone()).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
+        let held = match limit {
+            NodeLimit::PacketLoss { probability, direction, peer } => {
+                let pid = container::container_pid(&cid).await.map_err(failed)?;
+                if pid == 0 {
+                    return Err(failed("the container is not running".into()));
+                }
+                let (slots, scope) = match peer {
+                    None => (None, "all its traffic".to_string()),
+                    Some(p) => {
+                        let urls = self
+                            .upstreams
+                            .get(id)
+                            .and_then(|u| u.get(&self.plan.spec.upstream_var(p)))
+                            .cloned()
+                            .unwrap_or_default();
+                        let mut slots = Vec::new();
+                        for url in urls.split(',').filter(|u| !u.is_empty()) {
+                            let authority = url.split_once("://").map_or(url, |(_, a)| a);
+                            let (host, port) = authority.rsplit_once(':').unwrap_or((authority, ""));
+                            let ip = container::container_ip(host, &self.network).await.map_err(failed)?;
+                            slots.push((ip, port.parse::<u16>().map_err(|e| failed(format!("slot {url}: {e}")))?));
+                        }
+                        if slots.is_empty() {
+                            return Err(failed(format!("{id} reaches no proxy slot of {p}")));
+                        }
+                        (Some(slots), format!("its calls to {p}"))
+                    }
+                };
+                let script =
+                    container::loss_script(*probability, &container::loss_matches(*direction, slots.as_deref()));
+                container::drop_packets(pid, &script).await.map_err(failed)?;
+                Held::Loss { pid, scope: format!("{direction}, {scope}") }
+            }
+            NodeLimit::Cpu { share } => {
+                let (nano_cpus, _, _) = container::container_limits(&cid).await.map_err(failed)?;
+                let before = container::cap_cpu(&cid, *share).await.map_err(failed)?;
+                Held::Cpu { nano_cpus, before }
+            }
+            NodeLimit::Memory { bytes } => {
+                let (_, memory, swap) = container::container_limits(&cid).await.map_err(failed)?;
+                let before = container::cap_memory(&cid, *bytes).await.map_err(failed)?;
+                Held::Memory { memory, swap, before }
+            }
+            NodeLimit::DiskFull { .. } => return Err(failed("not held by the docker runtime".into())),
+        };
+        self.held.insert(id.clone(), held);
+        Ok(())
+    }
+
+    async fn unlimit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<LimitEffect, RuntimeError> {
+        use limits::container;
+        let failed = |detail: String| RuntimeError::Unsupported(format!("lifting {limit} from {id}: {detail}"));
+        let Some(held) = self.held.remove(id) else { return Ok(LimitEffect::default()) };
+        let cid = self.nodes.get(id).map(|n| n.id.clone()).unwrap_or_default();
+        Ok(match (held, limit) {
+            (Held::Loss { pid, scope }, NodeLimit::PacketLoss { probability, .. }) => {
+                let now = container::container_pid(&cid).await.unwrap_or(0);
+                if now != pid {
+                    // Its namespace went with the process that had it; so did the rules.
+                    return Ok(LimitEffect {
+                        touched: 0,
+                        detail: format!(
+                            "{id} stopped or restarted while it held (pid {pid}, now {now}): its network namespace \
+                             and the drop counters went with it"
+                        ),
+                        node_ended: false,
+                    });
+                }
+                let (covered, drops) = container::dropped(pid).await.map_err(failed)?;
+                container::stop_dropping(pid).await.map_err(failed)?;
+                LimitEffect {
+                    touched: drops,
+                    detail: container::describe_loss(*probability, covered, drops, &id.to_string(), &scope),
+                    node_ended: false,
+                }
+            }
+            (Held::Cpu { nano_cpus, before }, NodeLimit::Cpu { share }) => {
+                let after = container::uncap_cpu(&cid, nano_cpus).await.map_err(failed)?;
+                container::describe_cpu(*share, before, after)
+            }
+            (Held::Memory { memory, swap, before }, NodeLimit::Memory { bytes }) => {
+                let after = container::memory_now(&cid).await;
+                let oom = container::oom_killed(&cid).await;
+                container::uncap_memory(&cid, memory, swap).await.map_err(failed)?;
+                container::describe_memory(*bytes, before, after, oom)
+            }
+            _ => return Err(failed("the fault held is not the one lifted".into())),
+        })
     }
 
     async fn teardown(&mut self) -> Result<(), RuntimeError> {

@@ -499,23 +499,30 @@ impl Runtime for ProcessRuntime {
     fn prepare_limits(&mut self, limits: &[(NodeId, NodeLimit)]) -> Result<(), RuntimeError> {
         for (id, limit) in limits {
             let refuse = |why: String| RuntimeError::Unsupported(format!("`op = \"{}\"` on {id}: {why}", limit.op()));
-            let resource = match limit {
-                NodeLimit::Cpu { .. } => Resource::Cpu,
-                NodeLimit::Memory { .. } => {
-                    self.memory_nodes.push(id.clone());
-                    Resource::Memory
-                }
-                NodeLimit::DiskFull { size, .. } => {
-                    if self.disks.is_empty() {
-                        std::fs::create_dir_all(&self.plan.run_dir)
-                            .map_err(RuntimeError::io(format!("creating {}", self.plan.run_dir.display())))?;
-                        disk::probe(&self.plan.run_dir).map_err(refuse)?;
+            let resource =
+                match limit {
+                    NodeLimit::Cpu { .. } => Resource::Cpu,
+                    NodeLimit::Memory { .. } => {
+                        self.memory_nodes.push(id.clone());
+                        Resource::Memory
                     }
-                    let s = self.disks.entry(id.clone()).or_insert(0);
-                    *s = (*s).max(*size);
-                    continue;
-                }
-            };
+                    NodeLimit::DiskFull { size, .. } => {
+                        if self.disks.is_empty() {
+                            std::fs::create_dir_all(&self.plan.run_dir)
+                                .map_err(RuntimeError::io(format!("creating {}", self.plan.run_dir.display())))?;
+                            disk::probe(&self.plan.run_dir).map_err(refuse)?;
+                        }
+                        let s = self.disks.entry(id.clone()).or_insert(0);
+                        *s = (*s).max(*size);
+                        continue;
+                    }
+                    NodeLimit::PacketLoss { .. } => return Err(refuse(
+                        "local processes share the machine's network namespace, so real drops would hit every node; \
+                         on the process runtime use the `loss` toxic on an edge (the proxy's model of lost segments), \
+                         or run the scenario with --runtime docker"
+                            .into(),
+                    )),
+                };
             if self.hierarchies.iter().any(|h| h.resource == resource) {
                 continue;
             }
@@ -535,7 +542,7 @@ impl Runtime for ProcessRuntime {
             _ => return Err(RuntimeError::Unsupported(format!("{limit} on {id}: the node is {state}, not running"))),
         };
         let failed = |detail: String| RuntimeError::Unsupported(format!("{limit} on {id}: {detail}"));
-        let held = match *limit {
+        let held = match limit.clone() {
             NodeLimit::Cpu { share } => {
                 let cgroup = self.node_cgroup(Resource::Cpu, id, pid).map_err(failed)?;
                 match cgroup.cap_cpu(share) {
@@ -560,6 +567,7 @@ impl Runtime for ProcessRuntime {
                 let filled = disk::fill(&dir, leave).map_err(|e| failed(e.clone() + &release_disk(&dir)))?;
                 Held::Disk { filled }
             }
+            NodeLimit::PacketLoss { .. } => return Err(failed("not held by the process runtime".into())),
         };
         self.held.insert(id.clone(), held);
         Ok(())

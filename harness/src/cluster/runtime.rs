@@ -149,7 +149,7 @@ pub trait Runtime: Send {
     }
     /// Puts resource fault `limit` on node `id` (prepared by [`Runtime::prepare_limits`]).
     fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> impl Future<Output = Result<(), RuntimeError>> + Send {
-        let refused = self.prepare_limits(&[(id.clone(), *limit)]);
+        let refused = self.prepare_limits(&[(id.clone(), limit.clone())]);
         async move { refused.and(Err(RuntimeError::Unsupported(format!("`{}` is not held by this runtime", limit.op())))) }
     }
     /// Lifts resource fault `limit` from node `id` and says what it did; safe to call

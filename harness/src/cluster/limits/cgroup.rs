@@ -254,41 +254,12 @@ impl NodeCgroup {
 
     /// The group's throttling so far.
     pub fn cpu_stat(&self) -> CpuStat {
-        let text = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
-        let field =
-            |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<u64>().ok());
-        let throttled_time = match (field("throttled_time"), field("throttled_usec")) {
-            (Some(ns), _) => Duration::from_nanos(ns),
-            (None, Some(us)) => Duration::from_micros(us),
-            (None, None) => Duration::ZERO,
-        };
-        CpuStat {
-            periods: field("nr_periods").unwrap_or(0),
-            throttled: field("nr_throttled").unwrap_or(0),
-            throttled_time,
-        }
+        cpu_stat_in(&self.dir)
     }
 
     /// What the memory limit did so far.
     pub fn memory_stat(&self) -> MemoryStat {
-        let keyed = |file: &str, key: &str| {
-            let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
-            text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
-        };
-        if self.hierarchy.v2 {
-            return MemoryStat {
-                hit: keyed("memory.events", "max").unwrap_or(0),
-                oom_kills: keyed("memory.events", "oom_kill").unwrap_or(0),
-                max_usage: read_u64(&self.dir.join("memory.peak")).unwrap_or(0),
-                usage: read_u64(&self.dir.join("memory.current")).unwrap_or(0),
-            };
-        }
-        MemoryStat {
-            hit: read_u64(&self.dir.join("memory.failcnt")).unwrap_or(0),
-            oom_kills: keyed("memory.oom_control", "oom_kill").unwrap_or(0),
-            max_usage: read_u64(&self.dir.join("memory.max_usage_in_bytes")).unwrap_or(0),
-            usage: read_u64(&self.dir.join("memory.usage_in_bytes")).unwrap_or(0),
-        }
+        memory_stat_in(&self.dir, self.hierarchy.v2)
     }
 
     /// Lifts the cap, moves the group's processes back where they came from and
@@ -407,6 +378,60 @@ pub fn group_pids(pgid: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// The throttling a cgroup's `cpu.stat` in `dir` counts (v1 or v2).
+pub fn cpu_stat_in(dir: &Path) -> CpuStat {
+    let text = std::fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+    let field =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<u64>().ok());
+    let throttled_time = match (field("throttled_time"), field("throttled_usec")) {
+        (Some(ns), _) => Duration::from_nanos(ns),
+        (None, Some(us)) => Duration::from_micros(us),
+        (None, None) => Duration::ZERO,
+    };
+    CpuStat { periods: field("nr_periods").unwrap_or(0), throttled: field("nr_throttled").unwrap_or(0), throttled_time }
+}
+
+/// What a memory cgroup in `dir` counts (`v2`: the unified hierarchy's files).
+pub fn memory_stat_in(dir: &Path, v2: bool) -> MemoryStat {
+    let keyed = |file: &str, key: &str| {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+    };
+    if v2 {
+        return MemoryStat {
+            hit: keyed("memory.events", "max").unwrap_or(0),
+            oom_kills: keyed("memory.events", "oom_kill").unwrap_or(0),
+            max_usage: read_u64(&dir.join("memory.peak")).unwrap_or(0),
+            usage: read_u64(&dir.join("memory.current")).unwrap_or(0),
+        };
+    }
+    MemoryStat {
+        hit: read_u64(&dir.join("memory.failcnt")).unwrap_or(0),
+        oom_kills: keyed("memory.oom_control", "oom_kill").unwrap_or(0),
+        max_usage: read_u64(&dir.join("memory.max_usage_in_bytes")).unwrap_or(0),
+        usage: read_u64(&dir.join("memory.usage_in_bytes")).unwrap_or(0),
+    }
+}
+
+/// The folder of the cgroup process `pid` is in for `resource`, from /proc/PID/cgroup.
+pub fn cgroup_of(pid: u32, resource: Resource) -> Result<(PathBuf, bool), String> {
+    let hierarchy = Hierarchy::find(resource)?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| format!("/proc/{pid}/cgroup: {e}"))?;
+    let name = resource.v1_name();
+    let path = text
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let wanted = if hierarchy.v2 { controllers.is_empty() } else { controllers.split(',').any(|c| c == name) };
+            wanted.then(|| path.to_string())
+        })
+        .next()
+        .ok_or_else(|| format!("process {pid} is in no `{name}` cgroup"))?;
+    Ok((hierarchy.root.join(path.trim_start_matches('/')), hierarchy.v2))
 }
 
 fn read_u64(path: &Path) -> Option<u64> {

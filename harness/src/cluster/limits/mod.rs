@@ -10,6 +10,7 @@
 //! cgroups, fillers and mounts they made.
 
 pub mod cgroup;
+pub mod container;
 pub mod disk;
 
 use std::fmt;
@@ -21,8 +22,41 @@ pub const MAX_BYTES: u64 = 1 << 40;
 /// The size of a node's data filesystem when the scenario gives none.
 pub const DEFAULT_DISK_SIZE: u64 = 64 << 20;
 
+/// Which of a node's packets a `packet_loss` fault drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Arriving.
+    In,
+    /// Leaving.
+    Out,
+    /// Both ways.
+    Both,
+}
+
+impl Direction {
+    /// From a scenario's `direction`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "in" => Some(Self::In),
+            "out" => Some(Self::Out),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::In => "in",
+            Self::Out => "out",
+            Self::Both => "in and out",
+        })
+    }
+}
+
 /// A resource fault on one node, held while the fault lasts.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NodeLimit {
     /// At most `share` of one core (0 < share <= 64).
     Cpu { share: f64 },
@@ -31,6 +65,9 @@ pub enum NodeLimit {
     Memory { bytes: u64 },
     /// The data folder (a filesystem of `size` bytes) filled until `leave` bytes are free.
     DiskFull { leave: u64, size: u64 },
+    /// Each packet of the node (in `direction`; only those of its calls to `peer`, when
+    /// named) dropped with `probability`, in the node's own network namespace (docker).
+    PacketLoss { probability: f64, direction: Direction, peer: Option<String> },
 }
 
 impl NodeLimit {
@@ -40,6 +77,7 @@ impl NodeLimit {
             Self::Cpu { .. } => "cpu",
             Self::Memory { .. } => "memory",
             Self::DiskFull { .. } => "disk_full",
+            Self::PacketLoss { .. } => "packet_loss",
         }
     }
 }
@@ -50,6 +88,12 @@ impl fmt::Display for NodeLimit {
             Self::Cpu { share } => write!(f, "cpu {}", percent(*share)),
             Self::Memory { bytes } => write!(f, "memory {}", Bytes(*bytes)),
             Self::DiskFull { leave, .. } => write!(f, "disk_full leaving {}", Bytes(*leave)),
+            Self::PacketLoss { probability, direction, peer: None } => {
+                write!(f, "packet_loss {} {direction}", percent(*probability))
+            }
+            Self::PacketLoss { probability, direction, peer: Some(p) } => {
+                write!(f, "packet_loss {} {direction} on calls to {p}", percent(*probability))
+            }
         }
     }
 }

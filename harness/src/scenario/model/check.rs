@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::cluster::limits::Direction;
 use crate::cluster::limits::{parse_bytes, Bytes, DEFAULT_DISK_SIZE, MAX_BYTES};
 use crate::cluster::plan::{ReplicaOverrides, CLIENT};
 use crate::cluster::{ClusterSpec, Edge, NodeId, NodeLimit, NodeOp};
@@ -405,7 +406,7 @@ fn node_fault(
     if f.toxic.is_some() || f.stream.is_some() || (f.attributes.is_some() && limit_op.is_none()) {
         return here(
             node.span(),
-            "a node fault takes `op`, not `toxic`, `attributes` or `stream` (`attributes` only with cpu, memory or disk_full)",
+            "a node fault takes `op`, not `toxic`, `attributes` or `stream` (`attributes` only with cpu, memory, disk_full or packet_loss)",
         );
     }
     let Some(id) = NodeId::parse(node.get_ref()) else {
@@ -424,7 +425,7 @@ fn node_fault(
     let Some(op_text) = &f.op else {
         return here(
             node.span(),
-            "a node fault needs `op`: kill, stop, pause, restart, partition, cpu, memory or disk_full",
+            "a node fault needs `op`: kill, stop, pause, restart, partition, cpu, memory, disk_full or packet_loss",
         );
     };
     if let Some(op) = limit_op {
@@ -432,6 +433,21 @@ fn node_fault(
             return here(op.span(), format!("`{}` needs `for` (the limit is lifted when it ends)", op.get_ref()));
         };
         let limit = node_limit(op, f.attributes.as_ref())?;
+        if let NodeLimit::PacketLoss { peer: Some(peer), .. } = &limit {
+            let calls = |e: &&Edge| e.from == id.service && e.to == *peer;
+            if !cluster.spec.edges.iter().any(|e| calls(&e)) {
+                let providers: Vec<&str> =
+                    cluster.spec.edges.iter().filter(|e| e.from == id.service).map(|e| e.to.as_str()).collect();
+                return here(
+                    op.span(),
+                    format!(
+                        "`peer = \"{peer}\"`: {} calls no service {peer} (it calls: {})",
+                        id.service,
+                        if providers.is_empty() { "none".to_string() } else { providers.join(", ") }
+                    ),
+                );
+            }
+        }
         let target = FaultTarget::Node(id);
         return Ok(Fault {
             label: format!("f{n} {target} {limit}"),
@@ -466,7 +482,7 @@ fn node_fault(
 }
 
 /// The node operations that are resource faults, sized by their `attributes`.
-const LIMIT_OPS: [&str; 3] = ["cpu", "memory", "disk_full"];
+const LIMIT_OPS: [&str; 4] = ["cpu", "memory", "disk_full", "packet_loss"];
 /// The most cores a CPU share may name.
 const MAX_CORES: f64 = 64.0;
 /// The smallest memory limit (below it a process cannot even start).
@@ -481,6 +497,7 @@ fn node_limit(op: &Spanned<String>, attributes: Option<&toml::Table>) -> Checked
     let known: &[&str] = match name {
         "cpu" => &["share"],
         "memory" => &["limit"],
+        "packet_loss" => &["probability", "direction", "peer"],
         _ => &["leave", "size"],
     };
     if let Some(k) = attrs.keys().find(|k| !known.contains(&k.as_str())) {
@@ -511,6 +528,33 @@ fn node_limit(op: &Spanned<String>, attributes: Option<&toml::Table>) -> Checked
                     )
                 }
             }
+        }
+        "packet_loss" => {
+            let probability = match attrs.get("probability") {
+                Some(toml::Value::Float(v)) => Some(*v),
+                Some(toml::Value::String(s)) => parse_share(s),
+                _ => None,
+            };
+            let Some(probability) = probability.filter(|p| *p > 0.0 && *p <= 1.0) else {
+                return here(
+                    span,
+                    "`packet_loss` needs attributes = { probability = 0.05 }: the share of packets dropped, above 0 and at most 1",
+                );
+            };
+            let direction = match attrs.get("direction") {
+                None => Direction::Both,
+                Some(toml::Value::String(s)) => match Direction::parse(s) {
+                    Some(d) => d,
+                    None => return here(span, format!("`direction = \"{s}\"`: use \"in\", \"out\" or \"both\"")),
+                },
+                Some(other) => return here(span, format!("`direction` is \"in\", \"out\" or \"both\", not {other}")),
+            };
+            let peer = match attrs.get("peer") {
+                None => None,
+                Some(toml::Value::String(s)) => Some(s.clone()),
+                Some(other) => return here(span, format!("`peer` names a service the node calls, not {other}")),
+            };
+            NodeLimit::PacketLoss { probability, direction, peer }
         }
         "memory" => match size("limit")? {
             Some(bytes) if (MIN_MEMORY..=MAX_BYTES).contains(&bytes) => NodeLimit::Memory { bytes },

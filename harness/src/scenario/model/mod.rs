@@ -400,7 +400,7 @@ impl Scenario {
         self.faults
             .iter()
             .filter_map(|f| match (&f.action, &f.target) {
-                (FaultAction::Limit(l), FaultTarget::Node(id)) => Some((id.clone(), *l)),
+                (FaultAction::Limit(l), FaultTarget::Node(id)) => Some((id.clone(), l.clone())),
                 _ => None,
             })
             .collect()
