@@ -202,7 +202,10 @@ impl RawScenario {
 }
 
 impl RawCluster {
-    fn check(self, dir: &Path) -> Checked<ClusterChoice> {
+    fn check(mut self, dir: &Path) -> Checked<ClusterChoice> {
+        if let Some(compose) = self.compose.take() {
+            return self.check_compose(&compose, dir);
+        }
         let file = match &self.file {
             Some(f) => dir.join(f.get_ref()),
             None => dir.join("../services/cluster.toml"),
@@ -225,6 +228,32 @@ impl RawCluster {
             Some((_, "docker")) => RuntimeChoice::Docker,
             Some((span, other)) => return here(span, format!("runtime `{other}` is not process or docker")),
         };
+        self.choose(file, spec, runtime)
+    }
+
+    /// `[cluster] compose = "FILE"`: the Compose file's services, on the docker runtime.
+    fn check_compose(self, compose: &Spanned<String>, dir: &Path) -> Checked<ClusterChoice> {
+        if let Some(f) = &self.file {
+            return here(f.span(), "give `file` (a cluster file) or `compose` (a Compose file), not both");
+        }
+        if let Some(r) = self.runtime.as_ref().filter(|r| r.get_ref() != "docker") {
+            return here(r.span(), "a Compose file's services run as containers: drop `runtime` or make it \"docker\"");
+        }
+        let file = dir.join(compose.get_ref());
+        if !file.exists() {
+            return here(compose.span(), format!("Compose file {} does not exist", file.display()));
+        }
+        let spec = crate::cluster::compose::load(&file).map_err(|e| {
+            let message = match &e.hint {
+                Some(h) => format!("{}\n  hint: {h}", e.message),
+                None => e.message.clone(),
+            };
+            Located::Elsewhere(ScenarioError { file: e.file.clone(), line: e.line, column: e.column, message })
+        })?;
+        self.choose(file, spec, RuntimeChoice::Docker)
+    }
+
+    fn choose(self, file: std::path::PathBuf, spec: ClusterSpec, runtime: RuntimeChoice) -> Checked<ClusterChoice> {
         let mut replicas = ReplicaOverrides::new();
         for (svc, n) in self.replicas {
             if spec.service(&svc).is_none() {

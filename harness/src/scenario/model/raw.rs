@@ -91,6 +91,10 @@ pub(super) struct RawCluster {
     /// The cluster file, relative to the scenario (default ../services/cluster.toml).
     #[schemars(with = "Option<String>")]
     pub(super) file: Option<Spanned<String>>,
+    /// Or a docker-compose file, relative to the scenario: its services run as
+    /// containers (runtime docker), its `x-gauntlet` edges through the fault proxy.
+    #[schemars(with = "Option<String>")]
+    pub(super) compose: Option<Spanned<String>>,
     /// "process" (default) or "docker".
     #[schemars(with = "Option<String>")]
     pub(super) runtime: Option<Spanned<String>>,
