@@ -15,6 +15,8 @@
 //!     - { from: front, to: api, env: API_URL }            # an environment variable
 //!     - { from: api, to: db, arg: "--db" }                # `--db ADDR` or `--db=ADDR`
 //!     - { from: web, to: api, file: ./nginx.conf }        # a bind-mounted config file
+//!     - { from: api, to: db, env: DB_HOST, port_env: DB_PORT }   # host and port apart
+//!     - { from: api, to: db, file: ./api.json, port: 5432 }      # "db" and 5432 apart
 //! services:
 //!   api:
 //!     x-gauntlet: { port: 8080, ready: /health, ready_timeout: 30s, scheme: http }
@@ -246,7 +248,11 @@ pub fn parse(raw: &str, normalised: &str, file: &Path) -> Result<ClusterSpec, Sp
                         )),
                     ));
                 };
-                let (rewired, port) = rewire(value, &e.to).ok_or_else(|| {
+                let rewired = match &e.port_env {
+                    None => rewire(value, &e.to),
+                    Some(_) => rewire_host(value, &e.to).map(|v| (v, None)),
+                };
+                let (rewired, port) = rewired.ok_or_else(|| {
                     here(
                         format!(
                             "{var} of service {} is {:?}, which names no address of {}",
@@ -254,11 +260,25 @@ pub fn parse(raw: &str, normalised: &str, file: &Path) -> Result<ClusterSpec, Sp
                             unescape(value),
                             e.to
                         ),
-                        Some(format!("give it as {0}:PORT or a URL such as http://{0}:PORT/", e.to)),
+                        Some(format!(
+                            "give it as {0}:PORT or a URL such as http://{0}:PORT/ (or the host alone, with \
+                             port_env naming the variable of its port)",
+                            e.to
+                        )),
                     )
                 })?;
                 vars.insert(var.clone(), rewired);
-                port
+                match &e.port_env {
+                    None => port,
+                    Some(pv) => {
+                        let Some(p) = vars.get(pv) else {
+                            return Err(here(format!("service {} has no environment variable {pv}", e.from), None));
+                        };
+                        let p = p.trim().parse().ok();
+                        vars.insert(pv.clone(), format!("{{upstream.{}.port}}", e.to));
+                        p
+                    }
+                }
             }
             (None, Some(flag), None) => {
                 let argv = commands.get_mut(&e.from).expect("every service has its command");
@@ -288,10 +308,20 @@ pub fn parse(raw: &str, normalised: &str, file: &Path) -> Result<ClusterSpec, Sp
                         list.len() - 1
                     }
                 };
-                let (rewired, port) = rewire(&list[i].1, &e.to).ok_or_else(|| {
+                let rewired = match e.port {
+                    None => rewire(&list[i].1, &e.to),
+                    Some(p) => {
+                        rewire_host(&list[i].1, &e.to).and_then(|t| rewire_port(&t, p, &e.to)).map(|t| (t, Some(p)))
+                    }
+                };
+                let (rewired, port) = rewired.ok_or_else(|| {
                     here(
                         format!("{} names no address of {}", path.display(), e.to),
-                        Some(format!("write it as {0}:PORT or http://{0}:PORT in the file", e.to)),
+                        Some(format!(
+                            "write it as {0}:PORT or http://{0}:PORT in the file, or give the edge `port: PORT` \
+                             when the file holds the host {0} and its port apart",
+                            e.to
+                        )),
                     )
                 })?;
                 list[i].1 = rewired;
@@ -622,6 +652,35 @@ fn rewire(value: &str, host: &str) -> Option<(String, Option<u16>)> {
     found.then_some((out, port))
 }
 
+/// `text` with every `host` standing alone (`"store"`, `DB_HOST=db`) made the provider's
+/// slot host; `None` when it names no such host.
+fn rewire_host(text: &str, host: &str) -> Option<String> {
+    replace_standalone(text, host, &format!("{{upstream.{host}.host}}"))
+}
+
+/// `text` with `port` standing alone made `provider`'s slot port; `None` when absent.
+fn rewire_port(text: &str, port: u16, provider: &str) -> Option<String> {
+    replace_standalone(text, &port.to_string(), &format!("{{upstream.{provider}.port}}"))
+}
+
+/// Every `word` in `text` that no letter, digit, `-`, `_` or `.` touches, replaced by `with`.
+fn replace_standalone(text: &str, word: &str, with: &str) -> Option<String> {
+    let part = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut found) = (0, false);
+    while let Some(off) = text[i..].find(word) {
+        let (start, end) = (i + off, i + off + word.len());
+        let alone =
+            !text[..start].chars().next_back().is_some_and(part) && !text[end..].chars().next().is_some_and(part);
+        out.push_str(&text[i..start]);
+        out.push_str(if alone { with } else { word });
+        found |= alone;
+        i = end;
+    }
+    out.push_str(&text[i..]);
+    found.then_some(out)
+}
+
 /// Rewires the value of `flag` in `argv` (`FLAG VALUE` or `FLAG=VALUE`); `None` when
 /// no such argument names an address of `host`.
 fn rewire_arg(argv: &mut [String], flag: &str, host: &str) -> Option<Option<u16>> {
@@ -891,6 +950,10 @@ struct RawEdge {
     env: Option<String>,
     arg: Option<String>,
     file: Option<String>,
+    /// With `file`: the provider's port as the file writes it apart from its host.
+    port: Option<u16>,
+    /// With `env` holding the host alone: the variable holding the port.
+    port_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -921,6 +984,16 @@ mod tests {
             r("upstream api { server api:7379; }"),
             Some((format!("upstream api {{ server {slot}; }}"), Some(7379)))
         );
+    }
+
+    #[test]
+    fn a_host_and_port_written_apart_are_both_rewired() {
+        let json = "{ \"redis_host\": \"store\", \"redis_port\": 6379, \"threads\": 16379 }";
+        let t = rewire_host(json, "store").and_then(|t| rewire_port(&t, 6379, "store")).unwrap();
+        let want =
+            "{ \"redis_host\": \"{upstream.store.host}\", \"redis_port\": {upstream.store.port}, \"threads\": 16379 }";
+        assert_eq!(t, want);
+        assert_eq!(rewire_host("db.example", "db"), None);
     }
 
     #[test]
