@@ -26,5 +26,5 @@ mkdir -p front/rootfs/etc front/rootfs/var/log/nginx front/rootfs/var/lib/nginx
 echo 'root:x:0:0:root:/root:/bin/false' > front/rootfs/etc/passwd
 echo 'root:x:0:' > front/rootfs/etc/group
 rootfs api webdis
-rootfs store redis-server
+rootfs store redis-server redis-cli
 echo "build contexts ready: front/rootfs api/rootfs store/rootfs"
