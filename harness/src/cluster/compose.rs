@@ -140,8 +140,8 @@ fn normalise(path: &Path) -> Result<String, SpecError> {
             Ok(o) => {
                 return Err(err(
                     format!(
-                        "`{program} {}config` refused the file: {}",
-                        pre.join(" ") + " ",
+                        "`{} config` refused the file: {}",
+                        std::iter::once(program).chain(pre.iter().copied()).collect::<Vec<_>>().join(" "),
                         String::from_utf8_lossy(&o.stderr).trim()
                     ),
                     "fix the file until `docker-compose -f FILE config` accepts it",
@@ -971,7 +971,7 @@ mod tests {
 
     #[test]
     fn an_address_is_rewired_in_the_shape_it_was_written() {
-        let r = |v: &str| rewire(v, "api").map(|(s, p)| (s, p));
+        let r = |v: &str| rewire(v, "api");
         let slot = "{upstream.api.host}:{upstream.api.port}";
         assert_eq!(r("http://api:8080/v1"), Some((format!("http://{slot}/v1"), Some(8080))));
         assert_eq!(r("api:6379"), Some((slot.to_string(), Some(6379))));
