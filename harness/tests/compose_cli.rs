@@ -219,6 +219,33 @@ fn bad_compose_files_are_refused_naming_the_service_and_what_to_do() {
         "{unnamed}"
     );
 
+    // Edges may come from the scenario too; a mistake in one is the scenario's.
+    let file = compose_file(
+        &dir.path().join("scenario-edges"),
+        "services:\n  web:\n    build: ./ctx\n    ports: ['8080:80']\n    environment: { API_URL: 'http://api:80/' }\n  api:\n    build: ./ctx\n    expose: ['80']\n",
+    );
+    let scenario = file.with_file_name("scenario.toml");
+    let write = |env: &str| {
+        let text = format!(
+            "name = \"s\"\ndescription = \"d\"\n[cluster]\ncompose = \"docker-compose.yml\"\nedges = [{{ from = \"web\", to = \"api\", env = \"{env}\" }}]\n\
+             [load]\nworkload = {{ flow = [{{ name = \"f\", step = [{{ path = \"/\" }}] }}] }}\n\
+             schedule = {{ mode = \"constant\", rate = 1, duration = \"10s\" }}\n\
+             [[fault]]\nname = \"slow\"\nedge = \"web->api\"\ntoxic = \"latency\"\nattributes = {{ latency = \"10ms\" }}\nat = \"0s\"\nfor = \"1s\"\n"
+        );
+        std::fs::write(&scenario, text).unwrap();
+        gauntlet(&["check", scenario.to_str().unwrap()])
+    };
+    let out = write("API_URL");
+    assert!(out.status.success(), "a fault on an edge the scenario names: {}", text(&out));
+    let out = write("NOPE");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("scenario.toml:5:")
+            && said.contains("[cluster] edge web->api: service web has no environment variable NOPE"),
+        "{said}"
+    );
+
     // An image that is not on this machine: nothing is pulled, the error says to build it.
     if !docker_or_skip() {
         return;

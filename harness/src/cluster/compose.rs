@@ -107,6 +107,15 @@ pub enum VolumeSource {
 
 /// Reads the Compose file at `path` into a cluster (see the module docs).
 pub fn load(path: &Path) -> Result<ClusterSpec, SpecError> {
+    load_with_edges(path, &[])
+}
+
+/// How an error about an edge of `[cluster] edges` (a scenario's) begins.
+pub const SCENARIO_EDGE: &str = "[cluster] edge";
+
+/// [`load`], with `more` edges beside the file's `x-gauntlet` ones (a scenario's
+/// `[cluster] edges`; an error about one begins with [`SCENARIO_EDGE`]).
+pub fn load_with_edges(path: &Path, more: &[EdgeSpec]) -> Result<ClusterSpec, SpecError> {
     let raw_text = std::fs::read_to_string(path).map_err(|e| SpecError {
         file: path.to_path_buf(),
         line: 1,
@@ -115,7 +124,7 @@ pub fn load(path: &Path) -> Result<ClusterSpec, SpecError> {
         hint: Some("pass an existing docker-compose.yml".into()),
     })?;
     let normalised = normalise(path)?;
-    parse(&raw_text, &normalised, path)
+    parse(&raw_text, &normalised, path, more)
 }
 
 /// The file as the installed Compose tool normalises it (YAML).
@@ -158,7 +167,7 @@ fn normalise(path: &Path) -> Result<String, SpecError> {
 
 /// Parses a Compose file: `raw` as written (for `x-gauntlet` and positions),
 /// `normalised` as the Compose tool printed it; `file` names it in errors.
-pub fn parse(raw: &str, normalised: &str, file: &Path) -> Result<ClusterSpec, SpecError> {
+pub fn parse(raw: &str, normalised: &str, file: &Path, more: &[EdgeSpec]) -> Result<ClusterSpec, SpecError> {
     let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let at = |service: Option<&str>, key: Option<&str>, message: String, hint: Option<String>| {
         let (line, column) = locate(raw, service, key);
@@ -219,11 +228,11 @@ pub fn parse(raw: &str, normalised: &str, file: &Path) -> Result<ClusterSpec, Sp
         commands.insert(name.clone(), command.map(|c| c.iter().map(|a| escape(a)).collect()));
     }
     let mut edge_ports: BTreeMap<String, u16> = BTreeMap::new();
-    for e in &ext.edges {
+    let all = ext.edges.iter().map(|e| (e, "x-gauntlet edge")).chain(more.iter().map(|e| (e, SCENARIO_EDGE)));
+    for (e, origin) in all {
         let shown = format!("{}->{}", e.from, e.to);
-        let here = |m: String, hint: Option<String>| {
-            at(Some("x-gauntlet"), None, format!("x-gauntlet edge {shown}: {m}"), hint)
-        };
+        let here =
+            |m: String, hint: Option<String>| at(Some("x-gauntlet"), None, format!("{origin} {shown}: {m}"), hint);
         for end in [&e.from, &e.to] {
             if !known(end) {
                 return Err(here(format!("no service {end:?}"), Some(format!("services: {names}"))));
@@ -939,21 +948,28 @@ struct RawExtension {
     name: Option<String>,
     ingress: Option<String>,
     #[serde(default)]
-    edges: Vec<RawEdge>,
+    edges: Vec<EdgeSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An edge of a Compose file and where its consumer holds the provider's address:
+/// exactly one of `env`, `arg` or `file`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawEdge {
-    from: String,
-    to: String,
-    env: Option<String>,
-    arg: Option<String>,
-    file: Option<String>,
+pub struct EdgeSpec {
+    /// The consumer service.
+    pub from: String,
+    /// The provider service.
+    pub to: String,
+    /// The consumer's environment variable holding the provider's address (a URL or HOST:PORT).
+    pub env: Option<String>,
+    /// The flag of the consumer's command whose value holds it (`--db ADDR` or `--db=ADDR`).
+    pub arg: Option<String>,
+    /// A config file bind-mounted into the consumer that holds it (relative to the Compose file).
+    pub file: Option<String>,
     /// With `file`: the provider's port as the file writes it apart from its host.
-    port: Option<u16>,
+    pub port: Option<u16>,
     /// With `env` holding the host alone: the variable holding the port.
-    port_env: Option<String>,
+    pub port_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -1011,7 +1027,7 @@ mod tests {
     #[test]
     fn services_become_docker_nodes_with_their_edges_rewired() {
         let raw = "x-gauntlet:\n  name: shop\n  edges:\n    - { from: web, to: api, env: API_URL }\n";
-        let spec = parse(raw, NORMALISED, Path::new("/p/docker-compose.yml")).unwrap();
+        let spec = parse(raw, NORMALISED, Path::new("/p/docker-compose.yml"), &[]).unwrap();
         assert_eq!(spec.name, "shop");
         assert_eq!(spec.ingress, "web", "the one service that publishes ports");
         let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
@@ -1034,17 +1050,35 @@ mod tests {
     }
 
     #[test]
+    fn a_scenario_can_name_edges_the_file_does_not() {
+        let file = Path::new("/p/docker-compose.yml");
+        let edge = |env: &str| EdgeSpec {
+            from: "web".into(),
+            to: "api".into(),
+            env: Some(env.into()),
+            arg: None,
+            file: None,
+            port: None,
+            port_env: None,
+        };
+        let spec = parse("services: {}\n", NORMALISED, file, &[edge("API_URL")]).unwrap();
+        assert_eq!(spec.edges, [Edge { from: "web".into(), to: "api".into() }]);
+        let e = parse("services: {}\n", NORMALISED, file, &[edge("NOPE")]).unwrap_err();
+        assert!(e.message.starts_with("[cluster] edge web->api: service web has no environment variable NOPE"), "{e}");
+    }
+
+    #[test]
     fn what_cannot_run_is_refused_naming_the_service_and_the_key() {
         let file = Path::new("/p/docker-compose.yml");
         let host = "services:\n  api:\n    image: a\n    network_mode: host\n";
-        let e = parse(host, host, file).unwrap_err();
+        let e = parse(host, host, file, &[]).unwrap_err();
         assert!(e.message.contains("service api: `network_mode` is not supported"), "{e}");
         assert_eq!((e.line, e.column), (4, 5));
         let raw = "x-gauntlet:\n  edges: [{ from: web, to: api, env: API }]\n";
-        let e = parse(raw, NORMALISED, file).unwrap_err();
+        let e = parse(raw, NORMALISED, file, &[]).unwrap_err();
         assert!(e.message.contains("service web has no environment variable API"), "{e}");
         let raw = "x-gauntlet:\n  edges: [{ from: web, to: api, env: LIT }]\n";
-        let e = parse(raw, NORMALISED, file).unwrap_err();
+        let e = parse(raw, NORMALISED, file, &[]).unwrap_err();
         assert!(e.message.contains("LIT of service web is \"{x}\", which names no address of api"), "{e}");
     }
 }

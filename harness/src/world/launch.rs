@@ -106,6 +106,15 @@ impl Launch {
         on_event: &(dyn Fn(LaunchEvent) + Sync),
     ) -> Result<Self, CliError> {
         let runtime = resolve_runtime(runtime, scenario.cluster.runtime, toxiproxy.is_some())?;
+        if let (RuntimeChoice::Process, Some(s)) =
+            (runtime, scenario.cluster.spec.services.iter().find(|s| s.compose.is_some()))
+        {
+            return Err(CliError::BadInput(format!(
+                "{} is a Compose file: its services (e.g. {}) run as containers; drop --runtime process",
+                scenario.cluster.file.display(),
+                s.name
+            )));
+        }
         for r in Ledger::new(runs).reap_dead() {
             on_event(LaunchEvent::Reaped(r));
         }

@@ -206,6 +206,12 @@ impl RawCluster {
         if let Some(compose) = self.compose.take() {
             return self.check_compose(&compose, dir);
         }
+        if let Some(e) = &self.edges {
+            return here(
+                e.span(),
+                "`edges` here are for a Compose file (`compose = \"FILE\"`); a cluster file names its own",
+            );
+        }
         let file = match &self.file {
             Some(f) => dir.join(f.get_ref()),
             None => dir.join("../services/cluster.toml"),
@@ -232,7 +238,7 @@ impl RawCluster {
     }
 
     /// `[cluster] compose = "FILE"`: the Compose file's services, on the docker runtime.
-    fn check_compose(self, compose: &Spanned<String>, dir: &Path) -> Checked<ClusterChoice> {
+    fn check_compose(mut self, compose: &Spanned<String>, dir: &Path) -> Checked<ClusterChoice> {
         if let Some(f) = &self.file {
             return here(f.span(), "give `file` (a cluster file) or `compose` (a Compose file), not both");
         }
@@ -243,11 +249,17 @@ impl RawCluster {
         if !file.exists() {
             return here(compose.span(), format!("Compose file {} does not exist", file.display()));
         }
-        let spec = crate::cluster::compose::load(&file).map_err(|e| {
+        let edges = self.edges.take();
+        let more = edges.as_ref().map_or(&[][..], |e| e.get_ref().as_slice());
+        let spec = crate::cluster::compose::load_with_edges(&file, more).map_err(|e| {
             let message = match &e.hint {
                 Some(h) => format!("{}\n  hint: {h}", e.message),
                 None => e.message.clone(),
             };
+            // A mistake in the scenario's own edges is the scenario's, shown where it is.
+            if let (true, Some(edges)) = (e.message.starts_with(crate::cluster::compose::SCENARIO_EDGE), &edges) {
+                return Located::Here(edges.span(), message);
+            }
             Located::Elsewhere(ScenarioError { file: e.file.clone(), line: e.line, column: e.column, message })
         })?;
         self.choose(file, spec, RuntimeChoice::Docker)

@@ -95,6 +95,10 @@ pub(super) struct RawCluster {
     /// containers (runtime docker), its `x-gauntlet` edges through the fault proxy.
     #[schemars(with = "Option<String>")]
     pub(super) compose: Option<Spanned<String>>,
+    /// With `compose`: edges beside those of the file's `x-gauntlet`, written as it
+    /// writes them: [{ from = "web", to = "api", env = "API_URL" }].
+    #[schemars(with = "Option<Vec<crate::cluster::compose::EdgeSpec>>")]
+    pub(super) edges: Option<Spanned<Vec<crate::cluster::compose::EdgeSpec>>>,
     /// "process" (default) or "docker".
     #[schemars(with = "Option<String>")]
     pub(super) runtime: Option<Spanned<String>>,
