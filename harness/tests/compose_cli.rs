@@ -289,3 +289,66 @@ fn init_compose_writes_a_scenario_that_checks_and_runs_as_written() {
     assert_eq!(report["faults"][0]["target"], "front->api");
     assert!(report["faults"][0]["touched"].as_u64().unwrap() > 0, "{}", report["faults"]);
 }
+
+/// `GET /PING` through the ingress: its status, or why there was none.
+async fn ping(http: &reqwest::Client, base: &str) -> Result<u16, String> {
+    match http.get(format!("{base}/PING")).send().await {
+        Ok(r) => Ok(r.status().as_u16()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The guard keeps this test's containers apart from the other tests' (each test has
+// its own runtime, so no task of this one waits on the lock).
+#[allow(clippy::await_holding_lock)]
+async fn node_faults_work_on_compose_services_as_on_any_docker_node() {
+    use gauntlet::cluster::docker::DockerRuntime;
+    use gauntlet::cluster::plan::{ClusterPlan, NodeId, Ports, ReplicaOverrides};
+    use gauntlet::cluster::{NodeOp, NodeState, Runtime};
+    let Some(_one) = example_or_skip() else { return };
+    let runs = tempfile::tempdir().unwrap();
+    let spec = gauntlet::cluster::compose::load(&example().join("docker-compose.yml")).unwrap();
+    // No service is a binary of this workspace: nothing to build.
+    let binaries = gauntlet::cluster::binaries::Binaries::for_cluster(&spec, &example(), "debug").unwrap();
+    let plan = ClusterPlan::new(spec, &runs.path().join("run"), Ports::Fixed, &ReplicaOverrides::new()).unwrap();
+    let run_id = format!("compose-ops-{}", std::process::id());
+    let gauntlet = PathBuf::from(env!("CARGO_BIN_EXE_gauntlet"));
+    let mut rt = DockerRuntime::new(plan, binaries, gauntlet, Ledger::new(runs.path()), &run_id, 1);
+    if let Err(e) = rt.start(&|m| eprintln!("{m}")).await {
+        let _ = rt.teardown().await;
+        panic!("the Compose file did not start on the docker runtime: {e}");
+    }
+    let base = rt.ingress_urls()[0].clone();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    assert_eq!(ping(&http, &base).await, Ok(200));
+    let state = |rt: &mut DockerRuntime, id: &str| rt.status().into_iter().find(|n| n.id == id).unwrap().state;
+    let store = NodeId { service: "store".into(), replica: 0 };
+    let api = NodeId { service: "api".into(), replica: 0 };
+
+    // Paused, Redis holds webdis's calls; resumed, it answers again.
+    rt.node_op(&store, NodeOp::Pause).await.unwrap();
+    assert_eq!(state(&mut rt, "store-0"), NodeState::Paused);
+    assert_ne!(ping(&http, &base).await, Ok(200), "an answer through a paused store");
+    rt.node_op(&store, NodeOp::Resume).await.unwrap();
+    // Partitioned, webdis is cut off from nginx and from Redis; healed, all is well.
+    rt.node_op(&api, NodeOp::Partition).await.unwrap();
+    assert_eq!(state(&mut rt, "api-0"), NodeState::Partitioned);
+    assert_ne!(ping(&http, &base).await, Ok(200), "an answer through a partitioned api");
+    rt.node_op(&api, NodeOp::Heal).await.unwrap();
+    // Stopped, then restarted on its volume (and ready again by its healthcheck).
+    rt.node_op(&store, NodeOp::Stop).await.unwrap();
+    assert_eq!(state(&mut rt, "store-0"), NodeState::Stopped);
+    rt.node_op(&store, NodeOp::Restart).await.unwrap();
+    assert_eq!(state(&mut rt, "store-0"), NodeState::Ready);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ping(&http, &base).await != Ok(200) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ping(&http, &base).await, Ok(200), "the front answers once every fault is undone");
+
+    rt.teardown().await.unwrap();
+    let label = format!("label=dev.gauntlet.run={run_id}");
+    assert!(docker_lines(&["ps", "-aq", "--filter", &label]).is_empty(), "containers left behind");
+    assert!(docker_lines(&["volume", "ls", "-q", "--filter", &label]).is_empty(), "volumes left behind");
+}
