@@ -1,7 +1,8 @@
 //! `gauntlet check FILE...`: validates cluster, scenario and workload files without
 //! running anything, for editors and pre-commit hooks. Each file's kind is told from
 //! its top-level tables (`[services.*]`: a cluster file; `[load]`: a scenario;
-//! `[[flow]]`: a workload); each mistake is printed as file:line:column and what to do.
+//! `[[flow]]`: a workload; a `.yml`/`.yaml` file: a docker-compose file, read as
+//! `[cluster] compose` reads it); each mistake is printed as file:line:column and what to do.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use crate::exit::{CliError, Outcome};
 /// Flags of `gauntlet check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The files: cluster files, scenarios, workloads (the kind is told from each).
+    /// The files: cluster files, scenarios, workloads, Compose files (the kind is told from each).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -23,6 +24,7 @@ enum Kind {
     Cluster,
     Scenario,
     Workload,
+    Compose,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Self::Cluster => "cluster file",
             Self::Scenario => "scenario",
             Self::Workload => "workload",
+            Self::Compose => "Compose file",
         }
     }
 }
@@ -51,6 +54,10 @@ fn kind_of(text: &str) -> Result<Kind, String> {
 
 /// Checks one file: its kind, or the mistake (file:line:column and what to do).
 fn check_file(path: &Path) -> Result<Kind, String> {
+    if path.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+        crate::cluster::compose::load(path).map_err(|e| e.to_string())?;
+        return Ok(Kind::Compose);
+    }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
     let kind = match kind_of(&text) {
         Ok(kind) => kind,
@@ -62,6 +69,7 @@ fn check_file(path: &Path) -> Result<Kind, String> {
         Kind::Cluster => crate::cluster::ClusterSpec::load(path).map(|_| ()).map_err(|e| e.to_string()),
         Kind::Scenario => crate::scenario::Scenario::load(path).map(|_| ()).map_err(|e| e.to_string()),
         Kind::Workload => crate::load::workload::Workload::load(path).map(|_| ()).map_err(|e| e.to_string()),
+        Kind::Compose => unreachable!("told from the extension above"),
     }?;
     Ok(kind)
 }

@@ -5,6 +5,7 @@
 //! gauntlet init --service 'web=python3 -m http.server {port}' --service 'store=redis-server --port {port}' \
 //!               --edge 'web->store' --dir my-system
 //! gauntlet init --url 'api=http://127.0.0.1:8080' --path /health --dir staging
+//! gauntlet init --compose docker-compose.yml --dir chaos     # the Compose file is the cluster
 //! ```
 //!
 //! Programs run as local processes; URLs are a deployment already running, which the
@@ -24,13 +25,17 @@ pub struct InitArgs {
     /// A service as NAME=COMMAND, its program and arguments split on spaces; `{port}`,
     /// `{host}` and `{data_dir}` are filled in per node (repeatable; the first is where
     /// clients enter unless --ingress says otherwise).
-    #[arg(long = "service", value_name = "NAME=COMMAND")]
+    #[arg(long = "service", value_name = "NAME=COMMAND", conflicts_with = "compose")]
     pub services: Vec<String>,
     /// A service already running, as NAME=URL (http://host:port; repeatable, and the
     /// same NAME again for each replica): the scenario runs on the external runtime,
     /// starting nothing, with a fault on the clients' edge. Not with --service.
-    #[arg(long = "url", value_name = "NAME=URL")]
+    #[arg(long = "url", value_name = "NAME=URL", conflicts_with = "compose")]
     pub urls: Vec<String>,
+    /// Or a docker-compose file: its services are the cluster (edges from its
+    /// `x-gauntlet`); a scenario and a workload are written for it.
+    #[arg(long, value_name = "FILE")]
+    pub compose: Option<PathBuf>,
     /// A call from one service to another, CONSUMER->PROVIDER (repeatable): it goes
     /// through the fault proxy, where faults can be injected. Quote it: the shell reads
     /// `>` as a redirection (--edge 'web->store').
@@ -87,8 +92,15 @@ fn quote(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// The three files, as text, for `args` (checked), in the order cluster, workload, scenario.
-pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
+/// The files, as text, for `args` (checked): cluster, workload, scenario; for a Compose
+/// file, workload and scenario.
+pub fn render(args: &InitArgs) -> Result<Vec<(String, String)>, CliError> {
+    if let Some(compose) = &args.compose {
+        if !args.edges.is_empty() || args.ingress.is_some() {
+            return Err(bad("--edge and --ingress come from the Compose file's x-gauntlet with --compose"));
+        }
+        return render_compose(args, compose);
+    }
     let commands: Vec<(String, String)> = args
         .services
         .iter()
@@ -183,12 +195,7 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
         let _ = writeln!(cluster, "port = {}", FIRST_PORT + 2 * i as u16);
     }
 
-    let workload = format!(
-        "# What the load does, flow by flow (docs/workload.md). A step may record an\n\
-         # operation for the data checkers: op = {{ f = \"add\", value = \"{{{{iteration}}}}\" }}.\n\n\
-         [[flow]]\nname = \"read\"\n[[flow.step]]\nname = \"get\"\npath = {}\n",
-        quote(&args.path)
-    );
+    let workload = workload(&args.path);
 
     // The clients' edge always carries the load, so the fault touches something; an
     // internal edge does once the consumer calls its provider through the proxy slot.
@@ -228,7 +235,89 @@ pub fn render(args: &InitArgs) -> Result<[(String, String); 3], CliError> {
             ""
         },
     );
-    Ok([("cluster.toml".into(), cluster), ("workload.toml".into(), workload), ("scenario.toml".into(), scenario)])
+    Ok(vec![("cluster.toml".into(), cluster), ("workload.toml".into(), workload), ("scenario.toml".into(), scenario)])
+}
+
+/// The starter workload: one flow that GETs `path`.
+fn workload(path: &str) -> String {
+    format!(
+        "# What the load does, flow by flow (docs/workload.md). A step may record an\n\
+         # operation for the data checkers: op = {{ f = \"add\", value = \"{{{{iteration}}}}\" }}.\n\n\
+         [[flow]]\nname = \"read\"\n[[flow.step]]\nname = \"get\"\npath = {}\n",
+        quote(path)
+    )
+}
+
+/// A scenario and a workload for the Compose file at `compose`: a latency fault on its
+/// first `x-gauntlet` edge (else on the clients' calls), and a kill to try, commented.
+fn render_compose(args: &InitArgs, compose: &Path) -> Result<Vec<(String, String)>, CliError> {
+    if !args.path.starts_with('/') {
+        return Err(bad(format!("--path {:?} must start with /, e.g. /health", args.path)));
+    }
+    let spec = crate::cluster::compose::load(compose).map_err(|e| bad(e.to_string()))?;
+    let relative = relative_to(compose, &args.dir);
+    let (target, what) = match spec.edges.first() {
+        Some(e) => (e.to_string(), format!("{}'s calls to {}", e.from, e.to)),
+        None => (format!("client->{}", spec.ingress), format!("the clients' calls to {}", spec.ingress)),
+    };
+    let edges = if spec.edges.is_empty() {
+        "# The file names no edge between its services yet: add to it, at the top level,\n\
+         #   x-gauntlet: { edges: [ { from: CONSUMER, to: PROVIDER, env: VARIABLE_HOLDING_ITS_URL } ] }\n\
+         # and each such call goes through the fault proxy, where `edge = \"CONSUMER->PROVIDER\"` faults it.\n"
+            .to_string()
+    } else {
+        let list = spec.edges.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
+        format!("# The edges the file's x-gauntlet names, each through the fault proxy: {list}.\n")
+    };
+    let victim = spec.services.first().map_or(spec.ingress.clone(), |s| s.name.clone());
+    let scenario = format!(
+        "# A first experiment on {file}: `gauntlet run scenario.toml`. Change the hypothesis, the\n\
+         # faults and the SLOs to what you want to learn; `gauntlet check scenario.toml` checks it.\n\
+         name = {name}\n\
+         description = \"\"\"\n\
+         Hypothesis: with 100 ms of extra latency on {what} for 5 s, the system keeps \\\n\
+         answering (availability >= 99%) and p95 stays under 1 s.\"\"\"\n\
+         seed = 1\n\n\
+         # The Compose file is the cluster: its services run as containers of the docker runtime,\n\
+         # each image built from its `build:` context or already on this machine (nothing is pulled).\n\
+         [cluster]\ncompose = {rel}\n\n\
+         [steady_state]\ntimeout = \"60s\"\n[[steady_state.probe]]\nname = \"it answers\"\npath = {path}\nexpect = 200\n\n\
+         [load]\nworkload = \"workload.toml\"\nschedule = {{ mode = \"constant\", rate = 10, duration = \"15s\" }}\ntimeout = \"5s\"\n\n\
+         {edges}\
+         [[fault]]\nname = \"slow\"\nedge = {target}\ntoxic = \"latency\"\nattributes = {{ latency = \"100ms\", jitter = \"10ms\" }}\nat = \"5s\"\nfor = \"5s\"\n\n\
+         # A node fault on a service of the file (kill, stop, pause, restart or partition):\n\
+         # [[fault]]\n# name = \"{victim} killed\"\n# node = \"{victim}-0\"\n# op = \"kill\"\n# at = \"11s\"\n# for = \"2s\"\n\n\
+         [[slo]]\nthreshold = \"availability >= 99%\"\n\n\
+         [[slo]]\nthreshold = \"p95 < 1s\"\nduring = \"faults\"\n\n\
+         [recovery]\nduration = \"5s\"\n",
+        file = compose.display(),
+        name = quote(&format!("{}-latency", spec.name)),
+        rel = quote(&relative.display().to_string()),
+        path = quote(&args.path),
+        target = quote(&target),
+    );
+    Ok(vec![("workload.toml".into(), workload(&args.path)), ("scenario.toml".into(), scenario)])
+}
+
+/// `file` as a path from folder `dir` (`../docker-compose.yml`); absolute when the two
+/// share no root.
+fn relative_to(file: &Path, dir: &Path) -> PathBuf {
+    let (Ok(file), Ok(dir)) = (std::path::absolute(file), std::path::absolute(dir)) else {
+        return file.to_path_buf();
+    };
+    let (f, d): (Vec<_>, Vec<_>) = (file.components().collect(), dir.components().collect());
+    let common = f.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    if common <= 1 {
+        return file;
+    }
+    let mut out = PathBuf::new();
+    for _ in common..d.len() {
+        out.push("..");
+    }
+    for c in &f[common..] {
+        out.push(c);
+    }
+    out
 }
 
 /// The `--url NAME=URL` flags as (name, comma list of its URLs), in the order first named.
@@ -274,9 +363,10 @@ pub fn run(args: InitArgs) -> Result<Outcome, CliError> {
             .map_err(|e| CliError::Harness(anyhow::anyhow!("writing {}: {e}", path.display())))?;
         println!("wrote {}", path.display());
     }
-    println!(
-        "next: gauntlet check {0}/cluster.toml {0}/scenario.toml && gauntlet run {0}/scenario.toml",
-        dir.display()
-    );
+    let d = dir.display();
+    match args.compose {
+        Some(_) => println!("next: gauntlet check {d}/scenario.toml && gauntlet run {d}/scenario.toml"),
+        None => println!("next: gauntlet check {d}/cluster.toml {d}/scenario.toml && gauntlet run {d}/scenario.toml"),
+    }
     Ok(Outcome::Passed)
 }

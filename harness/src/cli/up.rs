@@ -74,9 +74,13 @@ pub fn reap(args: ReapArgs) -> Result<Outcome, CliError> {
 pub struct UpArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Where the nodes run.
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Process)]
-    pub runtime: RuntimeKind,
+    /// A docker-compose file to run instead of a cluster file: its services become
+    /// containers of the docker runtime, its `x-gauntlet` edges go through the fault proxy.
+    #[arg(long, value_name = "FILE")]
+    pub compose: Option<PathBuf>,
+    /// Where the nodes run (default: process; docker for --compose).
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeKind>,
     /// Replica count of a service, overriding the cluster file (repeatable): `api=2`.
     #[arg(long = "replicas", value_name = "SERVICE=N", value_parser = parse_replicas)]
     pub replicas: Vec<(String, u32)>,
@@ -126,6 +130,9 @@ fn report_reaped(reaped: &[Reaped]) {
         if !r.networks.is_empty() {
             parts.push(format!("removed networks {}", r.networks.join(", ")));
         }
+        if !r.volumes.is_empty() {
+            parts.push(format!("removed volumes {}", r.volumes.join(", ")));
+        }
         if !r.limits.is_empty() {
             parts.push(format!("removed {}", r.limits.join(", ")));
         }
@@ -136,12 +143,24 @@ fn report_reaped(reaped: &[Reaped]) {
 
 /// Runs `gauntlet up`.
 pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
-    let spec = load_spec(&args.cluster.cluster)?;
+    let (spec, file) = match &args.compose {
+        Some(compose) => {
+            if matches!(args.runtime, Some(RuntimeKind::Process | RuntimeKind::External)) {
+                return Err(CliError::BadInput(
+                    "--compose runs the file's services as containers: drop --runtime (or give --runtime docker)"
+                        .into(),
+                ));
+            }
+            let spec = crate::cluster::compose::load(compose).map_err(|e| CliError::BadInput(e.to_string()))?;
+            (spec, compose.clone())
+        }
+        None => (load_spec(&args.cluster.cluster)?, args.cluster.cluster.clone()),
+    };
     for (svc, _) in &args.replicas {
         if spec.service(svc).is_none() {
             return Err(CliError::BadInput(format!(
                 "--replicas names unknown service {svc:?} (see {})",
-                args.cluster.cluster.display()
+                file.display()
             )));
         }
     }
@@ -161,8 +180,10 @@ pub fn up(args: UpArgs) -> Result<Outcome, CliError> {
     let run_dir = runs.join(&id);
     let ports = if args.ephemeral_ports { Ports::Ephemeral } else { Ports::Fixed };
     let overrides: ReplicaOverrides = args.replicas.iter().cloned().collect();
-    let cluster_dir = args.cluster.cluster.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let kind = match args.runtime {
+    let cluster_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let runtime =
+        args.runtime.unwrap_or(if args.compose.is_some() { RuntimeKind::Docker } else { RuntimeKind::Process });
+    let kind = match runtime {
         RuntimeKind::Process => WorldKind::Process,
         RuntimeKind::Docker => WorldKind::Docker,
         RuntimeKind::External => WorldKind::External,

@@ -8,7 +8,7 @@
 //! [`ServiceContainer`] is how one service container starts (environment, data folder,
 //! log, port published on 127.0.0.1); contract verification starts its providers with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use testcontainers::bollard::models::{HostConfig, PortBinding};
 use testcontainers::core::logs::LogFrame;
-use testcontainers::core::{IntoContainerPort, Mount};
+use testcontainers::core::{AccessMode, IntoContainerPort, Mount};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::binaries::{check_programs, command_program, find_program, Binaries};
+use super::compose::{ImageBuild, VolumeMount, VolumeSource, CONTAINER_PLACEHOLDER};
 use super::images::{image_for, image_for_program, LocalImage};
 use super::ledger::{self, Ledger, LedgerEntry};
 use super::limits::{self, LimitEffect, NodeLimit};
@@ -276,18 +277,35 @@ impl DockerRuntime {
             std::fs::write(&path, fill.fill(template))
                 .map_err(RuntimeError::io(format!("writing {}", path.display())))?;
         }
-        let args = match (&node.service.run, &node.service.image) {
+        let mut args = match (&node.service.run, &node.service.image) {
             (RunSpec::Command(c), None) => c.iter().map(|a| fill.fill(a)).collect::<Vec<_>>().split_off(1),
             _ => Vec::new(),
         };
+        let (mut entrypoint, mut mounts, mut data_dir) = (None, Vec::new(), DataDir::Bind(data.clone()));
+        if let Some(compose) = &node.service.compose {
+            // A Compose service keeps the image's file system as it is (no data
+            // mount at /data) and gets its own volumes instead.
+            data_dir = DataDir::None;
+            let mut argv: Vec<String> = Vec::new();
+            if let Some(e) = &compose.entrypoint {
+                let mut e = e.iter().map(|a| fill.fill(a));
+                entrypoint = e.next();
+                argv.extend(e);
+            }
+            argv.extend(compose.command.iter().flatten().map(|a| fill.fill(a)));
+            args = argv;
+            mounts = compose.volumes.iter().map(|v| self.mount(v, &data)).collect();
+        }
         let started = ServiceContainer {
             image,
             port: node.service.port,
+            entrypoint,
             args,
             env,
             env_names: node.service.env_names.clone(),
             log: node.log_file.clone(),
-            data: DataDir::Bind(data),
+            data: data_dir,
+            mounts,
             name: Some(self.container_name(id)),
             network: Some(self.network.clone()),
             labels: vec![(RUN_LABEL.into(), self.entry.run_id.clone())],
@@ -313,8 +331,9 @@ impl DockerRuntime {
     async fn wait_node(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
         let node = self.plan.node(id).cloned().ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
         let port = self.nodes.get(id).map(|n| n.host_port).unwrap_or_default();
-        let url = node.service.ready.target(&format!("127.0.0.1:{port}"));
         let cid = self.nodes.get(id).map(|n| n.id.clone()).unwrap_or_default();
+        // A Compose healthcheck runs in the node's container.
+        let url = node.service.ready.target(&format!("127.0.0.1:{port}")).replace(CONTAINER_PLACEHOLDER, &cid);
         let result =
             poll_ready(&id.to_string(), &url, node.service.ready_timeout, &node.log_file, exit_probe(cid)).await;
         self.set_state(id, if result.is_ok() { NodeState::Ready } else { NodeState::Exited });
@@ -326,6 +345,71 @@ impl DockerRuntime {
             n.state = state;
         }
         self.record();
+    }
+
+    /// The mount of a Compose volume: a named volume of this run, a host path, or the
+    /// node's rendered copy of a config file (in `data`, its data folder).
+    fn mount(&self, v: &VolumeMount, data: &std::path::Path) -> Mount {
+        let mount = match &v.source {
+            VolumeSource::Named(n) => Mount::volume_mount(self.volume_name(n), &v.target),
+            VolumeSource::Bind(p) => Mount::bind_mount(p.display().to_string(), &v.target),
+            VolumeSource::Rendered(f) => Mount::bind_mount(data.join(f).display().to_string(), &v.target),
+        };
+        if v.read_only {
+            mount.with_access_mode(AccessMode::ReadOnly)
+        } else {
+            mount
+        }
+    }
+
+    fn volume_name(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// Builds the images of Compose services with a `build:` and checks the others'
+    /// images are on this machine (nothing is pulled); creates their named volumes,
+    /// each recorded in the ledger before it exists.
+    async fn prepare_compose(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<(), RuntimeError> {
+        let services: Vec<_> = self.plan.spec.services.iter().filter(|s| s.compose.is_some()).cloned().collect();
+        for s in &services {
+            let (Some(c), Some(image)) = (&s.compose, &s.image) else { continue };
+            let log = self.plan.run_dir.join("logs").join(format!("build-{}.log", s.name));
+            match &c.build {
+                Some(b) => {
+                    progress(&format!("building image {image} of {} (docker build {})", s.name, b.context.display()));
+                    let (b, image, log) = (b.clone(), image.clone(), log.clone());
+                    tokio::task::spawn_blocking(move || docker_build(&b, &image, &log))
+                        .await
+                        .map_err(|e| RuntimeError::Build { what: s.name.clone(), detail: e.to_string() })??;
+                }
+                None if !image_exists(image) => {
+                    return Err(RuntimeError::Start {
+                        node: s.name.clone(),
+                        detail: format!(
+                            "image {image} is not on this machine, and Gauntlet pulls nothing (no registry need be \
+                             reachable): build it first (docker build -t {image} DIR), or give the service a \
+                             `build:` context in the Compose file"
+                        ),
+                    });
+                }
+                None => {}
+            }
+        }
+        let named: BTreeSet<String> = services
+            .iter()
+            .flat_map(|s| s.compose.iter().flat_map(|c| c.volumes.iter()))
+            .filter_map(|v| match &v.source {
+                VolumeSource::Named(n) => Some(self.volume_name(n)),
+                _ => None,
+            })
+            .collect();
+        for v in named {
+            self.entry.volumes.push(v.clone());
+            self.record();
+            let label = format!("{RUN_LABEL}={}", self.entry.run_id);
+            docker_cli(&["volume", "create", "--label", &label, &v])?;
+        }
+        Ok(())
     }
 
     fn container(&self, id: &NodeId) -> Result<&ContainerAsync<GenericImage>, RuntimeError> {
@@ -340,6 +424,8 @@ pub enum DataDir {
     Bind(PathBuf),
     /// A tmpfs at [`DATA_DIR`]: fresh at every start, gone with the container.
     Scratch,
+    /// Nothing at [`DATA_DIR`] (a Compose service has its own volumes).
+    None,
 }
 
 /// One service container to start: a locally built image, the port the service
@@ -349,7 +435,9 @@ pub enum DataDir {
 pub struct ServiceContainer {
     pub image: LocalImage,
     pub port: u16,
-    /// Arguments after the image's entry point (none for our services).
+    /// The program run instead of the image's entry point.
+    pub entrypoint: Option<String>,
+    /// Arguments after the entry point (none for our services).
     pub args: Vec<String>,
     /// The service's; the variables `env_names` names are set from `port` (bound to
     /// every interface of the container).
@@ -358,6 +446,8 @@ pub struct ServiceContainer {
     pub env_names: super::spec::EnvNames,
     pub log: PathBuf,
     pub data: DataDir,
+    /// More volumes (a Compose service's).
+    pub mounts: Vec<Mount>,
     /// The container's name (default: one Docker makes up).
     pub name: Option<String>,
     /// The network it joins (default: Docker's bridge).
@@ -386,13 +476,17 @@ impl ServiceContainer {
                 .open(&self.log)
                 .map_err(|e| format!("opening {}: {e}", self.log.display()))?,
         ));
-        let mount = match &self.data {
-            DataDir::Bind(host) => Mount::bind_mount(host.display().to_string(), DATA_DIR),
-            DataDir::Scratch => Mount::tmpfs_mount(DATA_DIR),
+        let data = match &self.data {
+            DataDir::Bind(host) => Some(Mount::bind_mount(host.display().to_string(), DATA_DIR)),
+            DataDir::Scratch => Some(Mount::tmpfs_mount(DATA_DIR)),
+            DataDir::None => None,
         };
-        let mut req = GenericImage::new(self.image.name, self.image.tag)
+        let mut image = GenericImage::new(self.image.name, self.image.tag);
+        if let Some(e) = &self.entrypoint {
+            image = image.with_entrypoint(e);
+        }
+        let mut req = image
             .with_exposed_port(self.port.tcp())
-            .with_mount(mount)
             .with_host_config_modifier(loopback_only(vec![self.port]))
             .with_log_consumer(move |frame: &LogFrame| {
                 let bytes = match frame {
@@ -402,6 +496,9 @@ impl ServiceContainer {
                     let _ = f.write_all(bytes);
                 }
             });
+        for m in data.into_iter().chain(self.mounts) {
+            req = req.with_mount(m);
+        }
         if !self.args.is_empty() {
             req = req.with_cmd(self.args);
         }
@@ -469,6 +566,36 @@ fn loopback_only(ports: Vec<u16>) -> impl Fn(&mut HostConfig) + Send + Sync + 's
     }
 }
 
+fn image_exists(image: &str) -> bool {
+    std::process::Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success())
+}
+
+/// `docker build` of a Compose service's `build:` section, tagged `image`; its output
+/// goes to `log`, whose end the error quotes.
+fn docker_build(b: &ImageBuild, image: &str, log: &std::path::Path) -> Result<(), RuntimeError> {
+    let mut cmd = std::process::Command::new("docker");
+    cmd.args(["build", "-t", image]);
+    if let Some(f) = &b.dockerfile {
+        cmd.arg("-f").arg(b.context.join(f));
+    }
+    for (k, v) in &b.args {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    let out = cmd.arg(&b.context).output().map_err(RuntimeError::io("running docker build"))?;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
+    }
+    std::fs::write(log, [out.stdout.as_slice(), out.stderr.as_slice()].concat())
+        .map_err(RuntimeError::io(format!("writing {}", log.display())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(RuntimeError::Build {
+        what: format!("image {image} from {}", b.context.display()),
+        detail: format!("docker build failed; its output ends:\n{}", super::readiness::tail(log, 15)),
+    })
+}
+
 fn docker_cli(args: &[&str]) -> Result<(), RuntimeError> {
     let out = std::process::Command::new("docker").args(args).output().map_err(RuntimeError::io("running docker"))?;
     if out.status.success() {
@@ -523,6 +650,7 @@ impl Runtime for DockerRuntime {
             let image = image_for_program(program).await?;
             self.images.insert(svc.clone(), image);
         }
+        self.prepare_compose(progress).await?;
         for s in &self.plan.spec.services {
             if let Some(img) = &s.image {
                 let (name, tag) = img.rsplit_once(':').unwrap_or((img.as_str(), "latest"));

@@ -54,6 +54,9 @@ pub struct LedgerEntry {
     /// The size-limited filesystems mounted at nodes' data folders.
     #[serde(default)]
     pub mounts: Vec<PathBuf>,
+    /// The docker volumes created for the run (a Compose file's named volumes).
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// The ledger folder: `<runs>/active`.
@@ -71,6 +74,7 @@ pub struct Reaped {
     pub networks: Vec<String>,
     /// Cgroups and mounts of resource faults removed.
     pub limits: Vec<String>,
+    pub volumes: Vec<String>,
 }
 
 impl Ledger {
@@ -146,6 +150,12 @@ pub fn reap(entry: &LedgerEntry) -> Reaped {
             r.containers.extend(entry.containers.iter().cloned());
         } else {
             r.containers.extend(entry.containers.iter().filter(|c| docker(&["rm", "-f", "-v", c])).cloned());
+        }
+    }
+    // A volume goes once no container holds it.
+    for v in &entry.volumes {
+        if docker(&["volume", "rm", "-f", v]) {
+            r.volumes.push(v.clone());
         }
     }
     // After the processes: a cgroup goes once empty, a mount once nobody works in it.

@@ -7,6 +7,7 @@
 //! up after a crashed one.
 
 pub mod binaries;
+pub mod compose;
 pub mod docker;
 pub mod external;
 pub mod images;

@@ -19,7 +19,10 @@ pub fn levels(plan: &ClusterPlan) -> Vec<Vec<NodeId>> {
     let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
     // Services are in start order, so every provider's depth is known before its consumers'.
     for s in &plan.spec.services {
-        let d = plan.spec.providers_of(&s.name).filter_map(|p| depth.get(p)).map(|d| d + 1).max().unwrap_or(0);
+        // A Compose service also starts after what it `depends_on`.
+        let after = s.compose.iter().flat_map(|c| c.depends_on.iter().map(String::as_str));
+        let d =
+            plan.spec.providers_of(&s.name).chain(after).filter_map(|p| depth.get(p)).map(|d| d + 1).max().unwrap_or(0);
         depth.insert(&s.name, d);
     }
     let mut out: Vec<Vec<NodeId>> = Vec::new();

@@ -250,6 +250,9 @@ pub struct ServiceSpec {
     /// Config files written into the node's data folder before it starts: its name
     /// there, and the template's text (placeholders filled in per node).
     pub files: Vec<(String, String)>,
+    /// What a service of a Compose file needs besides (its build, entry point,
+    /// volumes, `depends_on`); `None` in a cluster file.
+    pub compose: Option<super::compose::ComposeService>,
 }
 
 /// The environment variables a node's own port, bind address and database file are
@@ -583,6 +586,7 @@ impl ClusterSpec {
                     .unwrap_or_default()
                     .or(&svc.env_names.clone().unwrap_or_default()),
                 files: Vec::new(),
+                compose: None,
             });
         }
 
@@ -797,7 +801,7 @@ fn valid_scheme(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 40
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

@@ -336,11 +336,13 @@ impl ProviderContainer {
         let started = ServiceContainer {
             image,
             port: CONTAINER_PORT,
+            entrypoint: None,
             args: Vec::new(),
             env,
             env_names: crate::cluster::spec::EnvNames { database: None, ..spec.env_names.clone() },
             log: log.clone(),
             data: DataDir::Scratch,
+            mounts: Vec::new(),
             name: None,
             network: None,
             labels: vec![

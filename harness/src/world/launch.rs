@@ -132,6 +132,16 @@ impl Launch {
         if runtime == RuntimeChoice::External {
             reachable_on_a_deployment(scenario, toxiproxy.is_some())?;
         }
+        if let (RuntimeChoice::Process | RuntimeChoice::External, Some(s)) =
+            (runtime, scenario.cluster.spec.services.iter().find(|s| s.compose.is_some()))
+        {
+            return Err(CliError::BadInput(format!(
+                "{} is a Compose file: its services (e.g. {}) run as containers; drop --runtime {}",
+                scenario.cluster.file.display(),
+                s.name,
+                if runtime == RuntimeChoice::Process { "process" } else { "external" }
+            )));
+        }
         for r in Ledger::new(runs).reap_dead() {
             on_event(LaunchEvent::Reaped(r));
         }

@@ -77,6 +77,15 @@ pub async fn open(
     id: &str,
     seed: u64,
 ) -> Result<OpenWorld, CliError> {
+    if let (WorldKind::Process | WorldKind::External, Some(s)) =
+        (kind, plan.spec.services.iter().find(|s| s.compose.is_some()))
+    {
+        return Err(CliError::BadInput(format!(
+            "{} is a Compose file: its services (e.g. {}) run as containers; use the docker runtime",
+            plan.spec.file.display(),
+            s.name
+        )));
+    }
     match kind {
         WorldKind::Process => {
             let mut embedded_proxy = None;

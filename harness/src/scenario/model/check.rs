@@ -203,7 +203,16 @@ impl RawScenario {
 }
 
 impl RawCluster {
-    fn check(self, dir: &Path) -> Checked<ClusterChoice> {
+    fn check(mut self, dir: &Path) -> Checked<ClusterChoice> {
+        if let Some(compose) = self.compose.take() {
+            return self.check_compose(&compose, dir);
+        }
+        if let Some(e) = &self.edges {
+            return here(
+                e.span(),
+                "`edges` here are for a Compose file (`compose = \"FILE\"`); a cluster file names its own",
+            );
+        }
         let file = match &self.file {
             Some(f) => dir.join(f.get_ref()),
             None => dir.join("../services/cluster.toml"),
@@ -227,6 +236,38 @@ impl RawCluster {
             Some((_, "external")) => RuntimeChoice::External,
             Some((span, other)) => return here(span, format!("runtime `{other}` is not process, docker or external")),
         };
+        self.choose(file, spec, runtime)
+    }
+
+    /// `[cluster] compose = "FILE"`: the Compose file's services, on the docker runtime.
+    fn check_compose(mut self, compose: &Spanned<String>, dir: &Path) -> Checked<ClusterChoice> {
+        if let Some(f) = &self.file {
+            return here(f.span(), "give `file` (a cluster file) or `compose` (a Compose file), not both");
+        }
+        if let Some(r) = self.runtime.as_ref().filter(|r| r.get_ref() != "docker") {
+            return here(r.span(), "a Compose file's services run as containers: drop `runtime` or make it \"docker\"");
+        }
+        let file = dir.join(compose.get_ref());
+        if !file.exists() {
+            return here(compose.span(), format!("Compose file {} does not exist", file.display()));
+        }
+        let edges = self.edges.take();
+        let more = edges.as_ref().map_or(&[][..], |e| e.get_ref().as_slice());
+        let spec = crate::cluster::compose::load_with_edges(&file, more).map_err(|e| {
+            let message = match &e.hint {
+                Some(h) => format!("{}\n  hint: {h}", e.message),
+                None => e.message.clone(),
+            };
+            // A mistake in the scenario's own edges is the scenario's, shown where it is.
+            if let (true, Some(edges)) = (e.message.starts_with(crate::cluster::compose::SCENARIO_EDGE), &edges) {
+                return Located::Here(edges.span(), message);
+            }
+            Located::Elsewhere(ScenarioError { file: e.file.clone(), line: e.line, column: e.column, message })
+        })?;
+        self.choose(file, spec, RuntimeChoice::Docker)
+    }
+
+    fn choose(self, file: std::path::PathBuf, spec: ClusterSpec, runtime: RuntimeChoice) -> Checked<ClusterChoice> {
         let mut replicas = ReplicaOverrides::new();
         for (svc, n) in self.replicas {
             if spec.service(&svc).is_none() {

@@ -91,6 +91,14 @@ pub(super) struct RawCluster {
     /// The cluster file, relative to the scenario (default ../services/cluster.toml).
     #[schemars(with = "Option<String>")]
     pub(super) file: Option<Spanned<String>>,
+    /// Or a docker-compose file, relative to the scenario: its services run as
+    /// containers (runtime docker), its `x-gauntlet` edges through the fault proxy.
+    #[schemars(with = "Option<String>")]
+    pub(super) compose: Option<Spanned<String>>,
+    /// With `compose`: edges beside those of the file's `x-gauntlet`, written as it
+    /// writes them: [{ from = "web", to = "api", env = "API_URL" }].
+    #[schemars(with = "Option<Vec<crate::cluster::compose::EdgeSpec>>")]
+    pub(super) edges: Option<Spanned<Vec<crate::cluster::compose::EdgeSpec>>>,
     /// "process" (default), "docker", or "external" (a deployment already running at
     /// its services' `urls`; nothing is started).
     #[schemars(with = "Option<String>")]
