@@ -643,6 +643,17 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
+        match nodes.first() {
+            None => Ok(()),
+            Some(id) => Err(RuntimeError::Unsupported(format!(
+                "`op = \"clock\"` on {id}: the docker runtime does not move a container's clock yet (libfaketime and \
+                 its timestamp file would be mounted into the image and preloaded; not built): run the scenario with \
+                 --runtime process, or with `gauntlet sim`"
+            ))),
+        }
+    }
+
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
         let ids: Vec<NodeId> = self.plan.nodes.iter().rev().map(|n| n.id.clone()).collect();
         for id in ids {

@@ -115,6 +115,17 @@ impl Runtime for ExternalRuntime {
         }
     }
 
+    fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
+        match nodes.first() {
+            None => Ok(()),
+            Some(id) => Err(RuntimeError::Unsupported(format!(
+                "`op = \"clock\"` on {id}: the external runtime does not own its nodes, so it cannot move their \
+                 clocks; use the deployment's own tools (Chaos Mesh's TimeChaos), or run the scenario on the process \
+                 runtime"
+            ))),
+        }
+    }
+
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
         self.ledger.remove(&self.entry.run_id);
         Ok(())

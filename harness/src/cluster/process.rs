@@ -12,6 +12,7 @@ use tokio::process::{Child, Command};
 
 use super::binaries::{check_programs, command_program, Binaries};
 use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
+use super::clock::{self, ClockSkew, Faketime};
 use super::limits::cgroup::{Hierarchy, NodeCgroup, Resource};
 use super::limits::disk::{self, Filled};
 use super::limits::{Bytes, LimitEffect, NodeLimit};
@@ -88,6 +89,13 @@ pub struct ProcessRuntime {
     /// memory is charged to it (a process moved later leaves its pages charged behind).
     memory_nodes: Vec<NodeId>,
     born_in: BTreeMap<NodeId, NodeCgroup>,
+    /// libfaketime, found when a clock fault targets a node.
+    faketime: Option<Faketime>,
+    /// Nodes a clock fault targets: started with libfaketime preloaded, their clock in
+    /// their timestamp file (see [`ProcessRuntime::clock_file`]).
+    clock_nodes: Vec<NodeId>,
+    /// The tasks stepping drifting clocks forward, by node.
+    drifts: BTreeMap<NodeId, tokio::task::JoinHandle<()>>,
 }
 
 impl ProcessRuntime {
@@ -124,6 +132,9 @@ impl ProcessRuntime {
             held: BTreeMap::new(),
             memory_nodes: Vec::new(),
             born_in: BTreeMap::new(),
+            faketime: None,
+            clock_nodes: Vec::new(),
+            drifts: BTreeMap::new(),
         }
     }
 
@@ -157,6 +168,29 @@ impl ProcessRuntime {
                 (self.command_program(&c[0]), c[1..].to_vec())
             }
         }
+    }
+
+    /// The libfaketime timestamp file holding node `id`'s clock offset, in the run's
+    /// folder.
+    fn clock_file(&self, id: &NodeId) -> PathBuf {
+        self.plan.run_dir.join("clocks").join(format!("{id}.faketime"))
+    }
+
+    /// The environment that preloads libfaketime into node `id`, if a clock fault
+    /// targets it; its timestamp file is made at true time ("+0") on its first start
+    /// and kept across restarts (a restarted process keeps its machine's clock).
+    fn clock_env(&self, id: &NodeId) -> Result<Vec<(String, String)>, RuntimeError> {
+        let Some(faketime) = self.faketime.as_ref().filter(|_| self.clock_nodes.contains(id)) else {
+            return Ok(Vec::new());
+        };
+        let file = self.clock_file(id);
+        if !file.exists() {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
+            }
+            clock::write_offset(&file, 0.0).map_err(RuntimeError::io(format!("writing {}", file.display())))?;
+        }
+        Ok(faketime.env(&file))
     }
 
     fn command_program(&self, program: &str) -> PathBuf {
@@ -196,12 +230,14 @@ impl ProcessRuntime {
         }
         let (program, args) = self.program(&node, &fill);
         let env: Vec<(String, String)> = node.env.iter().map(|(k, v)| (k.clone(), fill.fill(v))).collect();
+        let clock_env = self.clock_env(id)?;
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .env_clear()
             .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME" || k == "RUST_BACKTRACE"))
             .envs(env)
             .envs(self.upstreams.get(id).into_iter().flatten())
+            .envs(clock_env)
             .current_dir(&node.data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -528,6 +564,56 @@ impl Runtime for ProcessRuntime {
         Ok(())
     }
 
+    fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
+        let Some(first) = nodes.first() else { return Ok(()) };
+        let faketime = Faketime::find()
+            .map_err(|why| RuntimeError::Unsupported(format!("`op = \"clock\"` on {first}: {why}")))?;
+        self.faketime = Some(faketime);
+        for id in nodes {
+            if !self.clock_nodes.contains(id) {
+                self.clock_nodes.push(id.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_clock(&mut self, id: &NodeId, skew: Option<ClockSkew>) -> Result<(), RuntimeError> {
+        if let Some(stepping) = self.drifts.remove(id) {
+            stepping.abort();
+        }
+        if !self.clock_nodes.contains(id) {
+            return match skew {
+                None => Ok(()),
+                Some(_) => Err(RuntimeError::Unsupported(format!(
+                    "the clock of {id} cannot be moved: it was not started with libfaketime (the runtime was not told \
+                     of the clock fault before the cluster started)"
+                ))),
+            };
+        }
+        let file = self.clock_file(id);
+        let skew = skew.unwrap_or(ClockSkew { offset_ms: 0, drift: 0.0 });
+        clock::write_offset(&file, skew.offset_after(Duration::ZERO))
+            .map_err(RuntimeError::io(format!("setting the clock of {id} in {}", file.display())))?;
+        if skew.drift != 0.0 {
+            // libfaketime's own rate (`x1.05`) would speed the node's sleeps up too; a
+            // drifting wall clock is stepped instead, every DRIFT_STEP.
+            let struck = Instant::now();
+            self.drifts.insert(
+                id.clone(),
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(clock::DRIFT_STEP).await;
+                        if let Err(e) = clock::write_offset(&file, skew.offset_after(struck.elapsed())) {
+                            eprintln!("warning: the drifting clock in {} stopped: {e}", file.display());
+                            return;
+                        }
+                    }
+                }),
+            );
+        }
+        Ok(())
+    }
+
     async fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<(), RuntimeError> {
         let state = self.procs.get(id).map(|p| p.state).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
         let pid = match self.procs.get(id) {
@@ -706,6 +792,9 @@ impl ProcessRuntime {
     /// Lifts every resource fault, removes the run's cgroups and unmounts its data
     /// filesystems (after the processes are gone); returns what could not be removed.
     fn remove_limits(&mut self) -> Vec<String> {
+        for (_, stepping) in std::mem::take(&mut self.drifts) {
+            stepping.abort();
+        }
         let mut left = Vec::new();
         let dirs: BTreeMap<NodeId, PathBuf> = self.plan.nodes.iter().map(|n| (n.id.clone(), n.store_dir())).collect();
         for (id, held) in std::mem::take(&mut self.held) {
