@@ -111,17 +111,10 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 let mut router = router.clone();
-                async move {
-                    let mut res = router.call(req).await.unwrap_or_else(|never| match never {});
-                    // Stamped from the node's own clock, as hyper stamps a real
-                    // process's answers from its system clock.
-                    if let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(platform::now())) {
-                        res.headers_mut().insert(http::header::DATE, date);
-                    }
-                    Ok::<_, Infallible>(res)
-                }
+                async move { Ok::<_, Infallible>(router.call(req).await.unwrap_or_else(|never| match never {})) }
             });
-            // hyper's own Date would read the host's real clock, which no seed decides.
+            // hyper's own Date would read the host's real clock, which no seed decides;
+            // the kit stamps each answer's from the node's clock.
             let connection = hyper::server::conn::http1::Builder::new()
                 .auto_date_header(false)
                 .serve_connection(TokioIo::new(stream), service);

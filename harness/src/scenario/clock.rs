@@ -2,9 +2,10 @@
 //! own answers say the time is, against the harness's clock, never the setting.
 //!
 //! An HTTP server stamps each answer with a `Date` header from its wall clock, to the
-//! second. One answer places the node's clock within a second; to place it within a few
-//! milliseconds the node is asked again every [`POLL`] until its `Date` turns to the next
-//! second: the node's clock struck that whole second between the two answers.
+//! second. To place the node's clock within a few milliseconds it is asked again every
+//! [`POLL`] until its `Date` turns to the next second: the node's clock struck that whole
+//! second between the two answers. A `Date` that does not turn within a second is not
+//! following a clock, and the reading says so rather than guess.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,10 +64,14 @@ pub async fn read(http: &dyn Http, url: &str, clock: fn() -> SystemTime) -> Resu
         }
         last = next;
     }
-    // The `Date` never turned (a server that caches it longer): the first answer
-    // places the clock within its second.
-    let mid = (first.sent + first.answered) / 2.0;
-    Ok(ClockReading { offset: first.date as f64 + 0.5 - mid, within: 0.5 + (first.answered - first.sent) / 2.0 })
+    // A `Date` that stands still is not the clock: hyper's, cached until its clock
+    // passes the next whole second it expects, stands still after a jump back.
+    Err(format!(
+        "its Date header stood still for {:.1} s (at {}): a server that caches its Date (as hyper does, until its \
+         clock passes the last second it stamped, which after a jump back is a while) does not show its clock",
+        last.answered - first.sent,
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(first.date))
+    ))
 }
 
 #[cfg(test)]
@@ -101,5 +106,23 @@ mod tests {
         let r = read(&Ahead, "http://node", harness_clock).await.unwrap();
         assert!((r.offset - 90.25).abs() < 0.02, "{r:?}");
         assert!(r.within < 0.02, "{r:?}");
+    }
+
+    struct Frozen;
+
+    impl Http for Frozen {
+        fn get(&self, _: &str, _: Option<&str>, _: Duration) -> BoxFuture<'static, Result<(u16, String), String>> {
+            Box::pin(async { Err("unused".into()) })
+        }
+
+        fn date(&self, _: &str, _: Duration) -> BoxFuture<'static, Result<SystemTime, String>> {
+            Box::pin(async { Ok(UNIX_EPOCH + Duration::from_secs(2_000_000_000)) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_date_that_stands_still_is_no_reading() {
+        let e = read(&Frozen, "http://node", SystemTime::now).await.unwrap_err();
+        assert!(e.contains("stood still"), "{e}");
     }
 }
