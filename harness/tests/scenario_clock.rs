@@ -75,6 +75,7 @@ fn a_run_aborted_mid_fault_puts_the_clock_back() {
     let effect = report_json(&stdout)["faults"][0]["effect"].as_str().unwrap_or_default().to_string();
     assert!((read_offset(&effect) - 90.0).abs() < 1.0, "read before it was put back: {effect}");
     let run_dir = stdout.lines().find_map(|l| l.strip_prefix("logs, history and state: ")).expect("a run folder");
-    let clock = std::fs::read_to_string(std::path::Path::new(run_dir.trim()).join("clocks/gateway-0.faketime")).unwrap();
+    let clock =
+        std::fs::read_to_string(std::path::Path::new(run_dir.trim()).join("clocks/gateway-0.faketime")).unwrap();
     assert_eq!(clock, "+0.000s\n", "the gateway's clock is put back");
 }

@@ -11,13 +11,13 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use gauntlet::cluster::ClockSkew;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use gauntlet::cluster::ClockSkew;
 use shop_kit::platform::{self, Platform, Transport};
 use tower::Service;
 

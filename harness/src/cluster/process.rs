@@ -11,8 +11,8 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use super::binaries::{check_programs, command_program, Binaries};
-use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
 use super::clock::{self, ClockSkew, Faketime};
+use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
 use super::limits::cgroup::{Hierarchy, NodeCgroup, Resource};
 use super::limits::disk::{self, Filled};
 use super::limits::{Bytes, LimitEffect, NodeLimit};
@@ -566,8 +566,8 @@ impl Runtime for ProcessRuntime {
 
     fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
         let Some(first) = nodes.first() else { return Ok(()) };
-        let faketime = Faketime::find()
-            .map_err(|why| RuntimeError::Unsupported(format!("`op = \"clock\"` on {first}: {why}")))?;
+        let faketime =
+            Faketime::find().map_err(|why| RuntimeError::Unsupported(format!("`op = \"clock\"` on {first}: {why}")))?;
         self.faketime = Some(faketime);
         for id in nodes {
             if !self.clock_nodes.contains(id) {

@@ -186,9 +186,9 @@ pub trait Runtime: Send {
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
         // Putting a clock back is never refused: there is nothing to undo.
         let refused = match skew {
-            Some(_) => self.prepare_clocks(std::slice::from_ref(id)).and(Err(RuntimeError::Unsupported(format!(
-                "the clock of {id} is not moved by this runtime"
-            )))),
+            Some(_) => self
+                .prepare_clocks(std::slice::from_ref(id))
+                .and(Err(RuntimeError::Unsupported(format!("the clock of {id} is not moved by this runtime")))),
             None => Ok(()),
         };
         async move { refused }

@@ -18,9 +18,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::clock::ClockReading;
 use super::data;
 use super::effect::{self, Counters, Effect};
-use super::clock::ClockReading;
 use super::gauges;
 use super::model::{ActualTimes, Fault, FaultAction, FaultTarget, Scenario};
 use crate::checks::history::History;
@@ -1134,7 +1134,7 @@ fn observe_effects<R: Runtime>(scenario: &Scenario, cluster: &Cluster<R>, outcom
             };
             record.effect = Some(match &obs.clock {
                 Some(Ok(reading)) => effect::clock_effect(node, reading, skew.offset_after(held)),
-                Some(Err(e)) => Effect::unmeasured(&format!("the clock of {node} could not be read: {e}")),
+                Some(Err(e)) => Effect::unmeasured(format!("the clock of {node} could not be read: {e}")),
                 None => Effect::unmeasured("the clock was not put back, so it was not read"),
             });
             continue;
@@ -1189,7 +1189,9 @@ fn observe_effects<R: Runtime>(scenario: &Scenario, cluster: &Cluster<R>, outcom
             (FaultAction::Node(_) | FaultAction::Limit(_) | FaultAction::Clock(_), FaultTarget::Edge { .. }) => {
                 Effect::unmeasured("a node operation on an edge")
             }
-            (FaultAction::Limit(_) | FaultAction::Clock(_), FaultTarget::Node(_)) => Effect::unmeasured("measured above"),
+            (FaultAction::Limit(_) | FaultAction::Clock(_), FaultTarget::Node(_)) => {
+                Effect::unmeasured("measured above")
+            }
         });
     }
 }

@@ -11,7 +11,9 @@ use crate::cluster::ledger::Ledger;
 use crate::cluster::plan::{ClusterPlan, NodeId};
 use crate::cluster::process::ProcessRuntime;
 use crate::cluster::wiring::Wiring;
-use crate::cluster::{ClockSkew, ClusterSpec, LimitEffect, NodeLimit, NodeOp, NodeStatus, Readiness, Runtime, RuntimeError};
+use crate::cluster::{
+    ClockSkew, ClusterSpec, LimitEffect, NodeLimit, NodeOp, NodeStatus, Readiness, Runtime, RuntimeError,
+};
 use crate::exit::CliError;
 use crate::faults::client::ToxiproxyClient;
 use crate::faults::ProxyServer;

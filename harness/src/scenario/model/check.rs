@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::cluster::clock::{self, ClockSkew};
 use crate::cluster::limits::{parse_bytes, Bytes, DEFAULT_DISK_SIZE, MAX_BYTES};
 use crate::cluster::plan::{ReplicaOverrides, CLIENT};
-use crate::cluster::clock::{self, ClockSkew};
 use crate::cluster::{ClusterSpec, Edge, NodeId, NodeLimit, NodeOp};
 use crate::faults::spec::{EdgeAction, EdgeFault};
 use crate::load::slo::{parse_during, SloScope, SloSpec, Threshold, Window};

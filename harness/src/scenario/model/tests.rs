@@ -390,7 +390,8 @@ for = "5s"
 
 #[test]
 fn mistakes_in_clock_faults_point_at_their_op_and_say_what_to_give() {
-    let fault = |attrs: &str, dur: &str| format!("[[fault]]\nnode = \"api-0\"\nop = \"clock\"\n{attrs}at = \"1s\"\n{dur}");
+    let fault =
+        |attrs: &str, dur: &str| format!("[[fault]]\nnode = \"api-0\"\nop = \"clock\"\n{attrs}at = \"1s\"\n{dur}");
     let cases = [
         (fault("", "for = \"1s\"\n"), "needs attributes = { offset = \"+90s\" }"),
         (fault("attributes = { offset = \"+90s\" }\n", ""), "`clock` needs `for`"),
@@ -407,7 +408,8 @@ fn mistakes_in_clock_faults_point_at_their_op_and_say_what_to_give() {
         assert_eq!((e.line, e.column), (16, 6), "{what}: {e}");
         assert!(e.message.contains(what), "{what}: {e}");
     }
-    let overlapping = "[[fault]]\nnode = \"api-0\"\nop = \"clock\"\nattributes = { offset = \"+1s\" }\nat = \"1s\"\nfor = \"5s\"\n\
+    let overlapping =
+        "[[fault]]\nnode = \"api-0\"\nop = \"clock\"\nattributes = { offset = \"+1s\" }\nat = \"1s\"\nfor = \"5s\"\n\
          [[fault]]\nnode = \"api-0\"\nop = \"clock\"\nattributes = { offset = \"+9s\" }\nat = \"3s\"\nfor = \"5s\"\n";
     assert!(parse(overlapping).unwrap_err().message.contains("same node at the same time"));
 }
