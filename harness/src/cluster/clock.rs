@@ -10,9 +10,12 @@
 //! clock fault targets and changed live by rewriting the node's timestamp file; the
 //! simulation moves the node's platform clock.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use super::plan::NodeId;
 
 /// The largest offset a clock fault may set, either way (a year).
 pub const MAX_OFFSET: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -140,9 +143,11 @@ impl Faketime {
     /// every call. Monotonic time is left true (timers and timeouts keep their pace, as
     /// when NTP moves a host's clock), file times too, and no shared memory is left
     /// behind by a node that is killed.
-    pub fn env(&self, file: &Path) -> Vec<(String, String)> {
+    /// `library` and `file` are the paths as the node sees them (a container mounts
+    /// them elsewhere).
+    pub fn env(library: &Path, file: &Path) -> Vec<(String, String)> {
         [
-            ("LD_PRELOAD", self.library.display().to_string()),
+            ("LD_PRELOAD", library.display().to_string()),
             ("FAKETIME_TIMESTAMP_FILE", file.display().to_string()),
             ("FAKETIME_NO_CACHE", "1".into()),
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
@@ -161,6 +166,111 @@ pub fn write_offset(file: &Path, offset_secs: f64) -> std::io::Result<()> {
     let tmp = file.with_extension("tmp");
     std::fs::write(&tmp, format!("{:+.3}s\n", offset_secs))?;
     std::fs::rename(&tmp, file)
+}
+
+/// The clocks of the nodes a run's clock faults target, each a libfaketime timestamp
+/// file in one folder of the run, which the node reads at every call; the runtimes that
+/// start nodes with libfaketime (processes, containers) share it.
+pub struct NodeClocks {
+    dir: PathBuf,
+    faketime: Option<Faketime>,
+    nodes: Vec<NodeId>,
+    /// The tasks stepping drifting clocks forward, by node.
+    drifts: BTreeMap<NodeId, tokio::task::JoinHandle<()>>,
+}
+
+impl NodeClocks {
+    /// Clocks kept in `dir` (made when a node is first started with one).
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir, faketime: None, nodes: Vec::new(), drifts: BTreeMap::new() }
+    }
+
+    /// Finds libfaketime for the clocks of `nodes`, or says why they cannot be moved.
+    pub fn prepare(&mut self, nodes: &[NodeId]) -> Result<(), String> {
+        let Some(first) = nodes.first() else { return Ok(()) };
+        let faketime = Faketime::find().map_err(|why| format!("`op = \"clock\"` on {first}: {why}"))?;
+        self.faketime = Some(faketime);
+        for id in nodes {
+            if !self.nodes.contains(id) {
+                self.nodes.push(id.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// libfaketime, if a node's clock is to be moved.
+    pub fn faketime(&self) -> Option<&Faketime> {
+        self.faketime.as_ref()
+    }
+
+    /// The folder of the timestamp files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The name of node `id`'s timestamp file in [`NodeClocks::dir`].
+    pub fn file_name(id: &NodeId) -> String {
+        format!("{id}.faketime")
+    }
+
+    /// Whether a clock fault targets node `id` (it must start with libfaketime).
+    pub fn targets(&self, id: &NodeId) -> bool {
+        self.faketime.is_some() && self.nodes.contains(id)
+    }
+
+    /// Makes node `id`'s timestamp file at true time ("+0") unless it exists: a node
+    /// restarted keeps its machine's clock.
+    pub fn ensure_file(&self, id: &NodeId) -> std::io::Result<PathBuf> {
+        let file = self.dir.join(Self::file_name(id));
+        if !file.exists() {
+            std::fs::create_dir_all(&self.dir)?;
+            write_offset(&file, 0.0)?;
+        }
+        Ok(file)
+    }
+
+    /// Sets node `id`'s clock to `skew` from now, or back to true time (`None`).
+    pub fn set(&mut self, id: &NodeId, skew: Option<ClockSkew>) -> Result<(), String> {
+        if let Some(stepping) = self.drifts.remove(id) {
+            stepping.abort();
+        }
+        if !self.targets(id) {
+            return match skew {
+                None => Ok(()),
+                Some(_) => Err(format!(
+                    "the clock of {id} cannot be moved: it was not started with libfaketime (the runtime was not told \
+                     of the clock fault before the cluster started)"
+                )),
+            };
+        }
+        let file = self.ensure_file(id).map_err(|e| format!("making the clock file of {id}: {e}"))?;
+        let skew = skew.unwrap_or(ClockSkew { offset_ms: 0, drift: 0.0 });
+        write_offset(&file, skew.offset_after(Duration::ZERO))
+            .map_err(|e| format!("setting the clock of {id} in {}: {e}", file.display()))?;
+        if skew.drift != 0.0 {
+            // libfaketime's own rate (`x1.05`) would speed the node's sleeps up too; a
+            // drifting wall clock is stepped instead, every DRIFT_STEP.
+            let struck = std::time::Instant::now();
+            let stepping = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(DRIFT_STEP).await;
+                    if let Err(e) = write_offset(&file, skew.offset_after(struck.elapsed())) {
+                        eprintln!("warning: the drifting clock in {} stopped: {e}", file.display());
+                        return;
+                    }
+                }
+            });
+            self.drifts.insert(id.clone(), stepping);
+        }
+        Ok(())
+    }
+
+    /// Stops every drifting clock's stepping (at teardown).
+    pub fn stop(&mut self) {
+        for (_, stepping) in std::mem::take(&mut self.drifts) {
+            stepping.abort();
+        }
+    }
 }
 
 #[cfg(test)]

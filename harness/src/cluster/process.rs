@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use super::binaries::{check_programs, command_program, Binaries};
-use super::clock::{self, ClockSkew, Faketime};
+use super::clock::{ClockSkew, Faketime, NodeClocks};
 use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
 use super::limits::cgroup::{Hierarchy, NodeCgroup, Resource};
 use super::limits::disk::{self, Filled};
@@ -89,13 +89,9 @@ pub struct ProcessRuntime {
     /// memory is charged to it (a process moved later leaves its pages charged behind).
     memory_nodes: Vec<NodeId>,
     born_in: BTreeMap<NodeId, NodeCgroup>,
-    /// libfaketime, found when a clock fault targets a node.
-    faketime: Option<Faketime>,
-    /// Nodes a clock fault targets: started with libfaketime preloaded, their clock in
-    /// their timestamp file (see [`ProcessRuntime::clock_file`]).
-    clock_nodes: Vec<NodeId>,
-    /// The tasks stepping drifting clocks forward, by node.
-    drifts: BTreeMap<NodeId, tokio::task::JoinHandle<()>>,
+    /// The nodes a clock fault targets: started with libfaketime preloaded, their clock
+    /// in a timestamp file of the run's `clocks` folder.
+    clocks: NodeClocks,
 }
 
 impl ProcessRuntime {
@@ -118,6 +114,7 @@ impl ProcessRuntime {
             },
             ..Default::default()
         };
+        let run_dir = plan.run_dir.clone();
         Self {
             plan,
             binaries,
@@ -132,9 +129,7 @@ impl ProcessRuntime {
             held: BTreeMap::new(),
             memory_nodes: Vec::new(),
             born_in: BTreeMap::new(),
-            faketime: None,
-            clock_nodes: Vec::new(),
-            drifts: BTreeMap::new(),
+            clocks: NodeClocks::new(run_dir.join("clocks")),
         }
     }
 
@@ -170,27 +165,14 @@ impl ProcessRuntime {
         }
     }
 
-    /// The libfaketime timestamp file holding node `id`'s clock offset, in the run's
-    /// folder.
-    fn clock_file(&self, id: &NodeId) -> PathBuf {
-        self.plan.run_dir.join("clocks").join(format!("{id}.faketime"))
-    }
-
     /// The environment that preloads libfaketime into node `id`, if a clock fault
-    /// targets it; its timestamp file is made at true time ("+0") on its first start
-    /// and kept across restarts (a restarted process keeps its machine's clock).
+    /// targets it (its timestamp file made at true time on its first start).
     fn clock_env(&self, id: &NodeId) -> Result<Vec<(String, String)>, RuntimeError> {
-        let Some(faketime) = self.faketime.as_ref().filter(|_| self.clock_nodes.contains(id)) else {
+        let Some(faketime) = self.clocks.faketime().filter(|_| self.clocks.targets(id)) else {
             return Ok(Vec::new());
         };
-        let file = self.clock_file(id);
-        if !file.exists() {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir).map_err(RuntimeError::io(format!("creating {}", dir.display())))?;
-            }
-            clock::write_offset(&file, 0.0).map_err(RuntimeError::io(format!("writing {}", file.display())))?;
-        }
-        Ok(faketime.env(&file))
+        let file = self.clocks.ensure_file(id).map_err(RuntimeError::io(format!("making the clock file of {id}")))?;
+        Ok(Faketime::env(&faketime.library, &file))
     }
 
     fn command_program(&self, program: &str) -> PathBuf {
@@ -565,53 +547,11 @@ impl Runtime for ProcessRuntime {
     }
 
     fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
-        let Some(first) = nodes.first() else { return Ok(()) };
-        let faketime =
-            Faketime::find().map_err(|why| RuntimeError::Unsupported(format!("`op = \"clock\"` on {first}: {why}")))?;
-        self.faketime = Some(faketime);
-        for id in nodes {
-            if !self.clock_nodes.contains(id) {
-                self.clock_nodes.push(id.clone());
-            }
-        }
-        Ok(())
+        self.clocks.prepare(nodes).map_err(RuntimeError::Unsupported)
     }
 
     async fn set_clock(&mut self, id: &NodeId, skew: Option<ClockSkew>) -> Result<(), RuntimeError> {
-        if let Some(stepping) = self.drifts.remove(id) {
-            stepping.abort();
-        }
-        if !self.clock_nodes.contains(id) {
-            return match skew {
-                None => Ok(()),
-                Some(_) => Err(RuntimeError::Unsupported(format!(
-                    "the clock of {id} cannot be moved: it was not started with libfaketime (the runtime was not told \
-                     of the clock fault before the cluster started)"
-                ))),
-            };
-        }
-        let file = self.clock_file(id);
-        let skew = skew.unwrap_or(ClockSkew { offset_ms: 0, drift: 0.0 });
-        clock::write_offset(&file, skew.offset_after(Duration::ZERO))
-            .map_err(RuntimeError::io(format!("setting the clock of {id} in {}", file.display())))?;
-        if skew.drift != 0.0 {
-            // libfaketime's own rate (`x1.05`) would speed the node's sleeps up too; a
-            // drifting wall clock is stepped instead, every DRIFT_STEP.
-            let struck = Instant::now();
-            self.drifts.insert(
-                id.clone(),
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(clock::DRIFT_STEP).await;
-                        if let Err(e) = clock::write_offset(&file, skew.offset_after(struck.elapsed())) {
-                            eprintln!("warning: the drifting clock in {} stopped: {e}", file.display());
-                            return;
-                        }
-                    }
-                }),
-            );
-        }
-        Ok(())
+        self.clocks.set(id, skew).map_err(RuntimeError::Unsupported)
     }
 
     async fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<(), RuntimeError> {
@@ -792,9 +732,7 @@ impl ProcessRuntime {
     /// Lifts every resource fault, removes the run's cgroups and unmounts its data
     /// filesystems (after the processes are gone); returns what could not be removed.
     fn remove_limits(&mut self) -> Vec<String> {
-        for (_, stepping) in std::mem::take(&mut self.drifts) {
-            stepping.abort();
-        }
+        self.clocks.stop();
         let mut left = Vec::new();
         let dirs: BTreeMap<NodeId, PathBuf> = self.plan.nodes.iter().map(|n| (n.id.clone(), n.store_dir())).collect();
         for (id, held) in std::mem::take(&mut self.held) {
