@@ -1,10 +1,13 @@
 //! Clock faults on the process runtime, measured: a node's clock set 90 s ahead is read
 //! back from its own answers (their `Date` header) within a second of that, set behind
 //! it reads behind, a drifting clock gains at its rate, and put back it reads true time
-//! again; a node no clock fault targets runs without libfaketime.
+//! again; a node no clock fault targets runs without libfaketime. And on the docker
+//! runtime: a shop container (FROM scratch) with libfaketime mounted reads 90 s ahead,
+//! then true time again.
 //!
 //! They need libfaketime (Debian's `faketime`): where it is missing they skip saying
-//! why, unless `GAUNTLET_REQUIRE_FAKETIME=1` (set by .ci/run) makes that a failure.
+//! why, unless `GAUNTLET_REQUIRE_FAKETIME=1` (set by .ci/run) makes that a failure. The
+//! docker test also needs a Docker engine (required under `GAUNTLET_REQUIRE_DOCKER=1`).
 
 mod scenario_common;
 
@@ -13,6 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use gauntlet::cluster::binaries::Binaries;
 use gauntlet::cluster::clock::Faketime;
+use gauntlet::cluster::docker::{engine_available, DockerRuntime};
 use gauntlet::cluster::ledger::Ledger;
 use gauntlet::cluster::plan::{ClusterPlan, NodeId, Ports, ReplicaOverrides};
 use gauntlet::cluster::process::ProcessRuntime;
@@ -148,4 +152,60 @@ async fn a_drifting_clock_gains_at_its_rate_and_stops_when_put_back() {
     let back = clock_of(&mut rt, "skewed").await;
     assert!(back.offset.abs() < 1.0, "put back, no more stepping: {back:?}");
     rt.teardown().await.unwrap();
+}
+
+/// Whether a Docker engine answers; required under `GAUNTLET_REQUIRE_DOCKER=1`.
+fn docker() -> bool {
+    match engine_available() {
+        Ok(()) => true,
+        Err(why) => {
+            let required = std::env::var("GAUNTLET_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
+            assert!(!required, "GAUNTLET_REQUIRE_DOCKER=1 but no Docker engine is reachable: {why}");
+            eprintln!("skipped: no Docker engine is reachable ({why})");
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containers_clock_set_ahead_reads_back_within_a_second_and_true_once_put_back() {
+    if !capable() || !docker() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(
+        &file,
+        "name = \"clock-docker\"\ningress = \"catalog\"\n\
+         [defaults]\nenv_names = { port = \"SHOP_PORT\", bind = \"SHOP_BIND\", database = \"SHOP_DB\" }\n\
+         health = \"/health\"\nready = \"/ready\"\nenv = { SHOP_DEV_DEFAULTS = \"1\" }\n\
+         [services.catalog]\nbinary = \"shop-catalog\"\nport = 7102\ndatabase = true\n",
+    )
+    .unwrap();
+    let spec = ClusterSpec::load(&file).unwrap();
+    let plan = ClusterPlan::new(spec, &dir.path().join("run"), Ports::Fixed, &ReplicaOverrides::new()).unwrap();
+    let binaries = Binaries::for_dir(&scenario_common::workspace(), "debug").unwrap();
+    let id = format!("clock-docker-{}", std::process::id());
+    let mut rt = DockerRuntime::new(
+        plan,
+        binaries,
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_gauntlet")),
+        Ledger::new(&dir.path().join("runs")),
+        &id,
+        7,
+    );
+    let catalog = NodeId::parse("catalog-0").unwrap();
+    rt.prepare_clocks(std::slice::from_ref(&catalog)).unwrap();
+    rt.start(&|m| eprintln!("{m}")).await.unwrap();
+    let addr = rt.status().into_iter().find(|n| n.id == "catalog-0").unwrap().addr;
+    let url = format!("http://{addr}/health");
+    let before = read(&HostHttp, &url, SystemTime::now).await.unwrap();
+    assert!(before.offset.abs() < 1.0, "started at true time: {before:?}");
+    rt.set_clock(&catalog, Some(ClockSkew { offset_ms: 90_000, drift: 0.0 })).await.unwrap();
+    let ahead = read(&HostHttp, &url, SystemTime::now).await.unwrap();
+    rt.set_clock(&catalog, None).await.unwrap();
+    let back = read(&HostHttp, &url, SystemTime::now).await.unwrap();
+    rt.teardown().await.unwrap();
+    assert!((ahead.offset - 90.0).abs() < 1.0, "set +90 s in the container, read {ahead:?}");
+    assert!(back.offset.abs() < 1.0, "put back, read {back:?}");
 }

@@ -21,6 +21,7 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::binaries::{check_programs, command_program, find_program, Binaries};
+use super::clock::{ClockSkew, Faketime, NodeClocks};
 use super::images::{image_for, image_for_program, LocalImage};
 use super::ledger::{self, Ledger, LedgerEntry};
 use super::plan::{ClusterPlan, NodeId, Slot, CLIENT};
@@ -74,7 +75,14 @@ pub struct DockerRuntime {
     upstreams: BTreeMap<NodeId, BTreeMap<String, String>>,
     nodes: BTreeMap<NodeId, Node>,
     partitioned: Vec<NodeId>,
+    /// The nodes a clock fault targets: their containers get libfaketime and the run's
+    /// clock folder mounted (see [`CLOCK_MOUNT`]) and preloaded.
+    clocks: NodeClocks,
 }
+
+/// Where a container whose clock a fault moves finds libfaketime and the run's clock
+/// files (both mounted read-only).
+pub const CLOCK_MOUNT: &str = "/gauntlet-clock";
 
 impl DockerRuntime {
     /// A runtime for `plan`; `gauntlet` is the binary the proxy container runs.
@@ -94,6 +102,7 @@ impl DockerRuntime {
             format!("{:08x}", h.finish() as u32)
         };
         let prefix = format!("g{short}");
+        let run_dir = plan.run_dir.clone();
         let network = format!("{prefix}-net");
         let entry = LedgerEntry {
             run_id: run_id.to_string(),
@@ -120,6 +129,7 @@ impl DockerRuntime {
             upstreams: BTreeMap::new(),
             nodes: BTreeMap::new(),
             partitioned: Vec::new(),
+            clocks: NodeClocks::new(run_dir.join("clocks")),
         }
     }
 
@@ -266,6 +276,7 @@ impl DockerRuntime {
             (RunSpec::Command(c), None) => c.iter().map(|a| fill.fill(a)).collect::<Vec<_>>().split_off(1),
             _ => Vec::new(),
         };
+        let (env, mounts) = self.clock_preload(id, env)?;
         let started = ServiceContainer {
             image,
             port: node.service.port,
@@ -277,6 +288,7 @@ impl DockerRuntime {
             name: Some(self.container_name(id)),
             network: Some(self.network.clone()),
             labels: vec![(RUN_LABEL.into(), self.entry.run_id.clone())],
+            mounts,
         }
         .start()
         .await
@@ -294,6 +306,34 @@ impl DockerRuntime {
         );
         self.record();
         Ok(())
+    }
+
+    /// `env` and the mounts that preload libfaketime into node `id`'s container, if a
+    /// clock fault targets it: the library and the run's clock folder mounted read-only
+    /// at [`CLOCK_MOUNT`] (the folder, not the file: a file rewritten by rename would
+    /// leave a bind mount of it on the old one). Our images hold what libfaketime links
+    /// (libc, libm, the loader): the binary links them too.
+    fn clock_preload(
+        &self,
+        id: &NodeId,
+        mut env: BTreeMap<String, String>,
+    ) -> Result<(BTreeMap<String, String>, Vec<Mount>), RuntimeError> {
+        let Some(faketime) = self.clocks.faketime().filter(|_| self.clocks.targets(id)) else {
+            return Ok((env, Vec::new()));
+        };
+        self.clocks.ensure_file(id).map_err(RuntimeError::io(format!("making the clock file of {id}")))?;
+        let library = PathBuf::from(CLOCK_MOUNT).join("libfaketime.so.1");
+        let file = PathBuf::from(CLOCK_MOUNT).join("clocks").join(NodeClocks::file_name(id));
+        env.extend(Faketime::env(&library, &file));
+        let read_only = |host: &std::path::Path, at: &std::path::Path| {
+            Mount::bind_mount(host.display().to_string(), at.display().to_string())
+                .with_access_mode(testcontainers::core::AccessMode::ReadOnly)
+        };
+        let mounts = vec![
+            read_only(&faketime.library, &library),
+            read_only(self.clocks.dir(), &PathBuf::from(CLOCK_MOUNT).join("clocks")),
+        ];
+        Ok((env, mounts))
     }
 
     async fn wait_node(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
@@ -349,6 +389,8 @@ pub struct ServiceContainer {
     /// The network it joins (default: Docker's bridge).
     pub network: Option<String>,
     pub labels: Vec<(String, String)>,
+    /// Mounts besides the data folder's.
+    pub mounts: Vec<Mount>,
 }
 
 /// A service container that has started (it may not be ready yet). Dropping it
@@ -390,6 +432,9 @@ impl ServiceContainer {
             });
         if !self.args.is_empty() {
             req = req.with_cmd(self.args);
+        }
+        for m in self.mounts {
+            req = req.with_mount(m);
         }
         if let Some(name) = self.name {
             req = req.with_container_name(name);
@@ -644,17 +689,23 @@ impl Runtime for DockerRuntime {
     }
 
     fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
-        match nodes.first() {
-            None => Ok(()),
-            Some(id) => Err(RuntimeError::Unsupported(format!(
-                "`op = \"clock\"` on {id}: the docker runtime does not move a container's clock yet (libfaketime and \
-                 its timestamp file would be mounted into the image and preloaded; not built): run the scenario with \
-                 --runtime process, or with `gauntlet sim`"
-            ))),
+        let foreign = nodes.iter().find(|id| self.plan.node(id).is_some_and(|n| n.service.image.is_some()));
+        if let Some(id) = foreign {
+            return Err(RuntimeError::Unsupported(format!(
+                "`op = \"clock\"` on {id}: its service runs an `image` Gauntlet did not build, which may lack the \
+                 libraries libfaketime needs (glibc's libc and libm); move its clock on the process runtime, or give it \
+                 a `binary` or `command`"
+            )));
         }
+        self.clocks.prepare(nodes).map_err(RuntimeError::Unsupported)
+    }
+
+    async fn set_clock(&mut self, id: &NodeId, skew: Option<ClockSkew>) -> Result<(), RuntimeError> {
+        self.clocks.set(id, skew).map_err(RuntimeError::Unsupported)
     }
 
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
+        self.clocks.stop();
         let ids: Vec<NodeId> = self.plan.nodes.iter().rev().map(|n| n.id.clone()).collect();
         for id in ids {
             if let Some(n) = self.nodes.get_mut(&id) {

@@ -347,6 +347,7 @@ impl ProviderContainer {
                 (CONTAINER_LABEL.into(), name.to_string()),
                 (OWNER_LABEL.into(), std::process::id().to_string()),
             ],
+            mounts: Vec::new(),
         }
         .start()
         .await
