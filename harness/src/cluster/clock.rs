@@ -6,7 +6,7 @@
 //! timeouts run on, is untouched. A jump mid-run is a second clock fault starting when
 //! the first ends (the offset goes from the first's to the second's at once).
 //!
-//! A process node has it through libfaketime ([`Faketime`]), preloaded into nodes that a
+//! A process or container node has it through libfaketime ([`Faketime`]), preloaded into nodes a
 //! clock fault targets and changed live by rewriting the node's timestamp file; the
 //! simulation moves the node's platform clock.
 
