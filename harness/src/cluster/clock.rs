@@ -129,14 +129,17 @@ pub struct Faketime {
 impl Faketime {
     /// libfaketime, or why a clock fault cannot be held here and how to fix it.
     pub fn find() -> Result<Self, String> {
-        FAKETIME_LIBRARIES.iter().map(PathBuf::from).find(|p| p.exists()).map(|library| Self { library }).ok_or_else(
-            || {
-                format!(
-                    "libfaketime is not installed (looked for {}): install it with `apt-get install faketime`",
-                    FAKETIME_LIBRARIES.join(", ")
-                )
-            },
-        )
+        Self::find_in(&FAKETIME_LIBRARIES)
+    }
+
+    /// The first of `places` that exists, or why none does and how to fix it.
+    pub fn find_in(places: &[&str]) -> Result<Self, String> {
+        places.iter().map(PathBuf::from).find(|p| p.exists()).map(|library| Self { library }).ok_or_else(|| {
+            format!(
+                "libfaketime is not installed (looked for {}): install it with `apt-get install faketime`",
+                places.join(", ")
+            )
+        })
     }
 
     /// The environment that makes a process's wall clock follow `file`, read again at
@@ -304,6 +307,24 @@ mod tests {
         assert_eq!(ClockSkew { offset_ms: -30_500, drift: 0.0 }.to_string(), "clock -30.5s");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         assert_eq!(ClockSkew { offset_ms: -30_000, drift: 0.0 }.apply(t, Duration::ZERO), t - Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_missing_libfaketime_is_refused_naming_the_package() {
+        let e = Faketime::find_in(&["/nonexistent/libfaketime.so.1"]).unwrap_err();
+        assert!(e.contains("/nonexistent/libfaketime.so.1") && e.contains("apt-get install faketime"), "{e}");
+    }
+
+    #[test]
+    fn a_node_no_clock_fault_targets_cannot_be_moved_but_can_always_be_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut clocks = NodeClocks::new(dir.path().join("clocks"));
+        let id = NodeId::parse("api-0").unwrap();
+        assert!(clocks
+            .set(&id, Some(ClockSkew { offset_ms: 1000, drift: 0.0 }))
+            .unwrap_err()
+            .contains("not started with libfaketime"));
+        assert_eq!(clocks.set(&id, None), Ok(()));
     }
 
     #[test]

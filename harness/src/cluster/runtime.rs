@@ -173,7 +173,7 @@ pub trait Runtime: Send {
             None => Ok(()),
             Some(id) => Err(RuntimeError::Unsupported(format!(
                 "`op = \"clock\"` on {id}: this runtime cannot move a node's clock; run the scenario on the process \
-                 runtime or with `gauntlet sim`"
+                 or docker runtime, or with `gauntlet sim`"
             ))),
         }
     }
