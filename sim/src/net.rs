@@ -11,6 +11,7 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use gauntlet::cluster::ClockSkew;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -29,29 +30,48 @@ pub fn wall_clock() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS) + turmoil::sim_elapsed().unwrap_or_default()
 }
 
+/// Each node's clock fault in place (by host name): its skew and the simulated time it
+/// struck. A node's clock is its machine's, so it survives the node's restarts.
+pub type Clocks = Arc<Mutex<BTreeMap<String, (ClockSkew, Duration)>>>;
+
 /// A stable 64-bit digest of a name (FNV-1a), to derive per-node seeds.
 pub fn digest(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// One incarnation of a simulated node: its seeded randomness, the simulated clock, and
-/// its HTTP client over the simulated network.
+/// One incarnation of a simulated node: its seeded randomness, the simulated clock (as
+/// a clock fault skews it), and its HTTP client over the simulated network.
 pub struct Node {
+    name: String,
     rng: Mutex<ChaCha8Rng>,
     http: Arc<SimHttp>,
+    clocks: Clocks,
 }
 
 impl Node {
-    /// Node `name` in incarnation `life` (0 at start, +1 per restart) of run `seed`.
-    pub fn new(seed: u64, name: &str, life: u32) -> Arc<Self> {
+    /// Node `name` in incarnation `life` (0 at start, +1 per restart) of run `seed`, its
+    /// clock skewed as `clocks` says.
+    pub fn new(seed: u64, name: &str, life: u32, clocks: Clocks) -> Arc<Self> {
         let stream = digest(name) ^ u64::from(life).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Arc::new(Self { rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ stream)), http: Arc::new(SimHttp::default()) })
+        Arc::new(Self {
+            name: name.to_string(),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ stream)),
+            http: Arc::new(SimHttp::default()),
+            clocks,
+        })
     }
 }
 
 impl Platform for Node {
     fn now(&self) -> SystemTime {
-        wall_clock()
+        let skew = self.clocks.lock().unwrap_or_else(PoisonError::into_inner).get(&self.name).copied();
+        match skew {
+            None => wall_clock(),
+            Some((skew, struck)) => {
+                let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+                skew.apply(wall_clock(), elapsed.saturating_sub(struck))
+            }
+        }
     }
 
     fn fill_bytes(&self, dest: &mut [u8]) {
@@ -93,7 +113,11 @@ pub async fn serve(
                 let mut router = router.clone();
                 async move { Ok::<_, Infallible>(router.call(req).await.unwrap_or_else(|never| match never {})) }
             });
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // hyper's own Date would read the host's real clock, which no seed decides;
+            // the kit stamps each answer's from the node's clock.
+            let connection = hyper::server::conn::http1::Builder::new()
+                .auto_date_header(false)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {
                 biased;

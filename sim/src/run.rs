@@ -155,6 +155,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
 
     let lives: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
     let stops: crate::world::Stops = Arc::default();
+    let clocks: net::Clocks = Arc::default();
     for node in &plan.nodes {
         let name = node.id.to_string();
         let mut env: BTreeMap<String, String> = node.env.clone();
@@ -164,7 +165,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
         env.insert("SHOP_BIND".into(), "0.0.0.0".into());
         let (service, binary, port) =
             (node.id.service.clone(), hosted(&node.service).unwrap_or_default().to_string(), node.addr.port());
-        let (lives, stops) = (lives.clone(), stops.clone());
+        let (lives, stops, clocks) = (lives.clone(), stops.clone(), clocks.clone());
         sim.host(node.id.to_string().as_str(), move || {
             let life = {
                 let mut lives = lives.lock().unwrap_or_else(PoisonError::into_inner);
@@ -172,7 +173,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
                 *l += 1;
                 *l - 1
             };
-            let node: Arc<dyn Platform> = Node::new(seed, &name, life);
+            let node: Arc<dyn Platform> = Node::new(seed, &name, life, clocks.clone());
             let (env, service, binary) = (env.clone(), service.clone(), binary.clone());
             // Each incarnation can be stopped gracefully (`stop`) through its own switch.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -200,7 +201,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, run_dir: &Path, buggify: bool) -
     // The executor runs on the load host, on the world as it runs on any: the one way
     // from steady state to report.
     let commands: crate::world::Commands = Arc::default();
-    let world = SimWorld::new(plan, links.clone(), ingress, commands.clone(), stops);
+    let world = SimWorld::new(plan, links.clone(), ingress, (commands.clone(), stops, clocks));
     let out: Arc<Mutex<Option<Result<RunOutcome, String>>>> = Arc::default();
     {
         let (scenario, out) = (scenario.clone(), out.clone());

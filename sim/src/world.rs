@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use gauntlet::cluster::plan::{ClusterPlan, Slot};
-use gauntlet::cluster::{NodeId, NodeLimit, NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
+use gauntlet::cluster::{ClockSkew, NodeId, NodeLimit, NodeOp, NodeState, NodeStatus, Runtime, RuntimeError};
 use gauntlet::faults::model::Toxic;
 use gauntlet::scenario::effect::{Counters, Traffic};
 use gauntlet::world::reach::{EdgeFaults, Http, Reach};
@@ -23,7 +23,7 @@ use shop_kit::platform::Transport as _;
 
 use crate::fabric::Link;
 use crate::load::SimLoad;
-use crate::net::SimHttp;
+use crate::net::{Clocks, SimHttp};
 
 /// How long a starting node may take to answer `/health`, in simulated time.
 const START_LIMIT: Duration = Duration::from_secs(60);
@@ -62,12 +62,19 @@ pub struct SimWorld {
     stops: Stops,
     /// Each node's state, as the operations left it.
     states: BTreeMap<String, NodeState>,
+    /// The clock faults in place, which the nodes' platform clocks read.
+    clocks: Clocks,
 }
 
 impl SimWorld {
-    pub fn new(plan: ClusterPlan, links: Vec<(Slot, Link)>, ingress: String, commands: Commands, stops: Stops) -> Self {
+    pub fn new(
+        plan: ClusterPlan,
+        links: Vec<(Slot, Link)>,
+        ingress: String,
+        (commands, stops, clocks): (Commands, Stops, Clocks),
+    ) -> Self {
         let states = plan.nodes.iter().map(|n| (n.id.to_string(), NodeState::Starting)).collect();
-        Self { plan, links, ingress, commands, stops, states }
+        Self { plan, links, ingress, commands, stops, states, clocks }
     }
 
     fn command(&self, command: HostCommand) {
@@ -194,6 +201,23 @@ impl Runtime for SimWorld {
         }
     }
 
+    /// Every simulated node's clock is its platform's: nothing to prepare.
+    fn prepare_clocks(&mut self, _: &[NodeId]) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn set_clock(&mut self, id: &NodeId, skew: Option<ClockSkew>) -> Result<(), RuntimeError> {
+        if self.authority(id).is_none() {
+            return Err(RuntimeError::UnknownNode(id.to_string()));
+        }
+        let mut clocks = self.clocks.lock().unwrap_or_else(PoisonError::into_inner);
+        match skew {
+            Some(skew) => clocks.insert(id.to_string(), (skew, turmoil::sim_elapsed().unwrap_or_default())),
+            None => clocks.remove(&id.to_string()),
+        };
+        Ok(())
+    }
+
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
         Ok(())
     }
@@ -262,6 +286,21 @@ impl EdgeFaults for Fabric {
 }
 
 impl Http for SimHttp {
+    fn date(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<std::time::SystemTime, String>> {
+        let mut req = http::Request::new(Bytes::new());
+        let send = url.parse::<http::Uri>().map_err(|e| format!("bad URL {url}: {e}")).map(|uri| {
+            *req.uri_mut() = uri;
+            self.send(req)
+        });
+        let url = url.to_string();
+        Box::pin(async move {
+            let res = tokio::time::timeout(timeout, send?)
+                .await
+                .map_err(|_| format!("{url}: no answer within {timeout:?}"))??;
+            gauntlet::world::reach::date_of(res.headers(), &url)
+        })
+    }
+
     fn get(
         &self,
         url: &str,

@@ -21,6 +21,7 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::binaries::{check_programs, command_program, find_program, Binaries};
+use super::clock::{ClockSkew, Faketime, NodeClocks};
 use super::compose::{ImageBuild, VolumeMount, VolumeSource, CONTAINER_PLACEHOLDER};
 use super::images::{image_for, image_for_program, LocalImage};
 use super::ledger::{self, Ledger, LedgerEntry};
@@ -76,6 +77,9 @@ pub struct DockerRuntime {
     upstreams: BTreeMap<NodeId, BTreeMap<String, String>>,
     nodes: BTreeMap<NodeId, Node>,
     partitioned: Vec<NodeId>,
+    /// The nodes a clock fault targets: their containers get libfaketime and the run's
+    /// clock folder mounted (see [`CLOCK_MOUNT`]) and preloaded.
+    clocks: NodeClocks,
     /// Resource faults in place, by node.
     held: BTreeMap<NodeId, Held>,
 }
@@ -89,6 +93,10 @@ enum Held {
     /// Memory capped; the container had `memory` and `swap` before (0: none).
     Memory { memory: i64, swap: i64, before: limits::cgroup::MemoryStat },
 }
+
+/// Where a container whose clock a fault moves finds libfaketime and the run's clock
+/// files (both mounted read-only).
+pub const CLOCK_MOUNT: &str = "/gauntlet-clock";
 
 impl DockerRuntime {
     /// A runtime for `plan`; `gauntlet` is the binary the proxy container runs.
@@ -108,6 +116,7 @@ impl DockerRuntime {
             format!("{:08x}", h.finish() as u32)
         };
         let prefix = format!("g{short}");
+        let run_dir = plan.run_dir.clone();
         let network = format!("{prefix}-net");
         let entry = LedgerEntry {
             run_id: run_id.to_string(),
@@ -135,6 +144,7 @@ impl DockerRuntime {
             nodes: BTreeMap::new(),
             partitioned: Vec::new(),
             held: BTreeMap::new(),
+            clocks: NodeClocks::new(run_dir.join("clocks")),
         }
     }
 
@@ -296,6 +306,8 @@ impl DockerRuntime {
             args = argv;
             mounts = compose.volumes.iter().map(|v| self.mount(v, &data)).collect();
         }
+        let (env, clock_mounts) = self.clock_preload(id, env)?;
+        mounts.extend(clock_mounts);
         let started = ServiceContainer {
             image,
             port: node.service.port,
@@ -326,6 +338,34 @@ impl DockerRuntime {
         );
         self.record();
         Ok(())
+    }
+
+    /// `env` and the mounts that preload libfaketime into node `id`'s container, if a
+    /// clock fault targets it: the library and the run's clock folder mounted read-only
+    /// at [`CLOCK_MOUNT`] (the folder, not the file: a file rewritten by rename would
+    /// leave a bind mount of it on the old one). Our images hold what libfaketime links
+    /// (libc, libm, the loader): the binary links them too.
+    fn clock_preload(
+        &self,
+        id: &NodeId,
+        mut env: BTreeMap<String, String>,
+    ) -> Result<(BTreeMap<String, String>, Vec<Mount>), RuntimeError> {
+        let Some(faketime) = self.clocks.faketime().filter(|_| self.clocks.targets(id)) else {
+            return Ok((env, Vec::new()));
+        };
+        self.clocks.ensure_file(id).map_err(RuntimeError::io(format!("making the clock file of {id}")))?;
+        let library = PathBuf::from(CLOCK_MOUNT).join("libfaketime.so.1");
+        let file = PathBuf::from(CLOCK_MOUNT).join("clocks").join(NodeClocks::file_name(id));
+        env.extend(Faketime::env(&library, &file));
+        let read_only = |host: &std::path::Path, at: &std::path::Path| {
+            Mount::bind_mount(host.display().to_string(), at.display().to_string())
+                .with_access_mode(testcontainers::core::AccessMode::ReadOnly)
+        };
+        let mounts = vec![
+            read_only(&faketime.library, &library),
+            read_only(self.clocks.dir(), &PathBuf::from(CLOCK_MOUNT).join("clocks")),
+        ];
+        Ok((env, mounts))
     }
 
     async fn wait_node(&mut self, id: &NodeId) -> Result<(), RuntimeError> {
@@ -446,7 +486,7 @@ pub struct ServiceContainer {
     pub env_names: super::spec::EnvNames,
     pub log: PathBuf,
     pub data: DataDir,
-    /// More volumes (a Compose service's).
+    /// Mounts besides the data folder's (a Compose service's volumes, libfaketime).
     pub mounts: Vec<Mount>,
     /// The container's name (default: one Docker makes up).
     pub name: Option<String>,
@@ -893,7 +933,24 @@ impl Runtime for DockerRuntime {
         })
     }
 
+    fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
+        let foreign = nodes.iter().find(|id| self.plan.node(id).is_some_and(|n| n.service.image.is_some()));
+        if let Some(id) = foreign {
+            return Err(RuntimeError::Unsupported(format!(
+                "`op = \"clock\"` on {id}: its service runs an `image` Gauntlet did not build, which may lack the \
+                 libraries libfaketime needs (glibc's libc and libm); move its clock on the process runtime, or give it \
+                 a `binary` or `command`"
+            )));
+        }
+        self.clocks.prepare(nodes).map_err(RuntimeError::Unsupported)
+    }
+
+    async fn set_clock(&mut self, id: &NodeId, skew: Option<ClockSkew>) -> Result<(), RuntimeError> {
+        self.clocks.set(id, skew).map_err(RuntimeError::Unsupported)
+    }
+
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
+        self.clocks.stop();
         let ids: Vec<NodeId> = self.plan.nodes.iter().rev().map(|n| n.id.clone()).collect();
         for id in ids {
             if let Some(n) = self.nodes.get_mut(&id) {

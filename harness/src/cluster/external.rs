@@ -154,6 +154,17 @@ impl Runtime for ExternalRuntime {
         }
     }
 
+    fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
+        match nodes.first() {
+            None => Ok(()),
+            Some(id) => Err(RuntimeError::Unsupported(format!(
+                "`op = \"clock\"` on {id}: the external runtime does not own its nodes, so it cannot move their \
+                 clocks; use the deployment's own tools (Chaos Mesh's TimeChaos), or run the scenario on the process \
+                 runtime"
+            ))),
+        }
+    }
+
     async fn teardown(&mut self) -> Result<(), RuntimeError> {
         if let Some(api) = &self.ingress_proxies {
             for name in self.made.drain(..) {

@@ -7,6 +7,7 @@
 //! up after a crashed one.
 
 pub mod binaries;
+pub mod clock;
 pub mod compose;
 pub mod docker;
 pub mod external;
@@ -20,6 +21,7 @@ pub mod runtime;
 pub mod spec;
 pub mod wiring;
 
+pub use clock::ClockSkew;
 pub use limits::{LimitEffect, NodeLimit};
 pub use plan::{ClusterPlan, NodeId, Ports};
 pub use runtime::{NodeOp, NodeState, NodeStatus, Readiness, Runtime, RuntimeError};

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use super::binaries::{check_programs, command_program, Binaries};
+use super::clock::{ClockSkew, Faketime, NodeClocks};
 use super::ledger::{self, Ledger, LedgerEntry, LedgerProcess};
 use super::limits::cgroup::{Hierarchy, NodeCgroup, Resource};
 use super::limits::disk::{self, Filled};
@@ -88,6 +89,9 @@ pub struct ProcessRuntime {
     /// memory is charged to it (a process moved later leaves its pages charged behind).
     memory_nodes: Vec<NodeId>,
     born_in: BTreeMap<NodeId, NodeCgroup>,
+    /// The nodes a clock fault targets: started with libfaketime preloaded, their clock
+    /// in a timestamp file of the run's `clocks` folder.
+    clocks: NodeClocks,
 }
 
 impl ProcessRuntime {
@@ -110,6 +114,7 @@ impl ProcessRuntime {
             },
             ..Default::default()
         };
+        let run_dir = plan.run_dir.clone();
         Self {
             plan,
             binaries,
@@ -124,6 +129,7 @@ impl ProcessRuntime {
             held: BTreeMap::new(),
             memory_nodes: Vec::new(),
             born_in: BTreeMap::new(),
+            clocks: NodeClocks::new(run_dir.join("clocks")),
         }
     }
 
@@ -157,6 +163,16 @@ impl ProcessRuntime {
                 (self.command_program(&c[0]), c[1..].to_vec())
             }
         }
+    }
+
+    /// The environment that preloads libfaketime into node `id`, if a clock fault
+    /// targets it (its timestamp file made at true time on its first start).
+    fn clock_env(&self, id: &NodeId) -> Result<Vec<(String, String)>, RuntimeError> {
+        let Some(faketime) = self.clocks.faketime().filter(|_| self.clocks.targets(id)) else {
+            return Ok(Vec::new());
+        };
+        let file = self.clocks.ensure_file(id).map_err(RuntimeError::io(format!("making the clock file of {id}")))?;
+        Ok(Faketime::env(&faketime.library, &file))
     }
 
     fn command_program(&self, program: &str) -> PathBuf {
@@ -196,12 +212,14 @@ impl ProcessRuntime {
         }
         let (program, args) = self.program(&node, &fill);
         let env: Vec<(String, String)> = node.env.iter().map(|(k, v)| (k.clone(), fill.fill(v))).collect();
+        let clock_env = self.clock_env(id)?;
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .env_clear()
             .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME" || k == "RUST_BACKTRACE"))
             .envs(env)
             .envs(self.upstreams.get(id).into_iter().flatten())
+            .envs(clock_env)
             .current_dir(&node.data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -535,6 +553,14 @@ impl Runtime for ProcessRuntime {
         Ok(())
     }
 
+    fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
+        self.clocks.prepare(nodes).map_err(RuntimeError::Unsupported)
+    }
+
+    async fn set_clock(&mut self, id: &NodeId, skew: Option<ClockSkew>) -> Result<(), RuntimeError> {
+        self.clocks.set(id, skew).map_err(RuntimeError::Unsupported)
+    }
+
     async fn limit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<(), RuntimeError> {
         let state = self.procs.get(id).map(|p| p.state).ok_or_else(|| RuntimeError::UnknownNode(id.to_string()))?;
         let pid = match self.procs.get(id) {
@@ -714,6 +740,7 @@ impl ProcessRuntime {
     /// Lifts every resource fault, removes the run's cgroups and unmounts its data
     /// filesystems (after the processes are gone); returns what could not be removed.
     fn remove_limits(&mut self) -> Vec<String> {
+        self.clocks.stop();
         let mut left = Vec::new();
         let dirs: BTreeMap<NodeId, PathBuf> = self.plan.nodes.iter().map(|n| (n.id.clone(), n.store_dir())).collect();
         for (id, held) in std::mem::take(&mut self.held) {

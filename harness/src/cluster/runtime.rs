@@ -6,6 +6,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use super::clock::ClockSkew;
 use super::limits::{LimitEffect, NodeLimit};
 use super::plan::{ClusterPlan, NodeId};
 
@@ -161,6 +162,36 @@ pub trait Runtime: Send {
     ) -> impl Future<Output = Result<LimitEffect, RuntimeError>> + Send {
         let _ = (id, limit);
         async move { Ok(LimitEffect::default()) }
+    }
+    /// Checks, before anything starts, that this runtime can move the wall clock of each
+    /// of `nodes` (the targets of the scenario's clock faults), and prepares them for it
+    /// (a process node is started with libfaketime preloaded). Refuses, naming what is
+    /// missing, so a scenario is refused at its start. A runtime without clocks to move
+    /// refuses any.
+    fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
+        match nodes.first() {
+            None => Ok(()),
+            Some(id) => Err(RuntimeError::Unsupported(format!(
+                "`op = \"clock\"` on {id}: this runtime cannot move a node's clock; run the scenario on the process \
+                 or docker runtime, or with `gauntlet sim`"
+            ))),
+        }
+    }
+    /// Sets node `id`'s wall clock to `skew` from now on, or back to true time (`None`);
+    /// a node prepared by [`Runtime::prepare_clocks`] keeps it across restarts.
+    fn set_clock(
+        &mut self,
+        id: &NodeId,
+        skew: Option<ClockSkew>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        // Putting a clock back is never refused: there is nothing to undo.
+        let refused = match skew {
+            Some(_) => self
+                .prepare_clocks(std::slice::from_ref(id))
+                .and(Err(RuntimeError::Unsupported(format!("the clock of {id} is not moved by this runtime")))),
+            None => Ok(()),
+        };
+        async move { refused }
     }
     /// Every node and its state.
     fn status(&mut self) -> Vec<NodeStatus>;

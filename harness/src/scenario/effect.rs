@@ -11,7 +11,10 @@
 //! - an edge `down`: the bytes its proxies carried from the start of the load until it
 //!   was cut (the edge was live when it went down; once down it counts nothing);
 //! - a node fault: the bytes its edges carried until it struck and the operations in
-//!   flight at that moment, by how they ended (ok, fail, info).
+//!   flight at that moment, by how they ended (ok, fail, info);
+//! - a clock fault: the node's clock as its own answers read it (their `Date` header)
+//!   against the harness's, just before it was put back; a reading further than
+//!   [`CLOCK_TOLERANCE`] from the setting counts as a fault that did not take.
 //!
 //! A measured effect of zero fails the run ("the experiment did not happen") unless the
 //! fault says `expect_effect = false`. An effect that could not be measured (a Toxiproxy
@@ -128,6 +131,29 @@ impl Effect {
     pub fn is_nothing(&self) -> bool {
         self.measured && self.touched == 0
     }
+}
+
+/// How far a clock read back may be from the offset set (beyond the reading's own
+/// uncertainty) for the fault to count as having taken.
+pub const CLOCK_TOLERANCE: f64 = 1.0;
+
+/// What a clock fault did: node `node`'s clock read `reading`, `expected` seconds off
+/// true time as set. Touched is the offset read in milliseconds, or 0 when it is not
+/// the one set.
+pub fn clock_effect(node: impl std::fmt::Display, reading: &super::clock::ClockReading, expected: f64) -> Effect {
+    let way = if reading.offset < 0.0 { "behind" } else { "ahead" };
+    let took = (reading.offset - expected).abs() <= CLOCK_TOLERANCE + reading.within;
+    let mut detail = format!(
+        "clock of {node} read {:.2} s {way} (Date header, ±{:.2} s), set {}",
+        reading.offset.abs(),
+        reading.within,
+        crate::cluster::clock::signed_secs(expected)
+    );
+    if !took {
+        detail.push_str(&format!("; not the offset set (more than {CLOCK_TOLERANCE} s off): the fault did not take"));
+    }
+    let touched = if took { (reading.offset.abs() * 1000.0).round() as u64 } else { 0 };
+    Effect { measured: true, touched, detail }
 }
 
 /// The operations of a run's history in flight when a fault struck, by how they ended:

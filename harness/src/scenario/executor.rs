@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::clock::ClockReading;
 use super::data;
 use super::effect::{self, Counters, Effect};
 use super::gauges;
@@ -76,6 +77,9 @@ struct Observed {
     at_remove: Option<Counters>,
     /// What a resource fault did, read back when it was lifted.
     limit: Option<LimitEffect>,
+    /// The node's clock as read from its answers just before a clock fault was lifted,
+    /// or why it could not be read.
+    clock: Option<Result<ClockReading, String>>,
 }
 
 impl FaultRecord {
@@ -854,7 +858,7 @@ async fn run_timeline<R: Runtime>(
             pending.remove(k);
             let fault = &scenario.faults[i];
             match (&fault.action, &fault.target) {
-                (FaultAction::Node(_) | FaultAction::Limit(_), FaultTarget::Node(node)) => {
+                (FaultAction::Node(_) | FaultAction::Limit(_) | FaultAction::Clock(_), FaultTarget::Node(node)) => {
                     let observed = &mut outcome.faults[i].observed;
                     let started = node_change(&fault.action, node, change, cluster, observed).await;
                     match started {
@@ -934,6 +938,14 @@ async fn node_change<R: Runtime>(
         (FaultAction::Node(op), Change::Apply) => Some(*op),
         (FaultAction::Node(op), Change::Remove) => Fault::inverse(*op),
         (FaultAction::Limit(limit), Change::Apply) => return cluster.runtime.limit(node, limit).await.map(|()| None),
+        (FaultAction::Clock(skew), Change::Apply) => {
+            return cluster.runtime.set_clock(node, Some(*skew)).await.map(|()| None);
+        }
+        (FaultAction::Clock(_), Change::Remove) => {
+            // Read while the skew still holds, then put the clock back whatever was read.
+            observed.clock = Some(read_node_clock(cluster, node).await);
+            return cluster.runtime.set_clock(node, None).await.map(|()| None);
+        }
         (FaultAction::Limit(limit), Change::Remove) => {
             let effect = cluster.runtime.unlimit(node, limit).await?;
             let ended = effect.node_ended;
@@ -946,6 +958,14 @@ async fn node_change<R: Runtime>(
         Some(op) => cluster.runtime.node_op_detached(node, op).await,
         None => Ok(None),
     }
+}
+
+/// Node `id`'s clock read back from its answers (its `/health`), against the world's.
+async fn read_node_clock<R: Runtime>(cluster: &mut Cluster<R>, id: &NodeId) -> Result<ClockReading, String> {
+    let name = id.to_string();
+    let addr = cluster.runtime.status().into_iter().find(|n| n.id == name).map(|n| n.addr);
+    let addr = addr.ok_or_else(|| format!("{id} is not in the cluster's status"))?;
+    super::clock::read(&*cluster.reach.http, &format!("http://{addr}/health"), cluster.reach.clock).await
 }
 
 /// Records a change that was under way: a restarted node's readiness goes to its
@@ -1063,7 +1083,9 @@ async fn edge_change(
             }
             Ok(())
         }
-        (FaultAction::Node(_) | FaultAction::Limit(_), _) => anyhow::bail!("a node operation is not an edge change"),
+        (FaultAction::Node(_) | FaultAction::Limit(_) | FaultAction::Clock(_), _) => {
+            anyhow::bail!("a node operation is not an edge change")
+        }
     }
 }
 
@@ -1071,7 +1093,7 @@ async fn edge_change(
 /// what a resource fault did goes to `observed`.
 async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>, observed: &mut Observed) -> anyhow::Result<()> {
     match (&fault.action, &fault.target) {
-        (FaultAction::Node(_) | FaultAction::Limit(_), FaultTarget::Node(id)) => {
+        (FaultAction::Node(_) | FaultAction::Limit(_) | FaultAction::Clock(_), FaultTarget::Node(id)) => {
             if let Some(ready) = node_change(&fault.action, id, Change::Remove, cluster, observed).await? {
                 let r = ready.await;
                 cluster.runtime.node_ready(id, &r);
@@ -1079,7 +1101,7 @@ async fn remove<R: Runtime>(fault: &Fault, cluster: &mut Cluster<R>, observed: &
             }
             Ok(())
         }
-        (FaultAction::Node(_) | FaultAction::Limit(_), FaultTarget::Edge { .. }) => Ok(()),
+        (FaultAction::Node(_) | FaultAction::Limit(_) | FaultAction::Clock(_), FaultTarget::Edge { .. }) => Ok(()),
         (action, target) => {
             edge_change(action, &*cluster.reach.faults, &proxies(cluster, target), Change::Remove).await
         }
@@ -1102,6 +1124,18 @@ fn observe_effects<R: Runtime>(scenario: &Scenario, cluster: &Cluster<R>, outcom
             record.effect = Some(match &obs.limit {
                 Some(l) => Effect { measured: true, touched: l.touched, detail: l.detail.clone() },
                 None => Effect::unmeasured("the limit was not lifted, so its counters were not read"),
+            });
+            continue;
+        }
+        if let (FaultAction::Clock(skew), FaultTarget::Node(node)) = (&fault.action, &fault.target) {
+            let held = match (record.applied_at, record.removed_at) {
+                (Some(a), Some(r)) => Duration::from_secs_f64((r - a).max(0.0)),
+                _ => Duration::ZERO,
+            };
+            record.effect = Some(match &obs.clock {
+                Some(Ok(reading)) => effect::clock_effect(node, reading, skew.offset_after(held)),
+                Some(Err(e)) => Effect::unmeasured(format!("the clock of {node} could not be read: {e}")),
+                None => Effect::unmeasured("the clock was not put back, so it was not read"),
             });
             continue;
         }
@@ -1152,10 +1186,12 @@ fn observe_effects<R: Runtime>(scenario: &Scenario, cluster: &Cluster<R>, outcom
                     }
                 }
             }
-            (FaultAction::Node(_) | FaultAction::Limit(_), FaultTarget::Edge { .. }) => {
+            (FaultAction::Node(_) | FaultAction::Limit(_) | FaultAction::Clock(_), FaultTarget::Edge { .. }) => {
                 Effect::unmeasured("a node operation on an edge")
             }
-            (FaultAction::Limit(_), FaultTarget::Node(_)) => Effect::unmeasured("measured above"),
+            (FaultAction::Limit(_) | FaultAction::Clock(_), FaultTarget::Node(_)) => {
+                Effect::unmeasured("measured above")
+            }
         });
     }
 }

@@ -8,6 +8,7 @@
 //! gauges for SLOs on them.
 
 pub mod capacity;
+pub mod clock;
 pub mod data;
 pub mod effect;
 pub mod executor;

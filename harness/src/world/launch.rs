@@ -215,8 +215,10 @@ pub async fn run_on<W: World>(
 ) -> Result<RunOutcome, CliError> {
     let t0 = Instant::now();
     let progress = |msg: &str| on_event(LaunchEvent::Step { elapsed: t0.elapsed(), message: msg.to_string() });
-    // A resource fault this world cannot hold refuses the scenario before anything starts.
-    if let Err(e) = world.prepare_limits(&scenario.limits()) {
+    // A resource or clock fault this world cannot hold refuses the scenario before anything starts.
+    let prepared =
+        world.prepare_limits(&scenario.limits()).and_then(|()| world.prepare_clocks(&scenario.clock_nodes()));
+    if let Err(e) = prepared {
         let _ = world.teardown().await;
         return Err(CliError::BadInput(format!("{}: {e}", scenario.file.display())));
     }

@@ -11,7 +11,9 @@ use crate::cluster::ledger::Ledger;
 use crate::cluster::plan::{ClusterPlan, NodeId};
 use crate::cluster::process::ProcessRuntime;
 use crate::cluster::wiring::Wiring;
-use crate::cluster::{ClusterSpec, LimitEffect, NodeLimit, NodeOp, NodeStatus, Readiness, Runtime, RuntimeError};
+use crate::cluster::{
+    ClockSkew, ClusterSpec, LimitEffect, NodeLimit, NodeOp, NodeStatus, Readiness, Runtime, RuntimeError,
+};
 use crate::exit::CliError;
 use crate::faults::client::ToxiproxyClient;
 use crate::faults::ProxyServer;
@@ -182,6 +184,14 @@ impl Runtime for AnyWorld {
 
     async fn unlimit(&mut self, id: &NodeId, limit: &NodeLimit) -> Result<LimitEffect, RuntimeError> {
         each!(self, w => w.unlimit(id, limit).await)
+    }
+
+    fn prepare_clocks(&mut self, nodes: &[NodeId]) -> Result<(), RuntimeError> {
+        each!(self, w => w.prepare_clocks(nodes))
+    }
+
+    async fn set_clock(&mut self, id: &NodeId, skew: Option<ClockSkew>) -> Result<(), RuntimeError> {
+        each!(self, w => w.set_clock(id, skew).await)
     }
 
     fn status(&mut self) -> Vec<NodeStatus> {

@@ -31,6 +31,9 @@ pub trait Http: Send + Sync {
         token: Option<&str>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<(u16, String), String>>;
+    /// `GET url` answered within `timeout`: the time its `Date` header says (the
+    /// answering node's wall clock, to the second), whatever the status.
+    fn date(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<SystemTime, String>>;
 }
 
 /// The API of a world's edge proxies, as Toxiproxy's: toxics by name on a proxy, a
@@ -115,6 +118,22 @@ impl Http for HostHttp {
             Ok((status, text))
         })
     }
+
+    fn date(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<SystemTime, String>> {
+        let client = reqwest::Client::builder().timeout(timeout).no_proxy().build();
+        let url = url.to_string();
+        Box::pin(async move {
+            let res = client.map_err(|e| e.to_string())?.get(&url).send().await.map_err(|e| e.to_string())?;
+            date_of(res.headers(), &url)
+        })
+    }
+}
+
+/// The time the `Date` header of an answer from `url` says.
+pub fn date_of(headers: &http::HeaderMap, url: &str) -> Result<SystemTime, String> {
+    let date = headers.get(http::header::DATE).ok_or_else(|| format!("{url} answered without a Date header"))?;
+    let text = date.to_str().map_err(|_| format!("{url} answered an unreadable Date header"))?;
+    httpdate::parse_http_date(text).map_err(|e| format!("{url} answered Date: {text} ({e})"))
 }
 
 impl EdgeFaults for ToxiproxyClient {

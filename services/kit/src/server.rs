@@ -74,6 +74,7 @@ impl ServiceApp {
             .layer(DefaultBodyLimit::max(self.config.body_limit))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(middleware::from_fn(request_context))
+            .layer(middleware::from_fn(stamp_date))
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains and closes.
@@ -341,4 +342,17 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// Stamps every answer's `Date` from the service's wall clock ([`crate::platform::now`])
+/// as it is now. hyper's own stamp is cached until the clock passes the next whole
+/// second, so after the clock jumps back it shows the later time it stamped last until
+/// the clock catches up; and in a simulation it would read the host's clock, not the
+/// node's.
+async fn stamp_date(req: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    if let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(crate::platform::now())) {
+        res.headers_mut().insert(http::header::DATE, date);
+    }
+    res
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::cluster::clock::{self, ClockSkew};
 use crate::cluster::limits::Direction;
 use crate::cluster::limits::{parse_bytes, Bytes, DEFAULT_DISK_SIZE, MAX_BYTES};
 use crate::cluster::plan::{ReplicaOverrides, CLIENT};
@@ -444,10 +445,11 @@ fn node_fault(
     cluster: &ClusterChoice,
 ) -> Checked<Fault> {
     let limit_op = f.op.as_ref().filter(|o| LIMIT_OPS.contains(&o.get_ref().as_str()));
-    if f.toxic.is_some() || f.stream.is_some() || (f.attributes.is_some() && limit_op.is_none()) {
+    let clock_op = f.op.as_ref().filter(|o| o.get_ref() == "clock");
+    if f.toxic.is_some() || f.stream.is_some() || (f.attributes.is_some() && limit_op.is_none() && clock_op.is_none()) {
         return here(
             node.span(),
-            "a node fault takes `op`, not `toxic`, `attributes` or `stream` (`attributes` only with cpu, memory, disk_full or packet_loss)",
+            "a node fault takes `op`, not `toxic`, `attributes` or `stream` (`attributes` only with cpu, memory, disk_full, packet_loss or clock)",
         );
     }
     let Some(id) = NodeId::parse(node.get_ref()) else {
@@ -466,9 +468,24 @@ fn node_fault(
     let Some(op_text) = &f.op else {
         return here(
             node.span(),
-            "a node fault needs `op`: kill, stop, pause, restart, partition, cpu, memory, disk_full or packet_loss",
+            "a node fault needs `op`: kill, stop, pause, restart, partition, cpu, memory, disk_full, packet_loss or clock",
         );
     };
+    if let Some(op) = clock_op {
+        let Some(length) = length else {
+            return here(op.span(), "`clock` needs `for` (the clock is put back to true time when it ends)");
+        };
+        let skew = clock_skew(op, f.attributes.as_ref())?;
+        let target = FaultTarget::Node(id);
+        return Ok(Fault {
+            label: format!("f{n} {target} {skew}"),
+            target,
+            action: FaultAction::Clock(skew),
+            at,
+            until: at + length,
+            expect_effect: true,
+        });
+    }
     if let Some(op) = limit_op {
         let Some(length) = length else {
             return here(op.span(), format!("`{}` needs `for` (the limit is lifted when it ends)", op.get_ref()));
@@ -621,6 +638,28 @@ fn node_limit(op: &Spanned<String>, attributes: Option<&toml::Table>) -> Checked
         }
     };
     Ok(limit)
+}
+
+/// A clock fault from its `attributes` (`offset`, optionally `drift`), every mistake
+/// at the `op`.
+fn clock_skew(op: &Spanned<String>, attributes: Option<&toml::Table>) -> Checked<ClockSkew> {
+    let span = op.span();
+    let empty = toml::Table::new();
+    let attrs = attributes.unwrap_or(&empty);
+    if let Some(k) = attrs.keys().find(|k| !["offset", "drift"].contains(&k.as_str())) {
+        return here(span, format!("`clock` takes attributes offset and drift, not `{k}`"));
+    }
+    let text = |key: &str| match attrs.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
+        Some(other) => here(span.clone(), format!("`{key}` is a string like \"+90s\", not {other}")),
+    };
+    let Some(offset) = text("offset")? else {
+        return here(span, "`clock` needs attributes = { offset = \"+90s\" } (ahead) or \"-30s\" (behind)");
+    };
+    let offset_ms = clock::parse_offset(offset).map_err(|e| Located::Here(span.clone(), e))?;
+    let drift = text("drift")?.map(clock::parse_drift).transpose().map_err(|e| Located::Here(span.clone(), e))?;
+    Ok(ClockSkew { offset_ms, drift: drift.unwrap_or(0.0) })
 }
 
 fn check_slo(

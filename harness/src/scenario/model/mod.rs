@@ -66,7 +66,7 @@ use std::time::Duration;
 
 use crate::cluster::plan::ReplicaOverrides;
 use crate::cluster::spec::line_col;
-use crate::cluster::{ClusterSpec, Edge, NodeId, NodeLimit, NodeOp};
+use crate::cluster::{ClockSkew, ClusterSpec, Edge, NodeId, NodeLimit, NodeOp};
 use crate::faults::Toxic;
 use crate::load::schedule::ArrivalSchedule;
 use crate::load::slo::{SloSpec, Window};
@@ -205,6 +205,9 @@ pub enum FaultAction {
     Node(NodeOp),
     /// A resource fault on a node (CPU share, memory limit, full disk), lifted at the end.
     Limit(NodeLimit),
+    /// The node's wall clock set to a skew, put back to true time at the end (a jump is
+    /// a second clock fault starting when the first ends).
+    Clock(ClockSkew),
 }
 
 /// One entry of the fault timeline.
@@ -404,6 +407,20 @@ impl Scenario {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The nodes whose clock a fault moves, each once: what a runtime must prepare
+    /// before the cluster starts.
+    pub fn clock_nodes(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = Vec::new();
+        for f in &self.faults {
+            if let (FaultAction::Clock(_), FaultTarget::Node(id)) = (&f.action, &f.target) {
+                if !nodes.contains(id) {
+                    nodes.push(id.clone());
+                }
+            }
+        }
+        nodes
     }
 
     /// The SLOs (also the workload's).

@@ -183,7 +183,8 @@ pub(super) struct RawFault {
     /// (`spare_head = true`). For a node's resource fault: `share = 0.2` (op "cpu", a
     /// share of one core), `limit = "64MiB"` (op "memory"), `leave = "1MiB"` and
     /// optionally `size = "64MiB"` (op "disk_full": bytes left free on a data
-    /// filesystem of that size).
+    /// filesystem of that size). For a clock fault: `offset = "+90s"` (ahead) or
+    /// `"-30s"` (behind), optionally `drift = "+50ms/s"` (gained per second from then).
     #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub(super) attributes: Option<toml::Table>,
     /// Share of connections the toxic acts on, 0..1 (default 1).
@@ -192,7 +193,9 @@ pub(super) struct RawFault {
     #[schemars(with = "Option<String>")]
     pub(super) node: Option<Spanned<String>>,
     /// kill, stop, pause, restart or partition; or a resource fault held for `for`:
-    /// cpu, memory or disk_full (its size in `attributes`).
+    /// cpu, memory or disk_full (its size in `attributes`); or clock, the node's wall
+    /// clock moved for `for` (its offset in `attributes`; a jump mid-run is a second
+    /// clock fault starting when the first ends).
     #[schemars(with = "Option<String>")]
     pub(super) op: Option<Spanned<String>>,
     /// When it starts, from the start of the load ("10s").

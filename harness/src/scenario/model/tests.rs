@@ -360,3 +360,56 @@ fn mistakes_in_resource_faults_point_at_their_op_and_say_what_to_give() {
         assert!(e.message.contains(what), "{what}: {e}");
     }
 }
+
+#[test]
+fn clock_faults_parse_with_offset_and_drift_and_a_jump_is_the_next_fault() {
+    let s = parse(
+        r#"
+[[fault]]
+node = "api-0"
+op = "clock"
+attributes = { offset = "+90s" }
+at = "2s"
+for = "5s"
+[[fault]]
+node = "api-0"
+op = "clock"
+attributes = { offset = "-30s", drift = "+50ms/s" }
+at = "7s"
+for = "5s"
+"#,
+    )
+    .unwrap();
+    use crate::cluster::ClockSkew;
+    assert_eq!(s.faults[0].action, FaultAction::Clock(ClockSkew { offset_ms: 90_000, drift: 0.0 }));
+    assert_eq!(s.faults[1].action, FaultAction::Clock(ClockSkew { offset_ms: -30_000, drift: 0.05 }));
+    assert_eq!(s.faults[1].label, "f2 api-0 clock -30s drifting +50ms/s");
+    assert_eq!(s.clock_nodes(), vec![NodeId::parse("api-0").unwrap()], "each node once");
+    assert!(s.limits().is_empty(), "a clock fault is no resource fault");
+}
+
+#[test]
+fn mistakes_in_clock_faults_point_at_their_op_and_say_what_to_give() {
+    let fault =
+        |attrs: &str, dur: &str| format!("[[fault]]\nnode = \"api-0\"\nop = \"clock\"\n{attrs}at = \"1s\"\n{dur}");
+    let cases = [
+        (fault("", "for = \"1s\"\n"), "needs attributes = { offset = \"+90s\" }"),
+        (fault("attributes = { offset = \"+90s\" }\n", ""), "`clock` needs `for`"),
+        (fault("attributes = { offset = \"soon\" }\n", "for = \"1s\"\n"), "not an offset like"),
+        (fault("attributes = { offset = 90 }\n", "for = \"1s\"\n"), "a string like"),
+        (fault("attributes = { offset = \"+400days\" }\n", "for = \"1s\"\n"), "more than a year"),
+        (fault("attributes = { offset = \"+1s\", drift = \"+1s\" }\n", "for = \"1s\"\n"), "not a drift like"),
+        (fault("attributes = { offset = \"+1s\", drift = \"+2s/s\" }\n", "for = \"1s\"\n"), "drifts more than"),
+        (fault("attributes = { offset = \"+1s\", rate = 2 }\n", "for = \"1s\"\n"), "not `rate`"),
+    ];
+    for (extra, what) in cases {
+        let e = parse(&extra).unwrap_err();
+        // At the `op` value of the fault (BASE is 13 lines, then `[[fault]]` and `node`).
+        assert_eq!((e.line, e.column), (16, 6), "{what}: {e}");
+        assert!(e.message.contains(what), "{what}: {e}");
+    }
+    let overlapping =
+        "[[fault]]\nnode = \"api-0\"\nop = \"clock\"\nattributes = { offset = \"+1s\" }\nat = \"1s\"\nfor = \"5s\"\n\
+         [[fault]]\nnode = \"api-0\"\nop = \"clock\"\nattributes = { offset = \"+9s\" }\nat = \"3s\"\nfor = \"5s\"\n";
+    assert!(parse(overlapping).unwrap_err().message.contains("same node at the same time"));
+}
