@@ -305,8 +305,7 @@ pub fn parse(raw: &str, normalised: &str, file: &Path, more: &[EdgeSpec]) -> Res
                 })?
             }
             (None, None, Some(f)) => {
-                let path = dir.join(f);
-                let path = std::path::absolute(&path).unwrap_or(path);
+                let path = lexical(&dir.join(f));
                 let list = files.entry(e.from.clone()).or_default();
                 let i = match list.iter().position(|(p, _)| *p == path) {
                     Some(i) => i,
@@ -803,8 +802,26 @@ fn volume(v: &Value, dir: &Path) -> Result<VolumeMount, String> {
         _ => return Err("a volume is SOURCE:TARGET or a mapping".into()),
     };
     let is_path = source.starts_with(['/', '.', '~']);
-    let source = if is_path { VolumeSource::Bind(dir.join(source)) } else { VolumeSource::Named(source) };
+    let source = if is_path { VolumeSource::Bind(lexical(&dir.join(source))) } else { VolumeSource::Named(source) };
     Ok(VolumeMount { source, target, read_only })
+}
+
+/// `path` made absolute with its `.` and `..` resolved by name (the Compose tool writes
+/// bind sources so; a file reached as `/tmp/x/../y/f` must compare equal to `/tmp/y/f`).
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -984,6 +1001,15 @@ struct RawServiceExt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_reached_through_dot_dot_is_the_file_the_compose_tool_names() {
+        assert_eq!(
+            lexical(Path::new("/tmp/x/../fresh/./api/webdis.json")),
+            PathBuf::from("/tmp/fresh/api/webdis.json")
+        );
+        assert_eq!(lexical(Path::new("/a/b/../../c")), PathBuf::from("/c"));
+    }
 
     #[test]
     fn an_address_is_rewired_in_the_shape_it_was_written() {
