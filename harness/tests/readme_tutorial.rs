@@ -12,7 +12,7 @@ mod scenario_common;
 
 use std::path::Path;
 
-use scenario_common::{report_json, workspace};
+use scenario_common::{missing_programs, report_json, runs_or_skips, workspace};
 
 /// One step of the tutorial.
 #[derive(Debug)]
@@ -56,18 +56,8 @@ fn steps(readme: &str) -> Vec<Step> {
 }
 
 fn installed() -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let missing: Vec<&str> = ["redis-server", "webdis"]
-        .into_iter()
-        .filter(|p| !std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let required = std::env::var("GAUNTLET_REQUIRE_EXAMPLES").is_ok_and(|v| v == "1");
-    assert!(!required, "GAUNTLET_REQUIRE_EXAMPLES=1 but {missing:?} are missing (apt-get install redis-server webdis)");
-    eprintln!("skipped: {missing:?} missing (apt-get install redis-server webdis)");
-    false
+    let missing = missing_programs(&["redis-server", "webdis"]);
+    runs_or_skips(&missing, "GAUNTLET_REQUIRE_EXAMPLES", "apt-get install redis-server webdis")
 }
 
 /// Runs `script` with `sh -eu` in `dir`, `gauntlet` first on PATH.

@@ -19,6 +19,9 @@ use gauntlet::cluster::ledger::Ledger;
 use gauntlet::cluster::limits::{container, Direction};
 use gauntlet::cluster::plan::{ClusterPlan, NodeId, Ports, ReplicaOverrides};
 use gauntlet::cluster::{ClusterSpec, NodeLimit, Runtime};
+use scenario_common::{missing_programs, runs_or_skips};
+
+mod scenario_common;
 
 const CLUSTER: &str = r#"
 name = "limits"
@@ -54,23 +57,9 @@ fn can_run() -> bool {
         eprintln!("skipped: no Docker engine is reachable ({why})");
         return false;
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let missing: Vec<&str> = ["redis-server", "webdis"]
-        .into_iter()
-        .filter(|p| !std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-        .collect();
-    if !missing.is_empty() {
-        assert!(!required("GAUNTLET_REQUIRE_EXAMPLES"), "GAUNTLET_REQUIRE_EXAMPLES=1 but {missing:?} are missing");
-        eprintln!("skipped: {missing:?} missing (apt-get install redis-server webdis)");
-        return false;
-    }
-    let lacking = container::packet_loss_missing();
-    if !lacking.is_empty() {
-        assert!(!required("GAUNTLET_REQUIRE_DOCKER"), "GAUNTLET_REQUIRE_DOCKER=1 but this machine lacks {lacking:?}");
-        eprintln!("skipped: {lacking:?}");
-        return false;
-    }
-    true
+    let missing = missing_programs(&["redis-server", "webdis"]);
+    runs_or_skips(&missing, "GAUNTLET_REQUIRE_EXAMPLES", "apt-get install redis-server webdis")
+        && runs_or_skips(&container::packet_loss_missing(), "GAUNTLET_REQUIRE_DOCKER", "root, nftables, util-linux")
 }
 
 fn docker(args: &[&str]) -> String {
@@ -191,16 +180,12 @@ async fn futures_catch<F: std::future::Future<Output = ()>>(
     f.catch_unwind().await
 }
 
-fn workspace() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 fn gauntlet_run(scenario: &str, extra: &[&str]) -> (std::process::Output, tempfile::TempDir) {
     let runs = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
         .args(["run", "--profile", "debug", "--runs"])
         .arg(runs.path())
-        .arg(workspace().join(scenario))
+        .arg(scenario_common::workspace().join(scenario))
         .args(extra)
         .output()
         .unwrap();

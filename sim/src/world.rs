@@ -285,20 +285,34 @@ impl EdgeFaults for Fabric {
     }
 }
 
-impl Http for SimHttp {
-    fn date(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<std::time::SystemTime, String>> {
+impl SimHttp {
+    /// A GET of `url` (with `token` as a bearer), its answer within `timeout`.
+    fn fetch(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<http::Response<Bytes>, String>> {
         let mut req = http::Request::new(Bytes::new());
+        if let Some(token) = token.and_then(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+            req.headers_mut().insert(http::header::AUTHORIZATION, token);
+        }
         let send = url.parse::<http::Uri>().map_err(|e| format!("bad URL {url}: {e}")).map(|uri| {
             *req.uri_mut() = uri;
             self.send(req)
         });
         let url = url.to_string();
         Box::pin(async move {
-            let res = tokio::time::timeout(timeout, send?)
-                .await
-                .map_err(|_| format!("{url}: no answer within {timeout:?}"))??;
-            gauntlet::world::reach::date_of(res.headers(), &url)
+            tokio::time::timeout(timeout, send?).await.map_err(|_| format!("{url}: no answer within {timeout:?}"))?
         })
+    }
+}
+
+impl Http for SimHttp {
+    fn date(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<std::time::SystemTime, String>> {
+        let answer = self.fetch(url, None, timeout);
+        let url = url.to_string();
+        Box::pin(async move { gauntlet::world::reach::date_of(answer.await?.headers(), &url) })
     }
 
     fn get(
@@ -307,20 +321,9 @@ impl Http for SimHttp {
         token: Option<&str>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<(u16, String), String>> {
-        let mut req = http::Request::new(Bytes::new());
-        let uri = url.parse::<http::Uri>().map_err(|e| format!("bad URL {url}: {e}"));
-        if let Some(token) = token.and_then(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
-            req.headers_mut().insert(http::header::AUTHORIZATION, token);
-        }
-        let send = uri.map(|uri| {
-            *req.uri_mut() = uri;
-            self.send(req)
-        });
-        let url = url.to_string();
+        let answer = self.fetch(url, token, timeout);
         Box::pin(async move {
-            let res = tokio::time::timeout(timeout, send?)
-                .await
-                .map_err(|_| format!("{url}: no answer within {timeout:?}"))??;
+            let res = answer.await?;
             Ok((res.status().as_u16(), String::from_utf8_lossy(res.body()).into_owned()))
         })
     }

@@ -76,3 +76,24 @@ pub fn report_json(stdout: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no report.json in the output:\n{stdout}"));
     serde_json::from_slice(&std::fs::read(path).expect("report.json is readable")).expect("report.json is JSON")
 }
+
+/// The `programs` not on PATH.
+pub fn missing_programs(programs: &[&str]) -> Vec<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    programs
+        .iter()
+        .filter(|p| !std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+        .map(|p| p.to_string())
+        .collect()
+}
+
+/// Whether a test that needs what `missing` lacks may run: yes when nothing is missing;
+/// a failure when the switch `require` is 1 (`.ci/run` installed it); else a skip, saying why.
+pub fn runs_or_skips(missing: &[String], require: &str, install: &str) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(std::env::var(require).as_deref() != Ok("1"), "{require}=1 but {missing:?} are missing ({install})");
+    eprintln!("skipped: {missing:?} missing ({install})");
+    false
+}
